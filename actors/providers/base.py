@@ -1,0 +1,98 @@
+"""What every provider adapter offers the turn loop: a streamed call in the canonical format."""
+from __future__ import annotations
+
+import enum
+from typing import AsyncIterator, Protocol, Union
+
+import attrs
+from attrs import frozen
+
+from protocol.canonical import Message, ToolDefinition, ToolUseBlock, Usage
+
+
+class ErrorClass(enum.StrEnum):
+    AUTH = "auth"
+    RATE_LIMIT = "rate_limit"
+    SERVER_ERROR = "server_error"
+    NETWORK = "network"
+    TIMEOUT = "timeout"
+    CONTEXT_LENGTH = "context_length"
+    BAD_REQUEST = "bad_request"
+
+
+TRANSIENT = frozenset({ErrorClass.RATE_LIMIT, ErrorClass.SERVER_ERROR, ErrorClass.NETWORK, ErrorClass.TIMEOUT})
+
+
+class ProviderError(Exception):
+    """A classified failure of one provider call (classified by status/type/exception, never text)."""
+
+    def __init__(
+        self,
+        error_class: ErrorClass,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        partial_text: str = "",
+        usage: Usage | None = None,
+    ):
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.partial_text = partial_text
+        self.usage = usage
+
+    @property
+    def transient(self) -> bool:
+        return self.error_class in TRANSIENT
+
+
+@frozen
+class LLMRequest:
+    model: str                                  # the provider's own model name
+    messages: tuple[Message, ...]
+    system: str | None = None
+    tools: tuple[ToolDefinition, ...] = ()
+    max_tokens: int = 4096
+    output_schema: dict | None = None
+    temperature: float | None = None
+    supports_thinking: bool = False             # False: thinking blocks are dropped on the way out
+    supports_images: bool = True
+
+
+@frozen
+class TextChunk:
+    text: str
+
+
+@frozen
+class ThinkingChunk:
+    text: str
+
+
+@frozen
+class ToolUseChunk:
+    """A complete tool call (streamed argument fragments are assembled by the adapter)."""
+
+    block: ToolUseBlock
+
+
+@frozen
+class Completed:
+    """Last item of every successful stream: the whole assistant message and its usage."""
+
+    message: Message
+    usage: Usage = attrs.field(factory=Usage)
+
+
+StreamEvent = Union[TextChunk, ThinkingChunk, ToolUseChunk, Completed]
+
+
+class Adapter(Protocol):
+    def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+        """Yield chunks, then exactly one ``Completed``; raise ``ProviderError`` on failure."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,127 @@
+"""The wire format: an envelope as a msgpack array, its body unstructured by one cattrs converter.
+
+Wire layout (pinned by golden-byte tests)::
+
+    [major, minor, tag, msg_id, correlation_id, sender, recipient, body]
+"""
+from __future__ import annotations
+
+import os
+from itertools import count
+
+import attrs
+import cattrs
+import msgpack
+from attrs import frozen
+from cattrs.strategies import configure_tagged_union
+
+from .canonical import CONTENT_BLOCK_TYPES, ContentBlock
+from .errors import FrameTooLarge, MalformedFrame, NotMsgpack, UnknownTag, UnsupportedVersion
+from .events import EVENT_TYPES, Event
+from .messages import TAGS, TAG_OF
+
+PROTOCOL_VERSION = (1, 0)
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+
+def _make_converter(detailed: bool) -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=detailed)
+    configure_tagged_union(ContentBlock, conv, tag_name="type", tag_generator=lambda c: c.TAG)
+    configure_tagged_union(Event, conv, tag_name="type", tag_generator=lambda c: c.TYPE)
+    return conv
+
+
+# Built once: building converters per call costs far more than (un)structuring itself.
+converter = _make_converter(detailed=True)
+_fast = _make_converter(detailed=False)
+
+_ids = count(1)
+_id_prefix = os.urandom(4).hex()
+
+
+def new_id() -> str:
+    """Process-unique message id (cheap: a counter behind a random per-process prefix)."""
+    return f"{_id_prefix}{next(_ids):x}"
+
+
+@frozen
+class Envelope:
+    body: object
+    recipient: str
+    sender: str = ""
+    msg_id: str = attrs.field(factory=new_id)
+    correlation_id: str | None = None
+    version: tuple[int, int] = PROTOCOL_VERSION
+
+
+def encode(env: Envelope) -> bytes:
+    body = env.body
+    tag = TAG_OF[type(body)]
+    return msgpack.packb(
+        [env.version[0], env.version[1], tag, env.msg_id, env.correlation_id, env.sender,
+         env.recipient, _fast.unstructure(body)],
+        use_bin_type=True,
+    )
+
+
+def decode(frame: bytes) -> Envelope:
+    """Turn bytes into an Envelope or raise a FrameError subclass — never anything else."""
+    if len(frame) > MAX_FRAME_BYTES:
+        raise FrameTooLarge(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+    try:
+        raw = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises a handful of unrelated types for garbage
+        raise NotMsgpack(f"frame is not msgpack: {exc.__class__.__name__}") from None
+    if not isinstance(raw, list) or len(raw) != 8:
+        raise MalformedFrame("frame is not an 8-item envelope array")
+    major, minor, tag, msg_id, corr, sender, recipient, body = raw
+    if not isinstance(major, int) or not isinstance(minor, int):
+        raise MalformedFrame("envelope version is not two integers")
+    if major > PROTOCOL_VERSION[0]:
+        raise UnsupportedVersion(f"protocol {major}.{minor} is newer than {PROTOCOL_VERSION[0]}.x")
+    if not all(isinstance(x, str) for x in (tag, msg_id, sender, recipient)) or not (
+        corr is None or isinstance(corr, str)
+    ):
+        raise MalformedFrame("envelope header fields have the wrong types")
+    cls = TAGS.get(tag)
+    if cls is None:
+        raise UnknownTag(f"unknown message tag {tag!r}")
+    try:
+        obj = _fast.structure(body, cls)
+    except Exception:
+        raise MalformedFrame(describe_structure_error(body, cls)) from None
+    return Envelope(obj, recipient, sender, msg_id, corr, (major, minor))
+
+
+def describe_structure_error(body: object, cls: type) -> str:
+    """Re-run the slow, detailed path only for the error message."""
+    try:
+        converter.structure(body, cls)
+    except Exception as exc:
+        detail = "; ".join(cattrs.transform_error(exc)) if isinstance(exc, cattrs.BaseValidationError) else str(exc)
+        return f"body does not fit {TAG_OF[cls]!r}: {detail}"[:500]
+    return f"body does not fit {TAG_OF[cls]!r}"
+
+
+def try_peek_header(frame: bytes) -> tuple[str | None, str | None]:
+    """Best effort (msg_id, sender) of a frame that failed to decode, to address an error reply."""
+    try:
+        raw = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+        msg_id, sender = raw[3], raw[5]
+        return (msg_id if isinstance(msg_id, str) else None, sender if isinstance(sender, str) else None)
+    except Exception:
+        return (None, None)
+
+
+def event_to_json_obj(event: object) -> dict:
+    """An event as the JSON object of DESIGN §4.4: ``type`` plus its fields."""
+    data = converter.unstructure(event)
+    return {"type": type(event).TYPE, **data}
+
+
+def event_from_json_obj(obj: dict) -> object:
+    return converter.structure(obj, Event)
+
+
+ALL_EVENT_TYPES = EVENT_TYPES
+ALL_BLOCK_TYPES = CONTENT_BLOCK_TYPES

@@ -1,0 +1,187 @@
+"""Turn events (DESIGN §4.4). Each class's ``TYPE`` is its stable ``type`` on the wire and in JSON."""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Union
+
+import attrs
+from attrs import frozen
+
+from .canonical import Usage
+from .routing import PolicyEvaluation
+
+
+@frozen
+class RouteDecided:
+    TYPE: ClassVar[str] = "route.decided"
+    session_id: str
+    turn_id: str
+    timestamp: str
+    chain: tuple[PolicyEvaluation, ...]
+    winner_index: int
+    chosen_model: str | None
+    elapsed_ms: float
+    error: str | None = None
+
+
+@frozen
+class TurnStarted:
+    TYPE: ClassVar[str] = "turn.started"
+    session_id: str
+    turn_id: str
+    model: str
+
+
+@frozen
+class TextDelta:
+    TYPE: ClassVar[str] = "text.delta"
+    turn_id: str
+    text: str
+
+
+@frozen
+class ThinkingDelta:
+    TYPE: ClassVar[str] = "thinking.delta"
+    turn_id: str
+    text: str
+
+
+@frozen
+class ToolCalled:
+    TYPE: ClassVar[str] = "tool.called"
+    turn_id: str
+    tool_use_id: str
+    name: str
+    input: dict = attrs.field(factory=dict)
+    client_tool: bool = False
+
+
+@frozen
+class ToolReturned:
+    TYPE: ClassVar[str] = "tool.returned"
+    turn_id: str
+    tool_use_id: str
+    name: str
+    content: str
+    is_error: bool = False
+
+
+@frozen
+class DelegateStarted:
+    TYPE: ClassVar[str] = "delegate.started"
+    turn_id: str
+    tool_use_id: str
+    worker_session_id: str
+    tier: str
+    model: str | None = None
+    task: str = ""
+
+
+@frozen
+class DelegateCompleted:
+    TYPE: ClassVar[str] = "delegate.completed"
+    turn_id: str
+    tool_use_id: str
+    worker_session_id: str
+    model: str | None = None
+    usage: Usage = Usage()
+
+
+@frozen
+class DelegateFailed:
+    TYPE: ClassVar[str] = "delegate.failed"
+    turn_id: str
+    tool_use_id: str
+    worker_session_id: str
+    error: str
+    output: Any = None
+    usage: Usage = Usage()
+
+
+@frozen
+class Banner:
+    TYPE: ClassVar[str] = "banner"
+    text: str
+    turn_id: str | None = None
+    kind: str = "info"
+
+
+@frozen
+class TurnCompleted:
+    TYPE: ClassVar[str] = "turn.completed"
+    session_id: str
+    turn_id: str
+    model: str
+    usage: Usage
+    stop_reason: str = "end_turn"
+
+
+@frozen
+class TurnFailed:
+    TYPE: ClassVar[str] = "turn.failed"
+    session_id: str
+    turn_id: str
+    error: str
+    message: str
+    model: str | None = None
+    partial_text: str | None = None
+    usage: Usage = Usage()
+
+
+@frozen
+class TurnCancelled:
+    TYPE: ClassVar[str] = "turn.cancelled"
+    session_id: str
+    turn_id: str
+    reason: str = "cancelled_by_user"
+    usage: Usage = Usage()
+
+
+@frozen
+class PolicyInvalid:
+    """The routing/models file failed to load; the last-known-good version stays in use."""
+
+    TYPE: ClassVar[str] = "routing.policy_invalid"
+    errors: tuple[str, ...]
+    file: str = ""
+
+
+@frozen
+class ProviderUnavailable:
+    TYPE: ClassVar[str] = "routing.provider_unavailable"
+    scope: str
+    reason: str = ""
+    since: str = ""
+
+
+@frozen
+class ProviderRecovered:
+    TYPE: ClassVar[str] = "routing.provider_recovered"
+    scope: str
+    reason: str = ""
+
+
+@frozen
+class RouteOverridden:
+    TYPE: ClassVar[str] = "route.overridden"
+    session_id: str
+    turn_id: str
+    from_model: str
+    to_model: str
+
+
+@frozen
+class OverrideDismissed:
+    TYPE: ClassVar[str] = "pattern.override_dismissed"
+    session_id: str
+    turn_id: str
+    suggested_model: str
+
+
+Event = Union[
+    RouteDecided, TurnStarted, TextDelta, ThinkingDelta, ToolCalled, ToolReturned,
+    DelegateStarted, DelegateCompleted, DelegateFailed, Banner,
+    TurnCompleted, TurnFailed, TurnCancelled,
+    PolicyInvalid, ProviderUnavailable, ProviderRecovered, RouteOverridden, OverrideDismissed,
+]
+EVENT_TYPES: tuple[type, ...] = Event.__args__  # type: ignore[attr-defined]
+TERMINAL_EVENT_TYPES: tuple[type, ...] = (TurnCompleted, TurnFailed, TurnCancelled)

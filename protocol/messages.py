@@ -1,0 +1,303 @@
+"""The closed message vocabulary between clients and actors.
+
+Commands are imperative, replies are nouns, events (``protocol.events``) are past-tense facts and
+every failure is a ``Failure``. Each class is registered under an explicit wire tag that never
+changes when a class is renamed.
+"""
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import attrs
+from attrs import frozen
+
+from .canonical import ImageBlock, Message, ToolDefinition, Usage
+from .events import Event, RouteDecided
+
+TAGS: dict[str, type] = {}
+TAG_OF: dict[type, str] = {}
+
+T = TypeVar("T")
+
+
+def message(tag: str):
+    """Register a message class under a stable wire tag."""
+
+    def register(cls: type[T]) -> type[T]:
+        if tag in TAGS:
+            raise ValueError(f"duplicate wire tag {tag!r}")
+        TAGS[tag] = cls
+        TAG_OF[cls] = tag
+        return cls
+
+    return register
+
+
+# --- generic replies -------------------------------------------------------------------------
+
+
+@message("failure")
+@frozen
+class Failure:
+    """Errors as data: ``code`` is stable and machine-readable, ``message`` is for humans."""
+
+    code: str
+    message: str
+    details: dict = attrs.field(factory=dict)
+
+
+@message("ack")
+@frozen
+class Ack:
+    ok: bool = True
+    detail: str = ""
+
+
+@message("ping")
+@frozen
+class Ping:
+    payload: bytes = b""
+
+
+@message("pong")
+@frozen
+class Pong:
+    payload: bytes = b""
+
+
+# --- sessions and turns ----------------------------------------------------------------------
+
+
+@message("session.open")
+@frozen
+class OpenSession:
+    session_id: str | None = None
+    workspace: str | None = None
+
+
+@message("session.info")
+@frozen
+class SessionInfo:
+    session_id: str
+    workspace: str | None
+    active_model: str | None
+    pending_model: str | None = None
+    turn_in_progress: str | None = None
+    turns: int = 0
+    created_at: str = ""
+    parent_session_id: str | None = None
+
+
+@message("session.list")
+@frozen
+class ListSessions:
+    include_workers: bool = False
+
+
+@message("session.listing")
+@frozen
+class SessionListing:
+    sessions: tuple[SessionInfo, ...] = ()
+
+
+@message("turn.start")
+@frozen
+class StartTurn:
+    session_id: str
+    text: str
+    images: tuple[ImageBlock, ...] = ()
+    tools: tuple[ToolDefinition, ...] = ()
+    workspace: str | None = None
+
+
+@message("turn.accepted")
+@frozen
+class TurnAccepted:
+    session_id: str
+    turn_id: str
+
+
+@message("turn.cancel")
+@frozen
+class CancelTurn:
+    session_id: str
+    turn_id: str | None = None
+    reason: str = "cancelled_by_user"
+
+
+@message("turn.event")
+@frozen
+class EventNotice:
+    """One event of a running turn, pushed to the client that started it."""
+
+    session_id: str
+    event: Event
+
+
+@message("tool.result")
+@frozen
+class SubmitToolResult:
+    session_id: str
+    turn_id: str
+    tool_use_id: str
+    content: str
+    is_error: bool = False
+
+
+@message("history.get")
+@frozen
+class GetHistory:
+    session_id: str
+
+
+@message("history")
+@frozen
+class History:
+    session_id: str
+    messages: tuple[Message, ...] = ()
+
+
+# --- /model ------------------------------------------------------------------------------------
+
+
+@message("model.set")
+@frozen
+class SetModel:
+    session_id: str
+    model: str
+
+
+@message("model.clear")
+@frozen
+class ClearModel:
+    session_id: str
+
+
+@message("model.show")
+@frozen
+class ShowModel:
+    session_id: str
+
+
+@message("model.state")
+@frozen
+class ModelState:
+    session_id: str
+    active_model: str | None
+    pending_model: str | None = None
+    pending_clear: bool = False
+    banner: str | None = None
+    last_route: RouteDecided | None = None
+
+
+# --- introspection -------------------------------------------------------------------------------
+
+
+@message("status.get")
+@frozen
+class GetStatus:
+    pass
+
+
+@message("status")
+@frozen
+class StatusReport:
+    version: str
+    pid: int
+    uptime_s: float
+    endpoint: str
+    accepting_turns: bool
+    sessions_open: int
+    turns_running: int
+    actors: dict = attrs.field(factory=dict)
+    availability: tuple[dict, ...] = ()
+
+
+@message("trace.get")
+@frozen
+class GetTrace:
+    turn_id: str
+
+
+@message("trace")
+@frozen
+class TraceReply:
+    route: RouteDecided
+
+
+@message("cost.get")
+@frozen
+class GetCost:
+    session_id: str | None = None
+
+
+@message("cost")
+@frozen
+class CostReport:
+    total_usd: str
+    by_model: tuple[dict, ...] = ()
+    by_role: dict = attrs.field(factory=dict)
+    tree: dict = attrs.field(factory=dict)
+    unknown_cost_calls: int = 0
+
+
+@message("rules.show")
+@frozen
+class ShowRules:
+    workspace: str | None = None
+
+
+@message("rules.reload")
+@frozen
+class ReloadRules:
+    pass
+
+
+@message("rules.report")
+@frozen
+class RulesReport:
+    ok: bool
+    rules: tuple[dict, ...] = ()
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    source: dict = attrs.field(factory=dict)
+
+
+@message("availability.reset")
+@frozen
+class ResetAvailability:
+    scope: str
+
+
+# --- inside the daemon -----------------------------------------------------------------------------
+
+
+@message("usage.record")
+@frozen
+class RecordUsage:
+    """A ledger row for one LLM call, sent to the cost actor."""
+
+    session_id: str
+    turn_id: str
+    model: str
+    role: str
+    usage: Usage
+    parent_session_id: str | None = None
+    price: dict = attrs.field(factory=dict)
+    at: float = 0.0
+
+
+@message("call.outcome")
+@frozen
+class CallOutcome:
+    """One attempt of one LLM call, reported to the availability actor."""
+
+    provider: str
+    model: str
+    ok: bool
+    error_class: str | None = None
+    at: float = 0.0
+
+
+def tag_of(msg: Any) -> str:
+    return TAG_OF[type(msg)]
