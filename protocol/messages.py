@@ -301,3 +301,118 @@ class CallOutcome:
 
 def tag_of(msg: Any) -> str:
     return TAG_OF[type(msg)]
+
+
+@message("route.decide")
+@frozen
+class DecideRoute:
+    """Ask the router for a turn's model (spec §4). Everything the predicates read is in here."""
+
+    session_id: str
+    turn_id: str
+    text: str
+    has_images: bool = False
+    has_tool_definitions: bool = False
+    has_system_prompt: bool = True
+    requires_structured_output: bool = False
+    has_tool_calls_in_history: bool = False
+    estimated_input_tokens: int = 0
+    workspace: str | None = None
+    sticky_model: str | None = None
+    file_extensions: tuple[str, ...] = ()
+    delegate_tier: str | None = None
+    is_worker: bool = False
+
+
+@message("route.decision")
+@frozen
+class RouteDecision:
+    route: RouteDecided
+    text: str                        # the message with any @override token stripped
+    banners: tuple[str, ...] = ()
+    error_code: str | None = None    # set when the turn must not start
+    error: str | None = None
+    can_delegate: bool = False
+
+
+@message("turn.run")
+@frozen
+class RunTurn:
+    """Session → planner/worker: run the tool loop of one turn on its locked model."""
+
+    session_id: str
+    turn_id: str
+    model: str
+    messages: tuple[Message, ...]
+    workspace: str | None = None
+    client_tools: tuple[ToolDefinition, ...] = ()
+    can_delegate: bool = False
+    is_worker: bool = False
+    parent_session_id: str | None = None
+    system: str | None = None
+    allowed_tools: tuple[str, ...] | None = None
+    max_tokens: int | None = None
+    output_schema: dict | None = None
+
+
+@message("turn.stop")
+@frozen
+class StopTurn:
+    turn_id: str
+    reason: str = "cancelled_by_user"
+
+
+@message("turn.progress")
+@frozen
+class TurnProgress:
+    session_id: str
+    turn_id: str
+    event: Event
+
+
+@message("turn.outcome")
+@frozen
+class TurnOutcome:
+    session_id: str
+    turn_id: str
+    status: str                      # completed | failed | cancelled
+    messages: tuple[Message, ...] = ()
+    usage: Usage = Usage()
+    error: str | None = None
+    message: str | None = None
+    partial_text: str | None = None
+
+
+@message("cost.today")
+@frozen
+class GetCostToday:
+    pass
+
+
+@message("cost.amount")
+@frozen
+class CostAmount:
+    usd: str
+
+
+@message("availability.get")
+@frozen
+class GetAvailability:
+    models: tuple[str, ...] = ()
+
+
+@message("availability.view")
+@frozen
+class AvailabilityView:
+    """Unavailable scopes: {scope: {reason, since}} where scope is a provider or provider:model."""
+
+    unavailable: dict = attrs.field(factory=dict)
+
+
+@message("route.choice")
+@frozen
+class RouteChoice:
+    """/route override|ignore: the user's answer to a surfaced pattern-store suggestion."""
+
+    session_id: str
+    action: str

@@ -1,0 +1,275 @@
+"""The planner actor: runs a turn's tool loop on the turn's locked model.
+
+LLM call → stream ``text.delta`` → dispatch tool calls → next call … until the model ends its
+turn. Each turn runs in its own cancel scope; ``StopTurn`` cancels it and is acknowledged only
+after the provider stream is closed and tool processes are gone, so the session's turn lock is
+released only when nothing of the turn still runs.
+"""
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Callable
+
+import attrs
+import trio
+
+from protocol import events as ev
+from protocol.canonical import Message, Role, StopReason, TextBlock, ToolDefinition, ToolResultBlock, ToolUseBlock, Usage
+from protocol.messages import Ack, CallOutcome, Failure, RecordUsage, RunTurn, StopTurn, SubmitToolResult, TurnOutcome, TurnProgress
+
+from .kernel import Actor
+from .providers.base import Completed, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk
+from .registry import ModelRegistry, ModelSpec
+from .turn_support import AdapterPool, ToolBox, add_usage, price_call
+
+CLIENT_TOOL_TIMEOUT_S = 300.0
+MAX_TOOL_ROUNDS = 50
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a careful software engineering assistant running inside orchestrator. "
+    "Use the tools you are given when they help; keep answers concise."
+)
+
+
+@attrs.define
+class ActiveTurn:
+    run: RunTurn
+    scope: trio.CancelScope
+    done: trio.Event = attrs.field(factory=trio.Event)
+    client_results: dict[str, trio.MemorySendChannel] = attrs.field(factory=dict)
+    stop_reason: str | None = None
+
+
+class PlannerActor(Actor):
+    """Also serves as the worker actor (``name='worker'``): a worker is a session run by it."""
+
+    name = "planner"
+    role = "planner"
+
+    def __init__(self, system, *, registry: Callable[[], ModelRegistry], adapters: AdapterPool, tools: ToolBox,
+                 session: str = "session", cost: str = "cost", availability: str = "availability", name: str | None = None,
+                 clock: Callable[[], float] = time.time):
+        super().__init__(system)
+        if name:
+            self.name = name
+            self.role = "worker" if name == "worker" else "planner"
+            self.log = self.log.bind(actor=name)
+        self.registry = registry
+        self.adapters = adapters
+        self.tools = tools
+        self.session = session
+        self.cost = cost
+        self.availability = availability
+        self.clock = clock
+        self.turns: dict[str, ActiveTurn] = {}
+        self._nursery: trio.Nursery | None = None
+
+    def handlers(self):
+        return {RunTurn: self.on_run, StopTurn: self.on_stop, SubmitToolResult: self.on_tool_result}
+
+    async def setup(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+
+    async def on_run(self, env):
+        run: RunTurn = env.body
+        spec = self.registry().models.get(run.model)
+        if spec is None:
+            return Failure("unknown_model", f"model {run.model!r} is not registered")
+        turn = self.turns[run.turn_id] = ActiveTurn(run, trio.CancelScope())
+        assert self._nursery is not None
+        self._nursery.start_soon(self._drive, turn, spec, env.sender)
+        return Ack(detail=run.turn_id)
+
+    async def on_stop(self, env):
+        msg: StopTurn = env.body
+        turn = self.turns.get(msg.turn_id)
+        if turn is None:
+            return Ack(detail="not running")
+        turn.stop_reason = msg.reason
+        turn.scope.cancel()
+        await turn.done.wait()  # bounded by the requester's timeout
+        return Ack(detail="stopped")
+
+    async def on_tool_result(self, env):
+        msg: SubmitToolResult = env.body
+        turn = self.turns.get(msg.turn_id)
+        chan = turn.client_results.get(msg.tool_use_id) if turn else None
+        if chan is None:
+            return Failure("no_such_tool_call", f"no pending client tool call {msg.tool_use_id}")
+        chan.send_nowait(msg)
+        return Ack()
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    async def _drive(self, turn: ActiveTurn, spec: ModelSpec, reply_to: str) -> None:
+        run = turn.run
+        log = self.log.bind(session_id=run.session_id, turn_id=run.turn_id, model=run.model)
+        state = _LoopState(list(run.messages))
+        outcome: TurnOutcome
+        try:
+            with turn.scope:
+                await self._loop(turn, spec, state)
+            if turn.scope.cancelled_caught:
+                state.close_dangling_tool_uses("cancelled by user")
+                outcome = TurnOutcome(run.session_id, run.turn_id, "cancelled", tuple(state.new), state.usage,
+                                      error=turn.stop_reason or "cancelled_by_user")
+            else:
+                outcome = TurnOutcome(run.session_id, run.turn_id, "completed", tuple(state.new), state.usage)
+        except ProviderError as exc:
+            log.warning("provider call failed", error_class=exc.error_class, error=exc.message)
+            partial = state.keep_partial()
+            outcome = TurnOutcome(run.session_id, run.turn_id, "failed", tuple(state.new), state.usage,
+                                  error=f"provider_{exc.error_class.value}",
+                                  message=await self._failure_message(spec, exc), partial_text=partial or None)
+        except Exception as exc:
+            log.exception("turn loop crashed")
+            state.keep_partial()
+            state.close_dangling_tool_uses("turn failed")
+            outcome = TurnOutcome(run.session_id, run.turn_id, "failed", tuple(state.new), state.usage,
+                                  error="internal_error", message=repr(exc))
+        finally:
+            self.turns.pop(run.turn_id, None)
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await self.system.tell(self.session, outcome, sender=self.system.address(self.name))
+        turn.done.set()
+
+    async def _failure_message(self, spec: ModelSpec, exc: ProviderError) -> str:
+        msg = f"{spec.id} failed: {exc.error_class.value}: {exc.message}"
+        if exc.partial_text:
+            msg += " (the partial answer was kept and marked incomplete)"
+        return msg
+
+    async def _loop(self, turn: ActiveTurn, spec: ModelSpec, state: "_LoopState") -> None:
+        run = turn.run
+        adapter = self.adapters.get(spec)
+        tool_defs = self.tools.definitions(run, spec)
+        system = run.system or DEFAULT_SYSTEM_PROMPT
+        caps = spec.capabilities
+        for _ in range(MAX_TOOL_ROUNDS):
+            request = LLMRequest(
+                model=spec.name, messages=tuple(state.messages), system=system if caps.supports_system_prompt else None,
+                tools=tool_defs if caps.supports_tools else (), max_tokens=run.max_tokens or spec.max_output_tokens,
+                output_schema=run.output_schema, supports_thinking=caps.supports_thinking,
+                supports_images=caps.supports_images,
+            )
+            assistant = await self._one_call(turn, spec, adapter, request, state)
+            state.append(assistant)
+            uses = assistant.tool_uses()
+            if not uses or assistant.stop_reason is not StopReason.TOOL_USE and not uses:
+                return
+            results = await self._dispatch_tools(turn, uses)
+            state.append(Message(Role.TOOL, tuple(results), id=f"{run.turn_id}:r{len(state.new)}"))
+        raise RuntimeError(f"turn exceeded {MAX_TOOL_ROUNDS} tool rounds")
+
+    async def _one_call(self, turn: ActiveTurn, spec: ModelSpec, adapter, request: LLMRequest, state: "_LoopState") -> Message:
+        run = turn.run
+        completed: Completed | None = None
+        state.partial = []
+
+        async def on_attempt(ok: bool, error_class) -> None:
+            outcome = CallOutcome(spec.provider, spec.id, ok, None if ok else str(error_class), self.clock())
+            await self.system.tell(self.availability, outcome)
+
+        try:
+            async for item in self.adapters.stream(adapter, request, on_attempt):
+                if isinstance(item, TextChunk):
+                    state.partial.append(item.text)
+                    await self._progress(run, ev.TextDelta(run.turn_id, item.text))
+                elif isinstance(item, ThinkingChunk):
+                    await self._progress(run, ev.ThinkingDelta(run.turn_id, item.text))
+                elif isinstance(item, ToolUseChunk):
+                    pass  # announced as tool.called when dispatched
+                elif isinstance(item, Completed):
+                    completed = item
+        except ProviderError as exc:
+            if exc.usage is not None:
+                await self._record(run, spec, exc.usage)
+            raise
+        if completed is None:
+            raise ProviderError(_server_error(), "stream ended without a final message", partial_text="".join(state.partial))
+        state.partial = []
+        priced = await self._record(run, spec, completed.usage)
+        state.usage = add_usage(state.usage, priced)
+        msg = completed.message
+        return attrs.evolve(msg, id=msg.id or f"{run.turn_id}:a{len(state.new)}", model=spec.id)
+
+    async def _record(self, run: RunTurn, spec: ModelSpec, usage: Usage) -> Usage:
+        priced, price = price_call(spec, usage)
+        await self.system.tell(self.cost, RecordUsage(run.session_id, run.turn_id, spec.id, self.role, priced,
+                                                      run.parent_session_id, price, self.clock()))
+        return priced
+
+    async def _progress(self, run: RunTurn, event) -> None:
+        await self.system.tell(self.session, TurnProgress(run.session_id, run.turn_id, event),
+                               sender=self.system.address(self.name))
+
+    async def _dispatch_tools(self, turn: ActiveTurn, uses: tuple[ToolUseBlock, ...]) -> list[ToolResultBlock]:
+        """Run the calls of one response concurrently; results keep the order of the calls."""
+        run = turn.run
+        results: list[ToolResultBlock | None] = [None] * len(uses)
+        client_names = {t.name for t in run.client_tools}
+
+        async def one(i: int, use: ToolUseBlock) -> None:
+            is_client = use.name in client_names
+            await self._progress(run, ev.ToolCalled(run.turn_id, use.id, use.name, dict(use.input), is_client))
+            if is_client:
+                content, is_error = await self._client_tool(turn, use)
+            else:
+                content, is_error = await self.tools.dispatch(self, turn, use)
+            results[i] = ToolResultBlock(use.id, content, is_error)
+            await self._progress(run, ev.ToolReturned(run.turn_id, use.id, use.name, content[:4000], is_error))
+
+        async with trio.open_nursery() as nursery:
+            for i, use in enumerate(uses):
+                nursery.start_soon(one, i, use)
+        return [r for r in results if r is not None]
+
+    async def _client_tool(self, turn: ActiveTurn, use: ToolUseBlock) -> tuple[str, bool]:
+        send, recv = trio.open_memory_channel[SubmitToolResult](1)
+        turn.client_results[use.id] = send
+        try:
+            with trio.move_on_after(CLIENT_TOOL_TIMEOUT_S):
+                result = await recv.receive()
+                return result.content, result.is_error
+            return f"client tool {use.name} timed out after {CLIENT_TOOL_TIMEOUT_S:g}s", True
+        finally:
+            turn.client_results.pop(use.id, None)
+
+
+def _server_error():
+    from .providers.base import ErrorClass
+    return ErrorClass.SERVER_ERROR
+
+
+@attrs.define
+class _LoopState:
+    messages: list[Message]
+    new: list[Message] = attrs.field(factory=list)
+    usage: Usage = attrs.field(factory=lambda: Usage(cost_usd="0"))
+    partial: list[str] = attrs.field(factory=list)
+
+    def append(self, msg: Message) -> None:
+        self.messages.append(msg)
+        self.new.append(msg)
+
+    def keep_partial(self) -> str:
+        """Keep streamed-but-unfinished text in history, marked so nobody mistakes it for an answer."""
+        text = "".join(self.partial)
+        if text:
+            self.append(Message(Role.ASSISTANT, (TextBlock(text + "\n[incomplete: the provider call failed mid-answer]"),),
+                                stop_reason=StopReason.ERROR))
+            self.partial = []
+        return text
+
+    def close_dangling_tool_uses(self, why: str) -> None:
+        """History stays valid for the next turn: every tool_use gets a result, synthetic if need be."""
+        if self.partial:
+            text = "".join(self.partial)
+            self.append(Message(Role.ASSISTANT, (TextBlock(text),), stop_reason=StopReason.CANCELLED))
+            self.partial = []
+        if not self.new:
+            return
+        last = self.new[-1]
+        if last.role is Role.ASSISTANT and last.tool_uses():
+            self.append(Message(Role.TOOL, tuple(ToolResultBlock(u.id, why, True) for u in last.tool_uses())))

@@ -1,0 +1,102 @@
+"""Plumbing shared by the HTTP adapters: one POST, its failure mapping, and SSE or JSON framing."""
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator, Callable
+
+import httpx
+
+from protocol.canonical import Usage
+
+from . import errors
+from ._sse import SSEvent, iter_sse
+from ._tokens import estimate_request_tokens
+from .base import LLMRequest
+
+Pricer = Callable[[Usage], Usage]
+
+# A 400 on a request whose estimated size is at least this share of the model's context window is
+# taken as a context-length failure (see errors.py: Anthropic has no structured code for it). The
+# estimate is ~4 chars/token and can be off by ~25% for code, hence well below 1.
+NEAR_CONTEXT_SHARE = 0.75
+
+
+def _unpriced(usage: Usage) -> Usage:
+    return Usage(
+        usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+        usage.reasoning_tokens, cost_usd=None,
+    )
+
+
+class HTTPAdapter:
+    """Owns (or borrows) an ``httpx.AsyncClient`` and turns one POST into SSE events or one JSON body.
+
+    A borrowed client is shared with other adapters and is not closed by ``aclose``.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        http: httpx.AsyncClient | None = None,
+        timeout_s: float = 600.0,
+        streaming: bool = True,
+        max_context_tokens: int | None = None,
+        pricer: Pricer | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.streaming = streaming
+        self.max_context_tokens = max_context_tokens
+        # Without a pricer the cost is unknown (None), never a silent 0.
+        self._price: Pricer = pricer or _unpriced
+        # ``timeout_s`` bounds each network step (connect, every read between stream chunks), so
+        # a long answer that keeps streaming is never cut, but a stalled one is.
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 30.0))
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(timeout=self._timeout)
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    def near_context_limit(self, request: LLMRequest) -> bool:
+        if not self.max_context_tokens:
+            return False
+        needed = estimate_request_tokens(request) + request.max_tokens
+        return needed >= NEAR_CONTEXT_SHARE * self.max_context_tokens
+
+    async def post_events(
+        self, path: str, headers: dict[str, str], body: dict, *, near_context_limit: bool = False
+    ) -> AsyncIterator[SSEvent | Any]:
+        """Yield ``SSEvent``s of an event stream, or the one decoded body of a JSON answer.
+
+        The framing follows the response's content type, not what we asked for, since proxies
+        and compatible servers sometimes ignore ``stream``.
+        """
+        try:
+            async with self._http.stream(
+                "POST", self.base_url + path, json=body, headers=headers, timeout=self._timeout
+            ) as resp:
+                if resp.status_code >= 400:
+                    raw = await resp.aread()
+                    raise errors.from_response(
+                        resp.status_code, raw, resp.headers, near_context_limit=near_context_limit
+                    )
+                if resp.headers.get("content-type", "").startswith("text/event-stream"):
+                    async for event in iter_sse(resp.aiter_lines()):
+                        yield event
+                else:
+                    raw = await resp.aread()
+                    try:
+                        yield json.loads(raw)
+                    except ValueError:
+                        raise errors.malformed("response body is not JSON") from None
+        except httpx.HTTPError as exc:
+            raise errors.from_exception(exc) from exc
+
+
+def load_json(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise errors.malformed("event data is not JSON") from None

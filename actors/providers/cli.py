@@ -1,0 +1,184 @@
+"""A model served by a command-line agent (``codex exec``, ``claude -p`` …).
+
+The conversation is rendered as plain text on stdin; stdout, as it arrives, is the answer.
+
+- stdin and stderr are unlinked temporary files, not pipes: with only stdout piped there is no
+  pipe-buffer deadlock and no helper task, so the stream stays a plain async generator (a nursery
+  must not stay open across a ``yield``).
+- The agent runs in its own session / process group; on cancellation, timeout, early close or
+  failure the whole group gets SIGTERM, then SIGKILL after a grace — shielded and bounded, so a
+  cancelled turn cannot leave an agent (or the tools it spawned) running.
+- Usage is estimated (~4 chars/token of prompt and answer, see ``_tokens``): agents do not report
+  it on stdout in any common format. Those numbers understate what an agent really spends (it runs
+  its own tool loop), so the cost is left unknown unless the model has explicit pricing.
+"""
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import signal
+import subprocess
+import tempfile
+from typing import IO, AsyncIterator, Sequence
+
+import trio
+
+from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
+
+from ._http import Pricer, _unpriced
+from ._tokens import estimate_tokens
+from .base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk
+
+DEFAULT_TIMEOUT_S = 600.0
+TERM_GRACE_S = 2.0
+KILL_WAIT_S = 2.0
+STDERR_TAIL = 2000
+READ_SIZE = 4096
+
+
+def render_prompt(request: LLMRequest) -> str:
+    """The conversation as text. A lone user message is passed through untouched."""
+    if not request.system and len(request.messages) == 1 and request.messages[0].role is Role.USER \
+            and request.output_schema is None:
+        return _render_blocks(request.messages[0])
+    sections = [f"System:\n{request.system}"] if request.system else []
+    for message in request.messages:
+        label = {Role.USER: "User", Role.ASSISTANT: "Assistant", Role.TOOL: "Tool results"}[message.role]
+        body = _render_blocks(message)
+        if body:
+            sections.append(f"{label}:\n{body}")
+    if request.output_schema is not None:
+        sections.append(
+            "Answer with only a JSON value matching this JSON schema, and nothing else:\n"
+            + json.dumps(request.output_schema)
+        )
+    return "\n\n".join(sections) + "\n"
+
+
+def _render_blocks(message: Message) -> str:
+    parts: list[str] = []
+    for block in message.content:
+        if isinstance(block, TextBlock):
+            parts.append(block.text)
+        elif isinstance(block, ImageBlock):
+            parts.append(f"[image: {block.url}]" if block.url else "[image omitted]")
+        elif isinstance(block, ToolUseBlock):
+            parts.append(f"[called tool {block.name} with {json.dumps(block.input)}]")
+        elif isinstance(block, ToolResultBlock):
+            parts.append(f"[tool result{' (error)' if block.is_error else ''}: {block.content}]")
+    return "\n".join(parts)
+
+
+def build_argv(template: Sequence[str], model: str) -> list[str]:
+    # str.replace, not str.format: other arguments may legitimately contain braces (JSON flags).
+    return [part.replace("{model}", model) for part in template]
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass  # the whole group is already gone
+
+
+async def _terminate(process: trio.Process) -> None:
+    """SIGTERM the agent's group, SIGKILL it after a grace. Shielded: runs even while cancelled."""
+    with trio.CancelScope(shield=True):
+        _kill_group(process.pid, signal.SIGTERM)
+        with trio.move_on_after(TERM_GRACE_S):
+            await process.wait()
+        # KILL the group even if the leader obeyed TERM: children it spawned may be ignoring it.
+        _kill_group(process.pid, signal.SIGKILL)
+        with trio.move_on_after(KILL_WAIT_S):
+            await process.wait()
+
+
+def _tail(file: IO[bytes]) -> str:
+    file.seek(0, os.SEEK_END)
+    size = file.tell()
+    file.seek(max(0, size - STDERR_TAIL))
+    return file.read().decode("utf-8", errors="replace").strip()
+
+
+class CliAdapter:
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        model: str,
+        timeout_s: float | None = None,
+        pricer: Pricer | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ):
+        if not command:
+            raise ValueError("a cli model needs a command")
+        self.command = tuple(command)
+        self.model = model
+        self.timeout_s = timeout_s or DEFAULT_TIMEOUT_S
+        self.env = env
+        self.cwd = cwd
+        self._price = pricer or _unpriced
+
+    async def aclose(self) -> None:
+        pass
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+        argv = build_argv(self.command, request.model or self.model)
+        prompt = render_prompt(request)
+        deadline = trio.current_time() + self.timeout_s
+        text: list[str] = []
+        with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as stderr:
+            stdin.write(prompt.encode())
+            stdin.seek(0)
+            try:
+                process = await trio.lowlevel.open_process(
+                    argv, stdin=stdin, stdout=subprocess.PIPE, stderr=stderr,
+                    start_new_session=True, env=self.env, cwd=self.cwd,
+                )
+            except OSError as exc:  # missing binary, not executable: a configuration error
+                raise ProviderError(ErrorClass.BAD_REQUEST, f"cannot start {argv[0]!r}: {exc}") from exc
+            try:
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                assert process.stdout is not None
+                while True:
+                    # The deadline is checked per read, not with a scope around the loop: a cancel
+                    # scope must not stay open across the ``yield`` below.
+                    with trio.move_on_at(deadline) as read_scope:
+                        data = await process.stdout.receive_some(READ_SIZE)
+                    if read_scope.cancelled_caught:
+                        raise ProviderError(
+                            ErrorClass.TIMEOUT, f"{argv[0]} timed out after {self.timeout_s:g}s",
+                            partial_text="".join(text),
+                        )
+                    chunk = decoder.decode(data, final=not data)
+                    if chunk:
+                        text.append(chunk)
+                        yield TextChunk(chunk)
+                    if not data:
+                        break
+                with trio.move_on_at(deadline):
+                    await process.wait()
+                if process.returncode is None:
+                    raise ProviderError(
+                        ErrorClass.TIMEOUT, f"{argv[0]} timed out after {self.timeout_s:g}s",
+                        partial_text="".join(text),
+                    )
+                if process.returncode != 0:
+                    raise ProviderError(
+                        ErrorClass.SERVER_ERROR,
+                        f"{argv[0]} exited with status {process.returncode}: {_tail(stderr)}",
+                        partial_text="".join(text),
+                    )
+            finally:
+                # Also after a clean exit: anything the agent left running in its group goes too.
+                await _terminate(process)
+                if process.stdout is not None:
+                    with trio.CancelScope(shield=True):
+                        await process.stdout.aclose()
+        answer = "".join(text)
+        usage = Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(answer))
+        message = Message(Role.ASSISTANT, (TextBlock(answer),) if answer else (), model=self.model,
+                          stop_reason=StopReason.END_TURN)
+        yield Completed(message, self._price(usage))

@@ -1,0 +1,259 @@
+"""OpenAI Chat Completions adapter (``POST {base_url}/chat/completions``), also for compatible servers.
+
+Usage semantics (shared with pricing.py): OpenAI's ``prompt_tokens`` *includes* the cached tokens,
+so canonical ``input_tokens`` is ``prompt_tokens - cached_tokens`` and ``cache_read_tokens`` is the
+cached part — the same meaning Anthropic's counts have, so one pricing rule fits both.
+``output_tokens`` is ``completion_tokens`` and already contains the reasoning tokens;
+``reasoning_tokens`` is only the breakdown and is never added again.
+
+Compatible servers (vLLM, llama.cpp, DeepSeek…) that stream ``reasoning_content`` get it surfaced
+as thinking. Thinking blocks are never sent back: Chat Completions has no field for them.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator
+
+from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
+
+from . import errors
+from ._http import HTTPAdapter, load_json
+from ._sse import SSEvent
+from .base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+_FINISH_REASONS = {
+    "stop": StopReason.END_TURN,
+    "length": StopReason.MAX_TOKENS,
+    "tool_calls": StopReason.TOOL_USE,
+    "function_call": StopReason.TOOL_USE,
+    "content_filter": StopReason.REFUSAL,
+}
+
+
+# ---- canonical → wire -------------------------------------------------------------------------
+
+def _user_part(block: Any, request: LLMRequest) -> dict | None:
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": block.text}
+    if isinstance(block, ImageBlock):
+        if not request.supports_images:
+            return {"type": "text", "text": "[image omitted: this model does not accept images]"}
+        url = f"data:{block.media_type};base64,{block.data}" if block.data is not None else block.url
+        return {"type": "image_url", "image_url": {"url": url}} if url else None
+    return None
+
+
+def wire_messages(request: LLMRequest) -> list[dict]:
+    out: list[dict] = []
+    if request.system:
+        out.append({"role": "system", "content": request.system})
+    for message in request.messages:
+        if message.role is Role.ASSISTANT:
+            calls = [
+                {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": json.dumps(b.input)}}
+                for b in message.tool_uses()
+            ]
+            text = message.text
+            if not text and not calls:
+                continue  # e.g. a thinking-only turn
+            wire: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if calls:
+                wire["tool_calls"] = calls
+            out.append(wire)
+            continue
+        # Tool results go first, one "tool" message each, right after the assistant's calls.
+        for block in message.content:
+            if isinstance(block, ToolResultBlock):
+                # No is_error field on the wire; the marker keeps the failure visible to the model.
+                content = f"[error] {block.content}" if block.is_error else block.content
+                out.append({"role": "tool", "tool_call_id": block.tool_use_id, "content": content})
+        parts = [p for p in (_user_part(b, request) for b in message.content) if p is not None]
+        if len(parts) == 1 and parts[0]["type"] == "text":
+            out.append({"role": "user", "content": parts[0]["text"]})
+        elif parts:
+            out.append({"role": "user", "content": parts})
+    return out
+
+
+def wire_request(request: LLMRequest, *, stream: bool, max_tokens_field: str) -> dict:
+    body: dict[str, Any] = {"model": request.model, "messages": wire_messages(request)}
+    body[max_tokens_field] = request.max_tokens
+    if request.tools:
+        body["tools"] = [
+            {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}
+            for t in request.tools
+        ]
+    if request.output_schema is not None:
+        # strict mode would reject schemas that are not fully closed (additionalProperties,
+        # all-required), and we accept arbitrary schemas, so the schema guides but is not enforced.
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": request.output_schema, "strict": False},
+        }
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+# ---- wire → canonical (sans-IO) ---------------------------------------------------------------
+
+class StreamState:
+    """Folds ``chat.completion.chunk``s (or one ``chat.completion``) into chunks and ``Completed``."""
+
+    def __init__(self) -> None:
+        self.text_parts: list[str] = []
+        self.thinking_parts: list[str] = []
+        self.calls: dict[int, dict] = {}
+        self.emitted_calls: list[ToolUseBlock] = []
+        self.finish_reason: str | None = None
+        self.refused = False
+        self.usage: dict = {}
+        self.message_id = ""
+        self.done = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    @property
+    def finished(self) -> bool:
+        return self.done or self.finish_reason is not None
+
+    def feed(self, chunk: Any) -> list[StreamEvent]:
+        if not isinstance(chunk, dict):
+            raise errors.malformed("chunk is not an object")
+        if "error" in chunk:
+            raise errors.from_payload(chunk)
+        self.message_id = chunk.get("id") or self.message_id
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        out: list[StreamEvent] = []
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue  # we never ask for n > 1
+            out += self._delta(choice.get("delta") or {})
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+                out += self.flush_calls()
+        return out
+
+    def feed_completion(self, body: Any) -> list[StreamEvent]:
+        """A non-streamed ``chat.completion``, replayed as one big delta."""
+        if not isinstance(body, dict) or "error" in body:
+            raise errors.from_payload(body)
+        choices = body.get("choices") or []
+        message = dict((choices[0].get("message") if choices else None) or {})
+        message["tool_calls"] = [dict(call, index=i) for i, call in enumerate(message.get("tool_calls") or [])]
+        finish = choices[0].get("finish_reason") if choices else None
+        out = self.feed({"id": body.get("id"), "usage": body.get("usage"),
+                         "choices": [{"index": 0, "delta": message, "finish_reason": finish or "stop"}]})
+        self.done = True
+        return out
+
+    def _delta(self, delta: dict) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            self.thinking_parts.append(reasoning)
+            out.append(ThinkingChunk(reasoning))
+        for key in ("content", "refusal"):
+            text = delta.get(key)
+            if isinstance(text, str) and text:
+                self.refused = self.refused or key == "refusal"
+                self.text_parts.append(text)
+                out.append(TextChunk(text))
+        for position, fragment in enumerate(delta.get("tool_calls") or []):
+            call = self.calls.setdefault(fragment.get("index", position), {"id": "", "name": "", "arguments": ""})
+            function = fragment.get("function") or {}
+            call["id"] = call["id"] or fragment.get("id") or ""
+            call["name"] = call["name"] or function.get("name") or ""
+            call["arguments"] += function.get("arguments") or ""
+        return out
+
+    def flush_calls(self) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for _, call in sorted(self.calls.items()):
+            try:
+                arguments = json.loads(call["arguments"]) if call["arguments"] else {}
+            except ValueError:
+                if self.finish_reason == "length":
+                    continue  # cut off by max_tokens: the stop reason already says so
+                raise errors.malformed(f"arguments of tool call {call['name']!r} are not JSON") from None
+            block = ToolUseBlock(call["id"], call["name"], arguments if isinstance(arguments, dict) else {})
+            self.emitted_calls.append(block)
+            out.append(ToolUseChunk(block))
+        self.calls.clear()
+        return out
+
+    def completed(self, model: str) -> Completed:
+        stop = _FINISH_REASONS.get(self.finish_reason or "stop", StopReason.END_TURN)
+        if self.refused:
+            stop = StopReason.REFUSAL
+        content: list = [TextBlock(self.text)] if self.text else []
+        content += self.emitted_calls
+        u = self.usage
+        cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        usage = Usage(
+            input_tokens=max(0, int(u.get("prompt_tokens") or 0) - cached),
+            output_tokens=int(u.get("completion_tokens") or 0),
+            cache_read_tokens=cached,
+            reasoning_tokens=int((u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0),
+        )
+        message = Message(Role.ASSISTANT, tuple(content), id=self.message_id, model=model, stop_reason=stop)
+        return Completed(message, usage)
+
+
+# ---- the adapter ------------------------------------------------------------------------------
+
+class OpenAIAdapter(HTTPAdapter):
+    """Kind ``openai`` and ``openai_compatible``: without an API key no Authorization header is sent."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None = None,
+        max_tokens_field: str = "max_completion_tokens",
+        **kwargs: Any,
+    ):
+        super().__init__(base_url=base_url or DEFAULT_BASE_URL, **kwargs)
+        self._api_key = api_key
+        self.max_tokens_field = max_tokens_field
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"accept": "text/event-stream" if self.streaming else "application/json"}
+        if self._api_key:
+            headers["authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+        body = wire_request(request, stream=self.streaming, max_tokens_field=self.max_tokens_field)
+        state = StreamState()
+        near = self.near_context_limit(request)
+        try:
+            async for item in self.post_events("/chat/completions", self._headers(), body, near_context_limit=near):
+                if isinstance(item, SSEvent):
+                    if item.data.strip() == "[DONE]":
+                        state.done = True
+                        continue
+                    events = state.feed(load_json(item.data))
+                else:
+                    events = state.feed_completion(item)
+                for event in events:
+                    yield event
+            if not state.finished:
+                raise ProviderError(ErrorClass.NETWORK, "stream ended before finish_reason")
+            if state.calls:
+                events = state.flush_calls()  # a server that sent [DONE] without finish_reason
+                for event in events:
+                    yield event
+        except ProviderError as exc:
+            exc.partial_text = exc.partial_text or state.text
+            raise
+        done = state.completed(request.model)
+        yield Completed(done.message, self._price(done.usage))

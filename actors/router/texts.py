@@ -1,0 +1,102 @@
+"""User-facing routing texts, worded exactly as the spec shows them (§4.5, §4.6, §5.4, §5.6, §8.7)."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Sequence
+
+from attrs import frozen
+
+from protocol.routing import Policy, PolicyEvaluation, ValidationFailure
+
+FAILURE_WORDS = {
+    ValidationFailure.NOT_CONFIGURED: "not configured",
+    ValidationFailure.PROVIDER_UNAVAILABLE: "unavailable",
+    ValidationFailure.NO_VISION_SUPPORT: "no vision support",
+    ValidationFailure.EXCEEDS_CONTEXT_WINDOW: "context window too small",
+    ValidationFailure.NO_TOOL_SUPPORT: "no tool support",
+    ValidationFailure.NO_SYSTEM_PROMPT_SUPPORT: "no system prompt support",
+    ValidationFailure.NO_STRUCTURED_OUTPUT_SUPPORT: "no structured output support",
+}
+
+
+@frozen
+class Tried:
+    model: str
+    failure: ValidationFailure
+    scope: str | None        # provider_unavailable scope: "model" | "provider"
+    provider: str
+    short: str               # first alias, else the id
+
+
+def money(amount: Decimal | float) -> str:
+    return f"${Decimal(str(amount)):.2f}"
+
+
+def policy_label(ev: PolicyEvaluation) -> str:
+    """How a winner is named after "Chose: <model> (...)" and in fall-through banners."""
+    match ev.policy:
+        case Policy.PER_MESSAGE_OVERRIDE:
+            return ev.reason or "per-message override"
+        case Policy.MANUAL_STICKY:
+            return "sticky model"
+        case Policy.RULE:
+            return f'rule "{ev.rule_name}"'
+        case Policy.PATTERN:
+            return "pattern recommendation"
+        case Policy.DELEGATE_REQUEST:
+            return "delegate request"
+        case Policy.WORKSPACE_DEFAULT:
+            return "workspace default"
+        case _:
+            return "global default"
+
+
+def fell_through(tried: Tried, winner: str, winner_label: str) -> str:
+    # The spec words the two scopes differently (§4.5): only the provider-wide banner names the
+    # policy that caught the turn.
+    if tried.scope == "provider":
+        return f"{tried.provider} provider currently unavailable. Routing fell through to {winner} ({winner_label})."
+    return f"{tried.model} currently unavailable. Routing fell through to {winner}."
+
+
+def budget(limit: Decimal, spent: Decimal, rule_name: str) -> str:
+    return f'Daily budget {money(limit)} exceeded ({money(spent)} today). Routing per "{rule_name}" rule.'
+
+
+def disagreement(chosen: str, rule_name: str, suggested: str, confidence: float, samples: int, display: str) -> str:
+    return "\n".join((
+        f'→ Routing to {chosen} per rule "{rule_name}"',
+        f"Pattern store suggests: {suggested} (confidence {confidence:.2f}, {samples} similar tasks)",
+        f"/route override to use {display} for this turn",
+        "/route ignore to dismiss",
+    ))
+
+
+def no_model(tried: Sequence[Tried], other_providers: Sequence[str]) -> str:
+    """Hard failure (§4.6); the provider-wide variant of §8.7 when one provider is down as a whole."""
+    head = "No model available for this turn."
+    providers = {t.provider for t in tried}
+    if tried and len(providers) == 1 and all(
+        t.failure is ValidationFailure.PROVIDER_UNAVAILABLE and t.scope == "provider" for t in tried
+    ):
+        provider = tried[0].provider
+        alternatives = [p for p in other_providers if p != provider]
+        suggestion = f" ({', '.join(alternatives)})" if alternatives else ""
+        return "\n".join((
+            head,
+            f"{provider} provider currently unavailable.",
+            f"Tried: {', '.join(t.short for t in tried)} — all on {provider}.",
+            f"Run /model <id> to choose a model from a configured provider{suggestion}, or wait for recovery.",
+        ))
+    listed = ", ".join(f"{t.model} ({FAILURE_WORDS[t.failure]})" for t in tried) or "no candidate model"
+    return "\n".join((head, f"Tried: {listed}", "Run /model <id> to choose explicitly, or /rules check."))
+
+
+def no_model_for_tier(tier: str, tried: Sequence[Tried], why: str = "") -> str:
+    listed = ", ".join(f"{t.model} ({FAILURE_WORDS[t.failure]})" for t in tried)
+    lines = [f'No model available for tier "{tier}".']
+    if why:
+        lines.append(why)
+    if listed:
+        lines.append(f"Tried: {listed}")
+    return "\n".join(lines)

@@ -1,0 +1,247 @@
+"""Durable state in one SQLite database (WAL): sessions, messages, turns, events, cost ledger.
+
+Calls are synchronous and short (single-row writes in WAL mode take tens of microseconds), so
+actors call them inline rather than paying a thread hop per write. Each write commits at once:
+after a crash the database holds every committed message, turn and ledger row.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable
+
+import attrs
+
+from protocol.canonical import Message
+from protocol.codec import converter
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    workspace TEXT,
+    active_model TEXT,
+    parent_session_id TEXT,
+    parent_tool_use_id TEXT,
+    is_worker INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    turn_id TEXT,
+    role TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+CREATE TABLE IF NOT EXISTS turns (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    model TEXT,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    route TEXT,
+    usage TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS turns_by_session ON turns(session_id, started_at);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT,
+    turn_id TEXT,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_turn ON events(turn_id);
+CREATE TABLE IF NOT EXISTS costs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL,
+    parent_session_id TEXT,
+    turn_id TEXT,
+    model TEXT NOT NULL,
+    role TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd TEXT,
+    price TEXT,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS costs_by_session ON costs(session_id);
+CREATE INDEX IF NOT EXISTS costs_by_parent ON costs(parent_session_id);
+CREATE INDEX IF NOT EXISTS costs_by_time ON costs(at);
+"""
+
+
+@attrs.frozen
+class SessionRow:
+    id: str
+    workspace: str | None
+    active_model: str | None
+    parent_session_id: str | None
+    parent_tool_use_id: str | None
+    is_worker: bool
+    created_at: float
+
+
+@attrs.frozen
+class CostRow:
+    session_id: str
+    parent_session_id: str | None
+    turn_id: str | None
+    model: str
+    role: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost_usd: Decimal | None
+    at: float
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+        self._next_seq: dict[str, int] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- sessions -------------------------------------------------------------------------------
+
+    def create_session(self, session_id: str, workspace: str | None, *, parent_session_id: str | None = None,
+                       parent_tool_use_id: str | None = None, is_worker: bool = False) -> SessionRow:
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?)",
+            (session_id, workspace, None, parent_session_id, parent_tool_use_id, int(is_worker), now, now),
+        )
+        return SessionRow(session_id, workspace, None, parent_session_id, parent_tool_use_id, is_worker, now)
+
+    def get_session(self, session_id: str) -> SessionRow | None:
+        row = self.db.execute(
+            "SELECT id, workspace, active_model, parent_session_id, parent_tool_use_id, is_worker, created_at "
+            "FROM sessions WHERE id=?", (session_id,)).fetchone()
+        return SessionRow(*row[:5], bool(row[5]), row[6]) if row else None
+
+    def list_sessions(self, include_workers: bool = False) -> list[SessionRow]:
+        q = ("SELECT id, workspace, active_model, parent_session_id, parent_tool_use_id, is_worker, created_at "
+             "FROM sessions" + ("" if include_workers else " WHERE is_worker=0") + " ORDER BY created_at")
+        return [SessionRow(*r[:5], bool(r[5]), r[6]) for r in self.db.execute(q)]
+
+    def set_active_model(self, session_id: str, model: str | None) -> None:
+        self.db.execute("UPDATE sessions SET active_model=?, updated_at=? WHERE id=?", (model, time.time(), session_id))
+
+    # --- messages -------------------------------------------------------------------------------
+
+    def append_messages(self, session_id: str, turn_id: str | None, messages: Iterable[Message]) -> None:
+        seq = self._seq(session_id)
+        now = time.time()
+        rows = []
+        for m in messages:
+            rows.append((session_id, seq, turn_id, m.role.value, json.dumps(converter.unstructure(m)), now))
+            seq += 1
+        if not rows:
+            return
+        with self.db:  # one transaction: a turn's messages land together or not at all
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?)", rows)
+        self._next_seq[session_id] = seq
+
+    def _seq(self, session_id: str) -> int:
+        if session_id not in self._next_seq:
+            row = self.db.execute("SELECT MAX(seq) FROM messages WHERE session_id=?", (session_id,)).fetchone()
+            self._next_seq[session_id] = (row[0] + 1) if row and row[0] is not None else 0
+        return self._next_seq[session_id]
+
+    def load_messages(self, session_id: str) -> list[Message]:
+        return [converter.structure(json.loads(d), Message) for (d,) in
+                self.db.execute("SELECT data FROM messages WHERE session_id=? ORDER BY seq", (session_id,))]
+
+    # --- turns and events -------------------------------------------------------------------------
+
+    def start_turn(self, turn_id: str, session_id: str, model: str | None, route: dict | None) -> None:
+        self.db.execute("INSERT INTO turns (id, session_id, status, model, started_at, route) VALUES (?,?,?,?,?,?)",
+                        (turn_id, session_id, "running", model, time.time(), json.dumps(route) if route else None))
+
+    def finish_turn(self, turn_id: str, status: str, usage: dict | None = None, error: str | None = None) -> None:
+        self.db.execute("UPDATE turns SET status=?, ended_at=?, usage=?, error=? WHERE id=?",
+                        (status, time.time(), json.dumps(usage) if usage else None, error, turn_id))
+
+    def interrupted_turns(self) -> list[tuple[str, str]]:
+        """Turns a crash left 'running': (turn_id, session_id)."""
+        return list(self.db.execute("SELECT id, session_id FROM turns WHERE status='running'"))
+
+    def turn_route(self, turn_id: str) -> dict | None:
+        row = self.db.execute("SELECT route FROM turns WHERE id=?", (turn_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def turn_count(self, session_id: str) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM turns WHERE session_id=?", (session_id,)).fetchone()[0]
+
+    def last_turn_route(self, session_id: str) -> dict | None:
+        row = self.db.execute("SELECT route FROM turns WHERE session_id=? AND route IS NOT NULL "
+                              "ORDER BY started_at DESC LIMIT 1", (session_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def record_event(self, session_id: str | None, turn_id: str | None, type_: str, data: dict) -> None:
+        self.db.execute("INSERT INTO events (session_id, turn_id, type, data, at) VALUES (?,?,?,?,?)",
+                        (session_id, turn_id, type_, json.dumps(data, default=str), time.time()))
+
+    def events(self, *, turn_id: str | None = None, type_: str | None = None) -> list[dict[str, Any]]:
+        q, args = "SELECT type, data FROM events WHERE 1=1", []
+        if turn_id:
+            q += " AND turn_id=?"
+            args.append(turn_id)
+        if type_:
+            q += " AND type=?"
+            args.append(type_)
+        return [{"type": t, **json.loads(d)} for t, d in self.db.execute(q + " ORDER BY id", args)]
+
+    # --- cost ledger -------------------------------------------------------------------------------
+
+    def record_cost(self, row: CostRow, price: dict | None = None) -> None:
+        self.db.execute(
+            "INSERT INTO costs (session_id, parent_session_id, turn_id, model, role, input_tokens, output_tokens, "
+            "cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, price, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (row.session_id, row.parent_session_id, row.turn_id, row.model, row.role, row.input_tokens,
+             row.output_tokens, row.cache_read_tokens, row.cache_write_tokens, row.reasoning_tokens,
+             None if row.cost_usd is None else str(row.cost_usd), json.dumps(price or {}), row.at),
+        )
+
+    def cost_rows(self, *, session_id: str | None = None, since: float | None = None) -> list[CostRow]:
+        q = ("SELECT session_id, parent_session_id, turn_id, model, role, input_tokens, output_tokens, "
+             "cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, at FROM costs WHERE 1=1")
+        args: list[Any] = []
+        if session_id is not None:
+            q += " AND (session_id=? OR parent_session_id=?)"
+            args += [session_id, session_id]
+        if since is not None:
+            q += " AND at>=?"
+            args.append(since)
+        out = []
+        for r in self.db.execute(q + " ORDER BY id", args):
+            out.append(CostRow(*r[:10], None if r[10] is None else Decimal(r[10]), r[11]))
+        return out
+
+    def cost_since(self, since: float) -> Decimal:
+        total = Decimal(0)
+        for (c,) in self.db.execute("SELECT cost_usd FROM costs WHERE at>=? AND cost_usd IS NOT NULL", (since,)):
+            total += Decimal(c)
+        return total

@@ -1,0 +1,49 @@
+"""What a tool call runs with (``ToolContext``) and what it gives back (``ToolOutcome``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+from attrs import frozen
+
+from protocol.canonical import ToolResultBlock
+
+
+class ToolError(Exception):
+    """A failure the model should read and react to; ``dispatch`` turns it into an error outcome."""
+
+
+def _to_workspace(value: object) -> Path | None:
+    return None if value is None else Path(value)  # type: ignore[arg-type]
+
+
+def _check_absolute(instance: object, attribute: attrs.Attribute, value: Path | None) -> None:
+    # Relative workspaces would silently depend on the daemon's cwd.
+    if value is not None and not value.is_absolute():
+        raise ValueError(f"workspace must be an absolute path, got {value}")
+
+
+@frozen
+class ToolContext:
+    """Per-session facts the built-in tools need.
+
+    ``workspace`` is required by every built-in tool (they all act on workspace files); without it
+    none is offered. ``run_command_allowed`` is granted by workspace config, never by the model.
+    """
+
+    workspace: Path | None = attrs.field(default=None, converter=_to_workspace, validator=_check_absolute)
+    run_command_allowed: bool = False
+    command_timeout_s: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
+    output_cap_bytes: int = attrs.field(default=64 * 1024, validator=attrs.validators.gt(0))
+    is_worker: bool = False
+
+
+@frozen
+class ToolOutcome:
+    """Plain text for the model, and whether the call failed."""
+
+    content: str
+    is_error: bool = False
+
+    def to_result_block(self, tool_use_id: str) -> ToolResultBlock:
+        return ToolResultBlock(tool_use_id=tool_use_id, content=self.content, is_error=self.is_error)

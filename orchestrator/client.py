@@ -1,0 +1,232 @@
+"""The Python client library: what the CLI itself uses to talk to the daemon.
+
+    async with open_client() as client:
+        session = await client.open_session()
+        async with client.turn(session.session_id, "hello") as turn:
+            async for event in turn:
+                ...
+
+One DEALER socket, owned by one task; replies are matched to requests by correlation id, turn
+events are routed to the turn that asked for them. ``SyncClient`` wraps it for scripts.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import trio
+import zmq
+
+from protocol import events as ev
+from protocol.canonical import ImageBlock, ToolDefinition
+from protocol.codec import Envelope, decode, encode, new_id
+from protocol.errors import FrameError, RemoteError
+from protocol.messages import (
+    CancelTurn, ClearModel, EventNotice, Failure, GetCost, GetStatus, GetTrace, ModelState, OpenSession,
+    Ping, ReloadRules, ResetAvailability, SessionInfo, SetModel, ShowModel, ShowRules, StartTurn,
+    SubmitToolResult, TurnAccepted,
+)
+from protocol.transport import TransportError, open_zmq_socket
+
+from .paths import resolve_paths
+
+ToolHandler = Callable[[dict], Awaitable[str]]
+
+
+class DaemonUnreachable(ConnectionError):
+    """No daemon answered at the endpoint."""
+
+
+class Client:
+    def __init__(self, sock, endpoint: str):
+        self._sock = sock
+        self.endpoint = endpoint
+        self.node_id = "c" + os.urandom(5).hex()
+        self.address = f"{self.node_id}/client"
+        self._pending: dict[str, trio.MemorySendChannel] = {}
+        self._sessions: dict[str, trio.MemorySendChannel] = {}
+
+    async def _receive_loop(self) -> None:
+        async for frames in self._sock:
+            try:
+                env = decode(frames[-1])
+            except FrameError:
+                continue
+            if env.correlation_id and env.correlation_id in self._pending:
+                self._pending.pop(env.correlation_id).send_nowait(env.body)
+            elif isinstance(env.body, EventNotice):
+                chan = self._sessions.get(env.body.session_id)
+                if chan is not None:
+                    await chan.send(env.body.event)
+
+    async def request(self, actor: str, body: Any, *, timeout: float = 30.0) -> Any:
+        """Send a command to a daemon actor; a ``Failure`` reply raises ``RemoteError``."""
+        env = Envelope(body, actor, self.address, new_id())
+        send, recv = trio.open_memory_channel[Any](1)
+        self._pending[env.msg_id] = send
+        try:
+            with trio.fail_after(timeout if math.isfinite(timeout) else math.inf):
+                await self._sock.send([encode(env)])
+                reply = await recv.receive()
+        except trio.TooSlowError:
+            raise DaemonUnreachable(f"no answer from the daemon at {self.endpoint} within {timeout:g}s") from None
+        finally:
+            self._pending.pop(env.msg_id, None)
+        if isinstance(reply, Failure):
+            raise RemoteError(reply.code, reply.message, reply.details)
+        return reply
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        await self.request("control", Ping(), timeout=timeout)
+
+    # --- sessions and turns ------------------------------------------------------------------------
+
+    async def open_session(self, session_id: str | None = None, workspace: str | None = None) -> SessionInfo:
+        return await self.request("session", OpenSession(session_id, workspace))
+
+    @contextlib.asynccontextmanager
+    async def turn(self, session_id: str, text: str, *, images: tuple[ImageBlock, ...] = (),
+                   tools: dict[str, tuple[ToolDefinition, ToolHandler]] | None = None,
+                   workspace: str | None = None) -> AsyncIterator["TurnHandle"]:
+        """Start a turn; iterate the handle for its events. Client tools are answered automatically."""
+        send, recv = trio.open_memory_channel[Any](4096)
+        if session_id in self._sessions:
+            raise RuntimeError(f"this client already follows a turn of session {session_id}")
+        self._sessions[session_id] = send
+        try:
+            defs = tuple(d for d, _ in (tools or {}).values())
+            accepted: TurnAccepted = await self.request(
+                "session", StartTurn(session_id, text, images, defs, workspace))
+            yield TurnHandle(self, accepted.session_id, accepted.turn_id, recv, tools or {})
+        finally:
+            self._sessions.pop(session_id, None)
+
+    async def cancel(self, session_id: str, turn_id: str | None = None) -> None:
+        await self.request("session", CancelTurn(session_id, turn_id))
+
+    # --- commands ------------------------------------------------------------------------------------
+
+    async def set_model(self, session_id: str, model: str) -> ModelState:
+        return await self.request("session", SetModel(session_id, model))
+
+    async def clear_model(self, session_id: str) -> ModelState:
+        return await self.request("session", ClearModel(session_id))
+
+    async def show_model(self, session_id: str) -> ModelState:
+        return await self.request("session", ShowModel(session_id))
+
+    async def status(self):
+        return await self.request("control", GetStatus())
+
+    async def trace(self, turn_id: str):
+        return await self.request("control", GetTrace(turn_id))
+
+    async def cost(self, session_id: str | None = None):
+        return await self.request("cost", GetCost(session_id))
+
+    async def rules(self, workspace: str | None = None):
+        return await self.request("router", ShowRules(workspace))
+
+    async def reload_rules(self):
+        return await self.request("router", ReloadRules())
+
+    async def reset_availability(self, scope: str):
+        return await self.request("availability", ResetAvailability(scope))
+
+
+class TurnHandle:
+    def __init__(self, client: Client, session_id: str, turn_id: str, events: trio.MemoryReceiveChannel,
+                 tools: dict[str, tuple[ToolDefinition, ToolHandler]]):
+        self.client = client
+        self.session_id = session_id
+        self.turn_id = turn_id
+        self._events = events
+        self._tools = tools
+        self.terminal: Any = None
+
+    def __aiter__(self):
+        return self._iterate()
+
+    async def _iterate(self):
+        async for event in self._events:
+            if getattr(event, "turn_id", self.turn_id) not in (self.turn_id, None):
+                continue
+            yield event
+            if isinstance(event, ev.ToolCalled) and event.client_tool:
+                await self._answer_tool(event)
+            if isinstance(event, ev.TERMINAL_EVENT_TYPES):
+                self.terminal = event
+                return
+
+    async def _answer_tool(self, call: ev.ToolCalled) -> None:
+        entry = self._tools.get(call.name)
+        if entry is None:
+            content, is_error = f"client has no tool named {call.name}", True
+        else:
+            try:
+                content, is_error = await entry[1](call.input), False
+            except Exception as exc:  # the tool's failure is the model's information, not ours
+                content, is_error = f"{type(exc).__name__}: {exc}", True
+        await self.client.request("session", SubmitToolResult(self.session_id, self.turn_id, call.tool_use_id,
+                                                               content, is_error))
+
+    async def cancel(self) -> None:
+        await self.client.cancel(self.session_id, self.turn_id)
+
+
+@contextlib.asynccontextmanager
+async def open_client(endpoint: str | None = None, *, check: bool = True,
+                      timeout: float = 2.0) -> AsyncIterator[Client]:
+    """Connect to the daemon; with ``check``, fail fast with DaemonUnreachable if nobody answers."""
+    endpoint = endpoint or resolve_paths().endpoint
+    if endpoint.startswith("ipc://") and not os.path.exists(endpoint[len("ipc://"):]):
+        raise DaemonUnreachable(f"no daemon socket at {endpoint[len('ipc://'):]}")
+    ctx = zmq.Context.instance()
+    try:
+        async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint) as sock:
+            client = Client(sock, endpoint)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client._receive_loop)
+                if check:
+                    await client.ping(timeout)
+                yield client
+                nursery.cancel_scope.cancel()
+    except TransportError as exc:
+        raise DaemonUnreachable(str(exc)) from None
+
+
+class SyncClient:
+    """Blocking helpers for scripts: each call connects, does one thing and disconnects."""
+
+    def __init__(self, endpoint: str | None = None):
+        self.endpoint = endpoint
+
+    def _run(self, fn):
+        async def main():
+            async with open_client(self.endpoint) as client:
+                return await fn(client)
+        return trio.run(main)
+
+    def ask(self, text: str, session_id: str | None = None, workspace: str | None = None) -> tuple[str, list]:
+        """Run one turn; returns (answer text, all events)."""
+        async def go(client: Client):
+            info = await client.open_session(session_id, workspace)
+            events, text_parts = [], []
+            async with client.turn(info.session_id, text) as turn:
+                async for e in turn:
+                    events.append(e)
+                    if isinstance(e, ev.TextDelta):
+                        text_parts.append(e.text)
+            return "".join(text_parts), events
+        return self._run(go)
+
+    def status(self):
+        return self._run(lambda c: c.status())
+
+    def cost(self, session_id: str | None = None):
+        return self._run(lambda c: c.cost(session_id))
+
+    def set_model(self, session_id: str, model: str):
+        return self._run(lambda c: c.set_model(session_id, model))

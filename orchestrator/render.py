@@ -1,0 +1,83 @@
+"""Human-readable renderings of replies (the --json forms print the data itself)."""
+from __future__ import annotations
+
+from protocol.messages import CostReport, ModelState, RulesReport, StatusReport
+
+
+def render_trace(route) -> str:
+    from actors.router.trace import render_trace as render
+
+    return render(route)
+
+
+def render_model_state(state: ModelState) -> str:
+    lines = [f"Session {state.session_id}",
+             f"Active model: {state.active_model or '(none — routing by rules and defaults)'}"]
+    if state.pending_model or state.pending_clear:
+        lines.append(f"Pending for next turn: {state.pending_model or 'clear sticky model'}")
+    if state.banner:
+        lines.append(state.banner)
+    if state.last_route is not None:
+        lines.append("")
+        lines.append("Last turn:")
+        lines.append(render_trace(state.last_route))
+    return "\n".join(lines)
+
+
+def render_rules(report: RulesReport) -> str:
+    lines = []
+    for e in report.errors:
+        lines.append(f"error: {e}")
+    for w in report.warnings:
+        lines.append(f"warning: {w}")
+    if not report.rules:
+        lines.append("(no rules)")
+    for i, r in enumerate(report.rules):
+        scope = r.get("scope", "global")
+        where = "" if scope == "global" else f" [workspace {r.get('workspace') or scope}]"
+        synthetic = " (synthetic name)" if r.get("synthetic") else ""
+        lines.append(f"{i + 1:>3}. {r.get('name')}{synthetic}{where}")
+        lines.append(f"     when: {r.get('when')}")
+        lines.append(f"     use:  {r.get('use')}")
+    return "\n".join(lines)
+
+
+def render_cost(report: CostReport, session: str | None) -> str:
+    title = f"Session {session}" if session else "Today (since UTC midnight)"
+    tree = report.tree or {}
+    planner = tree.get("planner", {})
+    workers = tree.get("workers", {})
+    lines = [f"{title} — total ${report.total_usd}"]
+    models = ", ".join(planner.get("models", [])) or "-"
+    lines.append(f"├─ planner ({models}): ${planner.get('cost_usd', '0')}, {planner.get('turns', 0)} turns")
+    items = workers.get("items", [])
+    lines.append(f"└─ workers: ${workers.get('cost_usd', '0')}, {workers.get('delegations', 0)} delegations")
+    for i, w in enumerate(items):
+        branch = "└─" if i == len(items) - 1 else "├─"
+        lines.append(f"   {branch} {w['worker_session_id']} → {w['model']}: ${w['cost_usd']}, {w['turns']} turn(s)")
+    if report.by_model:
+        lines.append("")
+        lines.append(f"{'model':<40} {'role':<8} {'calls':>5} {'in':>8} {'out':>8} {'cost $':>10}")
+        for m in report.by_model:
+            lines.append(f"{m['model']:<40} {m['role']:<8} {m['calls']:>5} {m['input_tokens']:>8} "
+                         f"{m['output_tokens']:>8} {m['cost_usd']:>10}")
+    if report.unknown_cost_calls:
+        lines.append(f"({report.unknown_cost_calls} call(s) with unknown price are not in the total)")
+    return "\n".join(lines)
+
+
+def render_status(s: StatusReport) -> str:
+    lines = [f"orchestrator {s.version} · pid {s.pid} · up {s.uptime_s:.0f}s · {s.endpoint}",
+             f"accepting turns: {'yes' if s.accepting_turns else 'no (shutting down)'} · "
+             f"sessions open: {s.sessions_open} · turns running: {s.turns_running}",
+             "actors:"]
+    for name, a in s.actors.items():
+        extra = f" (restarts: {a['restarts']})" if a.get("restarts") else ""
+        lines.append(f"  {name:<14} {a['status']}{extra}")
+    if s.availability:
+        lines.append("unavailable:")
+        for scope in s.availability:
+            lines.append(f"  {scope['scope']:<36} since {scope['since']} — {scope['reason']}")
+    else:
+        lines.append("availability: all providers and models healthy")
+    return "\n".join(lines)

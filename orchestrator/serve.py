@@ -1,0 +1,28 @@
+"""``orchestrator serve``: the daemon in the foreground."""
+from __future__ import annotations
+
+import sys
+
+import trio
+
+from .daemon import Daemon
+from .logs import configure_logging
+from .paths import resolve_paths
+from .settings import SettingsError, load_settings
+
+
+def run_serve(args) -> int:
+    paths = resolve_paths()
+    try:
+        settings = load_settings(paths.daemon_file)
+    except SettingsError as exc:
+        print(f"orchestrator: invalid {paths.daemon_file}:\n{exc}", file=sys.stderr)
+        return 1
+    configure_logging(args.log_level or settings.log_level)
+    if not paths.models_file.exists():
+        print(f"orchestrator: no model registry at {paths.models_file}; create it (see README) "
+              "or run `orchestrator demo` for an offline tour", file=sys.stderr)
+        return 1
+    daemon = Daemon(paths, settings, wire_mode=args.wire_mode)
+    trio.run(daemon.run)
+    return 0

@@ -1,0 +1,73 @@
+"""Daemon settings (``daemon.yaml`` in the config home) and per-workspace settings.
+
+Both are optional files; errors name the file, line and key like every config error here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@attrs.frozen
+class DaemonSettings:
+    shutdown_grace_s: float = 10.0
+    max_restarts: int = 5
+    restart_window_s: float = 30.0
+    log_level: str = "info"
+
+
+_FIELDS = {f.name: f.type for f in attrs.fields(DaemonSettings)}
+
+
+def _load_yaml(path: Path):
+    try:
+        return YAML(typ="rt").load(path.read_text())
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 0
+        raise SettingsError(f"{path.name}:{line}: {getattr(exc, 'problem', None) or exc}") from None
+
+
+def load_settings(path: Path) -> DaemonSettings:
+    if not path.exists():
+        return DaemonSettings()
+    data = _load_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path.name}:1: the file must be a mapping of settings")
+    errors, values = [], {}
+    for key, value in data.items():
+        line = data.lc.key(key)[0] + 1 if hasattr(data, "lc") else 0
+        if key not in _FIELDS:
+            errors.append(f"{path.name}:{line}: {key}: unknown setting (known: {', '.join(_FIELDS)})")
+            continue
+        default = getattr(DaemonSettings(), key)
+        try:
+            values[key] = type(default)(value)
+        except (TypeError, ValueError):
+            errors.append(f"{path.name}:{line}: {key}: expected {type(default).__name__}, got {value!r}")
+    if errors:
+        raise SettingsError("\n".join(errors))
+    return DaemonSettings(**values)
+
+
+def workspace_settings(workspace: str | None) -> dict:
+    """``<workspace>/.orchestrator/workspace.yaml``: e.g. ``tools: {run_command: true}``.
+
+    Read at each turn so a grant takes effect without a restart; a broken file grants nothing.
+    """
+    if not workspace:
+        return {}
+    path = Path(workspace) / ".orchestrator" / "workspace.yaml"
+    try:
+        data = YAML(typ="safe").load(path.read_text()) or {}
+    except (OSError, YAMLError):
+        return {}
+    tools = data.get("tools") if isinstance(data, dict) else None
+    return {"run_command": bool(isinstance(tools, dict) and tools.get("run_command") is True)}

@@ -1,0 +1,24 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Provider keys from the developer's shell must never leak into tests.
+for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
+    os.environ.pop(var, None)
+
+
+@pytest.fixture
+def short_tmp(tmp_path_factory):
+    """A short temporary directory: ipc:// socket paths must stay under ~100 bytes."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="orch-t-", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,155 @@
+"""Actor kernel: mailboxes with backpressure, request/reply, failures as data, supervision."""
+import pytest
+import trio
+
+from actors.kernel import Actor, ActorSystem, RequestTimeout
+from actors.supervisor import ChildSpec, Restart, Supervisor, SupervisorGaveUp
+from protocol.errors import RemoteError
+from protocol.messages import Ack, Failure, Ping, Pong
+
+
+class Echo(Actor):
+    name = "echo"
+
+    def __init__(self, system, crash_on=b"boom"):
+        super().__init__(system)
+        self.crash_on = crash_on
+        self.seen = []
+
+    def handlers(self):
+        return {Ping: self.on_ping}
+
+    async def on_ping(self, env):
+        self.seen.append(env.body.payload)
+        if env.body.payload == self.crash_on:
+            raise RuntimeError("exploded")
+        if env.body.payload == b"fail":
+            return Failure("nope", "refused as data")
+        if env.body.payload == b"slow":
+            await trio.sleep(100)
+        return Pong(env.body.payload)
+
+
+async def test_request_gets_the_correlated_reply():
+    system = ActorSystem()
+    async with trio.open_nursery() as n:
+        await n.start(Echo(system).run)
+        replies = []
+
+        async def ask(i):
+            replies.append(await system.request("echo", Ping(str(i).encode())))
+
+        async with trio.open_nursery() as inner:
+            for i in range(50):
+                inner.start_soon(ask, i)
+        assert sorted(r.payload for r in replies) == sorted(str(i).encode() for i in range(50))
+        n.cancel_scope.cancel()
+
+
+async def test_failure_reply_is_raised_as_remote_error():
+    system = ActorSystem()
+    async with trio.open_nursery() as n:
+        await n.start(Echo(system).run)
+        with pytest.raises(RemoteError) as info:
+            await system.request("echo", Ping(b"fail"))
+        assert info.value.code == "nope"
+        n.cancel_scope.cancel()
+
+
+async def test_request_times_out_at_the_caller(autojump_clock):
+    system = ActorSystem()
+    async with trio.open_nursery() as n:
+        await n.start(Echo(system).run)
+        with pytest.raises(RequestTimeout):
+            await system.request("echo", Ping(b"slow"), timeout=1.0)
+        n.cancel_scope.cancel()
+
+
+async def test_unknown_actor_answers_with_a_failure():
+    system = ActorSystem()
+    with pytest.raises(RemoteError) as info:
+        await system.request("nobody", Ping())
+    assert info.value.code == "unknown_actor"
+
+
+async def test_unsupported_message_answers_with_a_failure():
+    system = ActorSystem()
+    async with trio.open_nursery() as n:
+        await n.start(Echo(system).run)
+        with pytest.raises(RemoteError) as info:
+            await system.request("echo", Ack())
+        assert info.value.code == "unsupported_message"
+        n.cancel_scope.cancel()
+
+
+async def test_mailbox_is_bounded_so_senders_wait():
+    system = ActorSystem()
+    system.mailbox("idle", size=2)
+    await system.tell("idle", Ping())
+    await system.tell("idle", Ping())
+    with trio.move_on_after(0.05) as scope:
+        await system.tell("idle", Ping())
+    assert scope.cancelled_caught  # the third send waited: backpressure, not an unbounded queue
+
+
+async def test_a_crashing_handler_replies_with_failure_and_the_supervisor_restarts_it(autojump_clock):
+    system = ActorSystem()
+    echo = Echo(system)
+    sup = Supervisor([ChildSpec("echo", echo.run, Restart.PERMANENT)], max_restarts=3, window_s=10)
+    async with trio.open_nursery() as n:
+        await n.start(sup.run)
+        with pytest.raises(RemoteError) as info:
+            await system.request("echo", Ping(b"boom"))
+        assert info.value.code == "internal_error"
+        reply = await system.request("echo", Ping(b"after"))  # restarted, same mailbox
+        assert reply == Pong(b"after")
+        assert sup.state["echo"].restarts == 1
+        n.cancel_scope.cancel()
+
+
+async def test_supervisor_gives_up_after_too_many_restarts(autojump_clock):
+    system = ActorSystem()
+    echo = Echo(system)
+    sup = Supervisor([ChildSpec("echo", echo.run, Restart.PERMANENT)], max_restarts=2, window_s=10)
+    with pytest.RaisesGroup(pytest.RaisesExc(SupervisorGaveUp), flatten_subgroups=True):
+        async with trio.open_nursery() as n:
+            await n.start(sup.run)
+            for _ in range(5):
+                try:
+                    await system.request("echo", Ping(b"boom"), timeout=5)
+                except RemoteError:
+                    pass
+                await trio.sleep(0.5)
+
+
+async def test_temporary_child_is_not_restarted(autojump_clock):
+    runs = []
+
+    async def child(task_status=trio.TASK_STATUS_IGNORED):
+        runs.append(1)
+        task_status.started()
+        raise RuntimeError("once")
+
+    sup = Supervisor([ChildSpec("t", child, Restart.TEMPORARY)])
+    async with trio.open_nursery() as n:
+        await n.start(sup.run)
+        await trio.sleep(5)
+        n.cancel_scope.cancel()
+    assert runs == [1] and sup.state["t"].status == "crashed"
+
+
+async def test_transient_child_is_restarted_only_after_a_crash(autojump_clock):
+    runs = []
+
+    async def child(task_status=trio.TASK_STATUS_IGNORED):
+        runs.append(1)
+        task_status.started()
+        if len(runs) == 1:
+            raise RuntimeError("first run crashes")
+
+    sup = Supervisor([ChildSpec("t", child, Restart.TRANSIENT)])
+    async with trio.open_nursery() as n:
+        await n.start(sup.run)
+        await trio.sleep(5)
+        n.cancel_scope.cancel()
+    assert len(runs) == 2 and sup.state["t"].status == "stopped"

@@ -1,0 +1,50 @@
+"""Out-of-process ZMQ ROUTER echo peer for the transport tests and bench.
+
+    python tests/transport_peer.py ENDPOINT [--bind]
+
+Connects (or binds) a plain synchronous ROUTER to ENDPOINT and echoes every
+multipart message back to its sender. Prints ``ready <endpoint>`` once the
+socket is set up. Exits when stdin reaches EOF, so it can never outlive the
+process that started it.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+
+import zmq
+
+
+def main(argv: list[str]) -> int:
+    endpoint = argv[0]
+    bind = "--bind" in argv[1:]
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    if bind:
+        sock.bind(endpoint)
+    else:
+        sock.connect(endpoint)
+    print("ready", sock.getsockopt_string(zmq.LAST_ENDPOINT), flush=True)
+
+    # Plain blocking recv keeps this a fair "raw pyzmq" baseline; EOF on
+    # stdin terminates the context from a helper thread, which makes the
+    # blocking recv raise ContextTerminated.
+    threading.Thread(target=_term_on_eof, args=(ctx,), daemon=True).start()
+    try:
+        while True:
+            sock.send_multipart(sock.recv_multipart())
+    except zmq.ContextTerminated:
+        return 0
+    finally:
+        sock.close(linger=0)
+
+
+def _term_on_eof(ctx: zmq.Context) -> None:
+    while sys.stdin.buffer.read1(4096):
+        pass
+    ctx.term()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
