@@ -8,6 +8,7 @@ released only when nothing of the turn still runs.
 from __future__ import annotations
 
 import time
+from contextlib import aclosing
 from decimal import Decimal
 from typing import Callable
 
@@ -172,16 +173,17 @@ class PlannerActor(Actor):
             await self.system.tell(self.availability, outcome)
 
         try:
-            async for item in self.adapters.stream(adapter, request, on_attempt):
-                if isinstance(item, TextChunk):
-                    state.partial.append(item.text)
-                    await self._progress(run, ev.TextDelta(run.turn_id, item.text))
-                elif isinstance(item, ThinkingChunk):
-                    await self._progress(run, ev.ThinkingDelta(run.turn_id, item.text))
-                elif isinstance(item, ToolUseChunk):
-                    pass  # announced as tool.called when dispatched
-                elif isinstance(item, Completed):
-                    completed = item
+            async with aclosing(self.adapters.stream(adapter, request, on_attempt)) as stream:
+                async for item in stream:
+                    if isinstance(item, TextChunk):
+                        state.partial.append(item.text)
+                        await self._progress(run, ev.TextDelta(run.turn_id, item.text))
+                    elif isinstance(item, ThinkingChunk):
+                        await self._progress(run, ev.ThinkingDelta(run.turn_id, item.text))
+                    elif isinstance(item, ToolUseChunk):
+                        pass  # announced as tool.called when dispatched
+                    elif isinstance(item, Completed):
+                        completed = item
         except ProviderError as exc:
             if exc.usage is not None:
                 await self._record(run, spec, exc.usage)

@@ -20,6 +20,7 @@ from actors.cost import CostActor
 from actors.kernel import Actor, ActorSystem
 from actors.node import Node
 from actors.planner import PlannerActor
+from actors.registry import ModelRegistry
 from actors.router_actor import RouterActor
 from actors.session import SessionActor
 from actors.store import Store
@@ -110,7 +111,10 @@ class Daemon:
         from actors.router.loader import PolicyLoader
 
         loader = PolicyLoader(self.paths.models_file, self.paths.routing_file, env=self.env)
-        registry = lambda: loader.registry()  # noqa: E731 — always the last-known-good registry
+        loader.current()
+
+        def registry() -> ModelRegistry:  # always the last-known-good registry
+            return loader.engine.registry if loader.engine else ModelRegistry()
         adapters = AdapterPool(registry, env=self.env, demo_chunk_delay=self.demo_chunk_delay)
         tools = ToolBox(workspace_settings=workspace_settings)
         system = self.system

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import aclosing
 from typing import Any, AsyncIterator, Callable
 
 import httpx
@@ -83,8 +84,9 @@ class HTTPAdapter:
                         resp.status_code, raw, resp.headers, near_context_limit=near_context_limit
                     )
                 if resp.headers.get("content-type", "").startswith("text/event-stream"):
-                    async for event in iter_sse(resp.aiter_lines()):
-                        yield event
+                    async with aclosing(iter_sse(resp.aiter_lines())) as events:
+                        async for event in events:
+                            yield event
                 else:
                     raw = await resp.aread()
                     try:

@@ -11,6 +11,7 @@ objects) and unwrapped again.
 from __future__ import annotations
 
 import json
+from contextlib import aclosing
 from typing import Any, AsyncIterator
 
 from protocol.canonical import (
@@ -287,15 +288,15 @@ class AnthropicAdapter(HTTPAdapter):
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
         body = wire_request(request, stream=self.streaming)
         state = StreamState(request)
-        near = self.near_context_limit(request)
+        items = self.post_events(
+            "/v1/messages", self._headers(), body, near_context_limit=self.near_context_limit(request)
+        )
         try:
-            async for item in self.post_events("/v1/messages", self._headers(), body, near_context_limit=near):
-                if isinstance(item, SSEvent):
-                    events = state.feed(load_json(item.data))
-                else:
-                    events = state.feed_message(item)
-                for event in events:
-                    yield event
+            async with aclosing(items):
+                async for item in items:
+                    events = state.feed(load_json(item.data)) if isinstance(item, SSEvent) else state.feed_message(item)
+                    for event in events:
+                        yield event
             if not state.finished:
                 raise ProviderError(ErrorClass.NETWORK, "stream ended before message_stop")
         except ProviderError as exc:

@@ -12,6 +12,7 @@ as thinking. Thinking blocks are never sent back: Chat Completions has no field 
 from __future__ import annotations
 
 import json
+from contextlib import aclosing
 from typing import Any, AsyncIterator
 
 from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
@@ -234,24 +235,22 @@ class OpenAIAdapter(HTTPAdapter):
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
         body = wire_request(request, stream=self.streaming, max_tokens_field=self.max_tokens_field)
         state = StreamState()
-        near = self.near_context_limit(request)
+        items = self.post_events(
+            "/chat/completions", self._headers(), body, near_context_limit=self.near_context_limit(request)
+        )
         try:
-            async for item in self.post_events("/chat/completions", self._headers(), body, near_context_limit=near):
-                if isinstance(item, SSEvent):
-                    if item.data.strip() == "[DONE]":
-                        state.done = True
-                        continue
-                    events = state.feed(load_json(item.data))
-                else:
-                    events = state.feed_completion(item)
-                for event in events:
-                    yield event
+            async with aclosing(items):
+                async for item in items:
+                    if not isinstance(item, SSEvent):
+                        events = state.feed_completion(item)
+                    elif item.data.strip() == "[DONE]":
+                        state.done, events = True, state.flush_calls()  # in case finish_reason never came
+                    else:
+                        events = state.feed(load_json(item.data))
+                    for event in events:
+                        yield event
             if not state.finished:
                 raise ProviderError(ErrorClass.NETWORK, "stream ended before finish_reason")
-            if state.calls:
-                events = state.flush_calls()  # a server that sent [DONE] without finish_reason
-                for event in events:
-                    yield event
         except ProviderError as exc:
             exc.partial_text = exc.partial_text or state.text
             raise

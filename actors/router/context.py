@@ -5,6 +5,7 @@ chain is a pure function of (TurnContext, policy, registry, availability, patter
 """
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -38,6 +39,11 @@ class TurnContext:
     now_local: datetime = _EPOCH            # wall clock in the user's timezone
     delegate_tier: str | None = None        # set only while routing a delegated worker
     is_worker: bool = False
+
+    @functools.cached_property
+    def message_folded(self) -> str:
+        """Casefolded message, computed on first use and shared by every substring predicate."""
+        return self.message_text.casefold()
 
 
 # A path-ish token: optional dirs, a stem, then an extension starting with a letter. Requiring the

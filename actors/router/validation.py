@@ -118,3 +118,24 @@ class Validator:
         if ctx.requires_structured_output and not gate.structured:
             return Rejection(ValidationFailure.NO_STRUCTURED_OUTPUT_SUPPORT, f"{model} does not support structured output")
         return None
+
+
+def availability_from_snapshot(unavailable: Mapping[str, Mapping]) -> Availability:
+    """Adapt the availability actor's view (``{scope: {"reason": ...}}``, where a scope is a
+    provider name or a ``provider:model`` id) into the callable the chain takes. Provider-wide
+    state is checked first, as spec §4.5 orders it."""
+    if not unavailable:
+        return lambda model: AVAILABLE
+
+    def availability(model: str) -> AvailabilityVerdict:
+        provider = model.partition(":")[0]
+        entry = unavailable.get(provider)
+        if entry is not None:
+            return AvailabilityVerdict(False, "provider", str(entry.get("reason") or "")
+                                       or f"all {provider} models temporarily unavailable")
+        entry = unavailable.get(model)
+        if entry is not None:
+            return AvailabilityVerdict(False, "model", str(entry.get("reason") or "") or f"{model} model-specific outage")
+        return AVAILABLE
+
+    return availability

@@ -7,6 +7,7 @@ as an incomplete body, exactly as when a provider's connection dies.
 """
 from __future__ import annotations
 
+import functools
 import json
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, Union
@@ -121,7 +122,7 @@ class FakeHTTPServer:
 async def serve(handler: Callable[[RecordedRequest], Plan]) -> AsyncIterator[FakeHTTPServer]:
     server = FakeHTTPServer(handler)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, server._serve_connection, 0, host="127.0.0.1")
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, server._serve_connection, 0, host="127.0.0.1"))
         server.port = listeners[0].socket.getsockname()[1]
         try:
             yield server

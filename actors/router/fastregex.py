@@ -1,0 +1,136 @@
+"""Faster ``search(...) is not None`` for user regexes with top-level alternation.
+
+CPython's ``re`` only uses its fast literal-prefix scan when the whole pattern starts with a
+literal; ``^/commit|write.*commit message`` or ``(architecture|design review)`` instead try every
+branch at every position (≈ 3 µs on a 90-character message versus ≈ 0.3 µs per literal branch).
+Because routing only asks *whether* a pattern matches somewhere, ``A|B`` can be searched as
+``A`` then ``B``: a match of the whole exists iff a match of some branch exists.
+
+That equivalence needs branches that do not refer to each other's groups, so patterns with
+backreferences or conditionals, and verbose patterns (where ``#`` starts a comment that may contain
+``|``), are left whole. Leading global flags such as ``(?i)`` are copied onto every branch. The
+original pattern is always compiled as well, so validation errors are reported for what the user
+wrote.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Callable
+
+_CROSS_REFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
+_GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
+
+
+def compile_quietly(pattern: str) -> re.Pattern:
+    # re warns (FutureWarning) about e.g. "possible nested set" while still accepting the pattern;
+    # the daemon runs with warnings as errors in tests, and the pattern is valid today.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return re.compile(pattern)
+
+
+def _closing_paren(body: str, open_at: int) -> int:
+    """Index of the ``)`` matching ``body[open_at]``, honouring escapes and character classes."""
+    depth, i, in_class, n = 0, open_at, False, len(body)
+    while i < n:
+        c = body[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+        elif c == "[":
+            in_class = True
+            i += 1
+            if i < n and body[i] == "^":
+                i += 1
+            if i < n and body[i] == "]":
+                i += 1            # "[]...]" and "[^]...]": the first ']' is literal
+            continue
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def branches(pattern: str) -> list[str] | None:
+    """The top-level alternatives of ``pattern``, or None when it must be searched whole."""
+    if _CROSS_REFERENCE.search(pattern):
+        return None
+    flags = ""
+    m = _GLOBAL_FLAGS.match(pattern)
+    if m:
+        flags = m.group(0)
+        if "x" in flags:
+            return None
+        pattern = pattern[m.end():]
+    # A pattern that is one group around everything: "(a|b)" or "(?:a|b)" — look inside.
+    for opener in ("(?:", "("):
+        if pattern.startswith(opener) and (opener == "(?:" or not pattern.startswith("(?")):
+            if _closing_paren(pattern, 0) == len(pattern) - 1:
+                pattern = pattern[len(opener):-1]
+            break
+    parts: list[str] = []
+    depth, i, start, in_class, n = 0, 0, 0, False, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+        elif c == "[":
+            in_class = True
+            i += 1
+            if i < n and pattern[i] == "^":
+                i += 1
+            if i < n and pattern[i] == "]":
+                i += 1
+            continue
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    parts.append(pattern[start:])
+    if len(parts) < 2 or depth != 0:
+        return None
+    return [flags + p for p in parts]
+
+
+def searcher(rx: re.Pattern) -> Callable[[str], bool]:
+    """A ``text -> bool`` equivalent to ``rx.search(text) is not None``, split when that is faster."""
+    parts = branches(rx.pattern) if isinstance(rx.pattern, str) else None
+    compiled: list[re.Pattern] = []
+    if parts is not None:
+        try:
+            compiled = [compile_quietly(p) for p in parts]
+        except (re.error, RecursionError, OverflowError, ValueError):
+            compiled = []
+        if any(c.flags != rx.flags for c in compiled):
+            compiled = []     # a branch parsed differently from the whole: do not guess
+    if len(compiled) < 2:
+        search = rx.search
+        return lambda text: search(text) is not None
+    if len(compiled) == 2:
+        a, b = compiled[0].search, compiled[1].search
+        return lambda text: a(text) is not None or b(text) is not None
+    searches = tuple(c.search for c in compiled)
+
+    def test(text: str) -> bool:
+        for s in searches:
+            if s(text) is not None:
+                return True
+        return False
+
+    return test
