@@ -144,21 +144,32 @@ class TurnHandle:
         self.turn_id = turn_id
         self._events = events
         self._tools = tools
+        self._unanswered: ev.ToolCalled | None = None
         self.terminal: Any = None
 
-    def __aiter__(self):
-        return self._iterate()
+    def __aiter__(self) -> "TurnHandle":
+        return self
 
-    async def _iterate(self):
-        async for event in self._events:
-            if getattr(event, "turn_id", self.turn_id) not in (self.turn_id, None):
-                continue
-            yield event
-            if isinstance(event, ev.ToolCalled) and event.client_tool:
-                await self._answer_tool(event)
-            if isinstance(event, ev.TERMINAL_EVENT_TYPES):
-                self.terminal = event
-                return
+    async def __anext__(self):
+        """The next event of this turn; ends after the terminal event. A client tool call that was
+        just handed out is answered before the next event is awaited."""
+        if self._unanswered is not None:
+            call, self._unanswered = self._unanswered, None
+            await self._answer_tool(call)
+        if self.terminal is not None:
+            raise StopAsyncIteration
+        while True:
+            try:
+                event = await self._events.receive()
+            except trio.EndOfChannel:
+                raise StopAsyncIteration from None
+            if getattr(event, "turn_id", self.turn_id) in (self.turn_id, None):
+                break
+        if isinstance(event, ev.ToolCalled) and event.client_tool:
+            self._unanswered = event
+        if isinstance(event, ev.TERMINAL_EVENT_TYPES):
+            self.terminal = event
+        return event
 
     async def _answer_tool(self, call: ev.ToolCalled) -> None:
         entry = self._tools.get(call.name)

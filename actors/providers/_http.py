@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from contextlib import aclosing
 from typing import Any, AsyncIterator, Callable
 
 import httpx
@@ -10,7 +9,7 @@ import httpx
 from protocol.canonical import Usage
 
 from . import errors
-from ._sse import SSEvent, iter_sse
+from ._sse import SSEDecoder, SSEvent
 from ._tokens import estimate_request_tokens
 from .base import LLMRequest
 
@@ -27,6 +26,22 @@ def _unpriced(usage: Usage) -> Usage:
         usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
         usage.reasoning_tokens, cost_usd=None,
     )
+
+
+async def _finish(resp: httpx.Response, lines: AsyncIterator[str]) -> None:
+    """Close the response, then run its line iterator to its end.
+
+    httpx reads a body through a chain of nested async generators. Left suspended (we stopped
+    early: an error event, or our caller closed us), they are garbage-collected unfinished and trio
+    warns about each one (encode/httpx#3686). Once the connection is closed, the next read fails
+    inside the innermost generator, so the whole chain finishes by that exception instead.
+    """
+    await resp.aclose()
+    try:
+        async for _ in lines:
+            pass
+    except (httpx.HTTPError, httpx.StreamError):
+        pass
 
 
 class HTTPAdapter:
@@ -84,9 +99,15 @@ class HTTPAdapter:
                         resp.status_code, raw, resp.headers, near_context_limit=near_context_limit
                     )
                 if resp.headers.get("content-type", "").startswith("text/event-stream"):
-                    async with aclosing(iter_sse(resp.aiter_lines())) as events:
-                        async for event in events:
-                            yield event
+                    decoder = SSEDecoder()
+                    lines = resp.aiter_lines()
+                    try:
+                        async for line in lines:
+                            event = decoder.feed(line)
+                            if event is not None:
+                                yield event
+                    finally:
+                        await _finish(resp, lines)
                 else:
                     raw = await resp.aread()
                     try:

@@ -1,7 +1,5 @@
-"""Server-sent events, parsed from a line iterator (sans-IO apart from the iteration itself)."""
+"""Server-sent events decoding, sans-IO: feed lines, get whole events."""
 from __future__ import annotations
-
-from typing import AsyncIterator
 
 from attrs import frozen
 
@@ -12,24 +10,29 @@ class SSEvent:
     data: str
 
 
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEvent]:
-    """Dispatch an event at each blank line, per the WHATWG event-stream rules we rely on."""
-    event: str | None = None
-    data: list[str] = []
-    async for line in lines:
+class SSEDecoder:
+    """Dispatches an event at each blank line (WHATWG event-stream rules, the parts we rely on).
+
+    An event not closed by a blank line is never dispatched, as the spec says: the stream was cut,
+    and the adapter reports the missing terminal event instead of trusting half a payload.
+    """
+
+    def __init__(self) -> None:
+        self._event: str | None = None
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> SSEvent | None:
         if not line:
-            if data:
-                yield SSEvent(event, "\n".join(data))
-            event, data = None, []
-            continue
+            event = SSEvent(self._event, "\n".join(self._data)) if self._data else None
+            self._event, self._data = None, []
+            return event
         if line.startswith(":"):
-            continue  # comment / keep-alive
+            return None  # comment / keep-alive
         field, _, value = line.partition(":")
         if value.startswith(" "):
             value = value[1:]
         if field == "event":
-            event = value
+            self._event = value
         elif field == "data":
-            data.append(value)
-    # An event not closed by a blank line is dropped (as the spec says): the stream was cut, and
-    # the adapter reports the missing terminal event instead of trusting half a payload.
+            self._data.append(value)
+        return None

@@ -1,0 +1,127 @@
+"""The CLI against a real `orchestrator serve` process, as a user runs it."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import write_demo_home
+
+PY = sys.executable
+
+
+def cli(env, *args, timeout=60, input=None):
+    return subprocess.run([PY, "-m", "orchestrator", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, input=input)
+
+
+@pytest.fixture
+def env(short_tmp):
+    home = short_tmp / "home"
+    write_demo_home(home)
+    e = dict(os.environ)
+    e.update(ORCHESTRATOR_HOME=str(home), ORCHESTRATOR_STATE=str(short_tmp / "state"),
+             ORCHESTRATOR_ENDPOINT=f"ipc://{short_tmp}/d.sock")
+    return e
+
+
+def start_daemon(env):
+    log = open(env["ORCHESTRATOR_STATE"] + ".log", "a")
+    proc = subprocess.Popen([PY, "-m", "orchestrator", "serve"], env=env, stdout=log, stderr=log)
+    log.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if cli(env, "status").returncode == 0:
+            return proc
+        if proc.poll() is not None:
+            raise AssertionError(f"daemon exited: {open(env['ORCHESTRATOR_STATE'] + '.log').read()}")
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("daemon did not become ready")
+
+
+def stop_daemon(proc, sig=signal.SIGTERM, timeout=15):
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_ask_json_prints_one_object_per_event_ending_in_turn_completed(env):
+    proc = start_daemon(env)
+    try:
+        out = cli(env, "ask", "--json", "hello")
+        assert out.returncode == 0, out.stderr
+        lines = [json.loads(line) for line in out.stdout.splitlines()]
+        types = [e["type"] for e in lines]
+        assert types[0] == "route.decided" and types[1] == "turn.started"
+        assert "text.delta" in types and types[-1] == "turn.completed"
+        assert lines[-1]["usage"]["input_tokens"] > 0 and "cost_usd" in lines[-1]["usage"]
+        trace = cli(env, "trace", lines[0]["turn_id"])
+        assert trace.returncode == 0 and "Chose: demo:steady (global default)" in trace.stdout
+    finally:
+        assert stop_daemon(proc) == 0
+
+
+def test_sigterm_during_a_turn_exits_zero_and_history_survives_a_restart(env):
+    Path(env["ORCHESTRATOR_HOME"], "daemon.yaml").write_text("shutdown_grace_s: 1.0\n")
+    proc = start_daemon(env)
+    assert cli(env, "ask", "--session", "s_keep", "--json", "first question").returncode == 0
+    slow = subprocess.Popen([PY, "-m", "orchestrator", "ask", "--session", "s_keep", "--json", "second question"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    assert stop_daemon(proc) == 0
+    assert time.monotonic() - t0 < 10
+    slow_out, _ = slow.communicate(timeout=10)
+    assert json.loads(slow_out.splitlines()[-1])["type"] in ("turn.completed", "turn.cancelled")
+    proc = start_daemon(env)
+    try:
+        out = cli(env, "ask", "--session", "s_keep", "--json", "third question")
+        assert out.returncode == 0, out.stderr
+        show = cli(env, "model", "show", "--session", "s_keep", "--json")
+        assert show.returncode == 0
+    finally:
+        stop_daemon(proc)
+    import sqlite3
+    db = sqlite3.connect(env["ORCHESTRATOR_STATE"] + "/orchestrator.db")
+    request_close = db.close
+    roles = [r[0] for r in db.execute("SELECT role FROM messages WHERE session_id='s_keep' ORDER BY seq")]
+    assert roles[:2] == ["user", "assistant"] and roles[-2:] == ["user", "assistant"]
+    assert roles.count("user") == 3
+    statuses = [r[0] for r in db.execute("SELECT status FROM turns WHERE session_id='s_keep' ORDER BY started_at")]
+    request_close()
+    assert statuses[0] == "completed" and statuses[-1] == "completed" and "running" not in statuses
+
+
+def test_commands_without_a_daemon_exit_3_with_a_hint(env):
+    out = cli(env, "status")
+    assert out.returncode == 3
+    assert "daemon not reachable" in out.stderr and "orchestrator serve" in out.stderr
+    assert out.stderr.count("\n") == 1
+
+
+def test_usage_errors_exit_2(env):
+    assert cli(env, "model", "set").returncode == 2
+    assert cli(env, "no-such-command").returncode == 2
+
+
+def test_serve_refuses_a_non_loopback_tcp_endpoint(env):
+    env = {**env, "ORCHESTRATOR_ENDPOINT": "tcp://0.0.0.0:5555"}
+    out = cli(env, "serve", timeout=20)
+    assert out.returncode == 1 and "non-loopback" in out.stderr
+
+
+def test_serve_creates_the_socket_folder_private(env, short_tmp):
+    env = {**env, "ORCHESTRATOR_ENDPOINT": f"ipc://{short_tmp}/run/d.sock"}
+    proc = start_daemon(env)
+    try:
+        assert (os.stat(short_tmp / "run").st_mode & 0o777) == 0o700
+    finally:
+        stop_daemon(proc)
