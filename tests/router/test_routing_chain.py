@@ -355,6 +355,24 @@ def test_module_level_decide_matches_engine():
     assert decide(ctx("x"), pol, reg, env=BOTH_KEYS).chosen_model == SONNET
 
 
+DETERMINISM_SPEC = BASE + """\
+rules:
+  - {name: a, when: {message_matches: "^/c|x.*y"}, use: haiku}
+  - {name: b, when: {any_of: [{has_images: true}, {cost_today_exceeds_usd: 5}]}, use: opus}
+  - {name: c, when: {estimated_input_tokens_gt: 100000}, use: gpt5}
+workspaces:
+  /ws: {default: gpt5-mini}
+"""
+_PAIR = []
+
+
+def _two_engines():
+    # Two independently built engines: determinism must not depend on per-engine caches.
+    if not _PAIR:
+        _PAIR.extend((engine(DETERMINISM_SPEC), engine(DETERMINISM_SPEC)))
+    return _PAIR
+
+
 @PROPERTY
 @given(
     text=st.text(max_size=40),
@@ -368,19 +386,13 @@ def test_module_level_decide_matches_engine():
 )
 def test_decisions_are_deterministic_for_identical_inputs(text, images, tokens, tools, cost, sticky, workspace,
                                                           outage):
-    spec = BASE + """\
-rules:
-  - {name: a, when: {message_matches: "^/c|x.*y"}, use: haiku}
-  - {name: b, when: {any_of: [{has_images: true}, {cost_today_exceeds_usd: 5}]}, use: opus}
-  - {name: c, when: {estimated_input_tokens_gt: 100000}, use: gpt5}
-workspaces:
-  /ws: {default: gpt5-mini}
-"""
-    eng = engine(spec)
+    first, second = _two_engines()
     make = lambda: ctx(text, has_images=images, estimated_input_tokens=tokens, has_tool_definitions=tools,  # noqa: E731
                        cost_today_usd=cost, sticky_model=sticky, workspace=workspace)
-    a = eng.decide(make(), availability=down(*outage))
-    b = engine(spec).decide(make(), availability=down(*outage))
+    a = first.decide(make(), availability=down(*outage))
+    b = second.decide(make(), availability=down(*outage))
+    c = first.decide(make(), availability=down(*outage))
     assert (a.chain, a.winner_index, a.chosen_model, a.banners, a.error) == \
-        (b.chain, b.winner_index, b.chosen_model, b.banners, b.error)
+        (b.chain, b.winner_index, b.chosen_model, b.banners, b.error) == \
+        (c.chain, c.winner_index, c.chosen_model, c.banners, c.error)
     assert (a.chosen_model is None) == (a.winner_index == -1)
