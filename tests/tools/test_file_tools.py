@@ -9,8 +9,8 @@ from actors.tools._files import READ_CAP_BYTES
 from actors.tools._paths import confine
 
 
-async def call(ctx, name, **arguments):
-    return await dispatch(ctx, name, arguments)
+async def call(ctx, tool, /, **arguments):
+    return await dispatch(ctx, tool, arguments)
 
 
 # --- happy paths ---------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 from actors.tools import ToolContext, dispatch
 
 
-async def call(ctx, name, **arguments):
-    return await dispatch(ctx, name, arguments)
+async def call(ctx, tool, /, **arguments):
+    return await dispatch(ctx, tool, arguments)
 
 
 def memory_text(workspace):
