@@ -68,10 +68,15 @@ def _yaml_price(pricing: Pricing) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _genai_prices() -> Any:
-    # Imported on first use: it loads a large bundled table (~0.3 s).
+    # Imported on first use: importing it (pydantic + a large bundled table) takes ~0.3 s.
     import genai_prices
 
     return genai_prices
+
+
+def preload() -> None:
+    """Load the price table now (e.g. at daemon start, in a thread) rather than on the first call."""
+    _genai_prices().data_snapshot.get_snapshot()
 
 
 def _lookup_target(model: ModelSpec, provider: ProviderSpec | None) -> dict[str, str] | None:

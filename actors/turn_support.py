@@ -35,8 +35,10 @@ class AdapterPool:
         if provider.kind == "demo":
             from .providers.demo import DemoAdapter
 
-            kwargs = {} if self.demo_chunk_delay is None else {"chunk_delay": self.demo_chunk_delay}
-            adapter: Adapter = DemoAdapter(spec.id, **kwargs)
+            delay = self.demo_chunk_delay
+            if delay is None and "chunk_delay" in provider.options:
+                delay = float(provider.options["chunk_delay"])
+            adapter: Adapter = DemoAdapter(spec.id, **({} if delay is None else {"chunk_delay": delay}))
         else:
             from .providers.factory import make_adapter
 
@@ -105,10 +107,8 @@ class ToolBox:
         run = turn.run
         if not run.workspace:
             return f"unknown tool: {use.name}", True
-        offered = {d.name for d in self.definitions(run, planner.registry().models[run.model])}
-        if use.name not in offered:
-            return f"unknown tool: {use.name}", True
         from .tools import dispatch
 
-        out = await dispatch(self.context(run, is_worker=run.is_worker), use.name, dict(use.input))
+        allowed = set(run.allowed_tools) if run.allowed_tools is not None else None
+        out = await dispatch(self.context(run, is_worker=run.is_worker), use.name, dict(use.input), allowed=allowed)
         return out.content, out.is_error

@@ -158,8 +158,14 @@ class ZmqSocket:
         return self._owner_done.is_set()
 
     async def send(self, frames: Iterable[bytes]) -> None:
-        """Queue one multipart message; waits while the outbound buffer is full."""
-        frames = list(frames)
+        """Queue one multipart message; waits while the outbound buffer is full.
+
+        Frames are bytes-like; non-``bytes`` ones are copied now, so the caller
+        may reuse its buffers at once.
+        """
+        frames = [f if type(f) is bytes else _as_bytes(f) for f in frames]
+        if not frames:
+            raise ValueError("a ZMQ message needs at least one frame")
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
             try:
@@ -394,6 +400,15 @@ class ZmqSocket:
         if self._failure is not None:
             raise TransportClosed(f"socket failed: {self._failure}", self._failure.errno) from self._failure
         raise TransportClosed("socket is closed") from None
+
+
+def _as_bytes(frame: object) -> bytes:
+    # Checked here, in the caller's task: a bad frame reaching the owner
+    # would take the socket down for every other user.
+    try:
+        return bytes(memoryview(frame))  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"frame must be bytes-like, not {type(frame).__name__}") from None
 
 
 def _endpoints(value: str | Iterable[str] | None) -> list[str]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterator, Callable
 
+import attrs
 import httpx
 
 from protocol.canonical import Usage
 
+from ..tokens import estimate_input_tokens
 from . import errors
 from ._sse import SSEDecoder, SSEvent
-from ._tokens import estimate_request_tokens
 from .base import LLMRequest
 
 Pricer = Callable[[Usage], Usage]
@@ -21,11 +22,8 @@ Pricer = Callable[[Usage], Usage]
 NEAR_CONTEXT_SHARE = 0.75
 
 
-def _unpriced(usage: Usage) -> Usage:
-    return Usage(
-        usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
-        usage.reasoning_tokens, cost_usd=None,
-    )
+def unpriced(usage: Usage) -> Usage:
+    return attrs.evolve(usage, cost_usd=None)
 
 
 async def _finish(resp: httpx.Response, lines: AsyncIterator[str]) -> None:
@@ -64,7 +62,7 @@ class HTTPAdapter:
         self.streaming = streaming
         self.max_context_tokens = max_context_tokens
         # Without a pricer the cost is unknown (None), never a silent 0.
-        self._price: Pricer = pricer or _unpriced
+        self._price: Pricer = pricer or unpriced
         # ``timeout_s`` bounds each network step (connect, every read between stream chunks), so
         # a long answer that keeps streaming is never cut, but a stalled one is.
         self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 30.0))
@@ -78,7 +76,7 @@ class HTTPAdapter:
     def near_context_limit(self, request: LLMRequest) -> bool:
         if not self.max_context_tokens:
             return False
-        needed = estimate_request_tokens(request) + request.max_tokens
+        needed = estimate_input_tokens(request.system, request.tools, request.messages) + request.max_tokens
         return needed >= NEAR_CONTEXT_SHARE * self.max_context_tokens
 
     async def post_events(

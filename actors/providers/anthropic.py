@@ -231,7 +231,9 @@ class StreamState:
         try:
             block["input"] = json.loads(block["json"]) if block["json"] else {}
         except ValueError:
-            raise errors.malformed(f"tool input of {block['name']!r} is not JSON") from None
+            # Cut off by max_tokens mid-call; completed() accepts that only with that stop reason.
+            block["incomplete"] = True
+            return []
         if self._is_structured(block):
             if self.wrapped:
                 block["answer"] = json.dumps(block["input"].get("value"))
@@ -256,6 +258,9 @@ class StreamState:
     def completed(self, model: str) -> Completed:
         answered = any("answer" in b for b in self.blocks.values())
         stop = _STOP_REASONS.get(self.stop_reason or "end_turn", StopReason.END_TURN)
+        broken = [b["name"] for b in self.blocks.values() if b.get("incomplete")]
+        if broken and stop is not StopReason.MAX_TOKENS:
+            raise errors.malformed(f"tool input of {broken[0]!r} is not JSON")
         if answered and stop is StopReason.TOOL_USE:
             stop = StopReason.END_TURN  # the "tool call" was the structured answer itself
         u = self.usage
@@ -299,8 +304,8 @@ class AnthropicAdapter(HTTPAdapter):
                         yield event
             if not state.finished:
                 raise ProviderError(ErrorClass.NETWORK, "stream ended before message_stop")
+            done = state.completed(request.model)
         except ProviderError as exc:
             exc.partial_text = exc.partial_text or state.text
             raise
-        done = state.completed(request.model)
         yield Completed(done.message, self._price(done.usage))

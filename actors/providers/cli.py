@@ -8,8 +8,8 @@ The conversation is rendered as plain text on stdin; stdout, as it arrives, is t
 - The agent runs in its own session / process group; on cancellation, timeout, early close or
   failure the whole group gets SIGTERM, then SIGKILL after a grace — shielded and bounded, so a
   cancelled turn cannot leave an agent (or the tools it spawned) running.
-- Usage is estimated (~4 chars/token of prompt and answer, see ``_tokens``): agents do not report
-  it on stdout in any common format. Those numbers understate what an agent really spends (it runs
+- Usage is estimated (~4 bytes/token of prompt and answer, see ``actors.tokens``): agents do not
+  report it on stdout in any common format. Those numbers understate what an agent really spends (it runs
   its own tool loop), so the cost is left unknown unless the model has explicit pricing.
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ import trio
 
 from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 
-from ._http import Pricer, _unpriced
-from ._tokens import estimate_tokens
+from ..tokens import estimate_text_tokens
+from ._http import Pricer, unpriced
 from .base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -119,7 +119,7 @@ class CliAdapter:
         self.timeout_s = timeout_s or DEFAULT_TIMEOUT_S
         self.env = env
         self.cwd = cwd
-        self._price = pricer or _unpriced
+        self._price = pricer or unpriced
 
     async def aclose(self) -> None:
         pass
@@ -178,7 +178,7 @@ class CliAdapter:
                     with trio.CancelScope(shield=True):
                         await process.stdout.aclose()
         answer = "".join(text)
-        usage = Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(answer))
+        usage = Usage(input_tokens=estimate_text_tokens(prompt), output_tokens=estimate_text_tokens(answer))
         message = Message(Role.ASSISTANT, (TextBlock(answer),) if answer else (), model=self.model,
                           stop_reason=StopReason.END_TURN)
         yield Completed(message, self._price(usage))

@@ -83,7 +83,8 @@ def wire_request(request: LLMRequest, *, stream: bool, max_tokens_field: str) ->
     body[max_tokens_field] = request.max_tokens
     if request.tools:
         body["tools"] = [
-            {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}
+            {"type": "function",
+             "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}
             for t in request.tools
         ]
     if request.output_schema is not None:
@@ -185,7 +186,9 @@ class StreamState:
                 if self.finish_reason == "length":
                     continue  # cut off by max_tokens: the stop reason already says so
                 raise errors.malformed(f"arguments of tool call {call['name']!r} are not JSON") from None
-            block = ToolUseBlock(call["id"], call["name"], arguments if isinstance(arguments, dict) else {})
+            # Some compatible servers omit the id; a stable stand-in keeps call and result paired.
+            call_id = call["id"] or f"call_{len(self.emitted_calls)}"
+            block = ToolUseBlock(call_id, call["name"], arguments if isinstance(arguments, dict) else {})
             self.emitted_calls.append(block)
             out.append(ToolUseChunk(block))
         self.calls.clear()
@@ -251,8 +254,8 @@ class OpenAIAdapter(HTTPAdapter):
                         yield event
             if not state.finished:
                 raise ProviderError(ErrorClass.NETWORK, "stream ended before finish_reason")
+            done = state.completed(request.model)
         except ProviderError as exc:
             exc.partial_text = exc.partial_text or state.text
             raise
-        done = state.completed(request.model)
         yield Completed(done.message, self._price(done.usage))

@@ -23,7 +23,9 @@ from .base import Adapter, Completed, ErrorClass, LLMRequest, ProviderError, Str
 OnAttempt = Callable[[bool, ErrorClass | None], Any]
 
 
-def backoff_delay(attempt: int, *, base_delay: float, max_delay: float, rng: Callable[[], float] = random.random) -> float:
+def backoff_delay(
+    attempt: int, *, base_delay: float, max_delay: float, rng: Callable[[], float] = random.random
+) -> float:
     """Delay before retry number ``attempt`` (1-based): ``base·2^(n-1)`` capped, 50–100% of it."""
     ceiling = min(max_delay, base_delay * 2 ** (attempt - 1))
     return ceiling * (0.5 + 0.5 * rng())

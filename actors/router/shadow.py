@@ -36,10 +36,8 @@ def _leaf_implies(a: Leaf, b: Leaf) -> bool:
     if name in ("skills_matching_message_includes", "file_extensions_in_context"):
         return a.arg <= b.arg
     if name == "message_contains_any":
-        # Message contains x, x contains y ⇒ message contains y. Limited to ASCII, where
-        # case-insensitive matching and casefold() agree, so the conclusion is certain.
-        if not all(s.isascii() for s in a.arg | b.arg):
-            return False
+        # Both sides are casefolded and evaluation compares casefolded texts, so "message
+        # contains x" and "x contains y" give "message contains y" for any script.
         return all(any(y in x for y in b.arg) for x in a.arg)
     return False
 

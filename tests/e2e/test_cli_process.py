@@ -70,17 +70,27 @@ def test_ask_json_prints_one_object_per_event_ending_in_turn_completed(env):
 
 
 def test_sigterm_during_a_turn_exits_zero_and_history_survives_a_restart(env):
-    Path(env["ORCHESTRATOR_HOME"], "daemon.yaml").write_text("shutdown_grace_s: 1.0\n")
+    home = Path(env["ORCHESTRATOR_HOME"])
+    (home / "daemon.yaml").write_text("shutdown_grace_s: 1.0\n")
+    models = home / "models.yaml"
+    fast_config = models.read_text()
     proc = start_daemon(env)
     assert cli(env, "ask", "--session", "s_keep", "--json", "first question").returncode == 0
+    # Hot reload: the next turn streams slowly enough to still be running at SIGTERM.
+    models.write_text(fast_config.replace("demo: {kind: demo}", "demo: {kind: demo, options: {chunk_delay: 0.2}}"))
     slow = subprocess.Popen([PY, "-m", "orchestrator", "ask", "--session", "s_keep", "--json", "second question"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while json.loads(cli(env, "status", "--json").stdout)["turns_running"] < 1:
+        assert time.monotonic() < deadline, "the second turn never started"
+        time.sleep(0.05)
     t0 = time.monotonic()
     assert stop_daemon(proc) == 0
     assert time.monotonic() - t0 < 10
     slow_out, _ = slow.communicate(timeout=10)
-    assert json.loads(slow_out.splitlines()[-1])["type"] in ("turn.completed", "turn.cancelled")
+    models.write_text(fast_config)
+    last = json.loads(slow_out.splitlines()[-1])
+    assert last["type"] == "turn.cancelled" and last["reason"] == "daemon_shutdown"
     proc = start_daemon(env)
     try:
         out = cli(env, "ask", "--session", "s_keep", "--json", "third question")

@@ -32,9 +32,10 @@ class ToolCall:
     arguments: dict = attrs.field(factory=dict)
     id: str | None = None          # generated when None
     fragments: int = 3             # the arguments JSON is streamed in this many pieces
+    raw_arguments: str | None = None  # streamed verbatim instead, e.g. JSON cut off by max_tokens
 
     def argument_fragments(self) -> list[str]:
-        text = json.dumps(self.arguments)
+        text = self.raw_arguments if self.raw_arguments is not None else json.dumps(self.arguments)
         size = max(1, -(-len(text) // max(1, self.fragments)))
         return [text[i:i + size] for i in range(0, len(text), size)] or [""]
 

@@ -219,3 +219,13 @@ async def test_a_pricer_fills_in_the_cost():
         srv.script(Answer())
         out = await drain(adapter.stream(request()))
     assert out.completed.usage.cost_usd == "0.5"
+
+
+async def test_a_tool_call_cut_off_by_max_tokens_is_dropped_and_the_stop_reason_says_why():
+    cut = ToolCall("get_weather", raw_arguments='{"city": "Par')
+    async with fake_and_adapter() as (srv, adapter):
+        srv.script(Answer(text="Let me check.", tool_calls=(cut,), stop_reason="max_tokens"))
+        out = await drain(adapter.stream(request(tools=(WEATHER,))))
+    assert out.tool_uses == []
+    assert out.completed.message.content == (TextBlock("Let me check."),)
+    assert out.completed.message.stop_reason is StopReason.MAX_TOKENS

@@ -50,3 +50,17 @@ async def test_cancelling_a_slow_stream_is_prompt_and_clean(opener, cls, autojum
         assert [e.text for e in seen] == ["a"]
         gc.collect()
         await adapter.aclose()
+
+
+@pytest.mark.parametrize("opener, cls", VENDORS)
+async def test_a_caller_cancelled_while_busy_elsewhere_closes_the_stream_cleanly(opener, cls, autojump_clock):
+    async with opener() as srv:
+        adapter = cls(api_key="test-key", base_url=srv.base_url)
+        srv.script(Answer(text=("a", "b", "c")))
+        with trio.move_on_after(5) as scope:
+            async with aclosing(adapter.stream(REQUEST)) as stream:
+                async for _ in stream:
+                    await trio.sleep(100)  # cancelled here, outside the adapter
+        assert scope.cancelled_caught
+        gc.collect()
+        await adapter.aclose()

@@ -157,3 +157,12 @@ async def test_non_streaming_models_get_one_json_completion():
     assert out.text_chunks == ["ab"]
     assert [c.input for c in out.tool_uses] == [{"word": "x"}]
     assert (out.completed.usage.input_tokens, out.completed.usage.cache_read_tokens) == (4, 6)
+
+
+async def test_a_tool_call_cut_off_by_length_is_dropped_and_the_stop_reason_says_why():
+    cut = ToolCall("lookup", raw_arguments='{"word": "tr')
+    async with fake_and_adapter() as (srv, adapter):
+        srv.script(Answer(text=(), tool_calls=(ToolCall("lookup", {"word": "ok"}), cut), stop_reason="length"))
+        out = await drain(adapter.stream(request(tools=(LOOKUP,))))
+    assert [c.input for c in out.tool_uses] == [{"word": "ok"}]
+    assert out.completed.message.stop_reason is StopReason.MAX_TOKENS

@@ -89,7 +89,8 @@ def test_genai_prices_works_with_the_network_blocked():
         socket.socket.connect = socket.socket.connect_ex = refuse
         socket.create_connection = socket.getaddrinfo = refuse
         from decimal import Decimal
-        from actors.pricing import price_usage
+        from actors.pricing import preload, price_usage
+        preload()
         from actors.registry import ModelSpec, ProviderSpec
         from protocol.canonical import Usage
         p = price_usage(ModelSpec(id="a:claude-haiku-4-5", provider="anthropic", name="claude-haiku-4-5"),

@@ -19,13 +19,19 @@ async def run(ctx, **arguments):
     return await dispatch(ctx, "run_command", arguments)
 
 
-def running(pid: int) -> bool:
+def exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A killed orphan stays a zombie until init reaps it (seconds, in some sandboxes); it no
-    # longer runs, which is what the kill promised.
+    return True
+
+
+def running(pid: int) -> bool:
+    """Exists and is not a zombie. A killed orphan stays a zombie until init reaps it (seconds,
+    in some sandboxes); it no longer runs, which is all the kill can promise for it."""
+    if not exists(pid):
+        return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
@@ -33,11 +39,13 @@ def running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-async def assert_gone_soon(*pids: int) -> None:
+async def assert_group_gone(leader: int, *others: int) -> None:
+    # The leader is our child: it must be reaped by us, not merely dead (no zombie left behind).
+    assert not exists(leader)
     with trio.move_on_after(1):
-        while any(running(p) for p in pids):
+        while any(running(p) for p in others):
             await trio.sleep(0.02)
-    assert not [p for p in pids if running(p)]
+    assert not [p for p in others if running(p)]
 
 
 async def test_shell_command_reports_exit_code_stdout_and_stderr(ctx):
@@ -90,7 +98,7 @@ async def test_timeout_kills_the_whole_process_group(workspace):
     assert trio.current_time() - start < 3
     assert outcome.is_error and "timed out after 1 s" in outcome.content
     shell_pid, grandchild_pid = map(int, re.search(r"--- stdout ---\n(\d+) (\d+)", outcome.content).groups())
-    await assert_gone_soon(shell_pid, grandchild_pid)
+    await assert_group_gone(shell_pid, grandchild_pid)
 
 
 async def test_model_can_shorten_but_not_extend_the_timeout(workspace):
@@ -133,7 +141,7 @@ async def test_cancellation_kills_the_group_and_reraises_cancelled(ctx, workspac
     elapsed, bare_cancelled, pids = await cancel_while_running(ctx, workspace, "sleep 30 & echo $$ $! > pids; wait")
     assert bare_cancelled
     assert elapsed < 1.0
-    await assert_gone_soon(*pids)
+    await assert_group_gone(*pids)
 
 
 async def test_cancellation_kills_processes_that_ignore_sigterm(ctx, workspace):
@@ -141,4 +149,4 @@ async def test_cancellation_kills_processes_that_ignore_sigterm(ctx, workspace):
     elapsed, bare_cancelled, pids = await cancel_while_running(ctx, workspace, command)
     assert bare_cancelled
     assert elapsed < 1.5  # TERM grace, then KILL
-    await assert_gone_soon(*pids)
+    await assert_group_gone(*pids)
