@@ -17,7 +17,7 @@ import trio
 
 from protocol import events as ev
 from protocol.canonical import Message, Role, StopReason, TextBlock, ToolDefinition, ToolResultBlock, ToolUseBlock, Usage
-from protocol.messages import Ack, CallOutcome, Failure, RecordUsage, RunTurn, StopTurn, SubmitToolResult, TurnOutcome, TurnProgress
+from protocol.messages import Ack, CallOutcome, Failure, GetAvailability, RecordUsage, RunTurn, StopTurn, SubmitToolResult, TurnOutcome, TurnProgress
 
 from .kernel import Actor
 from .providers.base import Completed, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk
@@ -139,7 +139,25 @@ class PlannerActor(Actor):
         msg = f"{spec.id} failed: {exc.error_class.value}: {exc.message}"
         if exc.partial_text:
             msg += " (the partial answer was kept and marked incomplete)"
+        scope = await self._unavailable_scope(spec)
+        if scope == "provider":
+            msg += f". The {spec.provider} provider is now marked unavailable; your next turn will route around it."
+        elif scope == "model":
+            msg += f". {spec.id} is now marked unavailable; your next turn will route around it."
         return msg
+
+    async def _unavailable_scope(self, spec: ModelSpec) -> str | None:
+        """Ask the availability actor (after our attempt reports, which it has already queued)."""
+        try:
+            with trio.move_on_after(2):
+                view = await self.request(self.availability, GetAvailability((spec.id,)), timeout=2)
+                if spec.provider in view.unavailable:
+                    return "provider"
+                if spec.id in view.unavailable:
+                    return "model"
+        except Exception:  # the message is still useful without this detail
+            return None
+        return None
 
     async def _loop(self, turn: ActiveTurn, spec: ModelSpec, state: "_LoopState") -> None:
         run = turn.run
@@ -197,7 +215,7 @@ class PlannerActor(Actor):
         return attrs.evolve(msg, id=msg.id or f"{run.turn_id}:a{len(state.new)}", model=spec.id)
 
     async def _record(self, run: RunTurn, spec: ModelSpec, usage: Usage) -> Usage:
-        priced, price = price_call(spec, usage)
+        priced, price = price_call(spec, usage, self.registry().providers.get(spec.provider))
         await self.system.tell(self.cost, RecordUsage(run.session_id, run.turn_id, spec.id, self.role, priced,
                                                       run.parent_session_id, price, self.clock()))
         return priced

@@ -20,11 +20,13 @@ class AdapterPool:
     """One adapter per model, built on first use and rebuilt when the registry entry changes."""
 
     def __init__(self, registry: Callable[[], ModelRegistry], *, env: Mapping[str, str] | None = None, http=None,
-                 demo_chunk_delay: float | None = None):
+                 demo_chunk_delay: float | None = None, max_attempts: int = 5, base_delay: float = 0.5):
         self.registry = registry
         self.env = env
         self.http = http
         self.demo_chunk_delay = demo_chunk_delay
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
         self._cache: dict[str, tuple[ModelSpec, object, Adapter]] = {}
 
     def get(self, spec: ModelSpec) -> Adapter:
@@ -49,7 +51,10 @@ class AdapterPool:
     def stream(self, adapter: Adapter, request: LLMRequest, on_attempt) -> AsyncIterator[StreamEvent]:
         from .providers.retry import call_with_retries
 
-        return call_with_retries(adapter, request, on_attempt=on_attempt)
+        # Five attempts: one failed turn is enough evidence to mark its model unavailable (spec
+        # §4.5 counts every attempt), so the user's next turn already routes around it.
+        return call_with_retries(adapter, request, on_attempt=on_attempt, max_attempts=self.max_attempts,
+                                 base_delay=self.base_delay)
 
     async def aclose(self) -> None:
         for _, _, adapter in self._cache.values():
@@ -65,11 +70,11 @@ def add_usage(a: Usage, b: Usage) -> Usage:
                  a.reasoning_tokens + b.reasoning_tokens, cost)
 
 
-def price_call(spec: ModelSpec, usage: Usage) -> tuple[Usage, dict]:
+def price_call(spec: ModelSpec, usage: Usage, provider=None) -> tuple[Usage, dict]:
     """The call's usage with its Decimal cost filled in, plus the price that was used."""
     from .pricing import price_usage
 
-    priced = price_usage(spec, usage)
+    priced = price_usage(spec, usage, provider=provider)
     return priced.usage, priced.price
 
 

@@ -75,7 +75,7 @@ def bench_raw(ctx: zmq.Context, endpoint: str, n: int, warmup: int) -> dict[str,
         clock = time.perf_counter_ns
         for i in range(warmup + n):
             t0 = clock()
-            sock.send_multipart([b"raw", PAYLOAD])
+            sock.send_multipart([b"0:%d" % i, PAYLOAD])
             sock.recv_multipart()
             if i >= warmup:
                 samples.append(clock() - t0)
@@ -90,7 +90,7 @@ async def bench_single(ctx: zmq.Context, endpoint: str, n: int, warmup: int) -> 
         clock = time.perf_counter_ns
         for i in range(warmup + n):
             t0 = clock()
-            await zsock.send([b"one", PAYLOAD])
+            await zsock.send([b"0:%d" % i, PAYLOAD])
             await zsock.receive()
             if i >= warmup:
                 samples.append(clock() - t0)
@@ -101,19 +101,18 @@ async def bench_multiplexed(
     ctx: zmq.Context, endpoint: str, tasks: int, per_task: int
 ) -> dict[str, float]:
     async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint) as zsock:
-        inboxes = [trio.open_memory_channel[list[bytes]](1) for _ in range(tasks)]
+        inboxes = [trio.open_memory_channel[bytes](1) for _ in range(tasks)]
 
         async def dispatch() -> None:
-            async for frames in zsock:
-                inboxes[int(frames[0])][0].send_nowait(frames)
+            async for request_id, _ in zsock:
+                inboxes[int(request_id.partition(b":")[0])][0].send_nowait(request_id)
 
         async def client(task_id: int) -> None:
-            tag = b"%d" % task_id
             inbox = inboxes[task_id][1]
             for seq in range(per_task):
-                await zsock.send([tag, b"%d" % seq, PAYLOAD])
-                reply = await inbox.receive()
-                assert reply[1] == b"%d" % seq
+                request_id = b"%d:%d" % (task_id, seq)
+                await zsock.send([request_id, PAYLOAD])
+                assert await inbox.receive() == request_id
 
         async with trio.open_nursery() as outer:
             outer.start_soon(dispatch)

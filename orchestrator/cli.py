@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help
         return int(exc.code or 0)
     try:
-        return _dispatch(args)
+        try:
+            return _dispatch(args)
+        except BaseExceptionGroup as group:  # nurseries wrap; the user wants the one real error
+            raise _sole_leaf(group) from None
     except CliError as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return exc.code
@@ -117,6 +120,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAIL
     except KeyboardInterrupt:
         return 130
+
+
+def _sole_leaf(group: BaseExceptionGroup) -> BaseException:
+    leaves = []
+
+    def walk(g):
+        for e in g.exceptions:
+            walk(e) if isinstance(e, BaseExceptionGroup) else leaves.append(e)
+
+    walk(group)
+    interesting = [e for e in leaves if not isinstance(e, (trio.Cancelled, KeyboardInterrupt))] or leaves
+    return interesting[0] if len(interesting) == 1 else group
 
 
 def _dispatch(args) -> int:

@@ -33,6 +33,7 @@ from protocol.transport import TransportError, open_zmq_socket
 from .paths import resolve_paths
 
 ToolHandler = Callable[[dict], Awaitable[str]]
+LIVENESS_INTERVAL_S = 3.0
 
 
 class DaemonUnreachable(ConnectionError):
@@ -159,10 +160,20 @@ class TurnHandle:
         if self.terminal is not None:
             raise StopAsyncIteration
         while True:
-            try:
-                event = await self._events.receive()
-            except trio.EndOfChannel:
-                raise StopAsyncIteration from None
+            event = None
+            with trio.move_on_after(LIVENESS_INTERVAL_S):
+                try:
+                    event = await self._events.receive()
+                except trio.EndOfChannel:
+                    raise StopAsyncIteration from None
+            if event is None:
+                # Quiet for a while: a long tool run, or a daemon that died (ZeroMQ would wait
+                # for it forever). A ping tells the two apart.
+                try:
+                    await self.client.ping(timeout=LIVENESS_INTERVAL_S)
+                except DaemonUnreachable:
+                    raise DaemonUnreachable(f"lost the daemon during turn {self.turn_id}") from None
+                continue
             if getattr(event, "turn_id", self.turn_id) in (self.turn_id, None):
                 break
         if isinstance(event, ev.ToolCalled) and event.client_tool:

@@ -95,7 +95,7 @@ class Daemon:
             now = self.availability.clock()
             for scope, info in self.availability.tracker.unavailable(now).items():
                 since = time.time() - (now - info["since"])
-                scopes.append({"scope": scope, **info, "since": _iso(since)})
+                scopes.append({**info, "scope": scope, "kind": info["scope"], "since": _iso(since)})
         session = self.session
         return StatusReport(__version__, os.getpid(), round(time.time() - self.started_at, 3), self.node.endpoint or "",
                             bool(session and session.accepting), len(session.sessions) if session else 0,
@@ -115,7 +115,9 @@ class Daemon:
 
         def registry() -> ModelRegistry:  # always the last-known-good registry
             return loader.engine.registry if loader.engine else ModelRegistry()
-        adapters = AdapterPool(registry, env=self.env, demo_chunk_delay=self.demo_chunk_delay)
+        adapters = AdapterPool(registry, env=self.env, demo_chunk_delay=self.demo_chunk_delay,
+                               max_attempts=self.settings.retry_max_attempts,
+                               base_delay=self.settings.retry_base_delay_s)
         tools = ToolBox(workspace_settings=workspace_settings)
         system = self.system
 

@@ -21,6 +21,8 @@ class DaemonSettings:
     max_restarts: int = 5
     restart_window_s: float = 30.0
     log_level: str = "info"
+    retry_max_attempts: int = 5          # per LLM call, for transient errors (spec §4.5 counts each)
+    retry_base_delay_s: float = 0.5      # exponential backoff 0.5, 1, 2, 4 s (+ jitter), capped at 8 s
 
 
 _FIELDS = {f.name: f.type for f in attrs.fields(DaemonSettings)}

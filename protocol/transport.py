@@ -74,6 +74,7 @@ class EndpointError(TransportError):
     """``bind``/``connect`` rejected an endpoint (bad syntax, address in use, ...)."""
 
 
+# Context terminated, or socket already closed: the socket is gone for good.
 _CLOSED_ERRNOS = {zmq.ETERM, errno.ENOTSOCK}
 
 
@@ -81,7 +82,7 @@ def _translate(exc: zmq.ZMQError, doing: str, endpoint: str | None = None) -> Tr
     """The one place where ZMQ exceptions become transport exceptions."""
     where = f" {endpoint!r}" if endpoint is not None else ""
     message = f"{doing}{where}: {exc.strerror}"
-    if exc.errno in _CLOSED_ERRNOS or isinstance(exc, zmq.ContextTerminated):
+    if exc.errno in _CLOSED_ERRNOS:
         return TransportClosed(message, exc.errno)
     if endpoint is not None:
         return EndpointError(message, exc.errno)
@@ -99,7 +100,8 @@ def _zmq_errors(doing: str, endpoint: str | None = None) -> Iterator[None]:
 def ipc_endpoint(directory: str | os.PathLike[str] | None = None) -> str:
     """A fresh ``ipc://`` endpoint in ``directory`` (default: the temp dir).
 
-    The caller owns the socket file; ZMQ removes it when the binding socket closes.
+    Keep ``directory`` short: socket paths are limited to ~100 bytes. ZMQ
+    removes the file again when the socket bound to it closes.
     """
     directory = os.fspath(directory) if directory is not None else tempfile.gettempdir()
     return f"ipc://{os.path.join(directory, f'zmq-{uuid.uuid4().hex[:12]}.sock')}"

@@ -86,10 +86,11 @@ async def test_concurrent_requests_over_one_dealer_each_get_exactly_their_reply(
     ):
 
         async def dispatch():
-            async for task_id, seq, payload in dealer:
+            async for request_id, payload in dealer:
+                task_id, seq = request_id.split(b":")
                 # Exactly one request per task is in flight: anything else is
                 # a lost, duplicated or misrouted reply.
-                assert outstanding.pop(task_id) == seq, (task_id, seq)
+                assert outstanding.pop(task_id) == seq, request_id
                 inboxes[task_id].send_nowait((seq, payload))
 
         async def client(n: int):
@@ -99,9 +100,9 @@ async def test_concurrent_requests_over_one_dealer_each_get_exactly_their_reply(
             inboxes[task_id] = inbox_send
             for i in range(per_task):
                 seq = b"%d" % i
-                payload = b"%s/%s" % (task_id, seq)
+                payload = b"payload of %s/%s" % (task_id, seq)
                 outstanding[task_id] = seq
-                await dealer.send([task_id, seq, payload])
+                await dealer.send([task_id + b":" + seq, payload])
                 assert await inbox.receive() == (seq, payload)
                 completed += 1
 
@@ -134,7 +135,7 @@ async def test_heavy_interleaving_of_sends_and_receives_never_stalls(ctx, short_
                     await trio.sleep(0)
 
         received = set()
-        with trio.fail_after(60):
+        with trio.fail_after(20):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(echo)
                 for n in range(tasks):
@@ -147,27 +148,36 @@ async def test_heavy_interleaving_of_sends_and_receives_never_stalls(ctx, short_
 
 
 async def test_send_that_consumes_the_read_edge_still_wakes_the_reader(ctx, short_tmp):
-    # Deterministic version of the pitfall: the reply is already queued (FD
-    # signalled) when a send processes ZMQ's commands and clears the signal.
-    # A design that only waits on FD readiness never sees the reply.
+    # Deterministic version of the pitfall: a reader is already blocked, the
+    # reply lands and signals the FD, and a send clears that signal (ZMQ
+    # processes pending commands on send) before the event loop polls. A
+    # "recv, on EAGAIN wait_readable" design hangs here on the first round.
     endpoint = ipc_endpoint(short_tmp)
     router = ctx.socket(zmq.ROUTER)
     router.bind(endpoint)
     try:
         async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint) as dealer:
-            for i in range(50):
+            for i in range(20):
                 await dealer.send([b"ping %d" % i])
                 with trio.fail_after(5):
                     while not router.poll(0):
                         await trio.sleep(0.001)
-                identity, body = router.recv_multipart()
-                router.send_multipart([identity, b"pong %d" % i])
-                # Block the event loop so the reply lands and signals the FD
-                # before anyone in trio can notice; the send below then eats it.
-                time.sleep(0.002)
-                await dealer.send([b"edge eater %d" % i])
+                identity, _ = router.recv_multipart()
+                got = []
+
+                async def reader():
+                    got.append(await dealer.receive())
+
                 with trio.fail_after(5):
-                    assert await dealer.receive() == [b"pong %d" % i]
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(reader)
+                        await trio.sleep(0.005)  # reader is blocked in receive()
+                        router.send_multipart([identity, b"pong %d" % i])
+                        # Block the loop (deliberately) so the reply lands before
+                        # anyone in trio can notice, then let a send eat the edge.
+                        time.sleep(0.005)
+                        await dealer.send([b"edge eater %d" % i])
+                assert got == [[b"pong %d" % i]]
                 assert router.poll(5000)
                 assert router.recv_multipart()[1] == b"edge eater %d" % i
     finally:
@@ -294,6 +304,16 @@ async def test_closing_fails_pending_receivers_and_stops_the_peer_cleanly(ctx):
         del dealer, peer, outcomes
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_messages_sent_just_before_closing_are_still_delivered(ctx, short_tmp):
+    async with open_zmq_socket(ctx, zmq.ROUTER, bind=ipc_endpoint(short_tmp)) as router:
+        async with open_zmq_socket(ctx, zmq.DEALER, connect=router.last_endpoint) as dealer:
+            for i in range(5):
+                await dealer.send([b"%d" % i])
+        # The owner may not have run since those sends: aclose() flushes.
+        with trio.fail_after(5):
+            assert [(await router.receive())[1] for _ in range(5)] == [b"0", b"1", b"2", b"3", b"4"]
 
 
 async def test_close_with_undeliverable_messages_does_not_block_context_termination():

@@ -30,7 +30,7 @@ from protocol.routing import ModelOption, Policy, PolicyEvaluation, ValidationFa
 
 from . import texts
 from .context import TurnContext
-from .override import Override, parse_override
+from .override import Override, model_refs, parse_override
 from .policy import PatternConfig, Rule, RoutingPolicy, TierMap
 from .validation import Availability, Rejection, Validator
 
@@ -116,8 +116,7 @@ class RoutingEngine:
         self.policy = policy
         self.registry = registry
         self.validator = Validator(registry, env)
-        self.refs: dict[str, str] = {m: m for m in registry.models}
-        self.refs.update(registry.alias_table())
+        self.refs: dict[str, str] = model_refs(registry)
         self.short = {m.id: (m.aliases[0] if m.aliases else m.id) for m in registry.models.values()}
         self.registry_tiers = {t: next((m.id for m in registry.models_of_tier(t)), None) for t in TIERS}
         self._chose_rule = {id(r): PolicyEvaluation(Policy.RULE, CHOSE, r.use, f'rule "{r.name}"', rule_name=r.name)
@@ -137,6 +136,11 @@ class RoutingEngine:
                 self._views.clear()
             view = self._views[workspace] = _View(self.policy, workspace)
         return view
+
+    def can_delegate(self, model: str | None, *, is_worker: bool) -> bool:
+        """Whether the delegate tool is registered for a turn on ``model`` (spec §6.1, §6.8)."""
+        spec = self.registry.models.get(model) if model else None
+        return bool(spec and spec.can_delegate and not is_worker)
 
     def display_name(self, model: str) -> str:
         short = self.short.get(model, model)

@@ -134,5 +134,38 @@ def build_turn_context(
     )
 
 
+def context_from_request(
+    request: object,
+    *,
+    message_text: str,
+    matched_skills: frozenset[str] = frozenset(),
+    cost_today_usd: Decimal = Decimal(0),
+    now_local: datetime | None = None,
+) -> TurnContext:
+    """Build the snapshot from a ``protocol.messages.DecideRoute``-shaped request (read by attribute
+    name). The router adds what only it knows: the override-stripped text, the skill matches, the
+    ledger's cost since UTC midnight and the local wall clock."""
+    get = lambda name, default=None: getattr(request, name, default)  # noqa: E731
+    return TurnContext(
+        session_id=get("session_id", ""),
+        turn_id=get("turn_id", ""),
+        message_text=message_text,
+        has_images=bool(get("has_images", False)),
+        has_tool_calls_in_history=bool(get("has_tool_calls_in_history", False)),
+        estimated_input_tokens=int(get("estimated_input_tokens", 0) or 0),
+        has_tool_definitions=bool(get("has_tool_definitions", False)),
+        has_system_prompt=bool(get("has_system_prompt", False)),
+        requires_structured_output=bool(get("requires_structured_output", False)),
+        workspace=get("workspace"),
+        sticky_model=get("sticky_model"),
+        file_extensions=frozenset(e.lower() for e in (get("file_extensions") or ())),
+        matched_skills=matched_skills,
+        cost_today_usd=cost_today_usd,
+        now_local=now_local if now_local is not None else datetime.now().astimezone(),
+        delegate_tier=get("delegate_tier"),
+        is_worker=bool(get("is_worker", False)),
+    )
+
+
 def evolve(ctx: TurnContext, **changes: object) -> TurnContext:
     return attrs.evolve(ctx, **changes)

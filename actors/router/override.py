@@ -26,9 +26,18 @@ class Override:
     escaped: bool = False           # the message started with "\@"
 
 
-def parse_override(text: str, refs: Mapping[str, str]) -> Override:
-    """Split an ``@model`` prefix off ``text``. ``refs`` maps every alias and id to a model id
-    (``RoutingEngine.refs``, or ``{**{m: m for m in registry.models}, **registry.alias_table()}``)."""
+def model_refs(registry) -> dict[str, str]:
+    """Every model id and alias of a ``ModelRegistry``, mapped to its model id."""
+    refs = {m: m for m in registry.models}
+    refs.update(registry.alias_table())
+    return refs
+
+
+def parse_override(text: str, refs) -> Override:
+    """Split an ``@model`` prefix off ``text``. ``refs`` is a ``ModelRegistry`` or a mapping of every
+    alias and id to a model id (``RoutingEngine.refs`` — prebuilt, so cheaper per turn)."""
+    if not isinstance(refs, Mapping):
+        refs = model_refs(refs)
     if text.startswith("\\@"):
         return Override(body=text[1:], escaped=True)
     if not text.startswith("@"):

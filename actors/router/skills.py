@@ -11,7 +11,7 @@ is named after its file stem, or after its folder when the file is ``SKILL.md``.
 
 Matching (deterministic, no model): both texts are lowercased and split into words of letters and
 digits; stopwords and one-character words are dropped; a light suffix stemmer maps "tests",
-"testing" and "tested" to "test". A skill's *content words* are those of its description plus its
+"testing" and "tested" to "test" and "queries" to "query". A skill's *content words* are those of its description plus its
 name ("system_design" → system, design). A skill matches a message when they share
 
 * at least ``MIN_SHARED`` (2) content words, or
@@ -45,6 +45,8 @@ _SUFFIXES = ("ing", "ed", "es", "s")
 
 
 def _stem(word: str) -> str:
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)]

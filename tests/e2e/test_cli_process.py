@@ -135,3 +135,40 @@ def test_serve_creates_the_socket_folder_private(env, short_tmp):
         assert (os.stat(short_tmp / "run").st_mode & 0o777) == 0o700
     finally:
         stop_daemon(proc)
+
+
+def test_cost_after_kill_9_mid_turn_equals_the_committed_calls(env):
+    from decimal import Decimal
+
+    home = Path(env["ORCHESTRATOR_HOME"])
+    models = home / "models.yaml"
+    fast_config = models.read_text()
+    proc = start_daemon(env)
+    completed = []
+    for text in ("one", "two"):
+        out = cli(env, "ask", "--session", "s_cost", "--json", text)
+        completed.append(Decimal(json.loads(out.stdout.splitlines()[-1])["usage"]["cost_usd"]))
+    models.write_text(fast_config.replace("demo: {kind: demo}", "demo: {kind: demo, options: {chunk_delay: 0.2}}"))
+    slow = subprocess.Popen([PY, "-m", "orchestrator", "ask", "--session", "s_cost", "--json", "three"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while json.loads(cli(env, "status", "--json").stdout)["turns_running"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(10)
+    _, err = slow.communicate(timeout=20)
+    assert slow.returncode == 3 and "lost the daemon" in err   # the client notices, it does not hang
+    models.write_text(fast_config)
+    proc = start_daemon(env)
+    try:
+        report = json.loads(cli(env, "cost", "--session", "s_cost", "--json").stdout)
+        assert Decimal(report["total_usd"]) == sum(completed)
+        assert sum(m["calls"] for m in report["by_model"]) == 2
+        assert Decimal(report["by_role"]["planner"]) == sum(completed)
+        today = json.loads(cli(env, "cost", "--json").stdout)
+        assert Decimal(today["total_usd"]) == sum(completed)
+        out = cli(env, "ask", "--session", "s_cost", "--json", "four")   # the session still works
+        assert out.returncode == 0
+    finally:
+        stop_daemon(proc)
