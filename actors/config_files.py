@@ -223,7 +223,7 @@ def _parse_model(model_id: Any, entry: Any, line: int, providers: Mapping[str, A
     )
 
 
-def _check_aliases(models: Any, specs: dict[str, ModelSpec], mline: int, problems: Problems) -> None:
+def _check_aliases(models: Any, mline: int, problems: Problems) -> None:
     owner: dict[str, str] = {}
     for model_id, entry in models.items():
         aliases = entry.get("aliases") if isinstance(entry, dict) else None
@@ -279,7 +279,7 @@ def load_registry_text(text: str, filename: str = "models.yaml") -> tuple[ModelR
             spec = _parse_model(model_id, entry, key_line(raw_models, model_id, mline), providers, declared, problems)
             if spec is not None:
                 specs[model_id] = spec
-        _check_aliases(raw_models, specs, mline, problems)
+        _check_aliases(raw_models, mline, problems)
     if problems:
         return None, problems.sorted()
     return ModelRegistry(providers=providers, models=specs), []

@@ -7,6 +7,7 @@ released only when nothing of the turn still runs.
 """
 from __future__ import annotations
 
+import json
 import time
 from contextlib import aclosing
 from decimal import Decimal
@@ -40,6 +41,12 @@ class ActiveTurn:
     done: trio.Event = attrs.field(factory=trio.Event)
     client_results: dict[str, trio.MemorySendChannel] = attrs.field(factory=dict)
     stop_reason: str | None = None
+    delegated_usage: list[Usage] = attrs.field(factory=list)
+    terminate_with: tuple[str, dict] | None = None   # a tool ended the session early (worker's _request_context)
+    state: "_LoopState | None" = None
+
+    def history(self) -> list[Message]:
+        return list(self.state.messages) if self.state is not None else list(self.run.messages)
 
 
 class PlannerActor(Actor):
@@ -67,7 +74,13 @@ class PlannerActor(Actor):
         self._nursery: trio.Nursery | None = None
 
     def handlers(self):
-        return {RunTurn: self.on_run, StopTurn: self.on_stop, SubmitToolResult: self.on_tool_result}
+        return {RunTurn: self.on_run, StopTurn: self.on_stop, SubmitToolResult: self.on_tool_result,
+                TurnProgress: self.on_worker_message, TurnOutcome: self.on_worker_message}
+
+    async def on_worker_message(self, env):
+        """Progress and outcomes of the worker turns this planner's delegations started."""
+        self.tools.on_worker_message(env.body)
+        return None
 
     async def setup(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
@@ -106,7 +119,7 @@ class PlannerActor(Actor):
     async def _drive(self, turn: ActiveTurn, spec: ModelSpec, reply_to: str) -> None:
         run = turn.run
         log = self.log.bind(session_id=run.session_id, turn_id=run.turn_id, model=run.model)
-        state = _LoopState(list(run.messages))
+        state = turn.state = _LoopState(list(run.messages))
         outcome: TurnOutcome
         try:
             with turn.scope:
@@ -115,6 +128,10 @@ class PlannerActor(Actor):
                 state.close_dangling_tool_uses("cancelled by user")
                 outcome = TurnOutcome(run.session_id, run.turn_id, "cancelled", tuple(state.new), state.usage,
                                       error=turn.stop_reason or "cancelled_by_user")
+            elif turn.terminate_with is not None:
+                kind, payload = turn.terminate_with
+                outcome = TurnOutcome(run.session_id, run.turn_id, "completed", tuple(state.new), state.usage,
+                                      error=kind, message=json.dumps(payload))
             else:
                 outcome = TurnOutcome(run.session_id, run.turn_id, "completed", tuple(state.new), state.usage)
         except ProviderError as exc:
@@ -131,8 +148,10 @@ class PlannerActor(Actor):
                                   error="internal_error", message=repr(exc))
         finally:
             self.turns.pop(run.turn_id, None)
+        for extra in turn.delegated_usage:  # the parent's turn cost includes its workers (spec §6.7)
+            outcome = attrs.evolve(outcome, usage=add_usage(outcome.usage, extra))
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            await self.system.tell(self.session, outcome, sender=self.system.address(self.name))
+            await self.system.tell(run.reply_to or self.session, outcome, sender=self.system.address(self.name))
         turn.done.set()
 
     async def _failure_message(self, spec: ModelSpec, exc: ProviderError) -> str:
@@ -179,6 +198,8 @@ class PlannerActor(Actor):
                 return
             results = await self._dispatch_tools(turn, uses)
             state.append(Message(Role.TOOL, tuple(results), id=f"{run.turn_id}:r{len(state.new)}"))
+            if turn.terminate_with is not None:
+                return
         raise RuntimeError(f"turn exceeded {MAX_TOOL_ROUNDS} tool rounds")
 
     async def _one_call(self, turn: ActiveTurn, spec: ModelSpec, adapter, request: LLMRequest, state: "_LoopState") -> Message:
@@ -221,8 +242,10 @@ class PlannerActor(Actor):
         return priced
 
     async def _progress(self, run: RunTurn, event) -> None:
-        await self.system.tell(self.session, TurnProgress(run.session_id, run.turn_id, event),
+        await self.system.tell(run.reply_to or self.session, TurnProgress(run.session_id, run.turn_id, event),
                                sender=self.system.address(self.name))
+
+    emit = _progress
 
     async def _dispatch_tools(self, turn: ActiveTurn, uses: tuple[ToolUseBlock, ...]) -> list[ToolResultBlock]:
         """Run the calls of one response concurrently; results keep the order of the calls."""

@@ -83,8 +83,18 @@ class ToolBox:
     """Which tools a turn offers, and where a call goes."""
 
     workspace_settings: Callable[[str | None], dict] = lambda ws: {}
-    extra: dict[str, object] = attrs.field(factory=dict)   # name → handler(planner, turn, use)
-    extra_defs: Callable[..., tuple[ToolDefinition, ...]] = lambda run, spec: ()
+    delegator: object | None = None     # actors.delegation.Delegator: delegate / _request_context
+
+    @property
+    def extra(self) -> dict:
+        return self.delegator.handlers() if self.delegator is not None else {}
+
+    def extra_defs(self, run, spec) -> tuple[ToolDefinition, ...]:
+        return self.delegator.definitions(run, spec) if self.delegator is not None else ()
+
+    def on_worker_message(self, msg) -> None:
+        if self.delegator is not None:
+            self.delegator.on_worker_message(msg)
 
     def context(self, run, *, is_worker: bool):
         from .tools import ToolContext

@@ -10,7 +10,9 @@ budget). The baseline, measured in the same run, is one compiled regex search on
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -69,6 +71,9 @@ def build_engine(n_rules: int) -> RoutingEngine:
     return RoutingEngine(policy, registry, {"ANTHROPIC_API_KEY": "bench"})
 
 
+ROUNDS = 5
+
+
 def _timings(fn, iterations: int) -> list[float]:
     clock = time.perf_counter_ns
     out = []
@@ -94,35 +99,55 @@ def _decision_timings(engine: RoutingEngine, contexts: list[TurnContext]) -> lis
 
 def _stats(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"median_us": statistics.median(ordered), "p99_us": ordered[int(len(ordered) * 0.99) - 1]}
+    return {"median_us": statistics.median(ordered), "p99_us": ordered[max(int(len(ordered) * 0.99) - 1, 0)]}
+
+
+def _combine(rounds: list[dict[str, float]]) -> dict[str, float]:
+    # Shared CI machines preempt: the best round's median is the code's cost, and the median of the
+    # rounds' p99s keeps one unlucky round from defining the tail.
+    return {"median_us": min(r["median_us"] for r in rounds),
+            "p99_us": statistics.median(r["p99_us"] for r in rounds)}
+
+
+def _make_ctx() -> TurnContext:
+    return TurnContext(session_id="s", turn_id="t", message_text=MESSAGE, estimated_input_tokens=1200,
+                       has_tool_definitions=True, has_system_prompt=True, cost_today_usd=Decimal("1.25"),
+                       file_extensions=frozenset({".py"}))
 
 
 def run(quick: bool = False) -> dict:
-    iterations = 2_000 if quick else 20_000
-    def make_ctx() -> TurnContext:
-        return TurnContext(session_id="s", turn_id="t", message_text=MESSAGE, estimated_input_tokens=1200,
-                           has_tool_definitions=True, has_system_prompt=True, cost_today_usd=Decimal("1.25"),
-                           file_extensions=frozenset({".py"}))
-
-    ctx = make_ctx()
-    import re
-
+    """Rounds interleave baseline and decisions so machine load hits both alike."""
+    per_round = 400 if quick else 4_000
     rx = re.compile("run the tests")
-    baseline = _stats(_timings(lambda: rx.search(MESSAGE), iterations))
-    results = {"baseline_regex_search": baseline, "decisions": {}, "iterations": iterations}
+    engines = {}
     for n in (10, 100, 1000):
-        engine = build_engine(n)
-        decision = engine.decide(ctx)
+        engine = engines[n] = build_engine(n)
+        decision = engine.decide(_make_ctx())
         assert decision.chosen_model == "anthropic:claude-haiku-4-5", decision
         assert decision.chain[-1].rule_name == "last"
-        count = iterations if n < 1000 else max(iterations // 4, 500)
-        for _ in range(200):                 # warm-up: view cache, branch predictors, allocator
-            engine.decide(make_ctx())
-        samples = _decision_timings(engine, [make_ctx() for _ in range(count)])
-        row = _stats(samples)
+        for _ in range(200):                 # warm-up: view cache, allocator
+            engine.decide(_make_ctx())
+    series: dict[object, list[dict[str, float]]] = {"regex": [], "call": [], **{n: [] for n in engines}}
+    for _ in range(ROUNDS):
+        series["regex"].append(_stats(_timings(lambda: rx.search(MESSAGE), per_round)))
+        series["call"].append(_stats(_timings(lambda: None, per_round)))
+        for n, engine in engines.items():
+            count = per_round if n < 1000 else max(per_round // 4, 100)
+            series[n].append(_stats(_decision_timings(engine, [_make_ctx() for _ in range(count)])))
+    baseline = _combine(series["regex"])
+    results = {
+        "baseline_regex_search": baseline,
+        "baseline_empty_call": _combine(series["call"]),
+        "decisions": {},
+        "rounds": ROUNDS,
+        "iterations_per_round": per_round,
+        "machine": f"{platform.python_implementation()} {platform.python_version()} on {platform.machine()}, "
+                   f"{os.cpu_count()} CPUs",
+    }
+    for n in engines:
+        row = _combine(series[n])
         row["ratio_to_baseline"] = row["median_us"] / baseline["median_us"]
         results["decisions"][n] = row
-    results["machine"] = f"{platform.python_implementation()} {platform.python_version()} on {platform.machine()}"
     return results
 
 
@@ -133,7 +158,9 @@ def main() -> None:
     res = run(args.quick)
     base = res["baseline_regex_search"]
     print(f"machine: {res['machine']}")
+    call = res["baseline_empty_call"]
     print(f"baseline (one compiled regex search): median {base['median_us']:.2f} µs, p99 {base['p99_us']:.2f} µs")
+    print(f"(timer + empty call: median {call['median_us']:.2f} µs)")
     print(f"{'rules':>6} {'median µs':>10} {'p99 µs':>10} {'× baseline':>11}")
     for n, row in res["decisions"].items():
         print(f"{n:>6} {row['median_us']:>10.1f} {row['p99_us']:>10.1f} {row['ratio_to_baseline']:>11.1f}")

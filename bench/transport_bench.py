@@ -66,7 +66,7 @@ def _summary(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-def bench_raw(ctx: zmq.Context, endpoint: str, n: int, warmup: int) -> dict[str, float]:
+def bench_raw(ctx: zmq.Context, endpoint: str, n: int, warmup: int) -> list[int]:
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(endpoint)
@@ -79,12 +79,12 @@ def bench_raw(ctx: zmq.Context, endpoint: str, n: int, warmup: int) -> dict[str,
             sock.recv_multipart()
             if i >= warmup:
                 samples.append(clock() - t0)
-        return _summary(samples)
+        return samples
     finally:
         sock.close(linger=0)
 
 
-async def bench_single(ctx: zmq.Context, endpoint: str, n: int, warmup: int) -> dict[str, float]:
+async def bench_single(ctx: zmq.Context, endpoint: str, n: int, warmup: int) -> list[int]:
     async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint) as zsock:
         samples = []
         clock = time.perf_counter_ns
@@ -94,7 +94,7 @@ async def bench_single(ctx: zmq.Context, endpoint: str, n: int, warmup: int) -> 
             await zsock.receive()
             if i >= warmup:
                 samples.append(clock() - t0)
-        return _summary(samples)
+        return samples
 
 
 async def bench_multiplexed(
@@ -127,12 +127,17 @@ async def bench_multiplexed(
 
 
 def run(quick: bool) -> dict:
-    n, warmup, per_task = (2_000, 200, 200) if quick else (20_000, 1_000, 1_500)
+    rounds, per_round, per_task = (3, 700, 200) if quick else (10, 2_000, 1_000)
     ctx = zmq.Context()
     peer, endpoint = _start_peer()
     try:
-        raw = bench_raw(ctx, endpoint, n, warmup)
-        single = trio.run(bench_single, ctx, endpoint, n, warmup)
+        # Alternate raw and trio rounds so drift in machine load hits both alike.
+        raw_samples: list[int] = []
+        trio_samples: list[int] = []
+        for _ in range(rounds):
+            raw_samples += bench_raw(ctx, endpoint, per_round, warmup=100)
+            trio_samples += trio.run(bench_single, ctx, endpoint, per_round, 100)
+        raw, single = _summary(raw_samples), _summary(trio_samples)
         single["ratio_to_raw"] = single["median_us"] / raw["median_us"]
         single["overhead_us"] = single["median_us"] - raw["median_us"]
         multi = trio.run(bench_multiplexed, ctx, endpoint, 100, per_task)

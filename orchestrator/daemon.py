@@ -17,6 +17,7 @@ import zmq
 
 from actors.availability import AvailabilityActor
 from actors.cost import CostActor
+from actors.delegation import Delegator
 from actors.kernel import Actor, ActorSystem
 from actors.node import Node
 from actors.planner import PlannerActor
@@ -118,7 +119,7 @@ class Daemon:
         adapters = AdapterPool(registry, env=self.env, demo_chunk_delay=self.demo_chunk_delay,
                                max_attempts=self.settings.retry_max_attempts,
                                base_delay=self.settings.retry_base_delay_s)
-        tools = ToolBox(workspace_settings=workspace_settings)
+        tools = ToolBox(workspace_settings=workspace_settings, delegator=Delegator(self.store))
         system = self.system
 
         async def publish(transitions) -> None:

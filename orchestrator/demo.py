@@ -80,15 +80,21 @@ async def _tour(endpoint: str, out: _Out, workspace: Path) -> None:
             out.say(f"  you: {text}")
             out.say("  ")
             route = None
+            worker_turns = []
             async with client.turn(sid, text) as turn:
                 async for event in turn:
                     out.event(event)
                     if isinstance(event, ev.RouteDecided):
                         route = event
+                    if isinstance(event, ev.DelegateStarted) and event.worker_turn_id:
+                        worker_turns.append(event.worker_turn_id)
             out.say("")
             if route is not None:
                 out.say("  Why this model?")
                 out.say("    " + render_trace(route).replace("\n", "\n    "))
+            for worker_turn in worker_turns:
+                out.say("  Why the worker's model? (the chain runs end to end; delegate_request chooses)")
+                out.say("    " + render_trace((await client.trace(worker_turn)).route).replace("\n", "\n    "))
             out.say("")
         out.say("── /model show")
         out.say("  " + render_model_state(await client.show_model(sid)).splitlines()[1])

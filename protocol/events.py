@@ -74,6 +74,7 @@ class DelegateStarted:
     tier: str
     model: str | None = None
     task: str = ""
+    worker_turn_id: str | None = None
 
 
 @frozen

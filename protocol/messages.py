@@ -353,6 +353,7 @@ class RunTurn:
     allowed_tools: tuple[str, ...] | None = None
     max_tokens: int | None = None
     output_schema: dict | None = None
+    reply_to: str | None = None      # where progress and the outcome go (default: the session actor)
 
 
 @message("turn.stop")

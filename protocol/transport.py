@@ -11,6 +11,11 @@ batch of sends and receives and only sleeps on the FD when ``EVENTS`` itself
 said there is nothing it can do; that is the one state in which ZMQ promises
 to signal the FD again. Because only the owner ever touches the socket, no
 other task can swallow an edge behind its back.
+
+The owner sleeps on a plain trio wake-up, not on the FD: a helper task is the
+only waiter on the FD and merely wakes the owner. Senders and receivers wake
+it the same cheap way. (Interrupting a wait_readable instead means cancelling
+it, which costs more than the whole rest of a round trip.)
 """
 from __future__ import annotations
 
@@ -132,13 +137,14 @@ class ZmqSocket:
         self._in_send, self._in_recv = trio.open_memory_channel[Frames](receive_buffer)
         # Taken off the outbound channel but refused by ZMQ (HWM): goes first next time.
         self._unsent: Frames | None = None
+        # Cleared when the owner finds the outbound channel empty, so an idle
+        # direction costs a flag test, not a WouldBlock, per pump round.
+        self._maybe_outgoing = False
         # Received from ZMQ while the inbound channel was full: delivered first
         # once a receiver makes room. While set, the owner stops reading so that
         # ZMQ's own high-water mark pushes back on the peer.
         self._undelivered: Frames | None = None
-        # Parked tasks, so wake-ups are a plain reschedule. Waking through a
-        # cancelled wait_readable costs ~30 us per message in Cancelled
-        # machinery, which is why the owner does not sleep on the FD itself.
+        # Set while the owner / FD watcher sleep, so waking them is a reschedule.
         self._owner_parked: trio.lowlevel.Task | None = None
         self._watcher_parked: trio.lowlevel.Task | None = None
         # True once the watcher saw the FD signal and until the owner reads
@@ -169,6 +175,7 @@ class ZmqSocket:
         if not frames:
             raise ValueError("a ZMQ message needs at least one frame")
         await trio.lowlevel.checkpoint_if_cancelled()
+        self._maybe_outgoing = True
         try:
             try:
                 self._out_send.send_nowait(frames)
@@ -281,7 +288,7 @@ class ZmqSocket:
         events = self._events() if self._fd_fired else self._events_seen
         while True:
             moved = 0
-            if events & _POLLOUT:
+            if events & _POLLOUT and self._maybe_outgoing:
                 moved = self._send_some(budget)
             if events & _POLLIN and may_read:
                 may_read = self._receive_one()
@@ -318,6 +325,7 @@ class ZmqSocket:
                 try:
                     frames = self._out_recv.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
+                    self._maybe_outgoing = False
                     break
             self._unsent = None
             try:
@@ -376,6 +384,7 @@ class ZmqSocket:
             # aclose" delivers; never waits, linger bounds the rest.
             with contextlib.suppress(TransportError):
                 self._send_some(self._out_send.statistics().current_buffer_used + 1)
+        trio.lowlevel.notify_closing(self._fd)
         self._sock.close(linger=self._linger_ms)
         # Closing our ends (not the users'): receivers first drain what is
         # already buffered, then see the end; blocked senders fail at once.

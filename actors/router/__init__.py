@@ -5,6 +5,7 @@ import from the submodules:
 
 * ``context``         — :class:`TurnContext`, :func:`build_turn_context`
 * ``predicates``      — the closed predicate set, compiled once
+* ``fastregex``       — alternation-splitting regex search used by the predicates
 * ``policy``          — validated routing.yaml data; ``rule_rows`` for ``rules show``
 * ``policy_file``     — routing.yaml text → :class:`RoutingPolicy`
 * ``override``        — ``@model`` parsing

@@ -15,6 +15,20 @@ rejection is on record); when no rule matched there is one ``rule`` entry, ``not
 turns it is skipped, as in the spec's §7.4 example. When a rule wins and the pattern source has a
 recommendation that passes the pattern gate, a ``pattern`` entry with verdict ``deferred`` is
 appended after the winner.
+
+Inputs beyond the context are plain callables, so the core stays sans-IO:
+
+* ``availability(model_id)`` → object with ``available``/``scope``/``reason``
+  (:func:`actors.router.validation.availability_from_snapshot` adapts the availability actor's view);
+* ``pattern(ctx, pattern_config)`` → object with ``model``/``confidence``/``sample_size``/
+  ``alternatives`` or None (:func:`actors.router.pattern_scoring.recommend` over the store's K
+  nearest neighbours); the chain applies the min_confidence / min_sample_size gate itself, and a
+  raising pattern source counts as "no recommendation". It is not consulted for delegated workers
+  (spec §11: v1 uses the configured tier model).
+
+A delegated worker whose requested tier cannot be satisfied even after upgrading ends the chain
+with ``error_code == "no_model_available_for_tier"`` instead of falling through to the defaults
+(spec §6.9).
 """
 from __future__ import annotations
 
@@ -32,6 +46,7 @@ from . import texts
 from .context import TurnContext
 from .override import Override, model_refs, parse_override
 from .policy import PatternConfig, Rule, RoutingPolicy, TierMap
+from .predicates import leaf_names
 from .validation import Availability, Rejection, Validator
 
 NA, REJECTED, CHOSE, DEFERRED = Verdict.NOT_APPLICABLE, Verdict.REJECTED, Verdict.CHOSE, Verdict.DEFERRED
@@ -122,6 +137,9 @@ class RoutingEngine:
         self._chose_rule = {id(r): PolicyEvaluation(Policy.RULE, CHOSE, r.use, f'rule "{r.name}"', rule_name=r.name)
                             for r in self._all_rules()}
         self._views: dict[str | None, _View] = {}
+        # Lets the caller skip work no rule reads (e.g. building the skill index).
+        self.predicates_used: frozenset[str] = frozenset(
+            name for r in self._all_rules() for name in leaf_names(r.when.node, set()))
 
     def _all_rules(self) -> list[Rule]:
         return [*self.policy.rules, *(r for ws in self.policy.workspaces for r in ws.rules)]
@@ -252,7 +270,10 @@ class RoutingEngine:
                                      self.short.get(model, model)))
 
     def _recommendation(self, ctx: TurnContext, cfg: PatternConfig, source: PatternSource):
-        rec = source(ctx, cfg)
+        try:
+            rec = source(ctx, cfg)
+        except Exception as exc:  # noqa: BLE001 — learned advice is optional; routing must go on
+            return None, PolicyEvaluation(Policy.PATTERN, NA, reason=f"pattern store error ({type(exc).__name__})")
         if rec is None:
             return None, _NO_RECOMMENDATION
         if rec.sample_size < cfg.min_sample_size:

@@ -108,24 +108,29 @@ def branches(pattern: str) -> list[str] | None:
     return [flags + p for p in parts]
 
 
-def searcher(rx: re.Pattern) -> Callable[[str], bool]:
-    """A ``text -> bool`` equivalent to ``rx.search(text) is not None``, split when that is faster."""
+def split_searches(rx: re.Pattern) -> tuple[Callable, ...]:
+    """Bound ``search`` methods whose "any matched" equals ``rx.search(text) is not None``."""
     parts = branches(rx.pattern) if isinstance(rx.pattern, str) else None
-    compiled: list[re.Pattern] = []
     if parts is not None:
         try:
             compiled = [compile_quietly(p) for p in parts]
         except (re.error, RecursionError, OverflowError, ValueError):
             compiled = []
-        if any(c.flags != rx.flags for c in compiled):
-            compiled = []     # a branch parsed differently from the whole: do not guess
-    if len(compiled) < 2:
-        search = rx.search
-        return lambda text: search(text) is not None
-    if len(compiled) == 2:
-        a, b = compiled[0].search, compiled[1].search
+        # A branch that compiles to different flags than the whole was parsed differently: do not guess.
+        if len(compiled) >= 2 and all(c.flags == rx.flags for c in compiled):
+            return tuple(c.search for c in compiled)
+    return (rx.search,)
+
+
+def searcher(rx: re.Pattern) -> Callable[[str], bool]:
+    """``text -> bool`` equivalent to ``rx.search(text) is not None``, split when that is faster."""
+    searches = split_searches(rx)
+    if len(searches) == 1:
+        (a,) = searches
+        return lambda text: a(text) is not None
+    if len(searches) == 2:
+        a, b = searches
         return lambda text: a(text) is not None or b(text) is not None
-    searches = tuple(c.search for c in compiled)
 
     def test(text: str) -> bool:
         for s in searches:

@@ -225,10 +225,12 @@ def parse_policy(text: str, filename: str, registry: ModelRegistry, *,
         problems.add(1, "global_default", "missing: the model used when nothing else applies")
     else:
         default = p.model(data["global_default"], "global_default", kl("global_default"))
+    # An empty section ("pattern:" with nothing under it) means "absent", as for tiers.
     tiers = p.tiers(data["tiers"], "tiers", kl("tiers")) if data.get("tiers") is not None else None
-    pattern = p.pattern(data["pattern"], "pattern", kl("pattern")) if "pattern" in data else PatternConfig()
+    pattern = (p.pattern(data["pattern"], "pattern", kl("pattern"))
+               if data.get("pattern") is not None else PatternConfig())
     disagreement = (p.disagreement(data["pattern_disagreement"], "pattern_disagreement", kl("pattern_disagreement"))
-                    if "pattern_disagreement" in data else DisagreementConfig())
+                    if data.get("pattern_disagreement") is not None else DisagreementConfig())
     rules = p.rules(data.get("rules"), "rules", kl("rules"), scope="global")
     workspaces = p.workspaces(data.get("workspaces"), kl("workspaces"))
     if problems or default is None:

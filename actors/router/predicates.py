@@ -18,7 +18,7 @@ from typing import Any, Callable, Hashable, Union
 from attrs import frozen
 
 from .context import TurnContext
-from .fastregex import compile_quietly, searcher
+from .fastregex import compile_quietly, searcher, split_searches
 from .yamlpos import Problems, describe, item_line, join, key_line, plain
 
 PREDICATE_NAMES: tuple[str, ...] = (
@@ -114,8 +114,23 @@ def _c_message_matches(value, path, line, problems):
     rx = _regex(value, path, line, problems)
     if rx is None:
         return None
-    found = searcher(rx)
-    return rx.pattern, lambda ctx: found(ctx.message_text)
+    # Closures read ctx.message_text themselves: one call per rule on the hot path, not two.
+    searches = split_searches(rx)
+    if len(searches) == 1:
+        (a,) = searches
+        return rx.pattern, lambda ctx: a(ctx.message_text) is not None
+    if len(searches) == 2:
+        a, b = searches
+        return rx.pattern, lambda ctx: a(t := ctx.message_text) is not None or b(t) is not None
+
+    def test(ctx: TurnContext) -> bool:
+        text = ctx.message_text
+        for search in searches:
+            if search(text) is not None:
+                return True
+        return False
+
+    return rx.pattern, test
 
 
 def _c_workspace_path_matches(value, path, line, problems):
@@ -365,3 +380,15 @@ def budget_limits(node: Node) -> tuple[Decimal, ...]:
     if isinstance(node, (AllOf, AnyOf)):
         return tuple(limit for child in node.children for limit in budget_limits(child))
     return ()
+
+
+def leaf_names(node: Node, out: set[str]) -> set[str]:
+    """Every predicate name in the tree, added to ``out``."""
+    if isinstance(node, Leaf):
+        out.add(node.name)
+    elif isinstance(node, (AllOf, AnyOf)):
+        for child in node.children:
+            leaf_names(child, out)
+    elif isinstance(node, Not):
+        leaf_names(node.child, out)
+    return out

@@ -70,17 +70,16 @@ def plain(value: Any) -> Any:
 
 
 def describe(value: Any) -> str:
-    """Plain-English type name for error messages."""
+    """The offending value for an error message: scalars as written, containers by kind."""
     if value is None:
         return "null"
     if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(plain(value))
     if isinstance(value, str):
-        return "a string"
+        text = str(value)
+        return repr(text if len(text) <= 40 else text[:37] + "...")
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, (list, tuple)):

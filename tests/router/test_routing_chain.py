@@ -396,3 +396,11 @@ def test_decisions_are_deterministic_for_identical_inputs(text, images, tokens, 
         (b.chain, b.winner_index, b.chosen_model, b.banners, b.error) == \
         (c.chain, c.winner_index, c.chosen_model, c.banners, c.error)
     assert (a.chosen_model is None) == (a.winner_index == -1)
+
+
+def test_a_failing_pattern_store_is_not_applicable_not_a_failed_turn():
+    def broken(context, cfg):
+        raise RuntimeError("db locked")
+
+    d = engine(BASE).decide(ctx("x"), pattern=broken)
+    assert d.chain[3].reason == "pattern store error (RuntimeError)" and d.chosen_model == SONNET

@@ -47,3 +47,9 @@ def test_availability_snapshot_checks_provider_scope_before_model_scope():
 
 def test_parse_override_accepts_a_registry():
     assert parse_override("@haiku hi", registry()).model == HAIKU
+
+
+def test_engine_reports_which_predicates_its_rules_read():
+    eng = engine(BASE + "rules:\n  - {when: {any_of: [{skills_matching_message_includes: x}, {not: {has_images: true}}]}, use: opus}\n")
+    assert eng.predicates_used == {"skills_matching_message_includes", "has_images"}
+    assert engine(BASE).predicates_used == frozenset()
