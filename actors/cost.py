@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 from protocol.messages import CostAmount, CostReport, GetCost, GetCostToday, RecordUsage
 
 from .kernel import Actor
+from .pricing import decimal_str
 from .store import CostRow, Store
 
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -24,7 +25,8 @@ def utc_midnight(now: float) -> float:
 
 
 def fmt_usd(d: Decimal) -> str:
-    return str(d.quantize(Decimal("0.000001")).normalize()) if d else "0"
+    """Exact: totals must equal the sum of the per-call costs they are made of."""
+    return decimal_str(d) if d else "0"
 
 
 def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> CostReport:

@@ -102,8 +102,16 @@ class PlannerActor(Actor):
             return Ack(detail="not running")
         turn.stop_reason = msg.reason
         turn.scope.cancel()
-        await turn.done.wait()  # bounded by the requester's timeout
-        return Ack(detail="stopped")
+        # Acknowledge once unwound, from a task of its own: unwinding may need this mailbox (the
+        # outcomes of this turn's workers arrive here), so the loop must keep running meanwhile.
+        assert self._nursery is not None
+        self._nursery.start_soon(self._ack_when_done, env, turn)
+        return None
+
+    async def _ack_when_done(self, env, turn: ActiveTurn) -> None:
+        with trio.move_on_after(30):  # the requester's own timeout is shorter; this only bounds the task
+            await turn.done.wait()
+            await self.system.reply(env, Ack(detail="stopped"), sender=self.system.address(self.name))
 
     async def on_tool_result(self, env):
         msg: SubmitToolResult = env.body

@@ -65,25 +65,38 @@ _EQUALITY_ONLY = frozenset({"message_matches", "workspace_path_matches", "has_im
                             "time_of_day_between"})
 
 
+def _must_mention(node: Node) -> frozenset[str]:
+    """Predicate kinds any node that :func:`implies` ``node`` must mention (a cheap prefilter)."""
+    if isinstance(node, Leaf):
+        return frozenset((node.name,))
+    if isinstance(node, AllOf):
+        return frozenset().union(*(_must_mention(c) for c in node.children))
+    if isinstance(node, AnyOf) and node.children:
+        return frozenset.intersection(*(_must_mention(c) for c in node.children))
+    return frozenset()        # Not, TRUE: no cheap necessary condition
+
+
 def shadowed_by(rules: Sequence[Rule]) -> list[tuple[Rule, Rule]]:
     """(later, earlier) pairs: ``later`` is shadowed by ``earlier`` (first such earlier rule).
 
     Earlier rules are bucketed so a later rule is only compared with rules that could imply it:
-    composite predicates always, leaves only when they share a kind — and for kinds whose
-    leaves imply each other only when equal, only the equal ones. Keeps 1,000-rule files cheap.
+    for leaf kinds whose leaves imply each other only when equal, only the equal leaves; otherwise
+    rules whose must-mention kinds the later rule mentions. Keeps 1,000-rule files cheap.
     """
     pairs: list[tuple[Rule, Rule]] = []
-    composite: list[int] = []                         # earlier rules whose node is not a leaf
-    by_name: dict[str, list[int]] = {}
+    must = [_must_mention(r.when.node) for r in rules]
+    unconstrained: list[int] = []                     # earlier rules with an empty must-mention set
+    by_name: dict[str, list[int]] = {}                # earlier rules by one of their must-mention kinds
     by_leaf: dict[Leaf, list[int]] = {}
     for j, later in enumerate(rules):
         l_node = later.when.node
+        names = leaf_names(l_node, set())
         if isinstance(l_node, Leaf) and l_node.name in _EQUALITY_ONLY:
-            candidates = [*composite, *by_leaf.get(l_node, ())]
+            candidates = {*unconstrained, *by_leaf.get(l_node, ())}
         else:
-            candidates = list(composite)
-            for name in leaf_names(l_node, set()):
-                candidates.extend(by_name.get(name, ()))
+            candidates = set(unconstrained)
+            for name in names:
+                candidates.update(i for i in by_name.get(name, ()) if must[i] <= names)
         for i in sorted(candidates):
             earlier = rules[i]
             e_node = earlier.when.node
@@ -97,10 +110,11 @@ def shadowed_by(rules: Sequence[Rule]) -> list[tuple[Rule, Rule]]:
             pairs.append((later, earlier))
             break
         if isinstance(l_node, Leaf):
-            by_name.setdefault(l_node.name, []).append(j)
             by_leaf.setdefault(l_node, []).append(j)
+        if must[j]:
+            by_name.setdefault(min(must[j]), []).append(j)
         else:
-            composite.append(j)
+            unconstrained.append(j)
     return pairs
 
 

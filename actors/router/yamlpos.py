@@ -32,16 +32,6 @@ def item_line(seq: Any, index: int, default: int) -> int:
     return default
 
 
-def node_line(node: Any, default: int) -> int:
-    lc = getattr(node, "lc", None)
-    if lc is not None:
-        try:
-            return lc.line + 1
-        except Exception:  # noqa: BLE001
-            pass
-    return default
-
-
 def join(path: str, key: Any) -> str:
     """``rules`` + 2 → ``rules[2]``; ``rules[2]`` + ``use`` → ``rules[2].use``; odd keys are quoted."""
     if isinstance(key, int) and not isinstance(key, bool):
