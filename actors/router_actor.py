@@ -23,7 +23,6 @@ from .router.chain import RoutingEngine
 from .router.context import TurnContext
 from .router.loader import PolicyLoader
 from .router.policy import rule_rows
-from .router.predicates import budget_limits
 from .router.skills import SkillIndex
 from .router.validation import AVAILABLE, AvailabilityVerdict
 from .store import Store
@@ -147,7 +146,7 @@ class RouterActor(Actor):
             return {}
 
     async def _cost_today(self, engine: RoutingEngine) -> Decimal:
-        if not any(budget_limits(r.when) for r in engine._all_rules() if r.when is not None):
+        if "cost_today_exceeds_usd" not in engine.predicates_used:
             return Decimal(0)  # no budget rule reads it: skip the round trip
         try:
             amount: CostAmount = await self.request(self.cost, GetCostToday(), timeout=2)
