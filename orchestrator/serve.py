@@ -5,6 +5,8 @@ import sys
 
 import trio
 
+from actors.supervisor import SupervisorGaveUp
+
 from .daemon import Daemon
 from .logs import configure_logging
 from .paths import resolve_paths
@@ -24,5 +26,23 @@ def run_serve(args) -> int:
               "or run `orchestrator demo` for an offline tour", file=sys.stderr)
         return 1
     daemon = Daemon(paths, settings, wire_mode=args.wire_mode)
-    trio.run(daemon.run)
+    try:
+        trio.run(daemon.run)
+    except BaseException as exc:  # noqa: BLE001 — report the cause in one line, exit non-zero
+        gave_up = _find(exc, SupervisorGaveUp)
+        if gave_up is None:
+            raise
+        print(f"orchestrator: {gave_up}; exiting so the service manager can restart the daemon", file=sys.stderr)
+        return 1
     return 0
+
+
+def _find(exc: BaseException, kind: type) -> BaseException | None:
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find(inner, kind)
+            if found is not None:
+                return found
+    return None
