@@ -73,7 +73,7 @@ class Supervisor:
         state = self.state[child.name]
         first = True
         while True:
-            ready = _Readiness(task_status if first else trio.TASK_STATUS_IGNORED)
+            ready = _Readiness(task_status if first else trio.TASK_STATUS_IGNORED, state)
             try:
                 await child.start(task_status=ready)
                 state.status = "stopped"
@@ -98,10 +98,12 @@ class Supervisor:
 class _Readiness:
     """Passes readiness through and remembers whether the child ever became ready."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, state: ChildState):
         self.inner = inner
+        self.state = state
         self.started_once = False
 
     def started(self, value=None) -> None:
         self.started_once = True
+        self.state.status = "running"
         self.inner.started(value)

@@ -46,9 +46,9 @@ async def _command(client, sid: str, line: str) -> None:
         if not rest or rest[0] == "show":
             print(render_model_state(await client.show_model(sid)))
         elif rest[0] == "-":
-            print(render_model_state(await client.clear_model(sid)))
+            print(render_model_state(await client.clear_model(sid), with_trace=False))
         else:
-            print(render_model_state(await client.set_model(sid, rest[0])))
+            print(render_model_state(await client.set_model(sid, rest[0]), with_trace=False))
     elif cmd == "/rules":
         action = rest[0] if rest else "show"
         if action == "check":

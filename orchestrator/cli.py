@@ -170,7 +170,7 @@ async def _client_command(args) -> int:
                 if args.json:
                     _print_json(converter.unstructure(state))
                     return EXIT_OK
-            print(render_model_state(state))
+            print(render_model_state(state, with_trace=args.model_command == "show"))
             return EXIT_OK
         if cmd == "rules":
             report = await (client.reload_rules() if args.rules_command == "reload"

@@ -10,14 +10,14 @@ def render_trace(route) -> str:
     return render(route)
 
 
-def render_model_state(state: ModelState) -> str:
+def render_model_state(state: ModelState, *, with_trace: bool = True) -> str:
     lines = [f"Session {state.session_id}",
              f"Active model: {state.active_model or '(none — routing by rules and defaults)'}"]
     if state.pending_model or state.pending_clear:
         lines.append(f"Pending for next turn: {state.pending_model or 'clear sticky model'}")
     if state.banner:
         lines.append(state.banner)
-    if state.last_route is not None:
+    if with_trace and state.last_route is not None:
         lines.append("")
         lines.append("Last turn:")
         lines.append(render_trace(state.last_route))

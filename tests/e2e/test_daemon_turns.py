@@ -95,4 +95,4 @@ async def test_status_lists_the_actors_and_health(client):
     status = await client.status()
     assert status.accepting_turns
     assert {"session", "router", "planner", "worker", "cost", "availability", "control"} <= set(status.actors)
-    assert all(a["status"] in ("running", "starting") for a in status.actors.values())
+    assert all(a["status"] == "running" for a in status.actors.values())
