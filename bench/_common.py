@@ -1,0 +1,215 @@
+"""What every benchmark shares: statistics, the result shape, and out-of-process helpers.
+
+Result shape (what ``python -m bench`` prints and writes with ``--json``)::
+
+    {"title": str, "notes": [str],
+     "rows": [{"name", "median_us", "p99_us", "throughput", "throughput_unit", "ratio", "baseline"}],
+     "targets": [{"name", "target", "value", "met"}],
+     "raw": {...}}              # the module's own detailed numbers
+
+``ratio`` is always ``this row's median / its baseline row's median`` (``baseline`` names that
+row), both measured in the same run, rounds interleaved, so machine load hits both alike.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+# ---------------------------------------------------------------------------------- statistics
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def summary_us(samples_us: list[float]) -> dict[str, float]:
+    return {"median_us": statistics.median(samples_us), "p99_us": p99(samples_us), "n": len(samples_us)}
+
+
+def row(name: str, median_us: float | None, p99_us: float | None = None, *, throughput: float | None = None,
+        throughput_unit: str = "", baseline: str | None = None, base_median_us: float | None = None,
+        ratio: float | None = None) -> dict:
+    """One table row; the ratio is computed against ``base_median_us`` unless given."""
+    if ratio is None and base_median_us and median_us is not None:
+        ratio = median_us / base_median_us
+    return {"name": name, "median_us": median_us, "p99_us": p99_us, "throughput": throughput,
+            "throughput_unit": throughput_unit, "ratio": ratio, "baseline": baseline}
+
+
+def target(name: str, target_text: str, value_text: str, met: bool) -> dict:
+    return {"name": name, "target": target_text, "value": value_text, "met": bool(met)}
+
+
+# ---------------------------------------------------------------------------------- the machine
+
+def machine_info() -> dict:
+    import msgpack
+    import trio
+    import zmq
+
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kb = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "nproc": os.cpu_count(), "cpu": cpu, "ram_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(), "implementation": platform.python_implementation(),
+        "trio": trio.__version__, "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(),
+        "msgpack": ".".join(map(str, msgpack.version)), "platform": platform.platform(),
+        "loadavg_at_start": [round(x, 2) for x in load],
+    }
+
+
+def read_rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """``VmRSS`` (or ``VmHWM``, the peak) of a process, in KiB, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(f"{field} not in /proc/{pid}/status")
+
+
+# ---------------------------------------------------------------------------------- processes
+
+def short_tmpdir(prefix: str) -> Path:
+    """A temp dir short enough for ipc:// socket paths (~100 bytes)."""
+    base = "/tmp" if os.path.isdir("/tmp") else None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+
+
+class FakeProvider:
+    """``bench/fake_provider.py`` in its own process: an OpenAI-compatible streaming server."""
+
+    def __init__(self, dump_dir: Path):
+        self.dump_dir = dump_dir
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "fake_provider.py"), "--dump", str(dump_dir)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode().split()
+        if line[:1] != ["ready"]:
+            self.proc.kill()
+            raise RuntimeError(f"fake provider failed to start: {line!r}")
+        self.base_url = line[1]
+
+    def request_body(self, model: str) -> dict:
+        """The first request body the fake received for ``model`` (captured from the daemon)."""
+        import json
+
+        return json.loads((self.dump_dir / f"{model}.json").read_text())
+
+    def close(self) -> None:
+        _stop(self.proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.stdin is not None:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # EOF on stdin: the helper's signal to exit
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def models_yaml(base_url: str, chunk_models: Iterator[int] | list[int]) -> str:
+    """One ``openai_compatible`` provider at the fake; model ``fake:cN`` answers in N chunks."""
+    lines = ["providers:",
+             f'  fake: {{kind: openai_compatible, base_url: "{base_url}", api_key_env: null}}',
+             "models:"]
+    for n in chunk_models:
+        lines += [f'  "fake:c{n}":', "    tier: balanced",
+                  "    capabilities: {max_context_tokens: 128000}",
+                  "    pricing: {input_per_mtok: 0.5, output_per_mtok: 1.5}"]
+    return "\n".join(lines) + "\n"
+
+
+def routing_yaml(default_model: str, rules: dict[str, str]) -> str:
+    """``rules`` maps a marker substring of the message to the model that answers it."""
+    out = f"schema_version: 1\nglobal_default: {default_model}\nrules:\n"
+    for marker, model in rules.items():
+        out += f'  - name: "{marker}"\n    when: {{message_contains_any: ["{marker}"]}}\n    use: {model}\n'
+    return out if rules else out.replace("rules:\n", "")
+
+
+class DaemonProcess:
+    """``python -m orchestrator serve`` on a temporary home, as a real deployment runs it."""
+
+    def __init__(self, models: str, routing: str, *, log_level: str = "info"):
+        self.root = short_tmpdir("obench-")
+        home, state = self.root / "home", self.root / "state"
+        home.mkdir()
+        state.mkdir()
+        (home / "models.yaml").write_text(models)
+        (home / "routing.yaml").write_text(routing)
+        (home / "daemon.yaml").write_text(f"log_level: {log_level}\nshutdown_grace_s: 2\n")
+        self.endpoint = f"ipc://{self.root / 'd.sock'}"
+        env = dict(os.environ, ORCHESTRATOR_HOME=str(home), ORCHESTRATOR_STATE=str(state),
+                   ORCHESTRATOR_ENDPOINT=self.endpoint, PYTHONUNBUFFERED="1")
+        self.log_path = self.root / "daemon.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve"], env=env, cwd=ROOT,
+                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_kib(self, field: str = "VmRSS") -> int:
+        return read_rss_kib(self.proc.pid, field)
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        sock = self.endpoint[len("ipc://"):]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited ({self.proc.returncode}):\n{self.log_path.read_text()[-2000:]}")
+            if os.path.exists(sock) and "daemon ready" in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"daemon not ready within {timeout}s:\n{self.log_path.read_text()[-2000:]}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def closing_all(*objs) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for obj in reversed(objs):
+            obj.close()
