@@ -5,7 +5,6 @@ Roll-up logic is pure (``build_report``); the actor only moves rows between the 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable, Iterable

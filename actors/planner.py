@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import time
 from contextlib import aclosing
-from decimal import Decimal
 from typing import Callable
 
 import attrs
 import trio
 
 from protocol import events as ev
-from protocol.canonical import Message, Role, StopReason, TextBlock, ToolDefinition, ToolResultBlock, ToolUseBlock, Usage
+from protocol.canonical import Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 from protocol.messages import Ack, CallOutcome, Failure, GetAvailability, RecordUsage, RunTurn, StopTurn, SubmitToolResult, TurnOutcome, TurnProgress
 
 from .kernel import Actor

@@ -8,13 +8,12 @@ until it has unwound, so the lock is only released when nothing of the turn stil
 from __future__ import annotations
 
 import os
-import time
 
 import attrs
 import trio
 
 from protocol import events as ev
-from protocol.canonical import ImageBlock, Message, Role, TextBlock, ToolResultBlock, Usage
+from protocol.canonical import Message, Role, TextBlock, ToolResultBlock, Usage
 from protocol.codec import converter, event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.messages import (
@@ -150,28 +149,24 @@ class SessionActor(Actor):
 
     async def on_set_model(self, env):
         msg: SetModel = env.body
-        state = self._get(msg.session_id) or self._create(msg.session_id, None)
         model = self.resolve_model(msg.model)
         if model is None:
             return Failure("unknown_model", f"unknown model or alias {msg.model!r}")
+        return await self._swap(msg.session_id, model)
+
+    async def on_clear_model(self, env):
+        return await self._swap(env.body.session_id, None)
+
+    async def _swap(self, session_id: str, model: str | None) -> ModelState:
+        """/model: applies now between turns; during a turn it is queued, and the last swap wins."""
+        state = self._get(session_id) or self._create(session_id, None)
         if state.turn is not None:
-            state.pending_model, state.pending_clear = model, False
+            state.pending_model, state.pending_clear = model, model is None
             banner = swap_banner(model)
             await self._emit(state, state.turn, ev.Banner(banner, state.turn.turn_id, "model_swap"))
             return self._model_state(state, banner)
         state.active_model = model
         self.store.set_active_model(state.id, model)
-        return self._model_state(state)
-
-    async def on_clear_model(self, env):
-        state = self._get(env.body.session_id) or self._create(env.body.session_id, None)
-        if state.turn is not None:
-            state.pending_model, state.pending_clear = None, True
-            banner = swap_banner(None)
-            await self._emit(state, state.turn, ev.Banner(banner, state.turn.turn_id, "model_swap"))
-            return self._model_state(state, banner)
-        state.active_model = None
-        self.store.set_active_model(state.id, None)
         return self._model_state(state)
 
     async def on_show_model(self, env):

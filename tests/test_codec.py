@@ -7,7 +7,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from protocol import canonical, events, messages, routing
+from protocol import events, messages
 from protocol.codec import PROTOCOL_VERSION, Envelope, decode, encode, event_from_json_obj, event_to_json_obj
 from protocol.errors import FrameError, FrameTooLarge, MalformedFrame, NotMsgpack, UnknownTag, UnsupportedVersion
 

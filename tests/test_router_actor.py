@@ -3,7 +3,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import trio
 
 sys.path.insert(0, str(Path(__file__).parent / "router"))
 from routing_helpers import ANTHROPIC_ONLY, BOTH_KEYS, HAIKU, MODELS_YAML, OPUS, SONNET  # noqa: E402

@@ -17,7 +17,6 @@ from __future__ import annotations
 import codecs
 import json
 import os
-import signal
 import subprocess
 import tempfile
 from typing import IO, AsyncIterator, Sequence
@@ -27,6 +26,7 @@ import trio
 from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 
 from ..tokens import estimate_text_tokens
+from ..procgroup import terminate_group
 from ._http import Pricer, unpriced
 from .base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk
 
@@ -75,23 +75,10 @@ def build_argv(template: Sequence[str], model: str) -> list[str]:
     return [part.replace("{model}", model) for part in template]
 
 
-def _kill_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass  # the whole group is already gone
-
-
 async def _terminate(process: trio.Process) -> None:
     """SIGTERM the agent's group, SIGKILL it after a grace. Shielded: runs even while cancelled."""
-    with trio.CancelScope(shield=True):
-        _kill_group(process.pid, signal.SIGTERM)
-        with trio.move_on_after(TERM_GRACE_S):
-            await process.wait()
-        # KILL the group even if the leader obeyed TERM: children it spawned may be ignoring it.
-        _kill_group(process.pid, signal.SIGKILL)
-        with trio.move_on_after(KILL_WAIT_S):
-            await process.wait()
+    with trio.CancelScope(shield=True), trio.move_on_after(TERM_GRACE_S + KILL_WAIT_S):
+        await terminate_group(process, grace_s=TERM_GRACE_S)
 
 
 def _tail(file: IO[bytes]) -> str:

@@ -13,7 +13,7 @@ import trio
 
 from ._context import ToolContext, ToolError
 from ._paths import confine
-from ._procgroup import terminate_group
+from ..procgroup import terminate_group
 
 CLEANUP_BOUND_S = 2.0
 _CHUNK = 65536

@@ -1,10 +1,10 @@
 """A real daemon on a temporary home, once in-process delivery and once with every inter-actor
 message forced through ZeroMQ + msgpack (wire mode)."""
 from importlib import resources
+import os
 from pathlib import Path
 
 import pytest
-import trio
 
 from orchestrator.client import open_client
 from orchestrator.daemon import Daemon
@@ -57,3 +57,13 @@ async def run_turn(client, session_id, text, **kw):
         async for e in turn:
             events.append(e)
     return turn, events
+
+
+@pytest.fixture
+def env(short_tmp):
+    home = short_tmp / "home"
+    write_demo_home(home)
+    e = dict(os.environ)
+    e.update(ORCHESTRATOR_HOME=str(home), ORCHESTRATOR_STATE=str(short_tmp / "state"),
+             ORCHESTRATOR_ENDPOINT=f"ipc://{short_tmp}/d.sock")
+    return e

@@ -7,9 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
-from .conftest import write_demo_home
 
 PY = sys.executable
 
@@ -17,16 +15,6 @@ PY = sys.executable
 def cli(env, *args, timeout=60, input=None):
     return subprocess.run([PY, "-m", "orchestrator", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, input=input)
-
-
-@pytest.fixture
-def env(short_tmp):
-    home = short_tmp / "home"
-    write_demo_home(home)
-    e = dict(os.environ)
-    e.update(ORCHESTRATOR_HOME=str(home), ORCHESTRATOR_STATE=str(short_tmp / "state"),
-             ORCHESTRATOR_ENDPOINT=f"ipc://{short_tmp}/d.sock")
-    return e
 
 
 def start_daemon(env):

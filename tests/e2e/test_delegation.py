@@ -1,13 +1,12 @@
 """delegate() end to end with fake providers (spec §6, §8.11, §10.1 tests 12, 14, 16, 22, 24, 26)."""
 import json
-import os
-from pathlib import Path
 
 import jsonschema
 import pytest
 import trio
 
 from actors.delegation import INSUFFICIENT_CONTEXT_SCHEMA
+from actors.procgroup import group_alive
 from orchestrator.client import open_client
 from orchestrator.daemon import Daemon
 from orchestrator.paths import Paths
@@ -248,7 +247,7 @@ async def test_cancelling_the_parent_cancels_three_workers_and_their_tool_proces
     assert isinstance(turn.terminal, ev.TurnCancelled) and elapsed < 2.0
     pgid = int(pid_file.read_text())
     with trio.fail_after(2):
-        while _group_alive(pgid):
+        while group_alive(pgid):
             await trio.sleep(0.05)
     bal.script(Answer(text=("next answer",)))
     _, events = await run_turn(client, sid, "@mid next turn")
@@ -258,22 +257,3 @@ async def test_cancelling_the_parent_cancels_three_workers_and_their_tool_proces
     db_events.close()
     assert sorted(f["tool_use_id"] for f in failed) == ["tu_1", "tu_2", "tu_3"]
     assert {f["error"] for f in failed} == {"cancelled_by_user"}
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # Zombies awaiting init count as gone.
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[2]) == pgid and stat[0] != "Z":
-                return True
-    return False

@@ -1,12 +1,12 @@
 """Whole turns against fake provider servers on 127.0.0.1 speaking the real wire formats."""
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 import trio
 
+from actors.procgroup import group_alive
 from orchestrator.client import open_client
 from orchestrator.daemon import Daemon
 from orchestrator.paths import Paths
@@ -174,19 +174,8 @@ async def test_a_cli_model_answers_and_cancelling_kills_the_script(stack):
     assert isinstance(turn.terminal, ev.TurnCancelled)
     pid = int(pid_file.read_text())
     with trio.fail_after(5):
-        while _alive(pid):
+        while group_alive(pid):  # the script leads its own process group
             await trio.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie waiting for init to reap it is gone for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 async def test_a_failing_provider_is_marked_unavailable_and_the_next_turn_falls_through(stack):

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from .test_cli_process import cli, env, start_daemon, stop_daemon  # noqa: F401 (env is a fixture)
+from .test_cli_process import cli, start_daemon, stop_daemon
 
 ROUTING = """\
 schema_version: 1

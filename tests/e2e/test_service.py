@@ -1,7 +1,6 @@
 """systemd integration (sd_notify) and session listing."""
 import socket
 
-import pytest
 import trio
 
 from orchestrator.daemon import Daemon
