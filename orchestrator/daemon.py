@@ -71,6 +71,7 @@ class Daemon:
     wire_mode: bool = False
     env: dict | None = None
     demo_chunk_delay: float | None = None
+    clock: object = time.time            # the availability windows' clock; tests step it
     started_at: float = attrs.field(factory=time.time)
     store: Store = attrs.field(init=False)
     system: ActorSystem = attrs.field(init=False)
@@ -126,7 +127,7 @@ class Daemon:
             if self.router is not None:
                 await self.router.on_availability_change(transitions)
 
-        self.availability = AvailabilityActor(system, clock=time.time, on_change=publish)
+        self.availability = AvailabilityActor(system, clock=self.clock, on_change=publish)
         cost = CostActor(system, self.store)
         self.router = RouterActor(system, loader, store=self.store)
         planner = PlannerActor(system, registry=registry, adapters=adapters, tools=tools)

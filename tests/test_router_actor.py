@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "router"))
-from routing_helpers import ANTHROPIC_ONLY, BOTH_KEYS, HAIKU, MODELS_YAML, OPUS, SONNET  # noqa: E402
+from routing_helpers import ANTHROPIC_ONLY, BOTH_KEYS, HAIKU, MODELS_YAML, OPUS, SONNET, recommending  # noqa: E402
 
 from actors.kernel import Actor, ActorSystem  # noqa: E402
 from actors.router.loader import PolicyLoader  # noqa: E402
@@ -57,11 +57,11 @@ def files(tmp_path):
     return write
 
 
-async def start_router(nursery, home: Path, *, env=BOTH_KEYS, unavailable=None, cost="0"):
+async def start_router(nursery, home: Path, *, env=BOTH_KEYS, unavailable=None, cost="0", pattern=None):
     system = ActorSystem()
     store = Store(":memory:")
     loader = PolicyLoader(str(home / "models.yaml"), str(home / "routing.yaml"), env=env)
-    router = RouterActor(system, loader, store=store)
+    router = RouterActor(system, loader, store=store, pattern=pattern)
     await nursery.start(StubAvailability(system, unavailable or {}).run)
     await nursery.start(StubCost(system, cost).run)
     await nursery.start(router.run)
@@ -155,3 +155,20 @@ async def test_hot_reload_and_a_broken_edit_keeps_the_last_good_rules(nursery, f
     files(BASE)
     report = await system.request("router", ReloadRules())
     assert report.ok and report.rules == ()
+
+
+async def test_8_4_pattern_recommendation_wins_when_no_rule_matches(nursery, files):
+    system, _ = await start_router(nursery, files(BASE + "rules: []\n"), pattern=recommending(SONNET, 0.78, 12))
+    d = await system.request("router", decide("tidy up this module"))
+    assert steps(d.route)[-1] == ("pattern", "chose", SONNET)
+    assert d.route.chain[-1].confidence == 0.78 and d.route.chain[-1].sample_size == 12
+
+
+async def test_8_8_pattern_disagreement_is_deferred_and_surfaced(nursery, files):
+    home = files(BASE + 'rules:\n  - {name: "fast for commits", when: {message_matches: "^/commit"}, use: haiku}\n'
+                 "pattern_disagreement: {surface: true}\n")
+    system, _ = await start_router(nursery, home, pattern=recommending(SONNET, 0.87, 23))
+    d = await system.request("router", decide("/commit fix the auth bug"))
+    assert steps(d.route)[2:] == [("rule", "chose", HAIKU), ("pattern", "deferred", SONNET)]
+    assert d.route.winner_index == 2
+    assert d.banners[0].startswith('→ Routing to anthropic:claude-haiku-4-5 per rule "fast for commits"')

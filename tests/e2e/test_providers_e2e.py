@@ -1,5 +1,6 @@
 """Whole turns against fake provider servers on 127.0.0.1 speaking the real wire formats."""
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -57,6 +58,22 @@ print("agent says: " + str(len(prompt)) + " chars of prompt")
 """
 
 
+class SteppedClock:
+    """Wall time plus an offset the test advances: availability windows without sleeping."""
+
+    def __init__(self):
+        import time
+
+        self._time = time.time
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self._time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @pytest.fixture
 async def fakes(nursery):
     async with open_fake_openai(api_key=None) as oai, open_fake_anthropic(api_key="k-test") as anth:
@@ -87,9 +104,12 @@ async def stack(nursery, short_tmp, fakes, wire_mode, monkeypatch):
     (workspace / "notes.txt").write_text("the answer is 42\n")
     home = write_config(short_tmp, oai, anth)
     paths = Paths(home, short_tmp / "state", f"ipc://{short_tmp}/d.sock")
-    daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=1.0, retry_base_delay_s=0.001), wire_mode=wire_mode)
+    clock = SteppedClock()
+    daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=1.0, retry_base_delay_s=0.001), wire_mode=wire_mode,
+                    clock=clock)
     await nursery.start(daemon.run)
     async with open_client(paths.endpoint) as client:
+        client.clock = clock
         yield client, oai, anth, workspace, short_tmp
     daemon.request_stop("test over")
 
@@ -120,7 +140,8 @@ async def test_a_scripted_read_file_call_runs_and_its_result_goes_back_in_the_ne
     tool_msg = [m for m in second if m["role"] == "tool"][0]
     assert tool_msg["tool_call_id"] == "call_1" and "the answer is 42" in tool_msg["content"]
     assert isinstance(events[-1], ev.TurnCompleted)
-    assert {e.model for e in events if isinstance(e, ev.TurnStarted)} == {"local:llama"}  # lock held
+    assert {e.model for e in events if isinstance(e, ev.TurnStarted)} == {"local:llama"}
+    assert [r.json["model"] for r in oai.requests] == ["llama", "llama"]  # spec test 3: the lock holds
     assert not oai.violations
 
 
@@ -201,8 +222,34 @@ async def test_a_failing_provider_is_marked_unavailable_and_the_next_turn_falls_
     assert "local:llama currently unavailable. Routing fell through to anthropic:claude-haiku-4-5." in banners
     status = await client.status()
     assert any(s["scope"] == "local:llama" for s in status.availability)
-    # Recovery: `availability reset` (a success or 5 quiet minutes do the same; see the state tests).
-    await client.reset_availability("local")
+    # Recovery after 5 minutes without attempts on the (stepped) clock: routing returns to llama.
+    client.clock.advance(301)
     oai.script(Answer(text=("llama is back",)))
     _, events = await run_turn(client, info.session_id, "third")
     assert events[0].chosen_model == "local:llama"
+    assert (await client.status()).availability == ()
+
+
+async def test_availability_reset_forces_recovery(stack):
+    client, oai, anth, ws, root = stack
+    (root / "home" / "routing.yaml").write_text(
+        f"schema_version: 1\nglobal_default: anthropic:claude-haiku-4-5\nworkspaces:\n  {ws}:\n    default: local:llama\n")
+    oai.script(Fail(401, "invalid_api_key"))
+    info = await client.open_session(workspace=str(ws))
+    _, events = await run_turn(client, info.session_id, "first")
+    assert "The local provider is now marked unavailable" in events[-1].message
+    await client.reset_availability("local")
+    oai.script(Answer(text=("back",)))
+    _, events = await run_turn(client, info.session_id, "second")
+    assert events[0].chosen_model == "local:llama"
+
+
+async def test_ask_json_from_the_command_line_streams_the_fake_servers_answer(stack):
+    client, oai, _, ws, root = stack
+    oai.script(Answer(text=("straight", " from", " the", " server")))
+    env = {**os.environ, "ORCHESTRATOR_ENDPOINT": client.endpoint}
+    proc = await trio.run_process([sys.executable, "-m", "orchestrator", "ask", "--json", "hi"], env=env,
+                                  capture_stdout=True, capture_stderr=True)
+    events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert "".join(e["text"] for e in events if e["type"] == "text.delta") == "straight from the server"
+    assert events[-1]["type"] == "turn.completed" and events[-1]["model"] == "local:llama"
