@@ -249,6 +249,12 @@ async def test_cancelling_the_parent_cancels_three_workers_and_their_tool_proces
     with trio.fail_after(2):
         while group_alive(pgid):
             await trio.sleep(0.05)
+    from protocol.messages import GetHistory
+
+    history = (await client.request("session", GetHistory(sid))).messages
+    cancelled = history[-1]
+    assert cancelled.role.value == "tool" and len(cancelled.content) == 3   # every tool_use answered
+    assert all(b.is_error and b.content == "cancelled by user" for b in cancelled.content)
     bal.script(Answer(text=("next answer",)))
     _, events = await run_turn(client, sid, "@mid next turn")
     assert isinstance(events[-1], ev.TurnCompleted)  # the session accepts the next turn

@@ -48,3 +48,26 @@ async def test_worker_sessions_are_hidden_from_listings_unless_asked_for(client)
     assert [s.session_id for s in visible.sessions] == [info.session_id]
     workers = [s for s in everything.sessions if s.parent_session_id == info.session_id]
     assert len(workers) == 1
+
+
+async def test_sighup_forces_a_reload_even_when_the_stat_looks_unchanged(daemon, client, home):
+    import os
+    import signal
+
+    routing = home / "routing.yaml"
+    before = os.stat(routing)
+    text = routing.read_text()
+    edited = text.replace('"^/commit|write.*commit message"', '"^/ship|write.*commit messagexx"')
+    assert len(edited) == len(text)
+    routing.write_text(edited)
+    os.utime(routing, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime: no stat change
+    info = await client.open_session()
+    _, events = await run_turn(client, info.session_id, "/ship it")
+    assert events[0].chosen_model == "demo:steady"      # the cached parse is still in use
+    os.kill(os.getpid(), signal.SIGHUP)
+    with trio.fail_after(5):
+        while True:
+            _, events = await run_turn(client, info.session_id, "/ship it")
+            if events[0].chosen_model == "demo:swift":
+                break
+            await trio.sleep(0.05)
