@@ -1,12 +1,14 @@
 """``orchestrator serve``: the daemon in the foreground."""
 from __future__ import annotations
 
+import os
 import sys
 
 import trio
 
 from actors.supervisor import SupervisorGaveUp
 
+from .client import DaemonUnreachable, open_client
 from .daemon import Daemon
 from .logs import configure_logging
 from .paths import resolve_paths
@@ -25,6 +27,10 @@ def run_serve(args) -> int:
         print(f"orchestrator: no model registry at {paths.models_file}; create it (see README) "
               "or run `orchestrator demo` for an offline tour", file=sys.stderr)
         return 1
+    if trio.run(_already_serving, paths.endpoint):
+        print(f"orchestrator: a daemon is already serving {paths.endpoint}; stop it first "
+              "(or set ORCHESTRATOR_ENDPOINT for a second one)", file=sys.stderr)
+        return 1
     daemon = Daemon(paths, settings, wire_mode=args.wire_mode)
     try:
         trio.run(daemon.run)
@@ -35,6 +41,17 @@ def run_serve(args) -> int:
         print(f"orchestrator: {gave_up}; exiting so the service manager can restart the daemon", file=sys.stderr)
         return 1
     return 0
+
+
+async def _already_serving(endpoint: str) -> bool:
+    """ZeroMQ would silently take over a live daemon's ipc socket: ask it first."""
+    if endpoint.startswith("ipc://") and not os.path.exists(endpoint[len("ipc://"):]):
+        return False
+    try:
+        async with open_client(endpoint, timeout=0.5):
+            return True
+    except (DaemonUnreachable, OSError):
+        return False
 
 
 def _find(exc: BaseException, kind: type) -> BaseException | None:

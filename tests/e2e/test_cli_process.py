@@ -160,3 +160,13 @@ def test_cost_after_kill_9_mid_turn_equals_the_committed_calls(env):
         assert out.returncode == 0
     finally:
         stop_daemon(proc)
+
+
+def test_a_second_serve_on_the_same_endpoint_is_refused(env):
+    proc = start_daemon(env)
+    try:
+        second = cli(env, "serve", timeout=30)
+        assert second.returncode == 1 and "already serving" in second.stderr
+        assert cli(env, "status").returncode == 0   # the first daemon is untouched
+    finally:
+        stop_daemon(proc)
