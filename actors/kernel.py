@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from typing import Any, Awaitable, Callable
 
 import structlog
@@ -49,6 +50,8 @@ class ActorSystem:
         self._mailboxes: dict[str, trio.MemorySendChannel] = {}
         self._receivers: dict[str, trio.MemoryReceiveChannel] = {}
         self._pending: dict[str, _Pending] = {}
+        # Each actor's message loop, to see whether it sits idle (see _deliver_to).
+        self._drains: dict[str, _Drain] = {}
         # Set by the node that owns the sockets; takes an envelope bound for another node (or for
         # this node in wire mode) and puts it on the wire.
         self.outbound: Callable[[Envelope], Awaitable[None]] | None = None
@@ -109,23 +112,49 @@ class ActorSystem:
 
     async def deliver(self, env: Envelope) -> None:
         """Route one envelope. Local delivery awaits mailbox space: that is the backpressure."""
-        local = self.is_local(env.recipient)
+        node, sep, name = env.recipient.rpartition("/")
+        local = not sep or node == self.node_id
         if not local or self.wire_mode:
             if self.outbound is not None:
                 await self.outbound(env)
                 return
             if not local:
                 raise ActorNotFound(f"no route to {env.recipient}")
-        await self.deliver_local(env)
+        await self._deliver_to(env, name)
 
     async def deliver_local(self, env: Envelope) -> None:
+        await self._deliver_to(env, env.recipient.rpartition("/")[2])
+
+    def try_deliver_local(self, env: Envelope) -> bool:
+        """Deliver at once if that needs no waiting: a reply someone awaits, or a mailbox with room.
+
+        False means "use ``deliver_local``" (the mailbox is full, or the actor is unknown and the
+        sender must get a ``Failure``); nothing has happened then.
+        """
+        if env.correlation_id is not None:
+            pending = self._pending.get(env.correlation_id)
+            if pending is not None:
+                pending.reply = env
+                pending.event.set()
+                return True
+        box = self._mailboxes.get(env.recipient.rpartition("/")[2])
+        if box is None:
+            return False
+        try:
+            box.send_nowait(env)
+        except trio.WouldBlock:
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # shutting down
+        return True
+
+    async def _deliver_to(self, env: Envelope, name: str) -> None:
         if env.correlation_id is not None:
             pending = self._pending.get(env.correlation_id)
             if pending is not None:
                 pending.reply = env
                 pending.event.set()
                 return
-        _, name = self._split(env.recipient)
         box = self._mailboxes.get(name)
         if box is None:
             if name == REPLY_BOX:
@@ -134,10 +163,70 @@ class ActorSystem:
                 await self.deliver(Envelope(Failure("unknown_actor", f"no actor named {name!r}"),
                                             env.sender, self.address(name), new_id(), env.msg_id))
             return
+        # Always a cancellation point, but a schedule point only when the recipient has been idle
+        # a while: then it should run now (the first token of an answer goes straight out), while a
+        # producer feeding a busy recipient goes on and hands over a run of messages per task switch
+        # (a streamed answer's chunks) instead of one. A full mailbox still makes the sender wait,
+        # which is the backpressure.
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            await box.send(env)
+            try:
+                box.send_nowait(env)
+            except trio.WouldBlock:
+                await box.send(env)
+                return
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # shutting down
+            return  # shutting down
+        drain = self._drains.get(name)
+        if drain is not None and drain.parked_since and time.perf_counter() - drain.parked_since > IDLE_S:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+
+# An actor that finds messages waiting takes them without a task switch each (a streamed answer
+# arrives as a run of small messages), but still yields once per this many.
+_YIELD_EVERY = 32
+# A recipient idle for longer than this is woken at once by a sender's schedule point.
+IDLE_S = 0.0005
+
+
+class _Drain:
+    """``async for env in inbox``, with a schedule point only per run of waiting messages.
+
+    Every message is still a cancellation point, and a cancelled receive consumes nothing. (A
+    class, not an async generator: an actor that crashes mid-loop leaves no generator to finalize.)
+    """
+
+    __slots__ = ("inbox", "unyielded", "parked_since")
+
+    def __init__(self, inbox: trio.MemoryReceiveChannel):
+        self.inbox = inbox
+        self.unyielded = 0
+        self.parked_since = 0.0  # perf_counter() when it started waiting for mail; 0 while busy
+
+    def __aiter__(self) -> "_Drain":
+        return self
+
+    async def __anext__(self) -> Envelope:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            env = self.inbox.receive_nowait()
+        except trio.WouldBlock:
+            self.parked_since = time.perf_counter()
+            try:
+                env = await self.inbox.receive()
+            except trio.EndOfChannel:
+                raise StopAsyncIteration from None
+            finally:
+                self.parked_since = 0.0
+            self.unyielded = 0
+            return env
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+        self.unyielded += 1
+        if self.unyielded >= _YIELD_EVERY:
+            self.unyielded = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return env
 
 
 class Actor:
@@ -165,7 +254,8 @@ class Actor:
         async with trio.open_nursery() as nursery:
             await self.setup(nursery)
             task_status.started()
-            async for env in inbox:
+            drain = self.system._drains[self.name] = _Drain(inbox)
+            async for env in drain:
                 handler = table.get(type(env.body))
                 if handler is None:
                     await self.system.reply(env, Failure("unsupported_message",

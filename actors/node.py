@@ -6,6 +6,8 @@ never take the node down.
 """
 from __future__ import annotations
 
+from collections import deque
+
 import structlog
 import trio
 import zmq
@@ -19,6 +21,20 @@ from .kernel import ActorSystem
 
 log = structlog.get_logger("node")
 
+# Inbound messages for an actor whose mailbox is full wait in a per-actor backlog, so that one busy
+# actor (the session actor relaying a hundred streams) cannot hold up the node's single inbound
+# loop and with it every other actor (a client's liveness Ping to ``control``). Past this many
+# waiting messages for one actor the loop waits after all: overload still pushes back on clients.
+BACKLOG_LIMIT = 4096
+
+
+class _Backlog:
+    __slots__ = ("queue", "room")
+
+    def __init__(self) -> None:
+        self.queue: deque[Envelope] = deque()
+        self.room: trio.Event | None = None
+
 
 class Node:
     def __init__(self, system: ActorSystem, ctx: zmq.Context | None = None):
@@ -31,6 +47,7 @@ class Node:
         self.endpoint: str | None = None
         self.bad_frames = 0
         self._nursery: trio.Nursery | None = None
+        self._backlogs: dict[str, _Backlog] = {}
 
     async def serve(self, bind: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Bind the ROUTER and route until cancelled."""
@@ -92,9 +109,45 @@ class Node:
         if routing_id is not None and node and node != self.system.node_id:
             self._routes[node] = routing_id
         if self.system.is_local(env.recipient):
-            await self.system.deliver_local(env)
+            await self._deliver_inbound(env)
         else:
             await self._outbound(env)
+
+    async def _deliver_inbound(self, env: Envelope) -> None:
+        """Local delivery that never blocks on one actor's full mailbox (see BACKLOG_LIMIT);
+        per actor, messages still arrive in the order the node received them."""
+        name = env.recipient.rpartition("/")[2]
+        backlog = self._backlogs.get(name)
+        if backlog is None:
+            if self.system.try_deliver_local(env):
+                return
+            if self._nursery is None:
+                await self.system.deliver_local(env)
+                return
+            backlog = self._backlogs[name] = _Backlog()
+            self._nursery.start_soon(self._drain_backlog, name, backlog)
+        elif env.correlation_id is not None and self.system.try_deliver_local(env):
+            return  # a reply someone awaits never waits behind an actor's mailbox
+        backlog.queue.append(env)
+        if len(backlog.queue) >= BACKLOG_LIMIT:
+            if backlog.room is None:
+                backlog.room = trio.Event()
+            await backlog.room.wait()
+
+    async def _drain_backlog(self, name: str, backlog: _Backlog) -> None:
+        queue = backlog.queue
+        try:
+            while queue:
+                await self.system.deliver_local(queue[0])  # waits for room: that actor's backpressure
+                queue.popleft()
+                if backlog.room is not None and len(queue) < BACKLOG_LIMIT // 2:
+                    backlog.room.set()
+                    backlog.room = None
+        finally:
+            if self._backlogs.get(name) is backlog:
+                del self._backlogs[name]
+            if backlog.room is not None:
+                backlog.room.set()
 
     async def _reject(self, payload: bytes, routing_id: bytes | None, exc: FrameError) -> None:
         if routing_id is None or self.router is None:
@@ -108,13 +161,13 @@ class Node:
         payload = encode(env)
         if not node or node == self.system.node_id:
             if self.loopback is not None:
-                await self.loopback.send([payload])
+                await _send(self.loopback, [payload])
             else:
                 await self.system.deliver_local(env)
             return
         peer = self.peers.get(node)
         if peer is not None:
-            await peer.send([payload])
+            await _send(peer, [payload])
             return
         routing_id = self._routes.get(node)
         if routing_id is None:
@@ -125,6 +178,16 @@ class Node:
     async def _send_router(self, routing_id: bytes, payload: bytes) -> None:
         assert self.router is not None
         try:
-            await self.router.send([routing_id, payload])
+            await _send(self.router, [routing_id, payload])
         except TransportError as exc:
             log.warning("send failed", error=str(exc))
+
+
+async def _send(sock: ZmqSocket, frames: list[bytes]) -> None:
+    """A cancellation point, but a schedule point only when the socket's buffer is full: a relay
+    (the session actor forwarding a streamed answer) sends a run of messages per task switch."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    try:
+        sock.send_nowait(frames)
+    except trio.WouldBlock:
+        await sock.send(frames)

@@ -121,6 +121,7 @@ class FakeProvider:
 
     def close(self) -> None:
         _stop(self.proc)
+        shutil.rmtree(self.dump_dir, ignore_errors=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -189,7 +190,7 @@ class DaemonProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited ({self.proc.returncode}):\n{self.log_path.read_text()[-2000:]}")
-            if os.path.exists(sock) and "daemon ready" in self.log_path.read_text(errors="replace"):
+            if os.path.exists(sock):  # bound only once every actor runs (Daemon.run)
                 return
             time.sleep(0.02)
         raise RuntimeError(f"daemon not ready within {timeout}s:\n{self.log_path.read_text()[-2000:]}")
@@ -213,3 +214,39 @@ def closing_all(*objs) -> Iterator[None]:
     finally:
         for obj in reversed(objs):
             obj.close()
+
+
+# ---------------------------------------------------------------------------------- printing
+
+def fmt_time(us: float | None) -> str:
+    if us is None:
+        return ""
+    if abs(us) >= 10_000:
+        return f"{us / 1000:,.2f} ms"
+    if abs(us) >= 10:
+        return f"{us:,.1f} µs"
+    return f"{us:.2f} µs"
+
+
+def fmt_throughput(value: float | None, unit: str) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.0f} {unit}".strip()
+
+
+def print_section(section: dict, file=None) -> None:
+    out = file or sys.stdout
+    rows = section["rows"]
+    w = max([len(r["name"]) for r in rows] + [20]) + 2
+    print(f"\n## {section['title']}", file=out)
+    print(f"{'measurement':<{w}}{'median':>12}{'p99':>12}{'throughput':>20}{'ratio':>9}  baseline", file=out)
+    for r in rows:
+        ratio = f"{r['ratio']:.2f}×" if r.get("ratio") is not None else ""
+        print(f"{r['name']:<{w}}{fmt_time(r['median_us']):>12}{fmt_time(r['p99_us']):>12}"
+              f"{fmt_throughput(r['throughput'], r['throughput_unit']):>20}{ratio:>9}  {r.get('baseline') or ''}",
+              file=out)
+    for note in section.get("notes", ()):
+        print(f"  note: {note}", file=out)
+    for t in section.get("targets", ()):
+        mark = "MET   " if t["met"] else "MISSED"
+        print(f"  [{mark}] {t['name']}: {t['value']} (target {t['target']})", file=out)

@@ -151,6 +151,37 @@ def run(quick: bool = False) -> dict:
     return results
 
 
+def sections(quick: bool = False) -> list[dict]:
+    res = run(quick)
+    base = res["baseline_regex_search"]
+    call = res["baseline_empty_call"]
+    rows = [
+        {"name": "baseline: one compiled regex search", "median_us": base["median_us"], "p99_us": base["p99_us"],
+         "throughput": 1e6 / base["median_us"], "throughput_unit": "/s", "ratio": 1.0, "baseline": "(baseline)"},
+        {"name": "timer + empty call", "median_us": call["median_us"], "p99_us": call["p99_us"],
+         "throughput": None, "throughput_unit": "", "ratio": call["median_us"] / base["median_us"],
+         "baseline": "regex search"},
+    ]
+    for n, r in res["decisions"].items():
+        rows.append({"name": f"decision, {n} rules (last one matches)", "median_us": r["median_us"],
+                     "p99_us": r["p99_us"], "throughput": 1e6 / r["median_us"], "throughput_unit": "decisions/s",
+                     "ratio": r["ratio_to_baseline"], "baseline": "regex search"})
+    at100 = res["decisions"][100]
+    return [{
+        "title": "2. Routing decision (chain + validation, no pattern store)",
+        "notes": [f"{res['rounds']} interleaved rounds × {res['iterations_per_round']} decisions; median = best "
+                  "round's median, p99 = median of the rounds' p99s; fresh TurnContext per decision"],
+        "rows": rows,
+        "targets": [
+            {"name": "routing: 100 rules, p50", "target": "≤ 50 µs", "value": f"{at100['median_us']:.1f} µs",
+             "met": at100["median_us"] <= 50},
+            {"name": "routing: 100 rules, p99", "target": "≤ 200 µs", "value": f"{at100['p99_us']:.1f} µs",
+             "met": at100["p99_us"] <= 200},
+        ],
+        "raw": res,
+    }]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")

@@ -1,9 +1,11 @@
-"""Round-trip cost of protocol.transport against raw synchronous pyzmq.
+"""Transport hop: raw pyzmq vs our trio transport vs a full daemon control round trip.
 
-    python bench/transport_bench.py [--quick]
+    python bench/transport_bench.py [--quick] [--tcp]
 
-All three measurements talk to the same out-of-process ROUTER echo peer
-(tests/transport_peer.py) over loopback TCP:
+All socket measurements talk to the same out-of-process ROUTER echo peer
+(tests/transport_peer.py, a zmq.proxy running in C); by default over ipc://,
+the daemon's own default transport, so every row pays the same kernel path
+(``--tcp`` for loopback TCP):
 
 (a) raw pyzmq DEALER, send/recv in a loop: the baseline;
 (f) one trio task driving a raw pyzmq DEALER itself (EVENTS + wait_readable,
@@ -12,13 +14,23 @@ All three measurements talk to the same out-of-process ROUTER echo peer
     the owner-task design;
 (b) one trio task over our transport, same loop;
 (c) 100 trio tasks multiplexed over one transport DEALER, replies routed
-    back to their task by a dispatcher: round trips per second.
+    back to their task by a dispatcher: round trips per second;
+(d) a full daemon control round trip: ``Client.ping()`` (``Ping`` to the
+    control actor, ``Pong`` back) through ``orchestrator.client.open_client``
+    against a real daemon (``python -m orchestrator serve``) in another
+    process: client transport + codec + the daemon's ROUTER, node, kernel,
+    actor mailbox and back;
+(e) the same with ``ShowModel`` (the session actor, one SQLite read).
+
+Rounds alternate between all rows so drift in machine load hits each alike.
 """
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,15 +40,17 @@ import zmq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from protocol.transport import ANY_TCP, open_zmq_socket  # noqa: E402
+from bench._common import DaemonProcess, row, target  # noqa: E402
+from orchestrator.client import open_client  # noqa: E402
+from protocol.transport import ANY_TCP, ipc_endpoint, open_zmq_socket  # noqa: E402
 
 PEER = ROOT / "tests" / "transport_peer.py"
 PAYLOAD = b"x" * 64
 
 
-def _start_peer() -> tuple[subprocess.Popen[bytes], str]:
+def _start_peer(bind: str = ANY_TCP) -> tuple[subprocess.Popen[bytes], str]:
     peer = subprocess.Popen(
-        [sys.executable, str(PEER), ANY_TCP, "--bind"],
+        [sys.executable, str(PEER), bind, "--bind"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
@@ -151,53 +165,122 @@ async def bench_multiplexed(
         return {"round_trips": total, "seconds": elapsed, "per_second": total / elapsed}
 
 
-def run(quick: bool) -> dict:
-    rounds, per_round, per_task = (3, 500, 200) if quick else (8, 2_000, 1_000)
+DEMO_MODELS = """providers:
+  demo: {kind: demo}
+models:
+  "demo:steady":
+    tier: balanced
+    capabilities: {max_context_tokens: 200000}
+"""
+DEMO_ROUTING = "schema_version: 1\nglobal_default: demo:steady\n"
+
+
+async def bench_daemon(endpoint: str, n: int, warmup: int, what: str) -> list[int]:
+    async with open_client(endpoint) as client:
+        if what == "ping":
+            call = client.ping
+        else:
+            session_id = (await client.open_session()).session_id
+
+            async def call():
+                await client.show_model(session_id)
+        samples = []
+        clock = time.perf_counter_ns
+        for i in range(warmup + n):
+            t0 = clock()
+            await call()
+            if i >= warmup:
+                samples.append(clock() - t0)
+        return samples
+
+
+def run(quick: bool, tcp: bool = False) -> dict:
+    rounds, per_round, per_task = (3, 400, 200) if quick else (8, 2_000, 1_000)
     ctx = zmq.Context()
-    peer, endpoint = _start_peer()
+    tmp = tempfile.mkdtemp(prefix="obench-t-", dir="/tmp")
+    peer, endpoint = _start_peer(ANY_TCP if tcp else ipc_endpoint(tmp))
+    daemon = None
     try:
-        # Alternate raw and trio rounds so drift in machine load hits both alike.
-        raw_samples: list[int] = []
-        floor_samples: list[int] = []
-        trio_samples: list[int] = []
+        daemon = DaemonProcess(DEMO_MODELS, DEMO_ROUTING)
+        # Alternate all rows round by round so drift in machine load hits each alike.
+        series: dict[str, list[int]] = {k: [] for k in ("raw", "floor", "single", "daemon_ping", "daemon_show")}
+        multi_rounds = []
         for _ in range(rounds):
-            raw_samples += bench_raw(ctx, endpoint, per_round, warmup=100)
-            floor_samples += trio.run(bench_trio_floor, ctx, endpoint, per_round, 100)
-            trio_samples += trio.run(bench_single, ctx, endpoint, per_round, 100)
-        raw, floor, single = _summary(raw_samples), _summary(floor_samples), _summary(trio_samples)
-        for row in (floor, single):
-            row["ratio_to_raw"] = row["median_us"] / raw["median_us"]
-            row["overhead_us"] = row["median_us"] - raw["median_us"]
-        multi = trio.run(bench_multiplexed, ctx, endpoint, 100, per_task)
+            series["raw"] += bench_raw(ctx, endpoint, per_round, warmup=100)
+            series["floor"] += trio.run(bench_trio_floor, ctx, endpoint, per_round, 100)
+            series["single"] += trio.run(bench_single, ctx, endpoint, per_round, 100)
+            series["daemon_ping"] += trio.run(bench_daemon, daemon.endpoint, per_round, 100, "ping")
+            series["daemon_show"] += trio.run(bench_daemon, daemon.endpoint, per_round // 2, 50, "show")
+            multi_rounds.append(trio.run(bench_multiplexed, ctx, endpoint, 100, per_task // rounds * 2))
+        out = {k: _summary(v) for k, v in series.items()}
+        for k in ("floor", "single", "daemon_ping", "daemon_show"):
+            out[k]["ratio_to_raw"] = out[k]["median_us"] / out["raw"]["median_us"]
+            out[k]["overhead_us"] = out[k]["median_us"] - out["raw"]["median_us"]
+        best = max(multi_rounds, key=lambda m: m["per_second"])
+        out["trio_multiplexed_100"] = {
+            "per_second_median": statistics.median(m["per_second"] for m in multi_rounds),
+            "per_second_best": best["per_second"], "rounds": multi_rounds,
+        }
+        out["endpoint_kind"] = "tcp" if tcp else "ipc"
+        out["daemon_rss_kib"] = daemon.rss_kib()
     finally:
+        if daemon is not None:
+            daemon.close()
         _stop_peer(peer)
         ctx.term()
-    return {"raw": raw, "trio_floor": floor, "trio_single": single, "trio_multiplexed_100": multi}
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def sections(quick: bool = False, tcp: bool = False) -> list[dict]:
+    r = run(quick, tcp)
+    raw = r["raw"]
+    base = raw["median_us"]
+    multi = r["trio_multiplexed_100"]
+    rows = [
+        row("(a) raw pyzmq DEALER, sync", base, raw["p99_us"], throughput=1e6 / base, throughput_unit="rt/s",
+            baseline="(baseline)", ratio=1.0),
+        row("(f) trio, 1 task on raw pyzmq", r["floor"]["median_us"], r["floor"]["p99_us"],
+            throughput=1e6 / r["floor"]["median_us"], throughput_unit="rt/s", baseline="raw", base_median_us=base),
+        row("(b) trio transport, 1 task", r["single"]["median_us"], r["single"]["p99_us"],
+            throughput=1e6 / r["single"]["median_us"], throughput_unit="rt/s", baseline="raw", base_median_us=base),
+        row("(c) trio transport, 100 tasks", None, None, throughput=multi["per_second_median"],
+            throughput_unit="rt/s", baseline="raw (1 task)", ratio=multi["per_second_median"] / (1e6 / base)),
+        row("(d) daemon Ping via client lib", r["daemon_ping"]["median_us"], r["daemon_ping"]["p99_us"],
+            throughput=1e6 / r["daemon_ping"]["median_us"], throughput_unit="rt/s", baseline="raw",
+            base_median_us=base),
+        row("(e) daemon ShowModel via client lib", r["daemon_show"]["median_us"], r["daemon_show"]["p99_us"],
+            throughput=1e6 / r["daemon_show"]["median_us"], throughput_unit="rt/s", baseline="raw",
+            base_median_us=base),
+    ]
+    ping_ratio = r["daemon_ping"]["ratio_to_raw"]
+    return [{
+        "title": f"1. Transport hop ({r['endpoint_kind']}; echo peer and daemon in other processes)",
+        "notes": [
+            f"transport overhead over raw: {r['single']['overhead_us']:+.1f} µs per round trip "
+            f"(trio floor {r['floor']['overhead_us']:+.1f} µs); daemon Ping {r['daemon_ping']['overhead_us']:+.1f} µs",
+            f"(c) median of {len(multi['rounds'])} rounds; best round {multi['per_second_best']:,.0f} rt/s; "
+            "its ratio column is throughput relative to (a)'s 1/median",
+        ],
+        "rows": rows,
+        "targets": [
+            target("transport: daemon control round trip (Ping) / raw pyzmq", "≤ 1.5×", f"{ping_ratio:.2f}×",
+                   ping_ratio <= 1.5),
+            target("transport: multiplexed round trips (100 tasks)", "≥ 25,000/s",
+                   f"{multi['per_second_median']:,.0f}/s", multi["per_second_median"] >= 25_000),
+        ],
+        "raw": r,
+    }]
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv[1:]
+    from bench._common import print_section
+
+    args = sys.argv[1:]
     t0 = time.perf_counter()
-    result = run(quick)
-    raw, floor, single = result["raw"], result["trio_floor"], result["trio_single"]
-    multi = result["trio_multiplexed_100"]
-    print(f"{'measurement':<36}{'median µs':>11}{'p99 µs':>10}{'vs raw':>9}{'rt/s':>10}")
-    print(f"{'(a) raw pyzmq DEALER, sync':<36}{raw['median_us']:>11.1f}{raw['p99_us']:>10.1f}{'1.00x':>9}{'':>10}")
-    print(
-        f"{'(f) trio, 1 task on raw pyzmq':<36}{floor['median_us']:>11.1f}{floor['p99_us']:>10.1f}"
-        f"{floor['ratio_to_raw']:>8.2f}x{'':>10}"
-    )
-    print(
-        f"{'(b) trio transport, 1 task':<36}{single['median_us']:>11.1f}{single['p99_us']:>10.1f}"
-        f"{single['ratio_to_raw']:>8.2f}x{'':>10}"
-    )
-    print(f"{'(c) trio transport, 100 tasks':<36}{'':>11}{'':>10}{'':>9}{multi['per_second']:>10.0f}")
-    print(
-        f"\nper-round-trip overhead over raw: {single['overhead_us']:+.1f} µs "
-        f"(trio floor {floor['overhead_us']:+.1f} µs); "
-        f"{multi['round_trips']} multiplexed round trips in {multi['seconds']:.2f} s; "
-        f"total {time.perf_counter() - t0:.1f} s"
-    )
+    for section in sections("--quick" in args, "--tcp" in args):
+        print_section(section)
+    print(f"\ntotal {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":

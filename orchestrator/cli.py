@@ -18,7 +18,7 @@ from protocol.codec import converter, event_to_json_obj
 from protocol.errors import RemoteError
 
 from . import __version__
-from .client import DaemonUnreachable, open_client
+from .client import DaemonUnreachable, _leaves, open_client
 from .paths import EndpointRefused, resolve_paths
 from .render import render_cost, render_model_state, render_rules, render_status, render_trace
 
@@ -123,13 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sole_leaf(group: BaseExceptionGroup) -> BaseException:
-    leaves = []
-
-    def walk(g):
-        for e in g.exceptions:
-            walk(e) if isinstance(e, BaseExceptionGroup) else leaves.append(e)
-
-    walk(group)
+    leaves = _leaves(group)
     interesting = [e for e in leaves if not isinstance(e, (trio.Cancelled, KeyboardInterrupt))] or leaves
     return interesting[0] if len(interesting) == 1 else group
 

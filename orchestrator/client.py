@@ -40,13 +40,23 @@ class DaemonUnreachable(ConnectionError):
     """No daemon answered at the endpoint."""
 
 
+class _Pending:
+    """One request waiting for its reply (lighter than a memory channel per request)."""
+
+    __slots__ = ("event", "reply")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.reply: Any = None
+
+
 class Client:
     def __init__(self, sock, endpoint: str):
         self._sock = sock
         self.endpoint = endpoint
         self.node_id = "c" + os.urandom(5).hex()
         self.address = f"{self.node_id}/client"
-        self._pending: dict[str, trio.MemorySendChannel] = {}
+        self._pending: dict[str, _Pending] = {}
         self._sessions: dict[str, trio.MemorySendChannel] = {}
 
     async def _receive_loop(self) -> None:
@@ -56,21 +66,32 @@ class Client:
             except FrameError:
                 continue
             if env.correlation_id and env.correlation_id in self._pending:
-                self._pending.pop(env.correlation_id).send_nowait(env.body)
+                pending = self._pending.pop(env.correlation_id)
+                pending.reply = env.body
+                pending.event.set()
             elif isinstance(env.body, EventNotice):
                 chan = self._sessions.get(env.body.session_id)
                 if chan is not None:
-                    await chan.send(env.body.event)
+                    # A full buffer (a slow consumer) still makes us wait: that is the backpressure.
+                    try:
+                        chan.send_nowait(env.body.event)
+                    except trio.WouldBlock:
+                        await chan.send(env.body.event)
 
     async def request(self, actor: str, body: Any, *, timeout: float = 30.0) -> Any:
         """Send a command to a daemon actor; a ``Failure`` reply raises ``RemoteError``."""
         env = Envelope(body, actor, self.address, new_id())
-        send, recv = trio.open_memory_channel[Any](1)
-        self._pending[env.msg_id] = send
+        pending = self._pending[env.msg_id] = _Pending()
         try:
             with trio.fail_after(timeout if math.isfinite(timeout) else math.inf):
-                await self._sock.send([encode(env)])
-                reply = await recv.receive()
+                frames = [encode(env)]
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    self._sock.send_nowait(frames)  # no schedule point: we wait for the reply next
+                except trio.WouldBlock:
+                    await self._sock.send(frames)
+                await pending.event.wait()
+                reply = pending.reply
         except trio.TooSlowError:
             raise DaemonUnreachable(f"no answer from the daemon at {self.endpoint} within {timeout:g}s") from None
         finally:
@@ -161,11 +182,19 @@ class TurnHandle:
             raise StopAsyncIteration
         while True:
             event = None
-            with trio.move_on_after(LIVENESS_INTERVAL_S):
-                try:
-                    event = await self._events.receive()
-                except trio.EndOfChannel:
-                    raise StopAsyncIteration from None
+            # Fast path: an event is already buffered (a streaming answer), so no liveness timer is
+            # needed; still a cancellation point (Ctrl-C cancels the turn through it).
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                event = self._events.receive_nowait()
+            except trio.WouldBlock:
+                with trio.move_on_after(LIVENESS_INTERVAL_S):
+                    try:
+                        event = await self._events.receive()
+                    except trio.EndOfChannel:
+                        raise StopAsyncIteration from None
+            except trio.EndOfChannel:
+                raise StopAsyncIteration from None
             if event is None:
                 # Quiet for a while: a long tool run, or a daemon that died (ZeroMQ would wait
                 # for it forever). A ping tells the two apart.
@@ -217,6 +246,19 @@ async def open_client(endpoint: str | None = None, *, check: bool = True,
                 nursery.cancel_scope.cancel()
     except TransportError as exc:
         raise DaemonUnreachable(str(exc)) from None
+    except BaseExceptionGroup as group:
+        # The receive loop's nursery wraps errors; callers should see the one that matters.
+        leaves = [e for e in _leaves(group) if not isinstance(e, trio.Cancelled)]
+        if leaves and all(isinstance(e, (DaemonUnreachable, TransportError)) for e in leaves):
+            first = leaves[0]
+            raise (first if isinstance(first, DaemonUnreachable) else DaemonUnreachable(str(first))) from None
+        raise
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 class SyncClient:

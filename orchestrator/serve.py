@@ -11,7 +11,7 @@ from actors.supervisor import SupervisorGaveUp
 from .client import DaemonUnreachable, open_client
 from .daemon import Daemon
 from .logs import configure_logging
-from .paths import resolve_paths
+from .paths import EndpointRefused, check_endpoint, resolve_paths
 from .settings import SettingsError, load_settings
 
 
@@ -26,6 +26,11 @@ def run_serve(args) -> int:
     if not paths.models_file.exists():
         print(f"orchestrator: no model registry at {paths.models_file}; create it (see README) "
               "or run `orchestrator demo` for an offline tour", file=sys.stderr)
+        return 1
+    try:
+        check_endpoint(paths.endpoint)
+    except EndpointRefused as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
         return 1
     if trio.run(_already_serving, paths.endpoint):
         print(f"orchestrator: a daemon is already serving {paths.endpoint}; stop it first "

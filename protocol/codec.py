@@ -7,6 +7,7 @@ Wire layout (pinned by golden-byte tests)::
 from __future__ import annotations
 
 import os
+import threading
 from itertools import count
 
 import attrs
@@ -54,13 +55,44 @@ class Envelope:
     version: tuple[int, int] = PROTOCOL_VERSION
 
 
+# Hot-path caches (every frame goes through encode/decode): the converter's hook for each message
+# class, looked up once instead of dispatched per call, and one msgpack Packer per thread instead
+# of a new one per frame (a Packer is not thread-safe; tools run in worker threads).
+_unstructure_hooks: dict[type, object] = {}
+_structure_hooks: dict[type, object] = {}
+_local = threading.local()
+
+
+def _unstructure_hook(cls: type):
+    hook = _unstructure_hooks.get(cls)
+    if hook is None:
+        hook = _unstructure_hooks[cls] = _fast.get_unstructure_hook(cls)
+    return hook
+
+
+def _structure_hook(cls: type):
+    hook = _structure_hooks.get(cls)
+    if hook is None:
+        hook = _structure_hooks[cls] = _fast.get_structure_hook(cls)
+    return hook
+
+
+def _packer() -> msgpack.Packer:
+    try:
+        return _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True)
+        return packer
+
+
 def encode(env: Envelope) -> bytes:
     body = env.body
-    tag = TAG_OF[type(body)]
-    return msgpack.packb(
-        [env.version[0], env.version[1], tag, env.msg_id, env.correlation_id, env.sender,
-         env.recipient, _fast.unstructure(body)],
-        use_bin_type=True,
+    cls = type(body)
+    tag = TAG_OF[cls]
+    version = env.version
+    return _packer().pack(
+        [version[0], version[1], tag, env.msg_id, env.correlation_id, env.sender,
+         env.recipient, _unstructure_hook(cls)(body)]
     )
 
 
@@ -79,18 +111,19 @@ def decode(frame: bytes) -> Envelope:
         raise MalformedFrame("envelope version is not two integers")
     if major > PROTOCOL_VERSION[0]:
         raise UnsupportedVersion(f"protocol {major}.{minor} is newer than {PROTOCOL_VERSION[0]}.x")
-    if not all(isinstance(x, str) for x in (tag, msg_id, sender, recipient)) or not (
-        corr is None or isinstance(corr, str)
-    ):
+    if not (isinstance(tag, str) and isinstance(msg_id, str) and isinstance(sender, str)
+            and isinstance(recipient, str) and (corr is None or isinstance(corr, str))):
         raise MalformedFrame("envelope header fields have the wrong types")
     cls = TAGS.get(tag)
     if cls is None:
         raise UnknownTag(f"unknown message tag {tag!r}")
     try:
-        obj = _fast.structure(body, cls)
+        obj = _structure_hook(cls)(body, cls)
     except Exception:
         raise MalformedFrame(describe_structure_error(body, cls)) from None
-    return Envelope(obj, recipient, sender, msg_id, corr, (major, minor))
+    return Envelope(obj, recipient, sender, msg_id, corr,
+                    PROTOCOL_VERSION if major == PROTOCOL_VERSION[0] and minor == PROTOCOL_VERSION[1]
+                    else (major, minor))
 
 
 def describe_structure_error(body: object, cls: type) -> str:

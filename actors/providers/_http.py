@@ -6,6 +6,7 @@ from typing import Any, AsyncIterator, Callable
 
 import attrs
 import httpx
+import trio
 
 from protocol.canonical import Usage
 
@@ -20,6 +21,7 @@ Pricer = Callable[[Usage], Usage]
 # taken as a context-length failure (see errors.py: Anthropic has no structured code for it). The
 # estimate is ~4 chars/token and can be off by ~25% for code, hence well below 1.
 NEAR_CONTEXT_SHARE = 0.75
+MAX_CONCURRENT_REQUESTS = 100   # httpx's default pool size
 
 
 def unpriced(usage: Usage) -> Usage:
@@ -68,6 +70,9 @@ class HTTPAdapter:
         self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 30.0))
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient(timeout=self._timeout)
+        # httpx's pool scans every queued request on each operation; past the pool size a burst of
+        # requests (1,000 concurrent sessions) stalls the whole event loop. Wait here instead.
+        self._slots = trio.CapacityLimiter(MAX_CONCURRENT_REQUESTS)
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -88,30 +93,31 @@ class HTTPAdapter:
         and compatible servers sometimes ignore ``stream``.
         """
         try:
-            async with self._http.stream(
-                "POST", self.base_url + path, json=body, headers=headers, timeout=self._timeout
-            ) as resp:
-                if resp.status_code >= 400:
-                    raw = await resp.aread()
-                    raise errors.from_response(
-                        resp.status_code, raw, resp.headers, near_context_limit=near_context_limit
-                    )
-                if resp.headers.get("content-type", "").startswith("text/event-stream"):
-                    decoder = SSEDecoder()
-                    lines = resp.aiter_lines()
-                    try:
-                        async for line in lines:
-                            event = decoder.feed(line)
-                            if event is not None:
-                                yield event
-                    finally:
-                        await _finish(resp, lines)
-                else:
-                    raw = await resp.aread()
-                    try:
-                        yield json.loads(raw)
-                    except ValueError:
-                        raise errors.malformed("response body is not JSON") from None
+            async with self._slots:
+                async with self._http.stream(
+                    "POST", self.base_url + path, json=body, headers=headers, timeout=self._timeout
+                ) as resp:
+                    if resp.status_code >= 400:
+                        raw = await resp.aread()
+                        raise errors.from_response(
+                            resp.status_code, raw, resp.headers, near_context_limit=near_context_limit
+                        )
+                    if resp.headers.get("content-type", "").startswith("text/event-stream"):
+                        decoder = SSEDecoder()
+                        lines = resp.aiter_lines()
+                        try:
+                            async for line in lines:
+                                event = decoder.feed(line)
+                                if event is not None:
+                                    yield event
+                        finally:
+                            await _finish(resp, lines)
+                    else:
+                        raw = await resp.aread()
+                        try:
+                            yield json.loads(raw)
+                        except ValueError:
+                            raise errors.malformed("response body is not JSON") from None
         except httpx.HTTPError as exc:
             raise errors.from_exception(exc) from exc
 
