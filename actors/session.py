@@ -46,7 +46,7 @@ def swap_banner(model: str | None) -> str:
     return f"Model swap pending: {model}. Applies to next turn."
 
 
-@attrs.define
+@attrs.define(eq=False)
 class RunningTurn:
     turn_id: str
     client: str
@@ -54,6 +54,7 @@ class RunningTurn:
     outcome: TurnOutcome | None = None
     done: trio.Event = attrs.field(factory=trio.Event)
     stop_requested: str | None = None
+    recorded: bool = False           # the turns table has its row
 
 
 @attrs.define
@@ -86,6 +87,7 @@ class SessionActor(Actor):
         self._nursery: trio.Nursery | None = None
         self.turns_idle = trio.Event()
         self.turns_idle.set()
+        self._running: set[RunningTurn] = set()   # O(1) "any turn running?" however many sessions
 
     def handlers(self):
         return {
@@ -198,6 +200,7 @@ class SessionActor(Actor):
                            f"session {state.id} already has turn {state.turn.turn_id} in progress",
                            {"turn_id": state.turn.turn_id})
         turn = state.turn = RunningTurn(new_turn_id(), env.sender)
+        self._running.add(turn)
         self.turns_idle = trio.Event() if self.turns_idle.is_set() else self.turns_idle
         assert self._nursery is not None
         self._nursery.start_soon(self._run_turn, state, turn, msg)
@@ -212,7 +215,8 @@ class SessionActor(Actor):
         finally:
             if state.turn is turn:
                 state.turn = None
-            if not any(s.turn for s in self.sessions.values()):
+            self._running.discard(turn)
+            if not self._running:
                 self.turns_idle.set()
 
     async def _turn_body(self, state: SessionState, turn: RunningTurn, msg: StartTurn) -> None:
@@ -231,6 +235,7 @@ class SessionActor(Actor):
             await self._finish(state, turn, ev.TurnFailed(state.id, turn.turn_id, "routing_error", str(exc)))
             return
         self.store.start_turn(turn.turn_id, state.id, decision.route.chosen_model, converter.unstructure(decision.route))
+        turn.recorded = True
         await self._emit(state, turn, decision.route, persist=False)
         for banner in decision.banners:
             await self._emit(state, turn, ev.Banner(banner, turn.turn_id, "routing"))
@@ -273,15 +278,13 @@ class SessionActor(Actor):
     async def _finish(self, state: SessionState, turn: RunningTurn, terminal) -> None:
         status = {ev.TurnCompleted: "completed", ev.TurnCancelled: "cancelled"}.get(type(terminal), "failed")
         usage = converter.unstructure(getattr(terminal, "usage", Usage()))
-        if self.store.turn_route(turn.turn_id) is None and not self._turn_exists(turn.turn_id):
+        if not turn.recorded:  # failed before routing finished
             self.store.start_turn(turn.turn_id, state.id, turn.model, None)
+            turn.recorded = True
         self.store.finish_turn(turn.turn_id, status, usage, getattr(terminal, "message", None))
         await self._emit(state, turn, terminal)
         if state.turn is turn:
             state.turn = None
-
-    def _turn_exists(self, turn_id: str) -> bool:
-        return self.store.db.execute("SELECT 1 FROM turns WHERE id=?", (turn_id,)).fetchone() is not None
 
     async def _emit(self, state: SessionState, turn: RunningTurn, event, *, persist: bool = True) -> None:
         if persist and event.TYPE in PERSISTED_EVENT_TYPES:
@@ -347,7 +350,7 @@ class SessionActor(Actor):
             await self.turns_idle.wait()
 
     def running_turns(self) -> int:
-        return sum(1 for s in self.sessions.values() if s.turn is not None)
+        return len(self._running)
 
 
 def _extensions_in(messages) -> set[str]:
