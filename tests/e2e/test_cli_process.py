@@ -170,3 +170,14 @@ def test_a_second_serve_on_the_same_endpoint_is_refused(env):
         assert cli(env, "status").returncode == 0   # the first daemon is untouched
     finally:
         stop_daemon(proc)
+
+
+def test_demo_runs_offline_and_shows_every_step_of_the_tour(env):
+    out = cli(env, "demo", "--fast", timeout=120)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    for expected in ("Chose: demo:steady (global default)", 'Chose: demo:swift (rule "fast for commits")',
+                     'Chose: demo:sage (override "@sage")', "Chose: demo:swift (sticky model)",
+                     "delegate(tier=fast)", "DELEGATE_REQUEST        chose", "└─ workers:",
+                     "Demo finished; the daemon stopped cleanly."):
+        assert expected in text, expected
