@@ -21,6 +21,11 @@ from .kernel import ActorSystem
 
 log = structlog.get_logger("node")
 
+# ZeroMQ's default high-water mark (1,000 messages per peer) would silently drop events for a
+# client that reads slowly — a long streamed answer is thousands of text.delta events. Queue
+# generously instead: at ~150 bytes per event this bounds a stalled client at ~15 MB.
+PEER_HWM = 100_000
+
 # Inbound messages for an actor whose mailbox is full wait in a per-actor backlog, so that one busy
 # actor (the session actor relaying a hundred streams) cannot hold up the node's single inbound
 # loop and with it every other actor (a client's liveness Ping to ``control``). Past this many
@@ -54,7 +59,8 @@ class Node:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             async with open_zmq_socket(self.ctx, zmq.ROUTER, bind=bind,
-                                       options={zmq.ROUTER_MANDATORY: 0}, receive_buffer=1024,
+                                       options={zmq.ROUTER_MANDATORY: 0, zmq.SNDHWM: PEER_HWM},
+                                       receive_buffer=1024,
                                        send_buffer=1024) as router:
                 self.router = router
                 self.endpoint = router.last_endpoint or bind

@@ -30,6 +30,8 @@ from protocol.messages import (
 )
 from protocol.transport import TransportError, open_zmq_socket
 
+from actors.node import PEER_HWM
+
 from .paths import resolve_paths
 
 ToolHandler = Callable[[dict], Awaitable[str]]
@@ -236,7 +238,8 @@ async def open_client(endpoint: str | None = None, *, check: bool = True,
         raise DaemonUnreachable(f"no daemon socket at {endpoint[len('ipc://'):]}")
     ctx = zmq.Context.instance()
     try:
-        async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint) as sock:
+        async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint,
+                                   options={zmq.RCVHWM: PEER_HWM}) as sock:
             client = Client(sock, endpoint)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(client._receive_loop)

@@ -253,3 +253,20 @@ async def test_ask_json_from_the_command_line_streams_the_fake_servers_answer(st
     events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     assert "".join(e["text"] for e in events if e["type"] == "text.delta") == "straight from the server"
     assert events[-1]["type"] == "turn.completed" and events[-1]["model"] == "local:llama"
+
+
+async def test_a_slow_reader_loses_no_event_of_a_long_stream(stack):
+    """Thousands of text.delta events queue for a client that is not reading; none is dropped."""
+    client, oai, _, ws, _ = stack
+    chunks = tuple(f"{i} " for i in range(6000))
+    oai.script(Answer(text=chunks))
+    info = await client.open_session(workspace=str(ws))
+    deltas = []
+    async with client.turn(info.session_id, "long answer please") as turn:
+        await trio.sleep(2)  # the whole answer streams while nobody reads
+        with trio.fail_after(30):  # a dropped terminal event would otherwise wait forever
+            async for e in turn:
+                if isinstance(e, ev.TextDelta):
+                    deltas.append(e.text)
+    assert isinstance(turn.terminal, ev.TurnCompleted)
+    assert "".join(deltas) == "".join(chunks)
