@@ -30,9 +30,10 @@ def compile_quietly(pattern: str) -> re.Pattern:
         return re.compile(pattern)
 
 
-def _closing_paren(body: str, open_at: int) -> int:
-    """Index of the ``)`` matching ``body[open_at]``, honouring escapes and character classes."""
-    depth, i, in_class, n = 0, open_at, False, len(body)
+def _structure(body: str):
+    """Yield ``(index, char, depth_after)`` for each ``(``, ``)`` and ``|`` that is syntax, i.e.
+    not escaped and not inside a character class."""
+    depth, i, in_class, n = 0, 0, False, len(body)
     while i < n:
         c = body[i]
         if c == "\\":
@@ -49,14 +50,15 @@ def _closing_paren(body: str, open_at: int) -> int:
             if i < n and body[i] == "]":
                 i += 1            # "[]...]" and "[^]...]": the first ']' is literal
             continue
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i
+        elif c in "()|":
+            depth += (c == "(") - (c == ")")
+            yield i, c, depth
         i += 1
-    return -1
+
+
+def _closing_paren(body: str) -> int:
+    """Index of the ``)`` matching the ``(`` at ``body[0]``, or -1."""
+    return next((i for i, c, depth in _structure(body) if c == ")" and depth == 0), -1)
 
 
 def branches(pattern: str) -> list[str] | None:
@@ -73,35 +75,15 @@ def branches(pattern: str) -> list[str] | None:
     # A pattern that is one group around everything: "(a|b)" or "(?:a|b)" — look inside.
     for opener in ("(?:", "("):
         if pattern.startswith(opener) and (opener == "(?:" or not pattern.startswith("(?")):
-            if _closing_paren(pattern, 0) == len(pattern) - 1:
+            if _closing_paren(pattern) == len(pattern) - 1:
                 pattern = pattern[len(opener):-1]
             break
     parts: list[str] = []
-    depth, i, start, in_class, n = 0, 0, 0, False, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "\\":
-            i += 2
-            continue
-        if in_class:
-            if c == "]":
-                in_class = False
-        elif c == "[":
-            in_class = True
-            i += 1
-            if i < n and pattern[i] == "^":
-                i += 1
-            if i < n and pattern[i] == "]":
-                i += 1
-            continue
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif c == "|" and depth == 0:
+    depth = start = 0
+    for i, c, depth in _structure(pattern):
+        if c == "|" and depth == 0:
             parts.append(pattern[start:i])
             start = i + 1
-        i += 1
     parts.append(pattern[start:])
     if len(parts) < 2 or depth != 0:
         return None
