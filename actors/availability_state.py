@@ -9,6 +9,7 @@ attempts, an Unavailable scope clears itself after 5 minutes.
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 
 import attrs
@@ -47,6 +48,11 @@ class _ProviderState:
     unavailable_since: float | None = None
     reason: str = ""
     last_attempt: float = 0.0
+
+
+def iso_utc(ts: float) -> str:
+    """Wall-clock seconds as the ISO 8601 UTC stamp events and `status` show."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def model_reason(model_id: str) -> str:

@@ -20,7 +20,7 @@ from protocol.canonical import Message, Role, StopReason, TextBlock, ToolResultB
 from protocol.messages import Ack, CallOutcome, Failure, GetAvailability, RecordUsage, RunTurn, StopTurn, SubmitToolResult, TurnOutcome, TurnProgress
 
 from .kernel import Actor
-from .providers.base import Completed, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk
+from .providers.base import Completed, ErrorClass, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk
 from .registry import ModelRegistry, ModelSpec
 from .turn_support import AdapterPool, ToolBox, add_usage, price_call
 
@@ -235,7 +235,7 @@ class PlannerActor(Actor):
                 await self._record(run, spec, exc.usage)
             raise
         if completed is None:
-            raise ProviderError(_server_error(), "stream ended without a final message", partial_text="".join(state.partial))
+            raise ProviderError(ErrorClass.SERVER_ERROR, "stream ended without a final message", partial_text="".join(state.partial))
         state.partial = []
         priced = await self._record(run, spec, completed.usage)
         state.usage = add_usage(state.usage, priced)
@@ -285,11 +285,6 @@ class PlannerActor(Actor):
             return f"client tool {use.name} timed out after {CLIENT_TOOL_TIMEOUT_S:g}s", True
         finally:
             turn.client_results.pop(use.id, None)
-
-
-def _server_error():
-    from .providers.base import ErrorClass
-    return ErrorClass.SERVER_ERROR
 
 
 @attrs.define

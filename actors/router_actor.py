@@ -18,13 +18,14 @@ from protocol.messages import (
     RouteDecision, RulesReport, ShowRules,
 )
 
+from .availability_state import iso_utc
 from .kernel import Actor, RequestTimeout
 from .router.chain import RoutingEngine
 from .router.context import TurnContext
 from .router.loader import PolicyLoader
 from .router.policy import rule_rows
 from .router.skills import SkillIndex
-from .router.validation import AVAILABLE, AvailabilityVerdict
+from .router.validation import availability_from_snapshot
 from .store import Store
 
 POLICY_INVALID_BANNER = "routing.yaml is invalid; using the last-known-good rules. Run /rules check."
@@ -93,7 +94,7 @@ class RouterActor(Actor):
     async def on_availability_change(self, transitions) -> None:
         for t in transitions:
             cls = ev.ProviderUnavailable if t.kind == "unavailable" else ev.ProviderRecovered
-            event = cls(t.scope, t.reason) if cls is ev.ProviderRecovered else cls(t.scope, t.reason, _iso(t.at))
+            event = cls(t.scope, t.reason) if cls is ev.ProviderRecovered else cls(t.scope, t.reason, iso_utc(t.at))
             if self.store is not None:
                 self.store.record_event(None, None, cls.TYPE, event_to_json_obj(event))
             self.log.info(cls.TYPE, scope=t.scope, reason=t.reason)
@@ -118,17 +119,8 @@ class RouterActor(Actor):
             now_local=datetime.now().astimezone(), delegate_tier=msg.delegate_tier, is_worker=msg.is_worker,
         )
 
-        def availability(model_id: str) -> AvailabilityVerdict:
-            if not unavailable:
-                return AVAILABLE
-            provider = model_id.split(":", 1)[0]
-            if provider in unavailable:
-                return AvailabilityVerdict(False, "provider", unavailable[provider]["reason"])
-            if model_id in unavailable:
-                return AvailabilityVerdict(False, "model", unavailable[model_id]["reason"])
-            return AVAILABLE
-
-        decision = engine.decide(ctx, override=override, availability=availability, pattern=self.pattern)
+        decision = engine.decide(ctx, override=override, availability=availability_from_snapshot(unavailable),
+                                 pattern=self.pattern)
         route = decision.to_event(msg.session_id, msg.turn_id)
         banners = tuple(decision.banners)
         if self.loader.last_errors:
@@ -162,11 +154,7 @@ class RouterActor(Actor):
         return index
 
 
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
 def _no_config(msg: DecideRoute, errors: tuple[str, ...]) -> RouteDecision:
     text = "No model available for this turn.\nThe model registry or routing policy failed to load:\n" + "\n".join(errors)
-    route = ev.RouteDecided(msg.session_id, msg.turn_id, _iso(time.time()), (), -1, None, 0.0, error=text)
+    route = ev.RouteDecided(msg.session_id, msg.turn_id, iso_utc(time.time()), (), -1, None, 0.0, error=text)
     return RouteDecision(route, msg.text, (), "invalid_config", text)

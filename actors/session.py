@@ -13,7 +13,7 @@ import attrs
 import trio
 
 from protocol import events as ev
-from protocol.canonical import Message, Role, TextBlock, ToolResultBlock, Usage
+from protocol.canonical import Message, Role, TextBlock, Usage
 from protocol.codec import converter, event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.messages import (
@@ -23,6 +23,7 @@ from protocol.messages import (
 )
 
 from .kernel import Actor, RequestTimeout
+from .router.context import extract_file_extensions
 from .store import Store
 from .tokens import estimate_input_tokens
 
@@ -66,7 +67,7 @@ class SessionState:
     pending_clear: bool = False
     turn: RunningTurn | None = None
     messages: list[Message] = attrs.field(factory=list)
-    file_extensions: set[str] = attrs.field(factory=set)
+    file_extensions: frozenset[str] = frozenset()
     parent_session_id: str | None = None
     is_worker: bool = False
 
@@ -114,7 +115,7 @@ class SessionActor(Actor):
             state = SessionState(row.id, row.workspace, row.active_model, parent_session_id=row.parent_session_id,
                                  is_worker=row.is_worker)
             state.messages = self.store.load_messages(session_id)
-            state.file_extensions = _extensions_in(state.messages)
+            state.file_extensions = extract_file_extensions(state.messages)
             self.sessions[session_id] = state
         return state
 
@@ -264,7 +265,7 @@ class SessionActor(Actor):
         assert outcome is not None
         new = [m for m in outcome.messages]
         state.messages.extend(new)
-        state.file_extensions |= _extensions_in(new)
+        state.file_extensions |= extract_file_extensions(new)
         self.store.append_messages(state.id, turn.turn_id, new)
         if outcome.status == "completed":
             terminal = ev.TurnCompleted(state.id, turn.turn_id, model, outcome.usage)
@@ -351,21 +352,3 @@ class SessionActor(Actor):
 
     def running_turns(self) -> int:
         return len(self._running)
-
-
-def _extensions_in(messages) -> set[str]:
-    """File extensions of paths this session's tools touched (tool inputs and tool results)."""
-    exts: set[str] = set()
-    for m in messages:
-        for b in m.content:
-            values = []
-            if isinstance(b, ToolResultBlock):
-                values = b.content.split()
-            elif hasattr(b, "input") and isinstance(b.input, dict):
-                values = [v for v in b.input.values() if isinstance(v, str)]
-            for v in values:
-                base = os.path.basename(v.strip("\"'(),:;"))
-                root, ext = os.path.splitext(base)
-                if ext and root and 1 < len(ext) <= 10 and ext[1:].isalnum():
-                    exts.add(ext.lower())
-    return exts

@@ -6,6 +6,7 @@ clients can be served, STOPPING=1 on shutdown, and WATCHDOG=1 while the loop is 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -16,6 +17,7 @@ import trio
 import zmq
 
 from actors.availability import AvailabilityActor
+from actors.availability_state import iso_utc
 from actors.cost import CostActor
 from actors.delegation import Delegator
 from actors.kernel import Actor, ActorSystem
@@ -97,7 +99,7 @@ class Daemon:
             now = self.availability.clock()
             for scope, info in self.availability.tracker.unavailable(now).items():
                 since = time.time() - (now - info["since"])
-                scopes.append({**info, "scope": scope, "kind": info["scope"], "since": _iso(since)})
+                scopes.append({**info, "scope": scope, "kind": info["scope"], "since": iso_utc(since)})
         session = self.session
         return StatusReport(__version__, os.getpid(), round(time.time() - self.started_at, 3), self.node.endpoint or "",
                             bool(session and session.accepting), len(session.sessions) if session else 0,
@@ -159,7 +161,7 @@ class Daemon:
                 await adapters.aclose()
             self.store.close()
             if endpoint.startswith("ipc://"):
-                with _suppress_os_error():
+                with contextlib.suppress(OSError):
                     os.unlink(endpoint[len("ipc://"):])
             log.info("daemon stopped", reason=self.stop_reason)
 
@@ -187,18 +189,6 @@ class Daemon:
         while True:
             notify("WATCHDOG=1")
             await trio.sleep(interval)
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-class _suppress_os_error:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 async def serve(paths: Paths, *, wire_mode: bool = False) -> None:

@@ -16,9 +16,9 @@ import msgpack
 from attrs import frozen
 from cattrs.strategies import configure_tagged_union
 
-from .canonical import CONTENT_BLOCK_TYPES, ContentBlock
+from .canonical import ContentBlock
 from .errors import FrameTooLarge, MalformedFrame, NotMsgpack, UnknownTag, UnsupportedVersion
-from .events import EVENT_TYPES, Event
+from .events import Event
 from .messages import TAGS, TAG_OF
 
 PROTOCOL_VERSION = (1, 0)
@@ -155,6 +155,3 @@ def event_to_json_obj(event: object) -> dict:
 def event_from_json_obj(obj: dict) -> object:
     return converter.structure(obj, Event)
 
-
-ALL_EVENT_TYPES = EVENT_TYPES
-ALL_BLOCK_TYPES = CONTENT_BLOCK_TYPES
