@@ -22,7 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.config_files import load_policy_text, load_registry_text  # noqa: E402
+from actors.config.files import load_policy_text, load_registry_text  # noqa: E402
 from actors.router.chain import RoutingEngine  # noqa: E402
 from actors.router.context import TurnContext  # noqa: E402
 

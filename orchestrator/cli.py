@@ -285,7 +285,7 @@ class _cancel_on_sigint:
 
 
 def _rules_check(args) -> int:
-    from actors.config_files import check_files
+    from actors.config.files import check_files
 
     paths = resolve_paths()
     routing = Path(args.file) if args.file else paths.routing_file

@@ -30,7 +30,7 @@ from protocol.messages import (
 )
 from protocol.transport import TransportError, open_zmq_socket
 
-from actors.node import PEER_HWM
+from actors.runtime.node import PEER_HWM
 
 from .paths import resolve_paths
 

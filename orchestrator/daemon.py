@@ -16,19 +16,19 @@ import structlog
 import trio
 import zmq
 
-from actors.availability import AvailabilityActor
-from actors.availability_state import iso_utc
-from actors.cost import CostActor
-from actors.delegation import Delegator
-from actors.kernel import Actor, ActorSystem
-from actors.node import Node
-from actors.planner import PlannerActor
-from actors.registry import ModelRegistry
-from actors.router_actor import RouterActor
-from actors.session import SessionActor
-from actors.store import Store
-from actors.supervisor import ChildSpec, Restart, Supervisor
-from actors.turn_support import AdapterPool, ToolBox
+from actors.availability.actor import AvailabilityActor
+from actors.availability.state import iso_utc
+from actors.cost.actor import CostActor
+from actors.worker.delegation import Delegator
+from actors.runtime.kernel import Actor, ActorSystem
+from actors.runtime.node import Node
+from actors.planner.actor import PlannerActor
+from actors.config.registry import ModelRegistry
+from actors.router.actor import RouterActor
+from actors.session.actor import SessionActor
+from actors.runtime.store import Store
+from actors.runtime.supervisor import ChildSpec, Restart, Supervisor
+from actors.planner.support import AdapterPool, ToolBox
 from protocol import events as ev
 from protocol.codec import converter
 from protocol.messages import Failure, GetStatus, GetTrace, Ping, Pong, StatusReport, TraceReply

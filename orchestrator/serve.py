@@ -6,7 +6,7 @@ import sys
 
 import trio
 
-from actors.supervisor import SupervisorGaveUp
+from actors.runtime.supervisor import SupervisorGaveUp
 
 from .client import DaemonUnreachable, open_client
 from .daemon import Daemon

@@ -1,5 +1,5 @@
 """Spec §4.5 availability state machine on a stepped clock (no sleeping)."""
-from actors.availability_state import AvailabilityTracker
+from actors.availability.state import AvailabilityTracker
 
 OPUS, SONNET, HAIKU = "anthropic:claude-opus-4-7", "anthropic:claude-sonnet-4-6", "anthropic:claude-haiku-4-5"
 

@@ -2,8 +2,8 @@
 import pytest
 import trio
 
-from actors.kernel import Actor, ActorSystem, RequestTimeout
-from actors.supervisor import ChildSpec, Restart, Supervisor, SupervisorGaveUp
+from actors.runtime.kernel import Actor, ActorSystem, RequestTimeout
+from actors.runtime.supervisor import ChildSpec, Restart, Supervisor, SupervisorGaveUp
 from protocol.errors import RemoteError
 from protocol.messages import Ack, Failure, Ping, Pong
 

@@ -1,8 +1,8 @@
 """Location transparency: the same request reaches a local actor or one on another node over ZeroMQ."""
 import trio
 
-from actors.kernel import ActorSystem
-from actors.node import Node
+from actors.runtime.kernel import ActorSystem
+from actors.runtime.node import Node
 from protocol.messages import Ping, Pong
 
 from .test_kernel import Echo
@@ -35,7 +35,7 @@ async def test_wire_mode_sends_even_local_traffic_through_the_codec(short_tmp):
         encoded.append(type(env.body).__name__)
         return real_encode(env)
 
-    import actors.node as node_module
+    import actors.runtime.node as node_module
 
     node_module.encode = spy
     try:

@@ -7,10 +7,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "router"))
 from routing_helpers import ANTHROPIC_ONLY, BOTH_KEYS, HAIKU, MODELS_YAML, OPUS, SONNET, recommending  # noqa: E402
 
-from actors.kernel import Actor, ActorSystem  # noqa: E402
+from actors.runtime.kernel import Actor, ActorSystem  # noqa: E402
 from actors.router.loader import PolicyLoader  # noqa: E402
-from actors.router_actor import POLICY_INVALID_BANNER, RouterActor  # noqa: E402
-from actors.store import Store  # noqa: E402
+from actors.router.actor import POLICY_INVALID_BANNER, RouterActor  # noqa: E402
+from actors.runtime.store import Store  # noqa: E402
 from protocol.messages import (  # noqa: E402
     AvailabilityView, CostAmount, DecideRoute, GetAvailability, GetCostToday, ReloadRules, ShowRules,
 )

@@ -10,10 +10,10 @@ import trio
 
 from protocol.canonical import Usage
 
-from ..tokens import estimate_input_tokens
-from . import errors
-from ._sse import SSEDecoder, SSEvent
-from .base import LLMRequest
+from actors.planner.tokens import estimate_input_tokens
+from actors.providers import errors
+from actors.providers._sse import SSEDecoder, SSEvent
+from actors.providers.base import LLMRequest
 
 Pricer = Callable[[Usage], Usage]
 

@@ -18,10 +18,10 @@ from protocol.canonical import (
     ImageBlock, Message, Role, StopReason, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock, Usage,
 )
 
-from . import errors
-from ._http import HTTPAdapter, load_json
-from ._sse import SSEvent
-from .base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk
+from actors.providers import errors
+from actors.providers._http import HTTPAdapter, load_json
+from actors.providers._sse import SSEvent
+from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"

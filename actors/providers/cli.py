@@ -8,7 +8,7 @@ The conversation is rendered as plain text on stdin; stdout, as it arrives, is t
 - The agent runs in its own session / process group; on cancellation, timeout, early close or
   failure the whole group gets SIGTERM, then SIGKILL after a grace — shielded and bounded, so a
   cancelled turn cannot leave an agent (or the tools it spawned) running.
-- Usage is estimated (~4 bytes/token of prompt and answer, see ``actors.tokens``): agents do not
+- Usage is estimated (~4 bytes/token of prompt and answer, see ``actors.planner.tokens``): agents do not
   report it on stdout in any common format. Those numbers understate what an agent really spends (it runs
   its own tool loop), so the cost is left unknown unless the model has explicit pricing.
 """
@@ -25,10 +25,10 @@ import trio
 
 from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 
-from ..tokens import estimate_text_tokens
-from ..procgroup import terminate_group
-from ._http import Pricer, unpriced
-from .base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk
+from actors.planner.tokens import estimate_text_tokens
+from actors.runtime.procgroup import terminate_group
+from actors.providers._http import Pricer, unpriced
+from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk
 
 DEFAULT_TIMEOUT_S = 600.0
 TERM_GRACE_S = 2.0

@@ -14,8 +14,8 @@ import trio
 
 from protocol.canonical import Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 
-from ..tokens import estimate_input_tokens
-from .base import Completed, LLMRequest, StreamEvent, TextChunk, ToolUseChunk
+from actors.planner.tokens import estimate_input_tokens
+from actors.providers.base import Completed, LLMRequest, StreamEvent, TextChunk, ToolUseChunk
 
 DEFAULT_CHUNK_DELAY = 0.004
 

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import httpx
 
-from .base import ErrorClass, ProviderError
+from actors.providers.base import ErrorClass, ProviderError
 
 # OpenAI puts the precise reason in ``code``; it wins over status and type.
 _CODE_CLASSES = {

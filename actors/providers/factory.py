@@ -5,14 +5,14 @@ from typing import Mapping
 
 import httpx
 
-from actors.pricing import price_usage
-from actors.registry import ModelSpec, ProviderSpec
+from actors.cost.pricing import price_usage
+from actors.config.registry import ModelSpec, ProviderSpec
 from protocol.canonical import Usage
 
-from .anthropic import AnthropicAdapter
-from .base import Adapter
-from .cli import CliAdapter
-from .openai import OpenAIAdapter
+from actors.providers.anthropic import AnthropicAdapter
+from actors.providers.base import Adapter
+from actors.providers.cli import CliAdapter
+from actors.providers.openai import OpenAIAdapter
 
 
 def make_adapter(
@@ -55,7 +55,7 @@ def make_adapter(
             raise ValueError(f"cli model {model.id!r} has no command")
         return CliAdapter(command, model=model.name, timeout_s=timeout_s, pricer=pricer)
     if kind == "demo":
-        from .demo import DemoAdapter  # owned elsewhere; imported lazily so it stays optional
+        from actors.providers.demo import DemoAdapter  # owned elsewhere; imported lazily so it stays optional
 
         return DemoAdapter(model.id)
     raise ValueError(f"unknown provider kind {kind!r} for model {model.id!r}")

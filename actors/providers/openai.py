@@ -17,10 +17,10 @@ from typing import Any, AsyncIterator
 
 from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 
-from . import errors
-from ._http import HTTPAdapter, load_json
-from ._sse import SSEvent
-from .base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk
+from actors.providers import errors
+from actors.providers._http import HTTPAdapter, load_json
+from actors.providers._sse import SSEvent
+from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 

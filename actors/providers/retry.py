@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Callable
 
 import trio
 
-from .base import Adapter, Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk
+from actors.providers.base import Adapter, Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk
 
 OnAttempt = Callable[[bool, ErrorClass | None], Any]
 

@@ -1,6 +1,6 @@
 """The routing engine's sans-IO core (spec: routing-engine-spec §4–§7).
 
-Kept import-light on purpose (``actors.config_files`` imports submodules of this package), so
+Kept import-light on purpose (``actors.config.files`` imports submodules of this package), so
 import from the submodules:
 
 * ``context``         — :class:`TurnContext`, :func:`build_turn_context`

@@ -38,16 +38,16 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 from attrs import frozen
 
-from actors.registry import TIERS, ModelRegistry
+from actors.config.registry import TIERS, ModelRegistry
 from protocol.events import RouteDecided
 from protocol.routing import ModelOption, Policy, PolicyEvaluation, ValidationFailure, Verdict
 
-from . import texts
-from .context import TurnContext
-from .override import Override, model_refs, parse_override
-from .policy import PatternConfig, Rule, RoutingPolicy, TierMap
-from .predicates import leaf_names
-from .validation import Availability, Rejection, Validator
+from actors.router import texts
+from actors.router.context import TurnContext
+from actors.router.override import Override, model_refs, parse_override
+from actors.router.policy import PatternConfig, Rule, RoutingPolicy, TierMap
+from actors.router.predicates import leaf_names
+from actors.router.validation import Availability, Rejection, Validator
 
 NA, REJECTED, CHOSE, DEFERRED = Verdict.NOT_APPLICABLE, Verdict.REJECTED, Verdict.CHOSE, Verdict.DEFERRED
 

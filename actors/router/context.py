@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import attrs
 from attrs import frozen
 
-from actors.tokens import estimate_input_tokens
+from actors.planner.tokens import estimate_input_tokens
 from protocol.canonical import ImageBlock, Message, Role, ToolDefinition, ToolResultBlock, ToolUseBlock
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -20,12 +20,12 @@ from typing import Callable, Mapping
 
 from attrs import frozen
 
-from actors.config_files import load_policy_text, load_registry_text, read_text
-from actors.registry import ModelRegistry
+from actors.config.files import load_policy_text, load_registry_text, read_text
+from actors.config.registry import ModelRegistry
 
-from .chain import RoutingEngine
-from .policy import RoutingPolicy
-from .policy_file import implicit_policy
+from actors.router.chain import RoutingEngine
+from actors.router.policy import RoutingPolicy
+from actors.router.policy_file import implicit_policy
 
 Signature = tuple | None
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from attrs import frozen
 
-from .predicates import Predicate
+from actors.router.predicates import Predicate
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from actors.registry import TIERS, ModelRegistry
+from actors.config.registry import TIERS, ModelRegistry
 
-from .policy import (
+from actors.router.policy import (
     SUPPORTED_SCHEMA_VERSIONS,
     DisagreementConfig,
     PatternConfig,
@@ -15,9 +15,9 @@ from .policy import (
     TierMap,
     WorkspacePolicy,
 )
-from .predicates import budget_limits, compile_when
-from .shadow import shadow_warnings
-from .yamlpos import Problems, describe, item_line, join, key_line, parse_yaml, plain
+from actors.router.predicates import budget_limits, compile_when
+from actors.router.shadow import shadow_warnings
+from actors.router.yamlpos import Problems, describe, item_line, join, key_line, parse_yaml, plain
 
 _TOP_KEYS = ("schema_version", "global_default", "tiers", "pattern", "pattern_disagreement", "rules", "workspaces")
 _WORKSPACE_KEYS = ("default", "pattern", "tiers", "rules")

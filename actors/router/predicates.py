@@ -17,9 +17,9 @@ from typing import Any, Callable, Hashable, Union
 
 from attrs import frozen
 
-from .context import TurnContext
-from .fastregex import compile_quietly, searcher, split_searches
-from .yamlpos import Problems, describe, item_line, join, key_line, plain
+from actors.router.context import TurnContext
+from actors.router.fastregex import compile_quietly, searcher, split_searches
+from actors.router.yamlpos import Problems, describe, item_line, join, key_line, plain
 
 PREDICATE_NAMES: tuple[str, ...] = (
     "message_matches",

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .policy import Rule
-from .predicates import AllOf, AnyOf, Leaf, Node, Not, leaf_names
+from actors.router.policy import Rule
+from actors.router.predicates import AllOf, AnyOf, Leaf, Node, Not, leaf_names
 
 _MONOTONE_UP = ("estimated_input_tokens_gt", "cost_today_exceeds_usd")   # bigger threshold ⇒ smaller one
 

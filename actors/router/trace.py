@@ -4,7 +4,7 @@ from __future__ import annotations
 from protocol.events import RouteDecided
 from protocol.routing import Policy, PolicyEvaluation, Verdict
 
-from .texts import policy_label
+from actors.router.texts import policy_label
 
 LABELS = {
     Policy.PER_MESSAGE_OVERRIDE: "PER_MESSAGE_OVERRIDE",

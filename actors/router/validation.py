@@ -10,10 +10,10 @@ from typing import Callable, Mapping, Protocol
 
 from attrs import frozen
 
-from actors.registry import ModelRegistry
+from actors.config.registry import ModelRegistry
 from protocol.routing import ValidationFailure
 
-from .context import TurnContext
+from actors.router.context import TurnContext
 
 
 class AvailabilityLike(Protocol):

@@ -7,7 +7,7 @@
 File tools are confined to ``ctx.workspace``; run_command needs ``ctx.run_command_allowed``;
 workers never get the memory tools (spec §6.2.1).
 """
-from ._context import ToolContext, ToolError, ToolOutcome
-from ._registry import TOOL_NAMES, builtin_tool_definitions, dispatch
+from actors.tools._context import ToolContext, ToolError, ToolOutcome
+from actors.tools._registry import TOOL_NAMES, builtin_tool_definitions, dispatch
 
 __all__ = ["TOOL_NAMES", "ToolContext", "ToolError", "ToolOutcome", "builtin_tool_definitions", "dispatch"]

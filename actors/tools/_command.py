@@ -11,9 +11,9 @@ import subprocess
 
 import trio
 
-from ._context import ToolContext, ToolError
-from ._paths import confine
-from ..procgroup import terminate_group
+from actors.tools._context import ToolContext, ToolError
+from actors.tools._paths import confine
+from actors.runtime.procgroup import terminate_group
 
 CLEANUP_BOUND_S = 2.0
 _CHUNK = 65536

@@ -5,8 +5,8 @@ import fnmatch
 import os
 from pathlib import Path
 
-from ._context import ToolContext, ToolError
-from ._paths import check_writable, confine, display
+from actors.tools._context import ToolContext, ToolError
+from actors.tools._paths import check_writable, confine, display
 
 READ_CAP_BYTES = 256 * 1024
 LIST_CAP_ENTRIES = 1000

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._context import ToolContext, ToolError
+from actors.tools._context import ToolContext, ToolError
 
 STATE_DIR = ".orchestrator"
 MEMORY_FILE = f"{STATE_DIR}/MEMORY.md"

@@ -14,10 +14,10 @@ from attrs import frozen
 
 from protocol.canonical import ToolDefinition
 
-from . import _command, _files, _state
-from ._context import ToolContext, ToolError, ToolOutcome
-from ._paths import MEMORY_FILE
-from ._schema import check_input
+from actors.tools import _command, _files, _state
+from actors.tools._context import ToolContext, ToolError, ToolOutcome
+from actors.tools._paths import MEMORY_FILE
+from actors.tools._schema import check_input
 
 Runner = Callable[[ToolContext, dict], Awaitable[ToolOutcome]]
 _MEMORY_TOOLS = frozenset({"memory_add", "memory_replace"})

@@ -5,7 +5,7 @@ argument file_path; expected: path, ...") is worth more than a KeyError deep in 
 """
 from __future__ import annotations
 
-from ._context import ToolError
+from actors.tools._context import ToolError
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),

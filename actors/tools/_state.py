@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ._context import ToolContext, ToolError
-from ._files import read_text
-from ._paths import MEMORY_FILE, SKILL_DIRS, confine, workspace_root
+from actors.tools._context import ToolContext, ToolError
+from actors.tools._files import read_text
+from actors.tools._paths import MEMORY_FILE, SKILL_DIRS, confine, workspace_root
 
 _SKILL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MEMORY_HEADER = "# Memory\n\n"

@@ -5,8 +5,8 @@ import jsonschema
 import pytest
 import trio
 
-from actors.delegation import INSUFFICIENT_CONTEXT_SCHEMA
-from actors.procgroup import group_alive
+from actors.worker.delegation import INSUFFICIENT_CONTEXT_SCHEMA
+from actors.runtime.procgroup import group_alive
 from orchestrator.client import open_client
 from orchestrator.daemon import Daemon
 from orchestrator.paths import Paths

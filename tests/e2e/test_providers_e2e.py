@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from actors.procgroup import group_alive
+from actors.runtime.procgroup import group_alive
 from orchestrator.client import open_client
 from orchestrator.daemon import Daemon
 from orchestrator.paths import Paths

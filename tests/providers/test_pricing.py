@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from actors.pricing import cost_from_pricing, decimal_str, price_usage
-from actors.registry import ModelSpec, Pricing, ProviderSpec
+from actors.cost.pricing import cost_from_pricing, decimal_str, price_usage
+from actors.config.registry import ModelSpec, Pricing, ProviderSpec
 from protocol.canonical import Usage
 
 ANTHROPIC = ProviderSpec("anthropic", "anthropic", api_key_env="ANTHROPIC_API_KEY")
@@ -89,9 +89,9 @@ def test_genai_prices_works_with_the_network_blocked():
         socket.socket.connect = socket.socket.connect_ex = refuse
         socket.create_connection = socket.getaddrinfo = refuse
         from decimal import Decimal
-        from actors.pricing import preload, price_usage
+        from actors.cost.pricing import preload, price_usage
         preload()
-        from actors.registry import ModelSpec, ProviderSpec
+        from actors.config.registry import ModelSpec, ProviderSpec
         from protocol.canonical import Usage
         p = price_usage(ModelSpec(id="a:claude-haiku-4-5", provider="anthropic", name="claude-haiku-4-5"),
                         Usage(1000, 1000), provider=ProviderSpec("anthropic", "anthropic"))

@@ -12,7 +12,7 @@ from actors.providers.base import LLMRequest
 from actors.providers.cli import CliAdapter
 from actors.providers.factory import make_adapter
 from actors.providers.openai import OpenAIAdapter
-from actors.registry import ModelSpec, Pricing, ProviderSpec
+from actors.config.registry import ModelSpec, Pricing, ProviderSpec
 from protocol.canonical import AdapterCapabilities, Message, Role, TextBlock
 from tests.fakes import Answer, Tokens, drain, open_fake_anthropic, open_fake_openai
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from actors.config_files import load_policy_text, load_registry_text
+from actors.config.files import load_policy_text, load_registry_text
 from actors.router.chain import RoutingEngine
 from actors.router.context import TurnContext
 from actors.router.pattern_scoring import Recommendation

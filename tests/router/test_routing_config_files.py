@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from routing_helpers import BASE, GPT5, HAIKU, MODELS_YAML, OPUS, SONNET, registry
 
-from actors.config_files import check_files, load_policy_text, load_registry_text
+from actors.config.files import check_files, load_policy_text, load_registry_text
 from actors.router.policy import rule_rows
 from protocol.canonical import AdapterCapabilities
 

@@ -4,7 +4,7 @@ import json
 from hypothesis import given, strategies as st
 from routing_helpers import PROPERTY, registry
 
-from actors.config_files import load_policy_text, load_registry_text
+from actors.config.files import load_policy_text, load_registry_text
 from actors.router.predicates import PREDICATE_NAMES
 
 REG = registry()

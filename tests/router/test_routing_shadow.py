@@ -4,7 +4,7 @@ import textwrap
 import pytest
 from routing_helpers import registry
 
-from actors.config_files import load_policy_text
+from actors.config.files import load_policy_text
 from actors.router.predicates import compile_when
 from actors.router.shadow import implies
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from actors.router.context import TurnContext, build_turn_context, extract_file_extensions
 from actors.router.skills import SkillIndex, content_words
-from actors.tokens import IMAGE_TOKENS, estimate_input_tokens, estimate_text_tokens
+from actors.planner.tokens import IMAGE_TOKENS, estimate_input_tokens, estimate_text_tokens
 from protocol.canonical import ImageBlock, Message, Role, TextBlock, ToolDefinition, ToolResultBlock, ToolUseBlock
 
 

@@ -1,6 +1,6 @@
 """The model registry (models.yaml, DESIGN §4.2) as frozen data.
 
-Parsing and validation of the file live in ``actors.config_files``; this module is only the shape
+Parsing and validation of the file live in ``actors.config.files``; this module is only the shape
 every actor shares.
 """
 from __future__ import annotations

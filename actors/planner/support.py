@@ -9,11 +9,11 @@ import attrs
 
 from protocol.canonical import ToolDefinition, ToolUseBlock, Usage
 
-from .providers.base import Adapter, LLMRequest, StreamEvent
-from .registry import ModelRegistry, ModelSpec
+from actors.providers.base import Adapter, LLMRequest, StreamEvent
+from actors.config.registry import ModelRegistry, ModelSpec
 
 if TYPE_CHECKING:
-    from .planner import ActiveTurn, PlannerActor
+    from actors.planner.actor import ActiveTurn, PlannerActor
 
 
 class AdapterPool:
@@ -35,21 +35,21 @@ class AdapterPool:
         if hit is not None and hit[0] == spec and hit[1] == provider:
             return hit[2]
         if provider.kind == "demo":
-            from .providers.demo import DemoAdapter
+            from actors.providers.demo import DemoAdapter
 
             delay = self.demo_chunk_delay
             if delay is None and "chunk_delay" in provider.options:
                 delay = float(provider.options["chunk_delay"])
             adapter: Adapter = DemoAdapter(spec.id, **({} if delay is None else {"chunk_delay": delay}))
         else:
-            from .providers.factory import make_adapter
+            from actors.providers.factory import make_adapter
 
             adapter = make_adapter(provider, spec, http=self.http, env=self.env)
         self._cache[spec.id] = (spec, provider, adapter)
         return adapter
 
     def stream(self, adapter: Adapter, request: LLMRequest, on_attempt) -> AsyncIterator[StreamEvent]:
-        from .providers.retry import call_with_retries
+        from actors.providers.retry import call_with_retries
 
         # Five attempts: one failed turn is enough evidence to mark its model unavailable (spec
         # §4.5 counts every attempt), so the user's next turn already routes around it.
@@ -72,7 +72,7 @@ def add_usage(a: Usage, b: Usage) -> Usage:
 
 def price_call(spec: ModelSpec, usage: Usage, provider=None) -> tuple[Usage, dict]:
     """The call's usage with its Decimal cost filled in, plus the price that was used."""
-    from .pricing import price_usage
+    from actors.cost.pricing import price_usage
 
     priced = price_usage(spec, usage, provider=provider)
     return priced.usage, priced.price
@@ -83,7 +83,7 @@ class ToolBox:
     """Which tools a turn offers, and where a call goes."""
 
     workspace_settings: Callable[[str | None], dict] = lambda ws: {}
-    delegator: object | None = None     # actors.delegation.Delegator: delegate / _request_context
+    delegator: object | None = None     # actors.worker.delegation.Delegator: delegate / _request_context
 
     @property
     def extra(self) -> dict:
@@ -97,7 +97,7 @@ class ToolBox:
             self.delegator.on_worker_message(msg)
 
     def context(self, run, *, is_worker: bool):
-        from .tools import ToolContext
+        from actors.tools import ToolContext
 
         settings = self.workspace_settings(run.workspace)
         workspace = Path(run.workspace) if run.workspace else None
@@ -105,7 +105,7 @@ class ToolBox:
                            is_worker=is_worker)
 
     def definitions(self, run, spec: ModelSpec) -> tuple[ToolDefinition, ...]:
-        from .tools import builtin_tool_definitions
+        from actors.tools import builtin_tool_definitions
 
         defs: list[ToolDefinition] = []
         if run.workspace:
@@ -122,7 +122,7 @@ class ToolBox:
         run = turn.run
         if not run.workspace:
             return f"unknown tool: {use.name}", True
-        from .tools import dispatch
+        from actors.tools import dispatch
 
         allowed = set(run.allowed_tools) if run.allowed_tools is not None else None
         out = await dispatch(self.context(run, is_worker=run.is_worker), use.name, dict(use.input), allowed=allowed)

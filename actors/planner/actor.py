@@ -19,10 +19,10 @@ from protocol import events as ev
 from protocol.canonical import Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 from protocol.messages import Ack, CallOutcome, Failure, GetAvailability, RecordUsage, RunTurn, StopTurn, SubmitToolResult, TurnOutcome, TurnProgress
 
-from .kernel import Actor
-from .providers.base import Completed, ErrorClass, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk
-from .registry import ModelRegistry, ModelSpec
-from .turn_support import AdapterPool, ToolBox, add_usage, price_call
+from actors.runtime.kernel import Actor
+from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk
+from actors.config.registry import ModelRegistry, ModelSpec
+from actors.planner.support import AdapterPool, ToolBox, add_usage, price_call
 
 CLIENT_TOOL_TIMEOUT_S = 300.0
 MAX_TOOL_ROUNDS = 50

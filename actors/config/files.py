@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import attrs
 from attrs import frozen
 
-from actors.registry import DEFAULT_KEY_ENV, PROVIDER_KINDS, TIERS, ModelRegistry, ModelSpec, Pricing, ProviderSpec
+from actors.config.registry import DEFAULT_KEY_ENV, PROVIDER_KINDS, TIERS, ModelRegistry, ModelSpec, Pricing, ProviderSpec
 from actors.router.policy import RoutingPolicy
 from actors.router.policy_file import implicit_policy, parse_policy
 from actors.router.yamlpos import Problems, describe, item_line, join, key_line, parse_yaml, plain

@@ -11,9 +11,9 @@ from typing import Callable, Iterable
 
 from protocol.messages import CostAmount, CostReport, GetCost, GetCostToday, RecordUsage
 
-from .kernel import Actor
-from .pricing import decimal_str
-from .store import CostRow, Store
+from actors.runtime.kernel import Actor
+from actors.cost.pricing import decimal_str
+from actors.runtime.store import CostRow, Store
 
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 

@@ -22,10 +22,10 @@ from protocol.messages import (
     StartTurn, StopTurn, SubmitToolResult, TurnAccepted, TurnOutcome, TurnProgress,
 )
 
-from .kernel import Actor, RequestTimeout
-from .router.context import extract_file_extensions
-from .store import Store
-from .tokens import estimate_input_tokens
+from actors.runtime.kernel import Actor, RequestTimeout
+from actors.router.context import extract_file_extensions
+from actors.runtime.store import Store
+from actors.planner.tokens import estimate_input_tokens
 
 STOP_GRACE_S = 5.0
 PERSISTED_EVENT_TYPES = frozenset(

@@ -18,15 +18,15 @@ from protocol.messages import (
     RouteDecision, RulesReport, ShowRules,
 )
 
-from .availability_state import iso_utc
-from .kernel import Actor, RequestTimeout
-from .router.chain import RoutingEngine
-from .router.context import TurnContext
-from .router.loader import PolicyLoader
-from .router.policy import rule_rows
-from .router.skills import SkillIndex
-from .router.validation import availability_from_snapshot
-from .store import Store
+from actors.availability.state import iso_utc
+from actors.runtime.kernel import Actor, RequestTimeout
+from actors.router.chain import RoutingEngine
+from actors.router.context import TurnContext
+from actors.router.loader import PolicyLoader
+from actors.router.policy import rule_rows
+from actors.router.skills import SkillIndex
+from actors.router.validation import availability_from_snapshot
+from actors.runtime.store import Store
 
 POLICY_INVALID_BANNER = "routing.yaml is invalid; using the last-known-good rules. Run /rules check."
 

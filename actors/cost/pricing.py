@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from attrs import evolve, frozen
 
-from actors.registry import ModelSpec, Pricing, ProviderSpec
+from actors.config.registry import ModelSpec, Pricing, ProviderSpec
 from protocol.canonical import Usage
 
 PER_TOKENS = Decimal(1_000_000)

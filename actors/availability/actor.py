@@ -6,8 +6,8 @@ from typing import Callable
 
 from protocol.messages import Ack, AvailabilityView, CallOutcome, GetAvailability, ResetAvailability
 
-from .availability_state import AvailabilityTracker
-from .kernel import Actor
+from actors.availability.state import AvailabilityTracker
+from actors.runtime.kernel import Actor
 
 
 class AvailabilityActor(Actor):

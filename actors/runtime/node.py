@@ -17,7 +17,7 @@ from protocol.errors import FrameError
 from protocol.messages import Failure
 from protocol.transport import TransportError, ZmqSocket, open_zmq_socket
 
-from .kernel import ActorSystem
+from actors.runtime.kernel import ActorSystem
 
 log = structlog.get_logger("node")
 

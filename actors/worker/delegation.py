@@ -23,12 +23,12 @@ from protocol.codec import converter
 from protocol.errors import RemoteError
 from protocol.messages import DecideRoute, RouteDecision, RunTurn, StopTurn, TurnOutcome
 
-from .kernel import RequestTimeout
-from .store import Store
-from .tokens import estimate_input_tokens
+from actors.runtime.kernel import RequestTimeout
+from actors.runtime.store import Store
+from actors.planner.tokens import estimate_input_tokens
 
 if TYPE_CHECKING:
-    from .planner import ActiveTurn, PlannerActor
+    from actors.planner.actor import ActiveTurn, PlannerActor
 
 TIERS = ("fast", "balanced", "deep")
 STOP_WAIT_S = 5.0
