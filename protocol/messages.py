@@ -261,6 +261,7 @@ class RulesReport:
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     source: dict = attrs.field(factory=dict)
+    not_configured: dict = attrs.field(factory=dict)   # model id → why it cannot be used
 
 
 @message("availability.reset")

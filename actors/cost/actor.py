@@ -39,12 +39,13 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
     for r in rows:
         key = (r.model, r.role)
         entry = by_model.setdefault(key, {"model": r.model, "role": r.role, "calls": 0, "cost": Decimal(0),
-                                          **{f: 0 for f in TOKEN_FIELDS}})
+                                          **{f: 0 for f in TOKEN_FIELDS}, "unknown_cost_calls": 0})
         entry["calls"] += 1
         for f in TOKEN_FIELDS:
             entry[f] += getattr(r, f)
         if r.cost_usd is None:
             unknown += 1
+            entry["unknown_cost_calls"] += 1
         else:
             entry["cost"] += r.cost_usd
             by_role[r.role if r.role in by_role else "planner"] += r.cost_usd
@@ -63,7 +64,9 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
     models = []
     for e in sorted(by_model.values(), key=lambda e: (-e["cost"], e["model"], e["role"])):
         cost = e.pop("cost")
-        models.append({**e, "cost_usd": fmt_usd(cost)})
+        # Unknown is not free: a model none of whose calls has a price has no cost (null), not 0.
+        known = e["calls"] > e["unknown_cost_calls"]
+        models.append({**e, "cost_usd": fmt_usd(cost) if known else None})
     tree = {
         "session_id": root_session,
         "total_usd": fmt_usd(total),

@@ -28,7 +28,13 @@ from actors.router.skills import SkillIndex
 from actors.router.validation import availability_from_snapshot
 from actors.runtime.store import Store
 
-POLICY_INVALID_BANNER = "routing.yaml is invalid; using the last-known-good rules. Run /rules check."
+def policy_invalid_banner(errors: tuple[str, ...]) -> str:
+    """Names the broken file (models.yaml or routing.yaml), its first error and the CLI command."""
+    first = errors[0] if errors else "invalid"
+    broken = first.split(":", 1)[0] or "the configuration"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return (f"{broken} is invalid; using the last-known-good configuration. First error: {first}{more}. "
+            "Run `orchestrator check` to see every error.")
 
 
 class RouterActor(Actor):
@@ -55,6 +61,8 @@ class RouterActor(Actor):
     def engine(self) -> tuple[RoutingEngine | None, tuple[str, ...]]:
         """The last-known-good engine, and the errors of a broken edit seen for the first time."""
         state = self.loader.current()
+        if state.errors:
+            self.log.warning("config invalid; keeping the last-known-good version", errors=list(state.errors))
         if state.errors and self.store is not None:
             self.store.record_event(None, None, ev.PolicyInvalid.TYPE,
                                     event_to_json_obj(ev.PolicyInvalid(state.errors, str(self.loader.routing_path))))
@@ -80,7 +88,8 @@ class RouterActor(Actor):
             rows = [r for r in rows if r.get("scope") == "global" or workspace.startswith(str(r.get("workspace", "")))]
         errors = self.loader.last_errors
         return RulesReport(not errors, tuple(rows), tuple(errors), tuple(self.loader.last_warnings),
-                           {"routing": str(self.loader.routing_path), "models": str(self.loader.models_path)})
+                           {"routing": str(self.loader.routing_path), "models": str(self.loader.models_path)},
+                           engine.not_configured() if engine else {})
 
     async def on_show_rules(self, env):
         return self._report(env.body.workspace)
@@ -124,7 +133,7 @@ class RouterActor(Actor):
         route = decision.to_event(msg.session_id, msg.turn_id)
         banners = tuple(decision.banners)
         if self.loader.last_errors:
-            banners = (POLICY_INVALID_BANNER,) + banners
+            banners = (policy_invalid_banner(self.loader.last_errors),) + banners
         chosen = engine.registry.models.get(decision.chosen_model) if decision.chosen_model else None
         return RouteDecision(route, override.body, banners, decision.error_code, decision.error,
                              can_delegate=bool(chosen and chosen.can_delegate and not msg.is_worker))

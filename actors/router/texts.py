@@ -59,6 +59,19 @@ def fell_through(tried: Tried, winner: str, winner_label: str) -> str:
     return f"{tried.model} currently unavailable. Routing fell through to {winner}."
 
 
+def explicit_rejected(who: str, model: str, failure: ValidationFailure, why: str, winner: str) -> str:
+    """An @override or sticky model that cannot take the turn is never dropped silently.
+
+    ``who`` is the token as typed (``@mini``) or ``Sticky model``; ``why`` the not_configured
+    reason (e.g. ``OPENAI_API_KEY is not set in the daemon's environment``)."""
+    named = who if who.lstrip("@") == model else f"{who} ({model})" if who.startswith("@") else f"{who} {model}"
+    if failure is ValidationFailure.NOT_CONFIGURED:
+        problem = f"is not configured: {why}"
+    else:
+        problem = f"cannot take this turn ({FAILURE_WORDS[failure]})"
+    return f"{named} {problem}. Routing fell through to {winner}."
+
+
 def budget(limit: Decimal, spent: Decimal, rule_name: str) -> str:
     return f'Daily budget {money(limit)} exceeded ({money(spent)} today). Routing per "{rule_name}" rule.'
 
