@@ -58,6 +58,7 @@ async def test_rules_report_lists_not_configured_models_and_why(nursery, tmp_pat
 
 async def test_a_broken_models_yaml_banner_names_models_yaml_and_the_cli_command(nursery, tmp_path):
     system = await start(nursery, tmp_path)
+    assert (await system.request("router", DecideRoute("s1", "t0", "hello"))).route.chosen_model == SONNET
     (tmp_path / "models.yaml").write_text(MODELS_YAML + "  bad-id: {}\n")
     d = await system.request("router", DecideRoute("s1", "t1", "hello"))
     assert d.route.chosen_model == SONNET
