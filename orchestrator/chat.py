@@ -52,13 +52,9 @@ async def _command(client, sid: str, line: str) -> None:
     elif cmd == "/rules":
         action = rest[0] if rest else "show"
         if action == "check":
-            from .cli import _rules_check
+            from .cli import _check
 
-            class _A:
-                file = None
-                models = None
-                json = False
-            _rules_check(_A())
+            _check(None, [])
         else:
             report = await (client.reload_rules() if action == "reload" else client.rules())
             print(render_rules(report))
