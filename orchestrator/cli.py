@@ -288,31 +288,19 @@ async def _known_scope(client, scope: str) -> None:
 
 async def _reload(client) -> int:
     """``rules reload``: re-read the files and say what changed."""
-    before = await client.rules()
-    after = await client.reload_rules()
-    for line in reload_summary(before, after):
+    report = await client.reload_rules()
+    for line in reload_summary(report):
         print(line)
-    return EXIT_OK if after.ok else EXIT_FAIL
+    return EXIT_OK if report.ok else EXIT_FAIL
 
 
-def reload_summary(before, after) -> list[str]:
-    if after.errors:
-        return [*after.errors, "not reloaded: the last-known-good configuration stays active "
+def reload_summary(report) -> list[str]:
+    if report.errors:
+        return [*report.errors, "not reloaded: the last-known-good configuration stays active "
                 "(`orchestrator check` lists every error)"]
-    old = {r.get("name"): r for r in before.rules}
-    new = {r.get("name"): r for r in after.rules}
-    changes = [f'rule "{n}" added' for n in new if n not in old]
-    changes += [f'rule "{n}" removed' for n in old if n not in new]
-    changes += [f'rule "{n}" changed' for n in new if n in old and new[n] != old[n]]
-    if [n for n in new if n in old] != [n for n in old if n in new]:
-        changes.append("rules reordered")
-    for model, why in after.not_configured.items():
-        if model not in before.not_configured:
-            changes.append(f"{model} is now not_configured: {why}")
-    for model in before.not_configured:
-        if model not in after.not_configured:
-            changes.append(f"{model} is configured again")
-    head = f"reloaded {', '.join(Path(p).name for p in after.source.values())}: {len(after.rules)} rule(s) active"
+    files = ", ".join(Path(p).name for p in report.source.values())
+    head = f"reloaded {files}: {len(report.rules)} rule(s) active"
+    changes = report.changes or ()
     return [head, *(f"  {c}" for c in changes)] if changes else [head + "; no changes"]
 
 

@@ -262,6 +262,7 @@ class RulesReport:
     warnings: tuple[str, ...] = ()
     source: dict = attrs.field(factory=dict)
     not_configured: dict = attrs.field(factory=dict)   # model id → why it cannot be used
+    changes: tuple[str, ...] | None = None             # rules reload: what it changed (None: not a reload)
 
 
 @message("availability.reset")

@@ -18,8 +18,11 @@ from protocol.messages import (
     RouteDecision, RulesReport, ShowRules,
 )
 
+import attrs
+
 from actors.availability.state import iso_utc
 from actors.runtime.kernel import Actor, RequestTimeout
+from actors.router import texts
 from actors.router.chain import RoutingEngine
 from actors.router.context import TurnContext
 from actors.router.loader import PolicyLoader
@@ -77,8 +80,18 @@ class RouterActor(Actor):
         return spec.id if spec else None
 
     async def reload(self) -> RulesReport:
+        """Re-read both files; the report says what this reload changed."""
+        old = self.loader.engine
         self.loader.reload(force=True)
-        return self._report()
+        report = self._report()
+        new = self.loader.engine
+        if report.errors or new is None:
+            return report
+        changes = texts.config_changes(
+            rule_rows(old.policy) if old else [], report.rules, list(old.registry.models) if old else [],
+            list(new.registry.models), old.policy.global_default if old else None, new.policy.global_default,
+            old.not_configured() if old else {}, report.not_configured)
+        return attrs.evolve(report, changes=tuple(changes))
 
     def _report(self, workspace: str | None = None) -> RulesReport:
         self.engine()
