@@ -14,7 +14,6 @@ from pathlib import Path
 
 import trio
 
-from protocol import events as ev
 from protocol.codec import converter, event_to_json_obj
 from protocol.errors import RemoteError
 
@@ -25,7 +24,9 @@ from .render import (
     render_config_health, render_cost, render_model_state, render_rules, render_status, render_trace,
 )
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_CANCELLED = 0, 1, 2, 3, 130
+from .streaming import EXIT_CANCELLED, EXIT_FAIL, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ask
+
+__all__ = ["EXIT_CANCELLED", "EXIT_FAIL", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "ask", "main"]
 
 
 class CliError(Exception):
@@ -320,95 +321,6 @@ async def _status(client, as_json: bool) -> int:
     print(render_status(report))
     print(render_config_health(rules, units))
     return EXIT_OK
-
-
-async def ask(client, text: str, *, session: str | None, workspace: str | None, as_json: bool,
-              out=None) -> int:
-    """One turn, streamed. Ctrl-C cancels the turn (not the program) and waits for turn.cancelled.
-
-    Exit code: 0 completed, 1 failed, 130 cancelled. A closed stdout cancels the turn too — nobody
-    reads the answer, so it must not keep running (and billing)."""
-    out = out or sys.stdout
-    info = await client.open_session(session, os.path.abspath(workspace) if workspace else None)
-    async with client.turn(info.session_id, text, workspace=workspace and os.path.abspath(workspace)) as turn:
-        with _cancel_on_sigint(client, turn):
-            try:
-                async for event in turn:
-                    if as_json:
-                        out.write(json.dumps(event_to_json_obj(event), default=str) + "\n")
-                        out.flush()
-                    else:
-                        _print_event(event, out)
-            except BrokenPipeError:
-                with trio.move_on_after(5) as scope:
-                    scope.shield = True
-                    try:
-                        await turn.cancel()
-                    except (RemoteError, DaemonUnreachable):
-                        pass
-                raise
-    if not as_json:
-        out.write("\n" if not isinstance(turn.terminal, ev.TurnFailed) else "")
-        print(f"[session {info.session_id} · turn {turn.turn_id}]", file=sys.stderr)
-    if isinstance(turn.terminal, ev.TurnCancelled):
-        return EXIT_CANCELLED
-    return EXIT_FAIL if isinstance(turn.terminal, ev.TurnFailed) else EXIT_OK
-
-
-def _print_event(event, out) -> None:
-    if isinstance(event, ev.TextDelta):
-        out.write(event.text)
-        out.flush()
-    elif isinstance(event, ev.Banner):
-        print(f"\n» {event.text}", file=sys.stderr)
-    elif isinstance(event, ev.TurnStarted):
-        print(f"→ {event.model}", file=sys.stderr)
-    elif isinstance(event, ev.ToolCalled):
-        print(f"\n⚙ {event.name}({json.dumps(event.input)[:200]})", file=sys.stderr)
-    elif isinstance(event, ev.DelegateStarted):
-        print(f"\n⇢ delegating to {event.tier} tier: {event.task[:120]}", file=sys.stderr)
-    elif isinstance(event, ev.TurnFailed):
-        print(f"\norchestrator: turn failed: {event.message} [{event.error}]", file=sys.stderr)
-    elif isinstance(event, ev.TurnCancelled):
-        print(f"\n[turn cancelled: {event.reason}]", file=sys.stderr)
-
-
-class _cancel_on_sigint:
-    """While a turn streams, Ctrl-C sends CancelTurn instead of killing the program."""
-
-    def __init__(self, client, turn):
-        self.client, self.turn = client, turn
-
-    def __enter__(self):
-        import signal
-
-        self._token = trio.lowlevel.current_trio_token()
-        self._old = signal.getsignal(signal.SIGINT)
-
-        def handler(signum, frame):
-            self._token.run_sync_soon(self._spawn_cancel)
-
-        try:
-            signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread
-            self._old = None
-        return self
-
-    def _spawn_cancel(self):
-        trio.lowlevel.spawn_system_task(self._cancel)
-
-    async def _cancel(self):
-        try:
-            await self.turn.cancel()
-        except Exception:
-            pass  # the turn may already be over
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-        return False
 
 
 def _check(args, files: list[str], *, models: str | None = None, routing_default: bool = False) -> int:

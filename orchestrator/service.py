@@ -100,7 +100,7 @@ def render_unit(scope: str, command: list[str], keys_file: Path, paths: Paths, e
         "WatchdogSec=30",
         "TimeoutStopSec=30",
         *environment,
-        f"# Provider keys (ANTHROPIC_API_KEY=…, OPENAI_API_KEY=…), one per line; mode 0600.",
+        "# Provider keys (ANTHROPIC_API_KEY=…, OPENAI_API_KEY=…), one per line; mode 0600.",
         f"EnvironmentFile={_quote(str(keys_file))}",
     ]
     if scope == "system" and user:
