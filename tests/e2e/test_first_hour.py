@@ -174,3 +174,28 @@ async def test_unknown_cost_prints_as_unknown_and_null_never_zero(served):
     assert data["by_model"][0]["cost_usd"] is None and data["by_model"][0]["unknown_cost_calls"] == 1
     text = (await run(env, "cost", "--session", "s_cost")).stdout
     assert "unknown" in text and "1 call(s) of unknown cost" in text
+
+
+def closed_pipe_run(env, *args):
+    """Run the CLI with stdout a pipe nobody reads (its read end is already closed)."""
+    import subprocess
+
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([PY, "-m", "orchestrator", *args], env=env, stdout=w, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(w)
+
+
+async def test_commands_writing_into_a_closed_pipe_print_no_traceback(served):
+    env, fake = served
+    fake.script(Answer(text=("x",)))
+    assert (await run(env, "ask", "--session", "s_pipe", "hi")).returncode == 0
+    for args in (("model", "show", "--session", "s_pipe"), ("rules", "show"), ("ask", "--json", "again"),
+                 ("demo", "--json", "--fast")):
+        fake.script(Answer(text=("y",)))
+        out = await trio.to_thread.run_sync(lambda: closed_pipe_run(env, *args))
+        assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, (args, out.stderr)
+        assert out.returncode != 0, args
