@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+import attrs
 import trio
 
 from protocol.codec import converter, event_to_json_obj
@@ -233,7 +234,12 @@ async def _client_command(args) -> int:
                 print(render_rules(report))
             return EXIT_OK if report.ok else EXIT_FAIL
         if cmd == "trace":
-            reply = await client.trace(args.turn_id)
+            try:
+                reply = await client.trace(args.turn_id)
+            except RemoteError as exc:
+                if exc.code == "unknown_turn":
+                    raise CliError(f"unknown turn {args.turn_id!r}") from None
+                raise
             if args.json:
                 _print_json(event_to_json_obj(reply.route))
             else:
@@ -308,9 +314,15 @@ def reload_summary(report) -> list[str]:
 async def _status(client, as_json: bool) -> int:
     from .service import installed_units
 
+    from .settings import SettingsError, load_settings
+
     report = await client.status()
     rules = await client.rules()
     units = [str(u) for u in installed_units(os.environ)]
+    try:  # read once at start: an edit since then is checked here, on disk
+        load_settings(resolve_paths().daemon_file)
+    except SettingsError as exc:
+        rules = attrs.evolve(rules, ok=False, errors=(*rules.errors, *str(exc).splitlines()))
     if as_json:
         data = converter.unstructure(report)
         data["config"] = {"ok": rules.ok, "errors": list(rules.errors), "files": rules.source}

@@ -55,6 +55,9 @@ class RouterActor(Actor):
         self._generation = -1
         self._skills: dict[str | None, SkillIndex] = {}
 
+    async def setup(self, nursery) -> None:
+        self.engine()   # load now, so an invalid config is logged at start, not at the first turn
+
     def handlers(self):
         return {DecideRoute: self.on_decide, ShowRules: self.on_show_rules, ReloadRules: self.on_reload,
                 RouteChoice: self.on_route_choice}
@@ -177,6 +180,7 @@ class RouterActor(Actor):
 
 
 def _no_config(msg: DecideRoute, errors: tuple[str, ...]) -> RouteDecision:
-    text = "No model available for this turn.\nThe model registry or routing policy failed to load:\n" + "\n".join(errors)
+    text = ("No model available for this turn.\nThe model registry or routing policy failed to load:\n"
+            + "\n".join(errors) + "\nFix it, then run `orchestrator check`.")
     route = ev.RouteDecided(msg.session_id, msg.turn_id, iso_utc(time.time()), (), -1, None, 0.0, error=text)
     return RouteDecision(route, msg.text, (), "invalid_config", text)

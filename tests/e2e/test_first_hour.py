@@ -104,7 +104,7 @@ async def test_unknown_sessions_follow_one_rule_across_commands(served):
         assert out.returncode == 1, args
         assert out.stderr.strip() == "orchestrator: unknown session 'nope'", (args, out.stderr)
     trace = await run(env, "trace", "t_nope")
-    assert trace.returncode == 1 and "Traceback" not in trace.stderr
+    assert trace.returncode == 1 and trace.stderr.strip() == "orchestrator: unknown turn 't_nope'"
     # model show did not create it either
     assert (await run(env, "model", "show", "--session", "nope")).returncode == 1
 
@@ -136,6 +136,10 @@ async def test_status_shows_not_configured_models_an_invalid_file_and_the_servic
     assert data["config"]["ok"] is False and data["config"]["errors"][0].startswith("models.yaml:")
     text = (await run(env, "status")).stdout
     assert "models.yaml is INVALID" in text and "orchestrator check" in text
+    (home / "daemon.yaml").write_text("log_level: verbose\n")
+    data = json.loads((await run(env, "status", "--json")).stdout)
+    assert "daemon.yaml:1: log_level: expected one of debug, info, warning, error, critical, got 'verbose'" in \
+        data["config"]["errors"]
 
 
 async def test_rules_reload_confirms_what_changed(served):
