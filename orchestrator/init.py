@@ -170,10 +170,13 @@ def write_home(home: Path, p: Plan, *, force: bool) -> list[Path]:
     return written
 
 
-def next_steps(home: Path, p: Plan, env: Mapping[str, str]) -> list[str]:
+def next_steps(home: Path, p: Plan, env: Mapping[str, str], default_home: Path | None = None) -> list[str]:
     keys_file = home / KEYS_FILE
     lines = ["Next steps:"]
     n = 1
+    if default_home is not None and home != default_home:
+        lines.append(f"  {n}. This is not the default home: export ORCHESTRATOR_HOME={home} for serve and the CLI")
+        n += 1
     missing = [v for v in p.key_vars if not env.get(v)]
     if p.key_vars:
         names = " and ".join(p.key_vars)
@@ -204,5 +207,7 @@ def run_init(args, home: Path) -> int:
     if report.errors:
         return 1
     print("check: ok")
-    print("\n".join(next_steps(home, p, env)))
+    from .paths import resolve_paths
+
+    print("\n".join(next_steps(home, p, env, resolve_paths().home.absolute())))
     return 0

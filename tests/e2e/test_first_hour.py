@@ -37,7 +37,7 @@ async def fake(nursery):
 def fresh_env(short_tmp):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     env.update(ORCHESTRATOR_HOME=str(short_tmp / "home"), ORCHESTRATOR_STATE=str(short_tmp / "state"),
-               ORCHESTRATOR_ENDPOINT=f"ipc://{short_tmp}/d.sock")
+               ORCHESTRATOR_ENDPOINT=f"ipc://{short_tmp}/d.sock", ORCHESTRATOR_UNIT_DIR=str(short_tmp / "units"))
     return env
 
 
@@ -47,7 +47,9 @@ async def served(nursery, fake, fresh_env):
     init = await run(fresh_env, "init", "--provider", "openai_compatible", "--base-url", fake.base_url,
                      "--model", "llama")
     assert init.returncode == 0, init.stderr
-    proc = await trio.lowlevel.open_process([PY, "-m", "orchestrator", "serve"], env=fresh_env)
+    log = open(Path(fresh_env["ORCHESTRATOR_STATE"] + ".log"), "wb")
+    proc = await trio.lowlevel.open_process([PY, "-m", "orchestrator", "serve"], env=fresh_env, stderr=log)
+    log.close()
     try:
         with trio.fail_after(30):
             while (await run(fresh_env, "status")).returncode != 0:
@@ -134,12 +136,21 @@ async def test_status_shows_not_configured_models_an_invalid_file_and_the_servic
     await run(env, "ask", "hello")      # the next turn sees the broken edit
     data = json.loads((await run(env, "status", "--json")).stdout)
     assert data["config"]["ok"] is False and data["config"]["errors"][0].startswith("models.yaml:")
+    log = Path(env["ORCHESTRATOR_STATE"] + ".log").read_text()
+    assert "config invalid" in log and "tier: 'huge' is not a tier" in log     # and the daemon logged it
     text = (await run(env, "status")).stdout
     assert "models.yaml is INVALID" in text and "orchestrator check" in text
     (home / "daemon.yaml").write_text("log_level: verbose\n")
     data = json.loads((await run(env, "status", "--json")).stdout)
     assert "daemon.yaml:1: log_level: expected one of debug, info, warning, error, critical, got 'verbose'" in \
         data["config"]["errors"]
+    (home / "daemon.yaml").unlink()
+    assert (await run(env, "service", "install")).returncode == 1      # models.yaml is still broken
+    models.write_text(models.read_text().replace("\n    tier: huge", ""))
+    assert (await run(env, "service", "install")).returncode == 0
+    data = json.loads((await run(env, "status", "--json")).stdout)
+    assert data["service"]["installed"] is True and data["config"]["ok"] is True
+    assert "service: unit installed at" in (await run(env, "status")).stdout
 
 
 async def test_rules_reload_confirms_what_changed(served):
