@@ -175,8 +175,8 @@ def check_home(home: Path, names: list[str] | None = None, *, env: Mapping[str, 
         c.routing(home / "routing.yaml", models, required=False)
         c.daemon(home / "daemon.yaml", required=False)
         return c.report()
-    checks: dict[str, Callable[[Path], None]] = {
-        "models": lambda p: c.models(p) and None,
+    checks: dict[str, Callable[[Path], object]] = {
+        "models": c.models,
         "routing": lambda p: c.routing(p, Path(models_override) if models_override else p.parent / "models.yaml",
                                        required=True),
         "daemon": lambda p: c.daemon(p, required=True),

@@ -113,7 +113,8 @@ def plan(providers: Sequence[str], *, base_url: str | None = None, model: str | 
         key = api_key_env if preset == local else None
         if key:
             keys.append(key)
-        providers_lines.append(f'  {name}: {{kind: openai_compatible, base_url: "{url}", api_key_env: {key or "null"}}}')
+        providers_lines.append(
+            f'  {name}: {{kind: openai_compatible, base_url: "{url}", api_key_env: {key or "null"}}}')
         mid = f"{name}:{served}"
         model_lines += [f'  "{mid}":', "    can_delegate: false", f"    aliases: [{name}]",
                         f"    capabilities: {_caps(32_768, False, False)}"]
@@ -187,7 +188,8 @@ def next_steps(home: Path, p: Plan, env: Mapping[str, str], default_home: Path |
         if missing:
             lines.append(f"     (not set in this shell: {', '.join(missing)})")
         n += 1
-    lines += [f"  {n}. Start the daemon:  orchestrator serve      (or as a service: orchestrator service install --user --now)",
+    lines += [f"  {n}. Start the daemon:  orchestrator serve   "
+              "(or as a service: orchestrator service install --user --now)",
               f"  {n + 1}. Try it:            orchestrator ask \"hello\"   → answered by {p.default_model}",
               f"  {n + 2}. Edit {home}/routing.yaml to add rules; `orchestrator check` validates every file."]
     return lines

@@ -5,9 +5,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent / "router"))
 from routing_helpers import ANTHROPIC_ONLY, GPT5_MINI, MODELS_YAML, SONNET  # noqa: E402
 
+from actors.router.actor import RouterActor  # noqa: E402
 from actors.router.loader import PolicyLoader  # noqa: E402
 from actors.runtime.kernel import ActorSystem  # noqa: E402
-from actors.router.actor import RouterActor  # noqa: E402
 from actors.runtime.store import Store  # noqa: E402
 from protocol.messages import DecideRoute, ShowRules  # noqa: E402
 

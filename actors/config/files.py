@@ -294,9 +294,9 @@ def _parse_registry(text: str, filename: str) -> tuple[ModelRegistry | None, Mod
     else:
         for model_id, entry in raw_models.items():
             line = key_line(raw_models, model_id, mline)
-            spec = _parse_model(model_id, entry, line, providers, declared, problems)
-            if spec is not None:
-                specs[model_id] = spec
+            model = _parse_model(model_id, entry, line, providers, declared, problems)
+            if model is not None:
+                specs[model_id] = model
             elif isinstance(model_id, str) and ":" in model_id:
                 aliases = entry.get("aliases") if isinstance(entry, dict) else None
                 aliases = [aliases] if isinstance(aliases, str) else aliases if isinstance(aliases, list) else []

@@ -275,9 +275,9 @@ class RoutingEngine:
 
     def _explicit(self, run: _Run, who: str, model: str) -> None:
         """Remember a rejected explicit choice; an outage already has the spec's own banner."""
-        last = run.chain[-1]
-        if last.validation_failure is not None and last.validation_failure is not ValidationFailure.PROVIDER_UNAVAILABLE:
-            run.explicit.append((who, model, Rejection(last.validation_failure, last.reason)))
+        failure = run.chain[-1].validation_failure
+        if failure is not None and failure is not ValidationFailure.PROVIDER_UNAVAILABLE:
+            run.explicit.append((who, model, Rejection(failure, run.chain[-1].reason)))
 
     def unconfigured_reason(self, model: str) -> str | None:
         """Why ``model`` is not_configured, in words for the user; None when it is configured."""
@@ -418,10 +418,10 @@ class RoutingEngine:
                     fell.append(texts.fell_through(t, chosen.candidate_model, label))
             run.banners[:0] = fell
         if run.explicit:
-            winner = chosen.candidate_model or ""
+            chosen_model = chosen.candidate_model or ""
             run.banners[:0] = [
                 texts.explicit_rejected(who, model, rejection.failure,
-                                        self.unconfigured_reason(model) or rejection.reason, winner)
+                                        self.unconfigured_reason(model) or rejection.reason, chosen_model)
                 for who, model, rejection in run.explicit]
         return self._finish(run, index, chosen.candidate_model, start)
 

@@ -13,7 +13,8 @@ from .test_cli_process import PY, start_daemon, stop_daemon
 
 def slow_demo(env, delay="0.05"):
     models = Path(env["ORCHESTRATOR_HOME"]) / "models.yaml"
-    models.write_text(models.read_text().replace("demo: {kind: demo}", f"demo: {{kind: demo, options: {{chunk_delay: {delay}}}}}"))
+    slow = f"demo: {{kind: demo, options: {{chunk_delay: {delay}}}}}"
+    models.write_text(models.read_text().replace("demo: {kind: demo}", slow))
 
 
 def test_model_typed_during_a_turn_shows_the_pending_banner_and_applies_next_turn(env):

@@ -211,6 +211,6 @@ async def test_commands_writing_into_a_closed_pipe_print_no_traceback(served):
     for args in (("model", "show", "--session", "s_pipe"), ("rules", "show"), ("ask", "--json", "again"),
                  ("demo", "--json", "--fast")):
         fake.script(Answer(text=("y",)))
-        out = await trio.to_thread.run_sync(lambda: closed_pipe_run(env, *args))
+        out = await trio.to_thread.run_sync(closed_pipe_run, env, *args)
         assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, (args, out.stderr)
         assert out.returncode != 0, args
