@@ -58,7 +58,8 @@ def render_cost(report: CostReport, session: str | None) -> str:
     lines.append(f"└─ workers: ${workers.get('cost_usd', '0')}, {workers.get('delegations', 0)} delegations")
     for i, w in enumerate(items):
         branch = "└─" if i == len(items) - 1 else "├─"
-        lines.append(f"   {branch} {w['worker_session_id']} → {w['model']}: ${w['cost_usd']}, {w['turns']} turn(s)")
+        cost = f"${w['cost_usd']}" if w.get("cost_usd") is not None else "cost unknown"
+        lines.append(f"   {branch} {w['worker_session_id']} → {w['model']}: {cost}, {w['turns']} turn(s)")
     if report.by_model:
         lines.append("")
         lines.append(f"{'model':<40} {'role':<8} {'calls':>5} {'in':>8} {'out':>8} {'cost $':>10}")

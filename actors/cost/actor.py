@@ -52,8 +52,9 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
             total += r.cost_usd
         if r.role == "worker":
             w = workers.setdefault(r.session_id, {"worker_session_id": r.session_id, "model": r.model,
-                                                  "cost": Decimal(0), "turns": set(), "calls": 0})
+                                                  "cost": Decimal(0), "turns": set(), "calls": 0, "unknown": 0})
             w["cost"] += r.cost_usd or 0
+            w["unknown"] += r.cost_usd is None
             w["calls"] += 1
             if r.turn_id:
                 w["turns"].add(r.turn_id)
@@ -74,8 +75,10 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
         "workers": {
             "cost_usd": fmt_usd(by_role["worker"]),
             "delegations": len(workers),
-            "items": [{"worker_session_id": w["worker_session_id"], "model": w["model"], "cost_usd": fmt_usd(w["cost"]),
-                       "turns": len(w["turns"]), "calls": w["calls"]} for w in workers.values()],
+            "items": [{"worker_session_id": w["worker_session_id"], "model": w["model"],
+                       "cost_usd": fmt_usd(w["cost"]) if w["calls"] > w["unknown"] else None,
+                       "turns": len(w["turns"]), "calls": w["calls"], "unknown_cost_calls": w["unknown"]}
+                      for w in workers.values()],
         },
     }
     return CostReport(fmt_usd(total), tuple(models), {k: fmt_usd(v) for k, v in by_role.items()}, tree, unknown)

@@ -105,3 +105,32 @@ def test_a_cancelled_ask_exits_130(env):
         assert b"turn cancelled" in err
     finally:
         stop_daemon(proc)
+
+
+def test_ctrl_c_during_a_turn_cancels_the_turn_not_the_chat(env):
+    slow_demo(env, "0.2")
+    proc = start_daemon(env)
+    try:
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execve(PY, [PY, "-m", "orchestrator", "chat"], env)
+        _read_until(fd, b"you> ")
+        os.write(fd, b"tell me a long story\n")
+        _read_until(fd, b"\xe2\x86\x92 demo:")      # "→ demo:…": the turn started
+        os.write(fd, b"\x03")
+        _read_until(fd, b"[turn cancelled: cancelled_by_user]")
+        _read_until(fd, b"you> ")
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)
+        os.write(fd, b"/quit\n")
+        deadline = time.monotonic() + 30
+        while not (done := os.waitpid(pid, os.WNOHANG))[0]:
+            assert time.monotonic() < deadline, "/quit did not leave"
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    os.read(fd, 4096)
+                except OSError:
+                    pass
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+        os.close(fd)
+    finally:
+        stop_daemon(proc)
