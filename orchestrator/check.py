@@ -127,6 +127,12 @@ class _Checker:
     def _key_warnings(self, check: RegistryCheck, path: Path) -> list[str]:
         keys_file = path.parent / KEYS_FILE
         names = key_names(keys_file)
+        try:
+            if keys_file.stat().st_mode & 0o077:
+                self.warnings.append(f"{keys_file.name}:1: the keys file is readable by other users; "
+                                     f"run `chmod 600 {keys_file}`")
+        except OSError:
+            pass
         env = {**self.env, **{n: "set" for n in names}}
         where = f"this shell's environment or {keys_file}" if keys_file.exists() else "this shell's environment"
         return key_warnings(check, path.name, env, where)

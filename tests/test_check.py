@@ -111,7 +111,7 @@ def test_warnings_for_a_missing_key_a_shadowed_rule_and_an_unpriced_model_do_not
     assert out.returncode == 0 and out.stdout.strip() == "ok"
     warnings = out.stderr.splitlines()
     assert ("warning: models.yaml:2: providers.openai: OPENAI_API_KEY is not set in this shell's environment; "
-            "openai:gpt-5-mini is not_configured until it is") in warnings
+            "unless the daemon's environment has it, openai:gpt-5-mini is not_configured") in warnings
     assert any("shadowed by" in w for w in warnings)
     assert any(w.startswith("warning: models.yaml:7: models.local:llama: no known price") for w in warnings)
     assert not any("openai:gpt-5-mini: no known price" in w for w in warnings)   # genai-prices knows it
@@ -123,7 +123,9 @@ def test_a_key_in_the_service_keys_file_counts_as_set(home):
     report = check_home(home, env={})
     assert not any("OPENAI_API_KEY" in w for w in report.warnings)
     (home / "env").write_text("#OPENAI_API_KEY=\n")
+    os.chmod(home / "env", 0o644)
     report = check_home(home, env={})
+    assert f"env:1: the keys file is readable by other users; run `chmod 600 {home / 'env'}`" in report.warnings
     assert any(f"OPENAI_API_KEY is not set in this shell's environment or {home / 'env'}" in w
                for w in report.warnings)
 

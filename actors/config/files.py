@@ -336,8 +336,8 @@ def key_warnings(check: RegistryCheck, filename: str, env: Mapping[str, str], wh
         if not models:
             continue
         warnings.append(f"{os.path.basename(filename)}:{check.lines.get(name, 1)}: providers.{name}: "
-                        f"{var} is not set in {where}; {', '.join(models)} "
-                        f"{'is' if len(models) == 1 else 'are'} not_configured until it is")
+                        f"{var} is not set in {where}; unless the daemon's environment has it, "
+                        f"{', '.join(models)} {'is' if len(models) == 1 else 'are'} not_configured")
     return warnings
 
 
