@@ -22,7 +22,7 @@ from protocol.messages import Ack, CallOutcome, Failure, GetAvailability, Record
 from actors.runtime.kernel import Actor
 from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk
 from actors.config.registry import ModelRegistry, ModelSpec
-from actors.planner.support import AdapterPool, ToolBox, add_usage, price_call
+from actors.planner.support import AdapterPool, ToolBox, TurnTools, add_usage, price_call
 
 CLIENT_TOOL_TIMEOUT_S = 300.0
 MAX_TOOL_ROUNDS = 50
@@ -43,6 +43,7 @@ class ActiveTurn:
     delegated_usage: list[Usage] = attrs.field(factory=list)
     terminate_with: tuple[str, dict] | None = None   # a tool ended the session early (worker's _request_context)
     state: "_LoopState | None" = None
+    tools: TurnTools | None = None    # fixed at turn start: grants, tool context, instruction files
 
     def history(self) -> list[Message]:
         return list(self.state.messages) if self.state is not None else list(self.run.messages)
@@ -188,8 +189,9 @@ class PlannerActor(Actor):
     async def _loop(self, turn: ActiveTurn, spec: ModelSpec, state: "_LoopState") -> None:
         run = turn.run
         adapter = self.adapters.get(spec)
-        tool_defs = self.tools.definitions(run, spec)
-        system = run.system or DEFAULT_SYSTEM_PROMPT
+        turn.tools = await self.tools.prepare(run, spec, self.registry())
+        tool_defs = turn.tools.definitions
+        system = turn.tools.system_prompt(run.system or DEFAULT_SYSTEM_PROMPT)
         caps = spec.capabilities
         for _ in range(MAX_TOOL_ROUNDS):
             request = LLMRequest(
