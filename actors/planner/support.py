@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import aclosing
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Callable, Mapping
@@ -56,13 +57,24 @@ class AdapterPool:
         self._cache[spec.id] = (spec, provider, adapter)
         return adapter
 
-    def stream(self, adapter: Adapter, request: LLMRequest, on_attempt) -> AsyncIterator[StreamEvent]:
+    async def stream(self, adapter: Adapter, request: LLMRequest, on_attempt) -> AsyncIterator[StreamEvent]:
+        from actors.providers.base import ProviderError
+        from actors.providers.redact import configured_keys, scrub
         from actors.providers.retry import call_with_retries
 
         # Five attempts: one failed turn is enough evidence to mark its model unavailable (spec
         # §4.5 counts every attempt), so the user's next turn already routes around it.
-        return call_with_retries(adapter, request, on_attempt=on_attempt, max_attempts=self.max_attempts,
-                                 base_delay=self.base_delay)
+        try:
+            async with aclosing(call_with_retries(adapter, request, on_attempt=on_attempt,
+                                                  max_attempts=self.max_attempts,
+                                                  base_delay=self.base_delay)) as events:
+                async for event in events:
+                    yield event
+        except ProviderError as exc:
+            # The one seam every provider failure passes before it is logged, stored or shown.
+            exc.message = scrub(exc.message, configured_keys(self.registry(), self.env))
+            exc.args = (exc.message,)
+            raise
 
     async def aclose(self) -> None:
         for _, _, adapter in self._cache.values():

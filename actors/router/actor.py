@@ -6,6 +6,7 @@ the ``route.decided`` record, banners, and the message with its @override token 
 """
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -23,7 +24,7 @@ from actors.runtime.kernel import Actor, RequestTimeout
 from actors.router.chain import RoutingEngine
 from actors.router.context import TurnContext
 from actors.router.loader import PolicyLoader
-from actors.router.policy import rule_rows
+from actors.router.policy import RoutingPolicy, rule_rows
 from actors.router.skills import SkillIndex
 from actors.router.validation import availability_from_snapshot
 from actors.runtime.store import Store
@@ -76,8 +77,8 @@ class RouterActor(Actor):
         self.engine()
         engine = self.loader.engine
         rows = rule_rows(engine.policy) if engine else []
-        if workspace:
-            rows = [r for r in rows if r.get("scope") == "global" or workspace.startswith(str(r.get("workspace", "")))]
+        if workspace and engine is not None:
+            rows = rules_for_workspace(engine.policy, rows, workspace)
         errors = self.loader.last_errors
         return RulesReport(not errors, tuple(rows), tuple(errors), tuple(self.loader.last_warnings),
                            {"routing": str(self.loader.routing_path), "models": str(self.loader.models_path)})
@@ -127,7 +128,8 @@ class RouterActor(Actor):
             banners = (POLICY_INVALID_BANNER,) + banners
         chosen = engine.registry.models.get(decision.chosen_model) if decision.chosen_model else None
         return RouteDecision(route, override.body, banners, decision.error_code, decision.error,
-                             can_delegate=bool(chosen and chosen.can_delegate and not msg.is_worker))
+                             can_delegate=bool(chosen and chosen.can_delegate and chosen.capabilities.supports_tools
+                                               and not msg.is_worker))
 
     async def _unavailable(self) -> dict:
         try:
@@ -152,6 +154,15 @@ class RouterActor(Actor):
         if index is None:
             index = self._skills[workspace] = SkillIndex.build(workspace)
         return index
+
+
+def rules_for_workspace(policy: RoutingPolicy, rows: list[dict], workspace: str) -> list[dict]:
+    """The rules a turn in ``workspace`` is routed by, in evaluation order: the rules of the
+    workspace entry that contains it (the longest path wins), then the global rules."""
+    path = os.path.normpath(os.path.abspath(os.path.expanduser(workspace)))
+    entry = policy.workspace_for(path)
+    own = [r for r in rows if entry is not None and r["scope"] == entry.key and r["workspace_path"] == entry.path]
+    return own + [r for r in rows if r["scope"] == "global"]
 
 
 def _no_config(msg: DecideRoute, errors: tuple[str, ...]) -> RouteDecision:
