@@ -84,6 +84,7 @@ class PlannerActor(Actor):
 
     async def setup(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
+        await self.adapters.preload()
 
     async def on_run(self, env):
         run: RunTurn = env.body

@@ -38,6 +38,13 @@ class AdapterPool:
         self.base_delay = base_delay
         self._cache: dict[str, tuple[ModelSpec, object, Adapter]] = {}
 
+    async def preload(self) -> None:
+        """Load the price table (~0.3 s of imports) in a thread at start, so the first priced
+        call does not load it on the event loop."""
+        from actors.cost.pricing import preload
+
+        await trio.to_thread.run_sync(preload)
+
     def get(self, spec: ModelSpec) -> Adapter:
         provider = self.registry().providers[spec.provider]
         hit = self._cache.get(spec.id)
