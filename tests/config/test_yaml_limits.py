@@ -76,3 +76,12 @@ def test_a_fifo_named_like_a_config_file_is_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(OSError, match="not a regular file"):
         read_capped_text(fifo)
+
+
+def test_daemon_yaml_with_an_alias_bomb_is_a_settings_error(tmp_path):
+    from orchestrator.settings import SettingsError, load_settings
+
+    bomb = "\n".join(LAUGHS.splitlines()[6:16]).replace("      ", "")  # the anchors, at top level
+    (tmp_path / "daemon.yaml").write_text(bomb + "\nlog_level: debug\n")
+    with pytest.raises(SettingsError, match=r"daemon.yaml:\d+: .*aliases expand the document beyond"):
+        load_settings(tmp_path / "daemon.yaml")
