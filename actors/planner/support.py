@@ -5,7 +5,7 @@ import os
 from contextlib import aclosing
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, AsyncGenerator, Callable, Mapping
 
 import attrs
 import structlog
@@ -64,7 +64,7 @@ class AdapterPool:
         self._cache[spec.id] = (spec, provider, adapter)
         return adapter
 
-    async def stream(self, adapter: Adapter, request: LLMRequest, on_attempt) -> AsyncIterator[StreamEvent]:
+    async def stream(self, adapter: Adapter, request: LLMRequest, on_attempt) -> AsyncGenerator[StreamEvent, None]:
         from actors.providers.base import ProviderError
         from actors.providers.redact import configured_keys, scrub
         from actors.providers.retry import call_with_retries

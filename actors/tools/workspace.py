@@ -73,7 +73,8 @@ def parse_settings(text: str, filename: str = SETTINGS_FILE) -> WorkspaceSetting
     except YAMLLimitError as exc:
         return WorkspaceSettings(errors=(f"{filename}:{exc}",))
     except (YAMLError, RecursionError) as exc:
-        return WorkspaceSettings(errors=(f"{filename}: invalid YAML: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",))
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return WorkspaceSettings(errors=(f"{filename}: invalid YAML: {first}",))
     if data is None:
         return WorkspaceSettings()
     if not isinstance(data, dict):

@@ -1,13 +1,8 @@
 """The workspace trust boundary end to end: a scripted model against a real daemon (issue 11 H4,
 L3; issue 10 item 5)."""
-import json
-import os
 import sqlite3
 from contextlib import asynccontextmanager
-from pathlib import Path
 
-import pytest
-import trio
 
 from orchestrator.client import open_client
 from orchestrator.daemon import Daemon

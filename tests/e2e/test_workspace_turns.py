@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from orchestrator.client import open_client
 from orchestrator.daemon import Daemon
@@ -62,7 +61,8 @@ models:
   "loc:planner": {{tier: balanced, can_delegate: true}}
   "loc:worker": {{tier: fast}}
 """
-        routing = "schema_version: 1\nglobal_default: loc:planner\ntiers: {fast: loc:worker, balanced: loc:planner, deep: loc:planner}\n"
+        routing = ("schema_version: 1\nglobal_default: loc:planner\n"
+                   "tiers: {fast: loc:worker, balanced: loc:planner, deep: loc:planner}\n")
         daemon = await start(nursery, short_tmp, models, routing)
         ws = short_tmp / "ws"
         (ws / ".orchestrator").mkdir(parents=True)

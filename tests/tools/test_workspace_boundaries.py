@@ -1,7 +1,6 @@
 """What the model's file tools may not do: write .orchestrator/, write through hard links, block on
 FIFOs or devices, load huge files; and run_command's environment holds no provider keys."""
 import os
-from pathlib import Path
 
 import pytest
 import trio
