@@ -154,7 +154,9 @@ class ToolBox:
         """
         from actors.tools import builtin_tool_definitions
 
-        settings, instructions = await trio.to_thread.run_sync(self._read_workspace, run.workspace)
+        settings, instructions = WorkspaceSettings(), ""
+        if run.workspace:
+            settings, instructions = await trio.to_thread.run_sync(self._read_workspace, run.workspace)
         for error in settings.errors:
             log.warning("workspace settings ignored", workspace=run.workspace, error=error)
         context = None

@@ -84,19 +84,25 @@ def read_capped(target: Path, raw: str, cap: int, *, what: str = "file") -> byte
 def atomic_write(target: Path, data: bytes) -> None:
     """Replace ``target`` with ``data`` via a new file and rename (see the module docstring).
 
-    An existing target keeps its permission bits; a new one gets the umask's default.
+    An existing target keeps its permission bits (and, where allowed, its owner); a new one gets
+    the umask's default.
     """
     try:
-        old_mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
+        old: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
-        old_mode = None
+        old = None
     tmp = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | _O_CLOEXEC, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        if old_mode is not None:
-            os.chmod(tmp, old_mode)
+        if old is not None:
+            os.chmod(tmp, stat.S_IMODE(old.st_mode))
+            if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                try:
+                    os.chown(tmp, old.st_uid, old.st_gid)
+                except PermissionError:
+                    pass  # only root may give a file away; the content is what matters
         os.replace(tmp, target)
     except BaseException:
         try:

@@ -3,6 +3,8 @@ L3; issue 10 item 5)."""
 import sqlite3
 from contextlib import asynccontextmanager
 
+import pytest
+
 
 from orchestrator.client import open_client
 from orchestrator.daemon import Daemon
@@ -20,19 +22,20 @@ models:
   "loc:main":
     tier: balanced
     can_delegate: {can_delegate}
-    capabilities: {{max_context_tokens: 128000, supports_tools: {supports_tools}}}
+    capabilities: {{max_context_tokens: 128000, supports_tools: {supports_tools},
+                   supports_system_prompt: {supports_system}}}
     pricing: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}
 """
 
 
 @asynccontextmanager
 async def open_stack(short_tmp, nursery, *, api_key=None, key_env="null", supports_tools="true",
-                     can_delegate="false", routing=None, workspace=True, wire_mode=False):
+                     supports_system="true", can_delegate="false", routing=None, workspace=True, wire_mode=False):
     async with open_fake_openai(api_key=api_key) as fake:
         home = short_tmp / "home"
         home.mkdir(exist_ok=True)
         (home / "models.yaml").write_text(MODELS.format(url=fake.base_url, key_env=key_env, supports_tools=supports_tools,
-                                                        can_delegate=can_delegate))
+                                                        supports_system=supports_system, can_delegate=can_delegate))
         (home / "routing.yaml").write_text(routing or "schema_version: 1\nglobal_default: loc:main\n")
         ws = short_tmp / "ws"
         ws.mkdir(exist_ok=True)
@@ -160,9 +163,10 @@ async def test_instruction_files_are_capped_and_never_read_through_a_symlink_out
 
 # --- issue 10 item 5a: the capability gate ---------------------------------------------------------
 
-async def test_a_tool_less_model_serves_a_turn_without_workspace_or_client_tools(short_tmp, nursery, wire_mode):
-    async with open_stack(short_tmp, nursery, supports_tools="false", workspace=False,
-                          wire_mode=wire_mode) as (client, sid, fake, ws, _):
+@pytest.mark.parametrize("caps", [{"supports_tools": "false"}, {"supports_system": "false"}],
+                         ids=["no_tools", "no_system_prompt"])
+async def test_a_model_lacking_tools_or_system_prompt_serves_a_turn_without_workspace_or_client_tools(short_tmp, nursery, wire_mode, caps):
+    async with open_stack(short_tmp, nursery, workspace=False, wire_mode=wire_mode, **caps) as (client, sid, fake, ws, _):
         fake.script(Answer(text=("plain answer",)))
         _, events = await run_turn(client, sid, "hello")
         assert isinstance(events[-1], ev.TurnCompleted), events[-1]
