@@ -17,7 +17,7 @@ import stat
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.composer import Composer
+from ruamel.yaml.composer import Composer, MaxDepthExceededError
 from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
@@ -131,7 +131,11 @@ def load_yaml(text: str, *, typ: str = "rt", max_bytes: int = MAX_CONFIG_BYTES) 
     """Parse one document. Raises :class:`YAMLLimitError` over a bound, ruamel's YAMLError on bad syntax."""
     if len(text) > max_bytes:
         raise YAMLLimitError(1, "", f"file is larger than the {_size(max_bytes)} limit for config files")
-    return yaml_loader(typ).load(text)
+    try:
+        return yaml_loader(typ).load(text)
+    except MaxDepthExceededError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else 1
+        raise YAMLLimitError(line, "", f"the document is nested more than {MAX_DEPTH} levels deep") from None
 
 
 def read_capped_text(path: str | os.PathLike[str], max_bytes: int = MAX_CONFIG_BYTES) -> str:

@@ -85,3 +85,8 @@ def test_daemon_yaml_with_an_alias_bomb_is_a_settings_error(tmp_path):
     (tmp_path / "daemon.yaml").write_text(bomb + "\nlog_level: debug\n")
     with pytest.raises(SettingsError, match=r"daemon.yaml:\d+: .*aliases expand the document beyond"):
         load_settings(tmp_path / "daemon.yaml")
+
+
+def test_a_deeply_nested_document_is_refused_with_a_plain_message():
+    with pytest.raises(YAMLLimitError, match="nested more than 200 levels deep"):
+        load_yaml("a: " + "[" * 300 + "]" * 300)
