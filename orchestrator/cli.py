@@ -168,7 +168,7 @@ async def _client_command(args) -> int:
             return EXIT_OK
         if cmd == "rules":
             report = await (client.reload_rules() if args.rules_command == "reload"
-                            else client.rules(getattr(args, "workspace", None)))
+                            else client.rules(getattr(args, "workspace", None) and os.path.abspath(args.workspace)))
             if getattr(args, "json", False):
                 _print_json(converter.unstructure(report))
             else:

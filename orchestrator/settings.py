@@ -7,8 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import attrs
-from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+
+from actors.config.yamlload import YAMLLimitError, load_yaml, read_capped_text
+# Per-workspace settings live with the tools that obey them; the old name stays importable here.
+from actors.tools.workspace import workspace_settings  # noqa: F401
 
 
 class SettingsError(ValueError):
@@ -30,7 +33,9 @@ _FIELDS = {f.name: f.type for f in attrs.fields(DaemonSettings)}
 
 def _load_yaml(path: Path):
     try:
-        return YAML(typ="rt").load(path.read_text())
+        return load_yaml(read_capped_text(path))   # size and alias bounds, as for every config file
+    except YAMLLimitError as exc:
+        raise SettingsError(f"{path.name}:{exc}") from None
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 0
@@ -59,17 +64,3 @@ def load_settings(path: Path) -> DaemonSettings:
     return DaemonSettings(**values)
 
 
-def workspace_settings(workspace: str | None) -> dict:
-    """``<workspace>/.orchestrator/workspace.yaml``: e.g. ``tools: {run_command: true}``.
-
-    Read at each turn so a grant takes effect without a restart; a broken file grants nothing.
-    """
-    if not workspace:
-        return {}
-    path = Path(workspace) / ".orchestrator" / "workspace.yaml"
-    try:
-        data = YAML(typ="safe").load(path.read_text()) or {}
-    except (OSError, YAMLError):
-        return {}
-    tools = data.get("tools") if isinstance(data, dict) else None
-    return {"run_command": bool(isinstance(tools, dict) and tools.get("run_command") is True)}
