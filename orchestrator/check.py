@@ -15,6 +15,7 @@ from attrs import frozen
 
 from actors.config.files import RegistryCheck, check_registry_text, key_warnings, load_policy_text, read_text
 from actors.config.registry import ModelRegistry
+from actors.config.yamlload import read_capped_text
 from actors.router.policy_file import implicit_policy
 
 from .settings import parse_settings_text
@@ -40,7 +41,7 @@ def kind_of(path: Path) -> str | None:
     if stem in KINDS:
         return stem
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped_text(path)       # a regular file only: a FIFO would block us
     except (OSError, UnicodeDecodeError):
         return None
     heads = {line.split(":", 1)[0].strip() for line in text.splitlines() if line[:1].isalpha() and ":" in line}
@@ -57,7 +58,7 @@ def kind_of(path: Path) -> str | None:
 def key_names(keys_file: Path) -> set[str]:
     """Variable names set in a ``KEY=value`` file (values are never read into the report)."""
     try:
-        text = keys_file.read_text(encoding="utf-8")
+        text = read_capped_text(keys_file)
     except (OSError, UnicodeDecodeError):
         return set()
     names = set()

@@ -227,7 +227,7 @@ async def _client_command(args) -> int:
         if cmd == "rules":
             if args.rules_command == "reload":
                 return await _reload(client)
-            report = await client.rules(getattr(args, "workspace", None))
+            report = await client.rules(getattr(args, "workspace", None) and os.path.abspath(args.workspace))
             if getattr(args, "json", False):
                 _print_json(converter.unstructure(report))
             else:

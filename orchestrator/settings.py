@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import attrs
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
+from actors.config.yamlload import read_capped_text
 from actors.router.yamlpos import Problems, describe, key_line, parse_yaml, plain
+# Per-workspace settings live with the tools that obey them; the old name stays importable here.
+from actors.tools.workspace import workspace_settings  # noqa: F401
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -98,7 +99,7 @@ def parse_settings_text(text: str, filename: str = "daemon.yaml") -> tuple[Daemo
 def load_settings(path: Path) -> DaemonSettings:
     """``daemon.yaml`` or the defaults when it does not exist; SettingsError lists every problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped_text(path)     # size bounds, as for every config file
     except FileNotFoundError:
         return DaemonSettings()
     except (OSError, UnicodeDecodeError) as exc:
@@ -109,17 +110,3 @@ def load_settings(path: Path) -> DaemonSettings:
     return settings
 
 
-def workspace_settings(workspace: str | None) -> dict:
-    """``<workspace>/.orchestrator/workspace.yaml``: e.g. ``tools: {run_command: true}``.
-
-    Read at each turn so a grant takes effect without a restart; a broken file grants nothing.
-    """
-    if not workspace:
-        return {}
-    path = Path(workspace) / ".orchestrator" / "workspace.yaml"
-    try:
-        data = YAML(typ="safe").load(path.read_text()) or {}
-    except (OSError, YAMLError):
-        return {}
-    tools = data.get("tools") if isinstance(data, dict) else None
-    return {"run_command": bool(isinstance(tools, dict) and tools.get("run_command") is True)}

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import attrs
 from attrs import frozen
 
+from actors.config.yamlload import read_capped_text
 from actors.config.registry import DEFAULT_KEY_ENV, PROVIDER_KINDS, TIERS, ModelRegistry, ModelSpec, Pricing, ProviderSpec
 from actors.router.policy import RoutingPolicy
 from actors.router.policy_file import implicit_policy, parse_policy
@@ -360,10 +361,13 @@ class CheckResult:
 
 
 def read_text(path: str) -> str | None:
-    """The file's text, or None when it does not exist (other OS errors propagate)."""
+    """The file's text, or None when it does not exist (other OS errors propagate).
+
+    At most one character over the config size cap is read: the parser then reports the file as
+    too large instead of the daemon reading a huge file into memory.
+    """
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
+        return read_capped_text(path)
     except FileNotFoundError:
         return None
 

@@ -22,7 +22,7 @@ from protocol.messages import Ack, CallOutcome, Failure, GetAvailability, Record
 from actors.runtime.kernel import Actor
 from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk
 from actors.config.registry import ModelRegistry, ModelSpec
-from actors.planner.support import AdapterPool, ToolBox, add_usage, price_call
+from actors.planner.support import AdapterPool, ToolBox, TurnTools, add_usage, price_call
 
 CLIENT_TOOL_TIMEOUT_S = 300.0
 MAX_TOOL_ROUNDS = 50
@@ -43,6 +43,7 @@ class ActiveTurn:
     delegated_usage: list[Usage] = attrs.field(factory=list)
     terminate_with: tuple[str, dict] | None = None   # a tool ended the session early (worker's _request_context)
     state: "_LoopState | None" = None
+    tools: TurnTools | None = None    # fixed at turn start: grants, tool context, instruction files
 
     def history(self) -> list[Message]:
         return list(self.state.messages) if self.state is not None else list(self.run.messages)
@@ -83,6 +84,7 @@ class PlannerActor(Actor):
 
     async def setup(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
+        await self.adapters.preload()
 
     async def on_run(self, env):
         run: RunTurn = env.body
@@ -188,15 +190,16 @@ class PlannerActor(Actor):
     async def _loop(self, turn: ActiveTurn, spec: ModelSpec, state: "_LoopState") -> None:
         run = turn.run
         adapter = self.adapters.get(spec)
-        tool_defs = self.tools.definitions(run, spec)
-        system = run.system or DEFAULT_SYSTEM_PROMPT
+        turn.tools = await self.tools.prepare(run, spec, self.registry())
+        tool_defs = turn.tools.definitions
+        system = turn.tools.system_prompt(run.system or DEFAULT_SYSTEM_PROMPT)
         caps = spec.capabilities
         for _ in range(MAX_TOOL_ROUNDS):
             request = LLMRequest(
                 model=spec.name, messages=tuple(state.messages), system=system if caps.supports_system_prompt else None,
                 tools=tool_defs if caps.supports_tools else (), max_tokens=run.max_tokens or spec.max_output_tokens,
                 output_schema=run.output_schema, supports_thinking=caps.supports_thinking,
-                supports_images=caps.supports_images,
+                supports_images=caps.supports_images, workspace=run.workspace,
             )
             assistant = await self._one_call(turn, spec, adapter, request, state)
             state.append(assistant)

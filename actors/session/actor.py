@@ -223,8 +223,15 @@ class SessionActor(Actor):
     async def _turn_body(self, state: SessionState, turn: RunningTurn, msg: StartTurn) -> None:
         self._apply_pending_swap(state)
         user_blocks = (TextBlock(msg.text), *msg.images)
+        # Tools are offered when the turn has a workspace (the built-in tools) or client tools. The
+        # delegate tool depends on the model chosen, so the router offers it only to a model that
+        # supports tools (RouteDecision.can_delegate); it needs no gate here. The system prompt
+        # that matters is the workspace's instruction files; without a workspace there is only
+        # the planner's generic default, which a model without system-prompt support goes without.
+        offers_tools = bool(state.workspace) or bool(msg.tools)
         decide = DecideRoute(
-            state.id, turn.turn_id, msg.text, has_images=bool(msg.images), has_tool_definitions=True,
+            state.id, turn.turn_id, msg.text, has_images=bool(msg.images), has_tool_definitions=offers_tools,
+            has_system_prompt=bool(state.workspace),
             has_tool_calls_in_history=any(m.tool_uses() for m in state.messages if m.role is Role.ASSISTANT),
             estimated_input_tokens=estimate_input_tokens(None, msg.tools, [*state.messages, Message(Role.USER, user_blocks)]),
             workspace=state.workspace, sticky_model=state.active_model,
