@@ -130,8 +130,9 @@ class _Chat:
             else:
                 self.prompt()
 
-    async def on_sigint(self) -> None:
+    async def on_sigint(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGINT) as signals:
+            task_status.started()           # from here on Ctrl-C never ends the program
             async for _ in signals:
                 if not await self.cancel():
                     # Idle: the terminal dropped the typed line (ISIG flushes it); show a fresh prompt.
@@ -146,8 +147,8 @@ async def _chat(session: str | None, workspace: str | None) -> int:
         chat = _Chat(client, info.session_id)
         send, lines = trio.open_memory_channel[str | None](64)
         async with trio.open_nursery() as nursery:
+            await nursery.start(chat.on_sigint)
             nursery.start_soon(_read_lines, send)
-            nursery.start_soon(chat.on_sigint)
             chat.prompt()
             async for line in lines:
                 if line is None or line.strip() in ("/quit", "/exit"):

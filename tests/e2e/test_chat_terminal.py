@@ -44,48 +44,68 @@ def test_cancel_typed_during_a_turn_cancels_it(env):
         stop_daemon(proc)
 
 
-def _read_until(fd, needle: bytes, timeout=30.0) -> bytes:
-    seen = b""
+def spawn_chat_on_a_terminal(env):
+    """The chat on a real terminal (a pty that is its controlling tty, so Ctrl-C raises SIGINT).
+
+    ``setsid --ctty`` instead of ``pty.fork()``: forking this multi-threaded test process and
+    running Python in the child before exec is not safe."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(["setsid", "--ctty", PY, "-m", "orchestrator", "chat"], env=env, stdin=slave,
+                            stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    return proc, master
+
+
+def wait_exit(proc, fd, timeout=30.0) -> int:
+    """Wait for the chat to exit while draining its terminal (a full pty would block it)."""
     deadline = time.monotonic() + timeout
-    while needle not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"never saw {needle!r} in {seen!r}"
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, "the chat did not leave"
+        if select.select([fd], [], [], 0.1)[0]:
             try:
-                chunk = os.read(fd, 4096)
+                os.read(fd, 4096)
             except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-    return seen
+                pass
+    return proc.returncode
+
+
+class Screen:
+    """What the chat wrote to its terminal; ``expect`` consumes output up to and including a text,
+    so a text that arrived in the same read as an earlier one is not lost."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.pending = b""
+
+    def expect(self, needle: bytes, timeout: float = 30.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while needle not in self.pending:
+            left = deadline - time.monotonic()
+            assert left > 0, f"never saw {needle!r} in {self.pending!r}"
+            if select.select([self.fd], [], [], left)[0]:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:
+                    chunk = b""
+                assert chunk, f"the terminal closed before {needle!r}; output: {self.pending!r}"
+                self.pending += chunk
+        before, _, self.pending = self.pending.partition(needle)
+        return before + needle
 
 
 def test_ctrl_c_at_an_idle_prompt_clears_the_line_and_ctrl_d_leaves(env):
     proc = start_daemon(env)
     try:
-        pid, fd = pty.fork()
-        if pid == 0:  # child: the chat on a real terminal
-            os.execve(PY, [PY, "-m", "orchestrator", "chat"], env)
-        _read_until(fd, b"you> ")
+        chat, fd = spawn_chat_on_a_terminal(env)
+        screen = Screen(fd)
+        screen.expect(b"you> ")
         os.write(fd, b"half a line")
-        time.sleep(0.2)
+        screen.expect(b"half a line")              # echoed: it is in the terminal's line buffer
         os.write(fd, b"\x03")                     # Ctrl-C: the terminal sends SIGINT
-        _read_until(fd, b"Ctrl-D or /quit to leave")
-        assert os.waitpid(pid, os.WNOHANG) == (0, 0), "Ctrl-C at the prompt ended the chat"
-        os.write(fd, b"\x04")                     # Ctrl-D at an empty line: leave
-        deadline = time.monotonic() + 30
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            assert time.monotonic() < deadline, "Ctrl-D did not leave"
-            try:
-                select.select([fd], [], [], 0.1) and os.read(fd, 4096)
-            except OSError:
-                pass
-        assert os.waitstatus_to_exitcode(status) == 0
+        screen.expect(b"Ctrl-D or /quit to leave")
+        assert chat.poll() is None, "Ctrl-C at the prompt ended the chat"
+        os.write(fd, b"\x04")                     # Ctrl-D on an empty line leaves: the half line is gone
+        assert wait_exit(chat, fd) == 0
         os.close(fd)
     finally:
         stop_daemon(proc)
@@ -111,26 +131,17 @@ def test_ctrl_c_during_a_turn_cancels_the_turn_not_the_chat(env):
     slow_demo(env, "0.2")
     proc = start_daemon(env)
     try:
-        pid, fd = pty.fork()
-        if pid == 0:
-            os.execve(PY, [PY, "-m", "orchestrator", "chat"], env)
-        _read_until(fd, b"you> ")
+        chat, fd = spawn_chat_on_a_terminal(env)
+        screen = Screen(fd)
+        screen.expect(b"you> ")
         os.write(fd, b"tell me a long story\n")
-        _read_until(fd, b"\xe2\x86\x92 demo:")      # "→ demo:…": the turn started
+        screen.expect(b"\xe2\x86\x92 demo:")      # "→ demo:…": the turn started
         os.write(fd, b"\x03")
-        _read_until(fd, b"[turn cancelled: cancelled_by_user]")
-        _read_until(fd, b"you> ")
-        assert os.waitpid(pid, os.WNOHANG) == (0, 0)
+        screen.expect(b"[turn cancelled: cancelled_by_user]")
+        screen.expect(b"you> ")
+        assert chat.poll() is None
         os.write(fd, b"/quit\n")
-        deadline = time.monotonic() + 30
-        while not (done := os.waitpid(pid, os.WNOHANG))[0]:
-            assert time.monotonic() < deadline, "/quit did not leave"
-            if select.select([fd], [], [], 0.1)[0]:
-                try:
-                    os.read(fd, 4096)
-                except OSError:
-                    pass
-        assert os.waitstatus_to_exitcode(done[1]) == 0
+        assert wait_exit(chat, fd) == 0
         os.close(fd)
     finally:
         stop_daemon(proc)
