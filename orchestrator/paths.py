@@ -83,5 +83,7 @@ def prepare_endpoint(endpoint: str) -> None:
     """Create the ipc socket's folder 0700 so no other user can connect."""
     if endpoint.startswith("ipc://"):
         folder = Path(endpoint[len("ipc://"):]).parent
+        # The fallback folder is <state>/run: a state folder created here is private too.
+        folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o700)

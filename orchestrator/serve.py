@@ -24,8 +24,8 @@ def run_serve(args) -> int:
         return 1
     configure_logging(args.log_level or settings.log_level)
     if not paths.models_file.exists():
-        print(f"orchestrator: no model registry at {paths.models_file}; create it (see README) "
-              "or run `orchestrator demo` for an offline tour", file=sys.stderr)
+        print(f"orchestrator: no model registry at {paths.models_file}; `orchestrator init` writes a starter "
+              "home (or run `orchestrator demo` for an offline tour)", file=sys.stderr)
         return 1
     try:
         check_endpoint(paths.endpoint)

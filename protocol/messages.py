@@ -261,6 +261,8 @@ class RulesReport:
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     source: dict = attrs.field(factory=dict)
+    not_configured: dict = attrs.field(factory=dict)   # model id → why it cannot be used
+    changes: tuple[str, ...] | None = None             # rules reload: what it changed (None: not a reload)
 
 
 @message("availability.reset")

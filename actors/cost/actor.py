@@ -39,20 +39,22 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
     for r in rows:
         key = (r.model, r.role)
         entry = by_model.setdefault(key, {"model": r.model, "role": r.role, "calls": 0, "cost": Decimal(0),
-                                          **{f: 0 for f in TOKEN_FIELDS}})
+                                          **{f: 0 for f in TOKEN_FIELDS}, "unknown_cost_calls": 0})
         entry["calls"] += 1
         for f in TOKEN_FIELDS:
             entry[f] += getattr(r, f)
         if r.cost_usd is None:
             unknown += 1
+            entry["unknown_cost_calls"] += 1
         else:
             entry["cost"] += r.cost_usd
             by_role[r.role if r.role in by_role else "planner"] += r.cost_usd
             total += r.cost_usd
         if r.role == "worker":
             w = workers.setdefault(r.session_id, {"worker_session_id": r.session_id, "model": r.model,
-                                                  "cost": Decimal(0), "turns": set(), "calls": 0})
+                                                  "cost": Decimal(0), "turns": set(), "calls": 0, "unknown": 0})
             w["cost"] += r.cost_usd or 0
+            w["unknown"] += r.cost_usd is None
             w["calls"] += 1
             if r.turn_id:
                 w["turns"].add(r.turn_id)
@@ -63,7 +65,9 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
     models = []
     for e in sorted(by_model.values(), key=lambda e: (-e["cost"], e["model"], e["role"])):
         cost = e.pop("cost")
-        models.append({**e, "cost_usd": fmt_usd(cost)})
+        # Unknown is not free: a model none of whose calls has a price has no cost (null), not 0.
+        known = e["calls"] > e["unknown_cost_calls"]
+        models.append({**e, "cost_usd": fmt_usd(cost) if known else None})
     tree = {
         "session_id": root_session,
         "total_usd": fmt_usd(total),
@@ -71,8 +75,10 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
         "workers": {
             "cost_usd": fmt_usd(by_role["worker"]),
             "delegations": len(workers),
-            "items": [{"worker_session_id": w["worker_session_id"], "model": w["model"], "cost_usd": fmt_usd(w["cost"]),
-                       "turns": len(w["turns"]), "calls": w["calls"]} for w in workers.values()],
+            "items": [{"worker_session_id": w["worker_session_id"], "model": w["model"],
+                       "cost_usd": fmt_usd(w["cost"]) if w["calls"] > w["unknown"] else None,
+                       "turns": len(w["turns"]), "calls": w["calls"], "unknown_cost_calls": w["unknown"]}
+                      for w in workers.values()],
         },
     }
     return CostReport(fmt_usd(total), tuple(models), {k: fmt_usd(v) for k, v in by_role.items()}, tree, unknown)

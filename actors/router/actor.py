@@ -21,8 +21,11 @@ from protocol.messages import (
     RouteDecision, RulesReport, ShowRules,
 )
 
+import attrs
+
 from actors.availability.state import iso_utc
 from actors.runtime.kernel import Actor, RequestTimeout
+from actors.router import texts
 from actors.router.chain import RoutingEngine
 from actors.router.context import TurnContext
 from actors.router.loader import PolicyLoader
@@ -31,7 +34,13 @@ from actors.router.skills import SkillCache
 from actors.router.validation import availability_from_snapshot
 from actors.runtime.store import Store
 
-POLICY_INVALID_BANNER = "routing.yaml is invalid; using the last-known-good rules. Run /rules check."
+def policy_invalid_banner(errors: tuple[str, ...]) -> str:
+    """Names the broken file (models.yaml or routing.yaml), its first error and the CLI command."""
+    first = errors[0] if errors else "invalid"
+    broken = first.split(":", 1)[0] or "the configuration"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return (f"{broken} is invalid; using the last-known-good configuration. First error: {first}{more}. "
+            "Run `orchestrator check` to see every error.")
 
 
 class RouterActor(Actor):
@@ -48,6 +57,9 @@ class RouterActor(Actor):
         self.pattern = pattern
         self.skills = SkillCache()
 
+    async def setup(self, nursery) -> None:
+        self.engine()   # load now, so an invalid config is logged at start, not at the first turn
+
     def handlers(self):
         return {DecideRoute: self.on_decide, ShowRules: self.on_show_rules, ReloadRules: self.on_reload,
                 RouteChoice: self.on_route_choice}
@@ -57,6 +69,8 @@ class RouterActor(Actor):
     def engine(self) -> tuple[RoutingEngine | None, tuple[str, ...]]:
         """The last-known-good engine, and the errors of a broken edit seen for the first time."""
         state = self.loader.current()
+        if state.errors:
+            self.log.warning("config invalid; keeping the last-known-good version", errors=list(state.errors))
         if state.errors and self.store is not None:
             self.store.record_event(None, None, ev.PolicyInvalid.TYPE,
                                     event_to_json_obj(ev.PolicyInvalid(state.errors, str(self.loader.routing_path))))
@@ -68,8 +82,18 @@ class RouterActor(Actor):
         return spec.id if spec else None
 
     async def reload(self) -> RulesReport:
+        """Re-read both files; the report says what this reload changed."""
+        old = self.loader.engine
         self.loader.reload(force=True)
-        return self._report()
+        report = self._report()
+        new = self.loader.engine
+        if report.errors or new is None:
+            return report
+        changes = texts.config_changes(
+            rule_rows(old.policy) if old else [], report.rules, list(old.registry.models) if old else [],
+            list(new.registry.models), old.policy.global_default if old else None, new.policy.global_default,
+            old.not_configured() if old else {}, report.not_configured)
+        return attrs.evolve(report, changes=tuple(changes))
 
     def _report(self, workspace: str | None = None) -> RulesReport:
         self.engine()
@@ -79,7 +103,8 @@ class RouterActor(Actor):
             rows = rules_for_workspace(engine.policy, rows, workspace)
         errors = self.loader.last_errors
         return RulesReport(not errors, tuple(rows), tuple(errors), tuple(self.loader.last_warnings),
-                           {"routing": str(self.loader.routing_path), "models": str(self.loader.models_path)})
+                           {"routing": str(self.loader.routing_path), "models": str(self.loader.models_path)},
+                           engine.not_configured() if engine else {})
 
     async def on_show_rules(self, env):
         return self._report(env.body.workspace)
@@ -124,7 +149,7 @@ class RouterActor(Actor):
         route = decision.to_event(msg.session_id, msg.turn_id)
         banners = tuple(decision.banners)
         if self.loader.last_errors:
-            banners = (POLICY_INVALID_BANNER,) + banners
+            banners = (policy_invalid_banner(self.loader.last_errors),) + banners
         chosen = engine.registry.models.get(decision.chosen_model) if decision.chosen_model else None
         return RouteDecision(route, override.body, banners, decision.error_code, decision.error,
                              can_delegate=bool(chosen and chosen.can_delegate and chosen.capabilities.supports_tools
@@ -166,6 +191,7 @@ def rules_for_workspace(policy: RoutingPolicy, rows: list[dict], workspace: str)
 
 
 def _no_config(msg: DecideRoute, errors: tuple[str, ...]) -> RouteDecision:
-    text = "No model available for this turn.\nThe model registry or routing policy failed to load:\n" + "\n".join(errors)
+    text = ("No model available for this turn.\nThe model registry or routing policy failed to load:\n"
+            + "\n".join(errors) + "\nFix it, then run `orchestrator check`.")
     route = ev.RouteDecided(msg.session_id, msg.turn_id, iso_utc(time.time()), (), -1, None, 0.0, error=text)
     return RouteDecision(route, msg.text, (), "invalid_config", text)

@@ -7,6 +7,7 @@ after a crash the database holds every committed message, turn and ledger row.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from decimal import Decimal
@@ -108,11 +109,22 @@ class CostRow:
     at: float
 
 
+def _make_private(db: Path) -> None:
+    """All conversation history lives here: the folder 0700, the database 0600 before SQLite opens
+    it (SQLite gives the -wal and -shm files the database's mode), older files tightened too."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(db.parent, 0o700)
+    os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path.exists() and path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+
+
 class Store:
     def __init__(self, path: str | Path):
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _make_private(Path(self.path))
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
