@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import trio
@@ -9,7 +10,7 @@ import trio
 from actors.runtime.supervisor import SupervisorGaveUp
 
 from .client import DaemonUnreachable, open_client
-from .daemon import Daemon, SignalLatch
+from .daemon import STOP_SIGNALS, Daemon, SignalLatch
 from .logs import configure_logging
 from .paths import EndpointRefused, check_endpoint, resolve_paths
 from .settings import SettingsError, load_settings
@@ -48,6 +49,11 @@ def run_serve(args) -> int:
             raise
         print(f"orchestrator: {gave_up}; exiting so the service manager can restart the daemon", file=sys.stderr)
         return 1
+    finally:
+        # The daemon has stopped; the interpreter's finalization would put back the default
+        # handlers (which kill), but leaves an ignored signal ignored.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
     return 0
 
 
