@@ -298,7 +298,10 @@ class SessionActor(Actor):
             terminal = ev.TurnFailed(state.id, turn.turn_id, "internal_error", ACTOR_FAILED_MESSAGE, turn.model)
         else:
             terminal = ev.TurnCancelled(state.id, turn.turn_id, reason)
-        await self._finish(state, turn, terminal)
+        try:
+            await self._finish(state, turn, terminal)
+        except Exception as exc:  # e.g. the client's node is gone: nothing else to tell it
+            self.log.warning("terminal event not delivered", turn_id=turn.turn_id, error=repr(exc))
 
     async def _turn_body(self, state: SessionState, turn: RunningTurn, msg: StartTurn) -> None:
         self._apply_pending_swap(state)
