@@ -42,6 +42,7 @@ ABANDON_S = 2.0
 MAX_CACHED_SESSIONS = 256
 ACTOR_FAILED_MESSAGE = ("the session actor failed during this turn; the turn was stopped. "
                         "Your session and its history are kept: send your message again.")
+Terminal = ev.TurnCompleted | ev.TurnFailed | ev.TurnCancelled
 PERSISTED_EVENT_TYPES = frozenset(
     t.TYPE for t in ev.EVENT_TYPES if t not in (ev.TextDelta, ev.ThinkingDelta)
 )
@@ -294,6 +295,7 @@ class SessionActor(Actor):
                 await self.system.tell(self.planner, StopTurn(turn.turn_id, reason))
             except Exception as exc:
                 self.log.warning("could not stop the planner's turn", turn_id=turn.turn_id, error=repr(exc))
+        terminal: Terminal
         if reason == "internal_error":
             terminal = ev.TurnFailed(state.id, turn.turn_id, "internal_error", ACTOR_FAILED_MESSAGE, turn.model)
         else:
@@ -351,6 +353,7 @@ class SessionActor(Actor):
         self.store.append_messages(state.id, turn.turn_id, new)
         state.messages.extend(new)
         state.file_extensions |= extract_file_extensions(new)
+        terminal: Terminal
         if outcome.status == TurnStatus.COMPLETED:
             terminal = ev.TurnCompleted(state.id, turn.turn_id, model, outcome.usage)
         elif outcome.status == TurnStatus.CANCELLED:
@@ -360,7 +363,7 @@ class SessionActor(Actor):
                                      model, outcome.partial_text, outcome.usage)
         await self._finish(state, turn, terminal)
 
-    async def _finish(self, state: SessionState, turn: RunningTurn, terminal) -> None:
+    async def _finish(self, state: SessionState, turn: RunningTurn, terminal: Terminal) -> None:
         """Exactly one terminal event per turn; a database failure here still lets it go out."""
         if turn.finished:
             return
