@@ -203,3 +203,22 @@ async def _run(client, sid, text):
         async for e in turn:
             events.append(e)
     return turn, events
+
+
+async def test_thousands_of_spoofed_requests_cannot_wedge_two_actors_against_each_other(start_daemon):
+    """Issue 11 H3: 3,000 such frames filled both mailboxes with bouncing errors and deadlocked the
+    daemon. Now each gets one error reply, which the spoofed 'requester' drops."""
+    daemon = await start_daemon()
+    control = daemon.actors["control"]
+    spoofed = daemon.system.address("control")
+    async with open_zmq_socket(zmq.Context.instance(), zmq.DEALER, connect=daemon.paths.endpoint) as sock:
+        for _ in range(3000):
+            await sock.send([encode(Envelope(Ack(), "session", spoofed, new_id()))])
+        async with open_client(daemon.paths.endpoint) as client:
+            with trio.fail_after(30):
+                while control.dropped < 3000:
+                    await trio.sleep(0.01)
+                status = await client.status()
+            assert status.actors["session"]["dropped"] == 0 and status.actors["control"]["dropped"] == 3000
+            _, events = await _run(client, (await client.open_session()).session_id, "still serving")
+            assert isinstance(events[-1], ev.TurnCompleted)
