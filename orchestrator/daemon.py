@@ -69,6 +69,9 @@ class SignalLatch:
         latch = cls()
         for sig in STOP_SIGNALS:
             signal.signal(sig, latch)
+        # A reload request while starting (the files are being read anyway) or after stopping
+        # must not kill the process, which is SIGHUP's default.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         return latch
 
 

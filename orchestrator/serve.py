@@ -52,7 +52,7 @@ def run_serve(args) -> int:
     finally:
         # The daemon has stopped; the interpreter's finalization would put back the default
         # handlers (which kill), but leaves an ignored signal ignored.
-        for sig in STOP_SIGNALS:
+        for sig in (*STOP_SIGNALS, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
     return 0
 

@@ -30,6 +30,7 @@ from actors.planner.support import AdapterPool, ToolBox, add_usage, price_call
 CLIENT_TOOL_TIMEOUT_S = 300.0
 # Bounds the shielded send of a turn's outcome (also when this actor is going down).
 OUTCOME_SEND_S = 5.0
+ABANDON_SEND_S = 2.0   # the same while this actor goes down: shutdown must not wait long for it
 MAX_TOOL_ROUNDS = 50
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -161,17 +162,17 @@ class PlannerActor(Actor):
             outcome = TurnOutcome(run.session_id, run.turn_id, TurnStatus.FAILED, tuple(state.new), state.usage,
                                   error="internal_error",
                                   message=f"the {self.name} actor stopped during this turn; the turn was not finished")
-            await self._send_outcome(turn, outcome)
+            await self._send_outcome(turn, outcome, within=ABANDON_SEND_S)
             raise
         finally:
             self.turns.pop(run.turn_id, None)
         await self._send_outcome(turn, outcome)
 
-    async def _send_outcome(self, turn: ActiveTurn, outcome: TurnOutcome) -> None:
+    async def _send_outcome(self, turn: ActiveTurn, outcome: TurnOutcome, *, within: float = OUTCOME_SEND_S) -> None:
         run = turn.run
         for extra in turn.delegated_usage:  # the parent's turn cost includes its workers (spec §6.7)
             outcome = attrs.evolve(outcome, usage=add_usage(outcome.usage, extra))
-        with trio.CancelScope(shield=True), trio.move_on_after(OUTCOME_SEND_S):
+        with trio.CancelScope(shield=True), trio.move_on_after(within):
             try:
                 await self.system.tell(run.reply_to or self.session, outcome, sender=self.system.address(self.name))
             except Exception as exc:

@@ -54,8 +54,8 @@ def test_a_burst_of_signals_during_shutdown_takes_the_same_clean_path(env):
     proc, log_path = _serve(env)
     socket_file = Path(env["ORCHESTRATOR_ENDPOINT"].removeprefix("ipc://"))
     try:
-        for i in range(12):
-            proc.send_signal(signal.SIGTERM if i % 2 else signal.SIGINT)
+        for sig in [signal.SIGTERM, signal.SIGHUP, signal.SIGINT] * 4:  # a reload request among them too
+            proc.send_signal(sig)
             time.sleep(0.002)
         code = proc.wait(30)
     finally:
