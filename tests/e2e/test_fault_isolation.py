@@ -83,7 +83,7 @@ INJECTIONS = [("session", ListSessions, ListSessions()), ("router", ShowRules, S
 @pytest.mark.parametrize("actor,cls,body", INJECTIONS, ids=[i[0] for i in INJECTIONS])
 async def test_a_handler_fault_in_any_actor_fails_only_that_request_and_a_streaming_turn_completes_in_full(
         start_daemon, actor, cls, body):
-    daemon = await start_daemon()
+    daemon = await start_daemon(delay=0.01)
     daemon.actors[actor].table[cls] = _boom
     async with open_client(daemon.paths.endpoint) as client:
         sid = (await client.open_session()).session_id
