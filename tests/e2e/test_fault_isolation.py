@@ -222,3 +222,23 @@ async def test_thousands_of_spoofed_requests_cannot_wedge_two_actors_against_eac
             assert status.actors["session"]["dropped"] == 0 and status.actors["control"]["dropped"] == 3000
             _, events = await _run(client, (await client.open_session()).session_id, "still serving")
             assert isinstance(events[-1], ev.TurnCompleted)
+
+
+async def test_poisonous_well_formed_messages_repeated_never_exhaust_the_restart_budget(start_daemon):
+    """Issue 11 H1: a usage record with cost_usd 'abc' or a 2**63 token count crashed the cost actor;
+    six of them made the supervisor give up and the daemon exit. Now each is one answered fault."""
+    from protocol.canonical import Usage
+    from protocol.messages import RecordUsage
+
+    daemon = await start_daemon()
+    poison = [RecordUsage("s_x", "t_x", "demo:steady", "planner", Usage(cost_usd="abc")),
+              RecordUsage("s_x", "t_x", "demo:steady", "planner", Usage(input_tokens=2**63))]
+    for i in range(12):
+        with pytest.raises(RemoteError):
+            await daemon.system.request("cost", poison[i % 2])
+    async with open_client(daemon.paths.endpoint) as client:
+        assert isinstance(await client.request("cost", GetCost()), CostReport)
+        status = await client.status()
+        assert status.actors["cost"]["restarts"] == 0 and status.actors["cost"]["faults"] == 12
+        _, events = await _run(client, (await client.open_session()).session_id, "costs still add up")
+        assert isinstance(events[-1], ev.TurnCompleted)
