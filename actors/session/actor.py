@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from itertools import islice
 
 import attrs
 import trio
@@ -154,7 +155,8 @@ class SessionActor(Actor):
         excess = len(self.sessions) - self.max_cached
         if excess <= 0:
             return
-        for sid in [sid for sid, s in self.sessions.items() if s.turn is None and sid != keep][:excess]:
+        idle = (sid for sid, s in self.sessions.items() if s.turn is None and sid != keep)
+        for sid in list(islice(idle, excess)):
             state = self.sessions.pop(sid)
             if state.pending_model is not None or state.pending_clear:
                 try:
