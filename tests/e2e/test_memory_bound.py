@@ -9,7 +9,7 @@ from orchestrator.settings import DaemonSettings
 from protocol import events as ev
 from protocol.messages import GetHistory
 
-SESSIONS = 1000
+SESSIONS = 2000
 CONCURRENCY = 16
 CACHED = 64
 
