@@ -209,3 +209,15 @@ async def test_transient_child_is_restarted_only_after_a_crash(autojump_clock):
         await trio.sleep(5)
         n.cancel_scope.cancel()
     assert len(runs) == 2 and sup.state["t"].status == "stopped"
+
+
+async def test_a_request_in_flight_when_its_actor_dies_gets_an_error_reply_not_a_timeout(autojump_clock):
+    system = ActorSystem()
+    dies = Dies(system)   # its bomb goes off at t=0.1 while Ping(b"slow") is being handled
+    sup = Supervisor([ChildSpec("dies", dies.run, Restart.PERMANENT)], max_restarts=5, window_s=10)
+    async with trio.open_nursery() as n:
+        await n.start(sup.run)
+        with pytest.raises(RemoteError) as info:  # not RequestTimeout: the answer came at once
+            await system.request("dies", Ping(b"slow"), timeout=60)
+        assert info.value.code == "internal_error" and "stopped while handling Ping" in info.value.message
+        n.cancel_scope.cancel()

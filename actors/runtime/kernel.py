@@ -189,6 +189,8 @@ class ActorSystem:
 _YIELD_EVERY = 32
 # A recipient idle for longer than this is woken at once by a sender's schedule point.
 IDLE_S = 0.0005
+# Bounds the error reply to a request whose handler was cancelled because its actor went down.
+STOPPING_REPLY_S = 1.0
 
 
 class _Drain:
@@ -296,6 +298,12 @@ class Actor:
             result = await handler(env)
         except Exception as exc:
             result = self._fault(exc, f"handling {type(env.body).__name__}")
+        except BaseException:
+            # The actor is going down mid-request: the requester hears so now, not at its timeout.
+            with trio.CancelScope(shield=True), trio.move_on_after(STOPPING_REPLY_S):
+                await self._reply(env, Failure("internal_error", f"{self.name} stopped while handling "
+                                                                  f"{type(env.body).__name__}"))
+            raise
         if result is not None:
             await self._reply(env, result)
 
