@@ -221,3 +221,23 @@ async def test_a_request_in_flight_when_its_actor_dies_gets_an_error_reply_not_a
             await system.request("dies", Ping(b"slow"), timeout=60)
         assert info.value.code == "internal_error" and "stopped while handling Ping" in info.value.message
         n.cancel_scope.cancel()
+
+
+async def test_a_crash_that_races_with_stopping_is_logged_and_the_stop_stays_clean():
+    async def child(task_status=trio.TASK_STATUS_IGNORED):
+        async def crashes_when_cancelled():
+            try:
+                await trio.sleep_forever()
+            finally:
+                raise RuntimeError("crash during stop")
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(crashes_when_cancelled)
+            task_status.started()
+            await trio.sleep_forever()
+
+    sup = Supervisor([ChildSpec("c", child, Restart.PERMANENT)])
+    async with trio.open_nursery() as n:
+        await n.start(sup.run)
+        n.cancel_scope.cancel()
+    assert sup.state["c"].status == "crashed" and "crash during stop" in (sup.state["c"].last_error or "")
