@@ -511,3 +511,12 @@ class ResolveModel:
 class ModelResolved:
     name: str
     model: str | None            # None: no such model or alias
+
+
+@message("turn.alive")
+@frozen
+class TurnAlive:
+    """Session → planner, while it waits long for a turn's outcome: is the turn still running?
+    Answered with ``Ack(ok=...)``; a turn the planner lost is then ended instead of waited for."""
+
+    turn_id: str

@@ -19,7 +19,7 @@ from protocol import events as ev
 from protocol.canonical import Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 from protocol.messages import (
     Ack, CallOutcome, Failure, GetAvailability, RecordUsage, RunTurn, StopTurn, SubmitToolResult, TurnOutcome,
-    TurnProgress, TurnStatus,
+    TurnAlive, TurnProgress, TurnStatus,
 )
 
 from actors.runtime.kernel import Actor
@@ -79,7 +79,10 @@ class PlannerActor(Actor):
 
     def handlers(self):
         return {RunTurn: self.on_run, StopTurn: self.on_stop, SubmitToolResult: self.on_tool_result,
-                TurnProgress: self.on_worker_message, TurnOutcome: self.on_worker_message}
+                TurnProgress: self.on_worker_message, TurnOutcome: self.on_worker_message, TurnAlive: self.on_alive}
+
+    async def on_alive(self, env) -> Ack:
+        return Ack(ok=env.body.turn_id in self.turns)
 
     async def on_worker_message(self, env):
         """Progress and outcomes of the worker turns this planner's delegations started."""

@@ -28,7 +28,7 @@ from protocol.messages import (
     Ack, CancelTurn, ClearModel, DecideRoute, EventNotice, Failure, GetHistory, GetSessionStats, History,
     ListSessions, ModelResolved, ModelState, OpenSession, ResolveModel, RouteDecision, RunTurn, SessionInfo,
     SessionListing, SessionStats, SetModel, ShowModel, StartTurn, StopTurn, SubmitToolResult, TurnAccepted,
-    TurnOutcome, TurnProgress, TurnStatus,
+    TurnAlive, TurnOutcome, TurnProgress, TurnStatus,
 )
 
 from actors.runtime.kernel import Actor, RequestTimeout
@@ -41,6 +41,10 @@ STOP_GRACE_S = 5.0
 ABANDON_S = 2.0
 # Idle sessions kept in memory; older ones are evicted and reload from the store on demand.
 MAX_CACHED_SESSIONS = 256
+# While a turn runs, the planner is asked this often whether it still has it.
+TURN_LIVENESS_S = 30.0
+PLANNER_LOST_MESSAGE = ("the planner no longer runs this turn and its result never arrived; the turn was ended. "
+                        "Send your message again.")
 ACTOR_FAILED_MESSAGE = ("the session actor failed during this turn; the turn was stopped. "
                         "Your session and its history are kept: send your message again.")
 Terminal = ev.TurnCompleted | ev.TurnFailed | ev.TurnCancelled
@@ -102,6 +106,7 @@ class SessionActor(Actor):
         # Least recently used first; sessions with a running turn are never evicted.
         self.sessions: OrderedDict[str, SessionState] = OrderedDict()
         self.max_cached = max_cached
+        self.liveness_s = TURN_LIVENESS_S
         self.accepting = True
         self.turns_idle = trio.Event()
         self.turns_idle.set()
@@ -347,7 +352,7 @@ class SessionActor(Actor):
         except (RemoteError, RequestTimeout) as exc:
             await self._finish(state, turn, ev.TurnFailed(state.id, turn.turn_id, "planner_error", str(exc), model))
             return
-        await turn.done.wait()
+        await self._await_outcome(state, turn)
         outcome = turn.outcome
         assert outcome is not None
         new = [m for m in outcome.messages]
@@ -364,6 +369,28 @@ class SessionActor(Actor):
             terminal = ev.TurnFailed(state.id, turn.turn_id, outcome.error or "turn_failed", outcome.message or "",
                                      model, outcome.partial_text, outcome.usage)
         await self._finish(state, turn, terminal)
+
+    async def _await_outcome(self, state: SessionState, turn: RunningTurn) -> None:
+        """Wait for the planner's outcome; now and then ask whether it still runs the turn, so an
+        outcome lost on the way (a planner gone down, a peer that vanished) cannot hold the
+        session's turn lock for ever."""
+        while True:
+            with trio.move_on_after(self.liveness_s):
+                await turn.done.wait()
+                return
+            try:
+                alive = await self.request(self.planner, TurnAlive(turn.turn_id), timeout=self.liveness_s)
+            except (RemoteError, RequestTimeout):
+                continue  # busy or restarting: ask again next round
+            if alive.ok:
+                continue
+            with trio.move_on_after(self.liveness_s):  # its outcome may still be on the way
+                await turn.done.wait()
+                return
+            self.log.error("planner lost the turn", session_id=state.id, turn_id=turn.turn_id)
+            turn.outcome = TurnOutcome(state.id, turn.turn_id, TurnStatus.FAILED, error="internal_error",
+                                       message=PLANNER_LOST_MESSAGE, partial_text=None)
+            return
 
     async def _finish(self, state: SessionState, turn: RunningTurn, terminal: Terminal) -> None:
         """Exactly one terminal event per turn; a database failure here still lets it go out."""

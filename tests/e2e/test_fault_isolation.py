@@ -242,3 +242,30 @@ async def test_poisonous_well_formed_messages_repeated_never_exhaust_the_restart
         assert status.actors["cost"]["restarts"] == 0 and status.actors["cost"]["faults"] == 12
         _, events = await _run(client, (await client.open_session()).session_id, "costs still add up")
         assert isinstance(events[-1], ev.TurnCompleted)
+
+
+class ForgetfulPlanner(PlannerActor):
+    """Loses the outcome of its first turn on the way (as a vanished peer or a full mailbox would)."""
+
+    lost = 0
+
+    async def _send_outcome(self, turn, outcome, **kw):
+        if self.name == "planner" and not ForgetfulPlanner.lost:
+            ForgetfulPlanner.lost += 1
+            turn.done.set()
+            return
+        await super()._send_outcome(turn, outcome, **kw)
+
+
+async def test_a_turn_whose_outcome_is_lost_ends_with_internal_error_instead_of_holding_the_session(start_daemon):
+    ForgetfulPlanner.lost = 0
+    daemon = await start_daemon(delay=0.001, planner_class=ForgetfulPlanner)
+    daemon.session.liveness_s = 0.2
+    async with open_client(daemon.paths.endpoint) as client:
+        sid = (await client.open_session()).session_id
+        turn, _ = await _run(client, sid, "this answer gets lost")
+        assert isinstance(turn.terminal, ev.TurnFailed) and turn.terminal.error == "internal_error"
+        assert "no longer runs this turn" in turn.terminal.message
+        assert _terminal_count(daemon, turn.turn_id) == 1
+        _, after = await _run(client, sid, "and this one arrives")
+        assert isinstance(after[-1], ev.TurnCompleted)
