@@ -19,8 +19,6 @@ from protocol.codec import Envelope, new_id
 from protocol.errors import RemoteError
 from protocol.messages import ActorStatus, Failure, GetActorStatus
 
-from actors.runtime.store import StorageError
-
 log = structlog.get_logger("kernel")
 
 MAILBOX_SIZE = 512
@@ -236,8 +234,8 @@ class _Drain:
 class Actor:
     """A thin message loop: ``handlers`` maps a message class to ``async def (env) -> reply | None``.
 
-    A handler that raises answers *that* request with a ``Failure`` (``storage_error`` for a
-    database failure, else ``internal_error``), is logged in one line and counted as a fault; the
+    A handler that raises answers *that* request with a ``Failure`` (the exception's own
+    ``failure_code`` if it has one, e.g. ``storage_error``, else ``internal_error``), is logged in one line and counted as a fault; the
     loop goes on. A handler's bug must not cancel work it does not own (other sessions' turns live
     in this actor's nursery), nor spend the supervisor's restart budget. Only an exception outside
     the handlers (a background task started with ``nursery.start_soon`` that raises) ends the
@@ -309,10 +307,11 @@ class Actor:
 
     def _fault(self, exc: Exception, doing: str) -> Failure:
         self.faults += 1
-        if isinstance(exc, StorageError):
+        code = getattr(exc, "failure_code", None)
+        if isinstance(code, str):  # an error that names its own code (the store's StorageError)
             self.last_fault = f"{doing}: {exc}"
-            self.log.error("storage error", doing=doing, error=str(exc))
-            return Failure("storage_error", str(exc))
+            self.log.error("handler failed; the actor carries on", doing=doing, code=code, error=str(exc))
+            return Failure(code, str(exc))
         self.last_fault = f"{doing}: {exc!r}"
         self.log.error("handler failed; the actor carries on", doing=doing, error=repr(exc))
         return Failure("internal_error", f"{self.name} failed {doing}: {exc!r}")

@@ -85,6 +85,8 @@ CREATE INDEX IF NOT EXISTS costs_by_time ON costs(at);
 class StorageError(Exception):
     """The database failed (disk full, I/O error, locked for too long): one clear line for the user."""
 
+    failure_code = "storage_error"   # what an actor answers when a handler meets this error
+
 
 class _GuardedConnection(sqlite3.Connection):
     """Turns every sqlite3 error into a ``StorageError`` at the one seam where statements run, so
