@@ -58,3 +58,19 @@ async def test_thousands_of_one_turn_sessions_stay_bounded_in_memory_and_an_evic
         status = await client.status()
         assert status.sessions_open <= CACHED
     daemon.request_stop("test over")
+
+
+async def test_a_model_swap_queued_during_a_turn_survives_the_session_leaving_memory(client, daemon):
+    daemon.session.max_cached = 1
+    sid = (await client.open_session()).session_id
+    async with client.turn(sid, "first turn") as turn:
+        async for e in turn:
+            if isinstance(e, ev.TurnStarted):
+                await client.set_model(sid, "sage")
+    await client.open_session()
+    await client.open_session()
+    assert sid not in daemon.session.sessions
+    async with client.turn(sid, "second turn") as turn:
+        events = [e async for e in turn]
+    route = events[0]
+    assert route.chosen_model == "demo:sage" and route.chain[route.winner_index].policy == "manual_sticky"
