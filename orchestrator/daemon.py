@@ -139,29 +139,29 @@ class Daemon:
         sup = self.supervisor
         actors = {name: {"status": st.status, "restarts": st.restarts, "last_error": st.last_error}
                   for name, st in (sup.state.items() if sup else [])}
-        answers: dict[str, object] = {}
+        answers: dict[tuple[str, type], object] = {}
 
-        async def ask(key: str, actor: str, body: object) -> None:
+        async def ask(actor: str, body: object) -> None:
             try:
-                answers[key] = await self.system.request(actor, body, timeout=STATUS_ASK_S)
+                answers[actor, type(body)] = await self.system.request(actor, body, timeout=STATUS_ASK_S)
             except Exception as exc:  # an actor that cannot answer shows as such, status still answers
-                answers[key] = exc
+                answers[actor, type(body)] = exc
 
         async with trio.open_nursery() as nursery:
             for name in actors:
-                nursery.start_soon(ask, name, name, GetActorStatus())
-            nursery.start_soon(ask, " session", "session", GetSessionStats())
-            nursery.start_soon(ask, " availability", "availability", GetUnavailableScopes())
+                nursery.start_soon(ask, name, GetActorStatus())
+            nursery.start_soon(ask, "session", GetSessionStats())
+            nursery.start_soon(ask, "availability", GetUnavailableScopes())
         for name, entry in actors.items():
-            answer = answers.get(name)
+            answer = answers.get((name, GetActorStatus))
             if isinstance(answer, ActorStatus):
                 entry.update(faults=answer.faults, dropped=answer.dropped, last_fault=answer.last_fault)
             else:
                 entry["unresponsive"] = str(answer)
-        stats = answers.get(" session")
+        stats = answers.get(("session", GetSessionStats))
         if not isinstance(stats, SessionStats):
             stats = SessionStats(False, 0, 0)
-        unavailable = answers.get(" availability")
+        unavailable = answers.get(("availability", GetUnavailableScopes))
         scopes = tuple({"scope": u.scope, "kind": u.kind, "reason": u.reason, "since": u.since,
                         **({"detail": u.detail} if u.detail is not None else {})}
                        for u in (unavailable.scopes if isinstance(unavailable, UnavailableScopes) else ()))
