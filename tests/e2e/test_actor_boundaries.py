@@ -50,3 +50,16 @@ async def test_status_aggregates_what_each_actor_reports_about_itself(daemon, cl
     for entry in status.actors.values():
         assert entry["faults"] == 0 and entry["dropped"] == 0 and "unresponsive" not in entry
     assert status.accepting_turns and status.turns_running == 0
+
+
+async def test_status_still_answers_when_an_actor_does_not(daemon, client):
+    from protocol.messages import GetActorStatus
+
+    async def wedged(env):
+        await trio.sleep_forever()
+
+    daemon.actors["availability"].table[GetActorStatus] = wedged
+    status = await client.status()
+    assert "unresponsive" in status.actors["availability"]
+    assert "unresponsive" not in status.actors["session"] and status.accepting_turns
+    await client.ping()  # control kept answering while it waited
