@@ -29,14 +29,14 @@ from actors.runtime.node import Node
 from actors.planner.actor import PlannerActor
 from actors.config.registry import ModelRegistry
 from actors.router.actor import RouterActor
-from actors.session.actor import SessionActor
+from actors.session.actor import STOP_GRACE_S, SessionActor
 from actors.runtime.store import Store
 from actors.runtime.supervisor import ChildSpec, Restart, Supervisor
 from actors.planner.support import AdapterPool, ToolBox
 from protocol import events as ev
 from protocol.codec import converter
 from protocol.messages import (
-    ActorStatus, Failure, GetActorStatus, GetSessionStats, GetStatus, GetTrace, GetUnavailableScopes, Ping, Pong,
+    ActorStatus, DrainTurns, Failure, GetActorStatus, GetSessionStats, GetStatus, GetTrace, GetUnavailableScopes, Ping, Pong,
     ReloadRules, SessionStats, StatusReport, TraceReply, UnavailableScopes,
 )
 
@@ -231,14 +231,11 @@ class Daemon:
 
     async def _drain(self) -> None:
         """Let running turns finish within the grace period; then cancel them with a reason."""
-        session = self.session
-        assert session is not None
-        session.accepting = False
-        with trio.move_on_after(_grace(self.settings.shutdown_grace_s)):
-            await session.turns_idle.wait()
-        if session.running_turns():
-            log.info("grace period over; cancelling running turns", turns=session.running_turns())
-            await session.cancel_all("daemon_shutdown")
+        grace = _grace(self.settings.shutdown_grace_s)
+        try:
+            await self.system.request("session", DrainTurns(grace), timeout=grace + STOP_GRACE_S + 5)
+        except Exception as exc:  # the turns still end, with the session actor's own cleanup
+            log.warning("running turns did not drain", error=str(exc))
 
     async def _signals(self, signals) -> None:
         async for signum in signals:

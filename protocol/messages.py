@@ -520,3 +520,13 @@ class TurnAlive:
     Answered with ``Ack(ok=...)``; a turn the planner lost is then ended instead of waited for."""
 
     turn_id: str
+
+
+@message("turns.drain")
+@frozen
+class DrainTurns:
+    """Daemon → session at shutdown: accept no new turn, give running ones ``grace_s`` to finish,
+    then cancel the rest with ``reason``; answered with an ``Ack`` once they have unwound."""
+
+    grace_s: float
+    reason: str = "daemon_shutdown"

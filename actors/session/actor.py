@@ -25,7 +25,7 @@ from protocol.canonical import Message, Role, TextBlock, Usage
 from protocol.codec import converter, event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.messages import (
-    Ack, CancelTurn, ClearModel, DecideRoute, EventNotice, Failure, GetHistory, GetSessionStats, History,
+    Ack, CancelTurn, ClearModel, DecideRoute, DrainTurns, EventNotice, Failure, GetHistory, GetSessionStats, History,
     ListSessions, ModelResolved, ModelState, OpenSession, ResolveModel, RouteDecision, RunTurn, SessionInfo,
     SessionListing, SessionStats, SetModel, ShowModel, StartTurn, StopTurn, SubmitToolResult, TurnAccepted,
     TurnAlive, TurnOutcome, TurnProgress, TurnStatus,
@@ -118,6 +118,7 @@ class SessionActor(Actor):
             TurnProgress: self.on_progress, TurnOutcome: self.on_outcome, SetModel: self.on_set_model,
             ClearModel: self.on_clear_model, ShowModel: self.on_show_model, GetHistory: self.on_history,
             ListSessions: self.on_list, SubmitToolResult: self.on_tool_result, GetSessionStats: self.on_stats,
+            DrainTurns: self.on_drain,
         }
 
     async def setup(self, nursery: trio.Nursery) -> None:
@@ -465,6 +466,21 @@ class SessionActor(Actor):
             if not turn.done.is_set():
                 turn.outcome = TurnOutcome("", turn.turn_id, TurnStatus.CANCELLED, error=reason)
                 turn.done.set()
+
+    async def on_drain(self, env):
+        self.accepting = False  # at once: no turn starts after this message
+        self.spawn(self._drain, env)
+        return None
+
+    async def _drain(self, env) -> None:
+        msg: DrainTurns = env.body
+        with trio.move_on_after(msg.grace_s if msg.grace_s >= 0 else 0.0):  # NaN → no grace
+            await self.turns_idle.wait()
+        left = len(self._running)
+        if left:
+            self.log.info("grace period over; cancelling running turns", turns=left)
+            await self.cancel_all(msg.reason)
+        await self._reply(env, Ack(detail=f"{left} turn(s) cancelled"))
 
     async def cancel_all(self, reason: str) -> None:
         """Daemon shutdown: cancel every running turn and wait (bounded) until each has unwound."""

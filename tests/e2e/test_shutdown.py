@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 import trio
 
+from actors.runtime.store import Store
+from orchestrator.client import open_client
 from orchestrator.daemon import Daemon
 from orchestrator.settings import DaemonSettings
+from protocol import events as ev
+from protocol.errors import RemoteError
+from protocol.messages import StartTurn
 
 PY = sys.executable
 
@@ -73,3 +78,31 @@ async def test_an_unusable_grace_period_cannot_crash_the_shutdown(paths, grace):
         await n.start(daemon.run)
         daemon.request_stop("test")
     assert not Path(str(paths.endpoint).removeprefix("ipc://")).exists()
+
+
+@pytest.mark.parametrize("grace, ends_with", [(0.0, ev.TurnCancelled), (30.0, ev.TurnCompleted)],
+                         ids=["no-grace", "grace"])
+async def test_stopping_drains_running_turns_by_message_each_ending_once(paths, wire_mode, grace, ends_with):
+    daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=grace), wire_mode=wire_mode, demo_chunk_delay=0.01)
+    async with trio.open_nursery() as n:
+        await n.start(daemon.run)
+        async with open_client(daemon.paths.endpoint) as client:
+            sid, other = [(await client.open_session()).session_id for _ in range(2)]
+            async with client.turn(sid, "a long answer") as turn:
+                async for e in turn:
+                    if isinstance(e, ev.TextDelta) and not daemon.stop_reason:
+                        daemon.request_stop("test")
+                        if grace:  # the daemon still serves while the turn finishes: no new turns
+                            while (await client.status()).accepting_turns:
+                                await trio.sleep(0.01)
+                            with pytest.raises(RemoteError) as refused:
+                                await client.request("session", StartTurn(other, "too late"))
+                            assert refused.value.code == "shutting_down"
+    assert isinstance(turn.terminal, ends_with)
+    if ends_with is ev.TurnCancelled:
+        assert turn.terminal.reason == "daemon_shutdown"
+    store = Store(paths.database)  # the daemon has stopped: what did it persist?
+    terminals = [e for e in store.events(turn_id=turn.turn_id)
+                 if e["type"] in ("turn.completed", "turn.failed", "turn.cancelled")]
+    store.close()
+    assert len(terminals) == 1
