@@ -483,7 +483,7 @@ class SessionActor(Actor):
         await self._reply(env, Ack(detail=f"{left} turn(s) cancelled"))
 
     async def cancel_all(self, reason: str) -> None:
-        """Daemon shutdown: cancel every running turn and wait (bounded) until each has unwound."""
+        """Cancel every running turn and wait (bounded) until each has unwound."""
         self.accepting = False
         running = list(self._running)
         async with trio.open_nursery() as nursery:
@@ -491,9 +491,6 @@ class SessionActor(Actor):
                 nursery.start_soon(self._stop, turn, reason)
         with trio.move_on_after(STOP_GRACE_S):
             await self.turns_idle.wait()
-
-    def running_turns(self) -> int:
-        return len(self._running)
 
 
 def _answer_text(messages: list[Message]) -> str:
