@@ -17,8 +17,8 @@ from protocol import events as ev
 from protocol.codec import event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.messages import (
-    Ack, AvailabilityView, CostAmount, DecideRoute, GetAvailability, GetCostToday, ReloadRules, RouteChoice,
-    RouteDecision, RulesReport, ShowRules,
+    Ack, AvailabilityChanged, AvailabilityView, CostAmount, DecideRoute, GetAvailability, GetCostToday, ModelResolved,
+    ReloadRules, ResolveModel, RouteChoice, RouteDecision, RulesReport, ShowRules,
 )
 
 import attrs
@@ -62,7 +62,8 @@ class RouterActor(Actor):
 
     def handlers(self):
         return {DecideRoute: self.on_decide, ShowRules: self.on_show_rules, ReloadRules: self.on_reload,
-                RouteChoice: self.on_route_choice}
+                RouteChoice: self.on_route_choice, AvailabilityChanged: self.on_availability_change,
+                ResolveModel: self.on_resolve_model}
 
     # --- config ----------------------------------------------------------------------------------
 
@@ -115,8 +116,11 @@ class RouterActor(Actor):
     async def on_route_choice(self, env):
         return Ack(ok=False, detail="no pattern-store suggestion is pending for this session")
 
-    async def on_availability_change(self, transitions) -> None:
-        for t in transitions:
+    async def on_resolve_model(self, env) -> ModelResolved:
+        return ModelResolved(env.body.name, self.resolve_model_name(env.body.name))
+
+    async def on_availability_change(self, env) -> None:
+        for t in env.body.transitions:
             cls = ev.ProviderUnavailable if t.kind == "unavailable" else ev.ProviderRecovered
             event = cls(t.scope, t.reason) if cls is ev.ProviderRecovered else cls(t.scope, t.reason, iso_utc(t.at))
             if self.store is not None:
