@@ -228,6 +228,11 @@ class Daemon:
                     with contextlib.suppress(OSError):
                         os.unlink(endpoint[len("ipc://"):])
                 log.info("daemon stopped", reason=self.stop_reason)
+                if self.signal_latch is not None:
+                    # `serve` only: trio closes its signal wakeup socket before it restores the
+                    # previous wakeup fd, and a signal in that window prints a traceback. Held
+                    # signals stay pending and are discarded when serve sets them to ignored.
+                    signal.pthread_sigmask(signal.SIG_BLOCK, (*STOP_SIGNALS, signal.SIGHUP))
 
     async def _drain(self) -> None:
         """Let running turns finish within the grace period; then cancel them with a reason."""
