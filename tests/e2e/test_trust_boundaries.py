@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
 from decimal import Decimal
 
@@ -240,6 +241,7 @@ def _as_other_user(endpoint: str, requests: list[tuple[str, bytes]], uid: int = 
     pid = os.fork()
     if pid == 0:  # child: no trio, a fresh context, plain blocking calls, then _exit
         try:
+            signal.alarm(30)  # never leave the parent waiting on the pipe
             os.close(read_fd)
             os.setgid(uid)
             os.setuid(uid)
