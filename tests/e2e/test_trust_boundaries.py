@@ -423,3 +423,17 @@ async def test_a_client_that_stops_reading_gets_stream_overflow_then_the_termina
     assert "read too slowly" in overflow[0].message
     assert after == []
     assert daemon.node.router.parked == 0
+
+
+def test_the_cli_prints_stream_overflow_as_one_clear_line(capsys):
+    import io
+
+    from orchestrator.cli import _print_event
+    from protocol.codec import event_to_json_obj
+
+    notice = ev.StreamOverflow("s_1", "t_1", 1234, "this client read too slowly: 1234 events of turn t_1 were not "
+                                                   "delivered; the full answer is in the session's history")
+    _print_event(notice, io.StringIO())
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"orchestrator: {notice.message} [stream.overflow]"]
+    assert event_to_json_obj(notice)["type"] == "stream.overflow" and event_to_json_obj(notice)["missed_events"] == 1234
