@@ -11,12 +11,28 @@ A new client command must be added to ``CLIENT_MESSAGES``; until then the node r
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import attrs
 
 from .messages import (
-    CancelTurn, ClearModel, GetCost, GetHistory, GetStatus, GetTrace, ListSessions, OpenSession, Ping,
-    ReloadRules, ResetAvailability, RouteChoice, SetModel, ShowModel, ShowRules, StartTurn, SubmitToolResult,
+    CancelTurn,
+    ClearModel,
+    GetCost,
+    GetHistory,
+    GetStatus,
+    GetTrace,
+    ListSessions,
+    OpenSession,
+    Ping,
+    ReloadRules,
+    ResetAvailability,
+    RouteChoice,
+    SetModel,
+    ShowModel,
+    ShowRules,
+    StartTurn,
+    SubmitToolResult,
 )
 
 # class → the actor names it may be sent to (None: any actor; those that do not serve it answer
@@ -124,7 +140,7 @@ def _check(value: object, path: str, field: str, depth: int) -> None:
             _check(item, f"{path}.{key}", "", depth + 1)
         return
     if attrs.has(type(value)):
-        for a in attrs.fields(type(value)):
+        for a in attrs.fields(cast("type[attrs.AttrsInstance]", type(value))):
             _check(getattr(value, a.name), f"{path}.{a.name}", a.name, depth + (1 if field else 0))
         return
     raise OutOfBounds(f"{path}: unexpected {type(value).__name__}")

@@ -117,6 +117,7 @@ async def _exchange(endpoint: str, payloads: list[bytes]) -> StatusReport:
             while True:
                 env = decode((await sock.receive())[-1])
                 if env.correlation_id == status_req.msg_id:
+                    assert isinstance(env.body, StatusReport), env.body
                     return env.body
 
 

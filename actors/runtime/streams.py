@@ -71,11 +71,11 @@ class ClientStreams:
         key = (rid, turn_id) if isinstance(turn_id, str) else None
         if isinstance(event, ev.TERMINAL_EVENT_TYPES):
             missed = self._lossy.pop(key, 0) if key is not None else 0
-            if not missed:
+            if not missed or not isinstance(turn_id, str):
                 return [env]
             self.overflows += 1
-            notice = ev.StreamOverflow(body.session_id, event.turn_id, missed,
-                                       f"this client read too slowly: {missed} events of turn {event.turn_id} "
+            notice = ev.StreamOverflow(body.session_id, turn_id, missed,
+                                       f"this client read too slowly: {missed} events of turn {turn_id} "
                                        "were not delivered; the full answer is in the session's history")
             return [Envelope(EventNotice(body.session_id, notice), env.recipient, env.sender, new_id()), env]
         lossy = key is not None and key in self._lossy

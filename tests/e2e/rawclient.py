@@ -3,7 +3,8 @@ the way an adversary would, without the politeness of ``orchestrator.client``.""
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import trio
 import zmq

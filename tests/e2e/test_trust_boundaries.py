@@ -23,9 +23,27 @@ from protocol import events as ev
 from protocol.canonical import Message, Role, TextBlock, ToolDefinition, Usage
 from protocol.codec import Envelope, decode, encode
 from protocol.messages import (
-    Ack, CancelTurn, CostAmount, EventNotice, Failure, GetCostToday, GetHistory, GetStatus, GetTrace,
-    ListSessions, OpenSession, Ping, Pong, RecordUsage, SessionInfo, SessionListing, SetModel, StartTurn,
-    SubmitToolResult, TurnAccepted, TurnOutcome,
+    Ack,
+    CancelTurn,
+    CostAmount,
+    EventNotice,
+    Failure,
+    GetCostToday,
+    GetHistory,
+    GetStatus,
+    GetTrace,
+    ListSessions,
+    OpenSession,
+    Ping,
+    Pong,
+    RecordUsage,
+    SessionInfo,
+    SessionListing,
+    SetModel,
+    StartTurn,
+    SubmitToolResult,
+    TurnAccepted,
+    TurnOutcome,
 )
 from tests.fakes import Answer, ToolCall, open_fake_openai
 
@@ -250,7 +268,7 @@ def _as_other_user(endpoint: str, requests: list[tuple[str, bytes]], uid: int = 
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RCVTIMEO, REPLY_S * 1000)
             sock.connect(endpoint)
-            out = []
+            out: list[str | None] = []
             for _, payload in requests:
                 sock.send(payload)
                 try:
@@ -404,7 +422,8 @@ async def test_a_client_that_stops_reading_gets_stream_overflow_then_the_termina
         with trio.fail_after(60):  # the whole answer streams while this client reads nothing
             while daemon.session.running_turns() or not daemon.node.streams.dropped:
                 await trio.sleep(0.05)
-        deltas, overflow, terminal, after = 0, [], None, []
+        deltas, overflow, terminal = 0, [], None
+        after: list[Envelope] = []
         with trio.fail_after(60):
             while terminal is None:
                 env = await mallory.next()
