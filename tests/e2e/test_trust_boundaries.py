@@ -170,6 +170,16 @@ async def test_a_client_may_address_only_the_actor_that_serves_its_command(daemo
     assert all(isinstance(r, Failure) and r.code == "forbidden_message" for r in (direct, elsewhere, as_reply))
 
 
+async def test_a_spoofed_actor_sender_gets_the_error_itself_and_starts_no_ping_pong(daemon):
+    """H3 at the edge: the error for a command an actor does not serve used to go to the actor named
+    in ``sender`` — which answered it with an error of its own, forever, at 100 % CPU."""
+    async with open_raw_client(daemon.paths.endpoint) as mallory:
+        reply = await mallory.ask(Ping(b"x"), "session", sender=daemon.system.address("cost"), timeout=REPLY_S)
+        status = await mallory.ask(GetStatus(), "control")
+    assert isinstance(reply, Failure) and reply.code == "unsupported_message"
+    assert {name: a["restarts"] for name, a in status.actors.items() if a["restarts"]} == {}
+
+
 # --- H1: bounds on client commands ----------------------------------------------------------------------
 
 async def test_client_commands_out_of_bounds_are_refused_before_any_actor_sees_them(daemon, client):
