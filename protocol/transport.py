@@ -182,6 +182,7 @@ class ZmqSocket:
         self._park = park
         self._parked: dict[bytes, deque[Frames]] = {}
         self._retry_due = False
+        self._retry_progressed = False
         self._retry_wanted = trio.Event()
         self._fd = sock.FD
         self._linger_ms = max(0, round(linger * 1000))
@@ -381,7 +382,8 @@ class ZmqSocket:
         may_read = self._deliver_undelivered()
         if self._retry_due:
             self._retry_due = False
-            self._retry_parked()
+            if self._retry_parked():
+                self._retry_progressed = True
         events = self._events() if self._fd_fired else self._events_seen
         # With a park policy every send is tried: a full pipe parks that peer's messages instead of
         # holding up the others (ZeroMQ clears POLLOUT only when *every* pipe is full).
@@ -506,12 +508,11 @@ class ZmqSocket:
                 await self._retry_wanted.wait()
                 delay = _RETRY_FIRST_S
             await trio.sleep(delay)
-            before = sum(len(q) for q in self._parked.values())
+            # Back off while the peers stay stuck; back to quick retries as soon as one reads.
+            delay = _RETRY_FIRST_S if self._retry_progressed else min(delay * 2, _RETRY_MAX_S)
+            self._retry_progressed = False
             self._retry_due = True
             self._wake_owner()
-            await trio.lowlevel.checkpoint()
-            after = sum(len(q) for q in self._parked.values())
-            delay = _RETRY_FIRST_S if after < before else min(delay * 2, _RETRY_MAX_S)
 
     @property
     def parked(self) -> int:
