@@ -121,14 +121,14 @@ async def _exchange(endpoint: str, payloads: list[bytes]) -> StatusReport:
                     return env.body
 
 
-@pytest.fixture
-def serve(short_tmp):
+@pytest.fixture(params=[[], ["--wire-mode"]], ids=["local", "wire"])
+def serve(short_tmp, request):
     home = short_tmp / "home"
     write_demo_home(home)
     env = {**os.environ, "ORCHESTRATOR_HOME": str(home), "ORCHESTRATOR_STATE": str(short_tmp / "state"),
            "ORCHESTRATOR_ENDPOINT": f"ipc://{short_tmp}/d.sock"}
     log = open(short_tmp / "daemon.log", "w")
-    proc = subprocess.Popen([PY, "-m", "orchestrator", "serve"], env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen([PY, "-m", "orchestrator", "serve", *request.param], env=env, stdout=log, stderr=log)
     endpoint = env["ORCHESTRATOR_ENDPOINT"]
     deadline = time.monotonic() + 30
     while not os.path.exists(endpoint[len("ipc://"):]):
@@ -143,7 +143,7 @@ def serve(short_tmp):
 def test_random_well_formed_messages_never_restart_an_actor_or_leave_the_daemon_busy(serve):
     proc, endpoint = serve
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(st.lists(messages, min_size=1, max_size=12))
     def batch(payloads):
         status = trio.run(_exchange, endpoint, [p for p in payloads if p is not None])
