@@ -19,6 +19,9 @@ from protocol.messages import EventNotice
 
 # Messages other than deltas that may wait for one client that is not reading.
 PARK_LIMIT = 1000
+# Past this many waiting messages even terminal events are dropped: a client that starts turns
+# and never reads a reply must not make the daemon hold its terminal events without end.
+PARK_HARD_LIMIT = 10 * PARK_LIMIT
 # Turns with lost deltas remembered at once (a client that vanished mid-turn leaves one entry).
 LOSSY_LIMIT = 4096
 
@@ -61,6 +64,9 @@ class ClientStreams:
     def admit(self, rid: bytes, env: Envelope, *, congested: bool = False, waiting: int = 0) -> list[Envelope]:
         """What to send of ``env`` (in order) for client ``rid``."""
         body = env.body
+        if congested and waiting >= PARK_HARD_LIMIT:
+            self.dropped += 1
+            return []
         if not isinstance(body, EventNotice):
             if congested and waiting >= PARK_LIMIT:
                 self.dropped += 1
