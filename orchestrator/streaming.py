@@ -70,6 +70,8 @@ def _print_event(event, out) -> None:
         print(f"\norchestrator: turn failed: {event.message} [{event.error}]", file=sys.stderr)
     elif isinstance(event, ev.TurnCancelled):
         print(f"\n[turn cancelled: {event.reason}]", file=sys.stderr)
+    elif isinstance(event, ev.StreamOverflow):
+        print(f"\norchestrator: {event.message} [stream.overflow]", file=sys.stderr)
 
 
 class _cancel_on_sigint:

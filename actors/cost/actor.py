@@ -4,11 +4,13 @@ Roll-up logic is pure (``build_report``); the actor only moves rows between the 
 """
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Callable, Iterable
 
+from protocol.bounds import MAX_ID_CHARS, MAX_INT, OutOfBounds, check_bounds
 from protocol.messages import CostAmount, CostReport, GetCost, GetCostToday, RecordUsage
 
 from actors.runtime.kernel import Actor
@@ -16,6 +18,56 @@ from actors.cost.pricing import decimal_str
 from actors.runtime.store import CostRow, Store
 
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+# One call costing more than this is not a price, it is a bug or an attack.
+MAX_CALL_USD = Decimal(1_000_000)
+
+
+def sane_record(m: RecordUsage, now: float) -> tuple[CostRow, dict, list[str]]:
+    """The ledger row for ``m`` with every field in range, and what had to be fixed.
+
+    A usage record comes from our own planner, but its numbers come from a provider: a NaN or
+    text cost, a 2**64 token count or a pathological price map must never reach SQLite or the
+    daily total (one NaN row would silently disable ``cost_today_exceeds_usd`` for the day).
+    """
+    problems: list[str] = []
+    u = m.usage
+
+    def count(name: str) -> int:
+        value = getattr(u, name)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT:
+            return value
+        problems.append(f"{name}={value!r:.40}")
+        return 0
+
+    def text(value: object, name: str) -> str:
+        if isinstance(value, str) and len(value) <= MAX_ID_CHARS:
+            return value
+        problems.append(f"{name} is not a short string")
+        return str(value)[:MAX_ID_CHARS]
+
+    cost: Decimal | None = None
+    if u.cost_usd is not None:
+        try:
+            cost = Decimal(u.cost_usd) if isinstance(u.cost_usd, str) and len(u.cost_usd) <= 64 else None
+        except (InvalidOperation, ValueError):
+            cost = None
+        if cost is None or not cost.is_finite() or not Decimal(0) <= cost <= MAX_CALL_USD:
+            problems.append(f"cost_usd={u.cost_usd!r:.40} (recorded as unknown)")
+            cost = None
+    price = m.price if isinstance(m.price, dict) else {}
+    try:
+        check_bounds(price)
+    except OutOfBounds as exc:
+        problems.append(f"price: {exc}")
+        price = {}
+    at = m.at if isinstance(m.at, (int, float)) and math.isfinite(m.at) and 0 < m.at < 1e11 else now
+    parent = m.parent_session_id if m.parent_session_id is None else text(m.parent_session_id, "parent_session_id")
+    row = CostRow(text(m.session_id, "session_id"), parent, text(m.turn_id, "turn_id"), text(m.model, "model"),
+                  text(m.role, "role"), count("input_tokens"), count("output_tokens"), count("cache_read_tokens"),
+                  count("cache_write_tokens"), count("reasoning_tokens"), cost, at)
+    return row, price, problems
 
 
 def utc_midnight(now: float) -> float:
@@ -96,12 +148,11 @@ class CostActor(Actor):
         return {RecordUsage: self.on_record, GetCost: self.on_get, GetCostToday: self.on_today}
 
     async def on_record(self, env):
-        m: RecordUsage = env.body
-        u = m.usage
-        self.store.record_cost(CostRow(m.session_id, m.parent_session_id, m.turn_id, m.model, m.role, u.input_tokens,
-                                       u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens,
-                                       None if u.cost_usd is None else Decimal(u.cost_usd), m.at or self.clock()),
-                               m.price)
+        row, price, problems = sane_record(env.body, self.clock())
+        if problems:
+            self.log.warning("usage record out of range; fixed before recording", sender=env.sender,
+                             problems=problems[:5])
+        self.store.record_cost(row, price)
         return None
 
     async def on_get(self, env):

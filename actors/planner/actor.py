@@ -125,7 +125,12 @@ class PlannerActor(Actor):
         chan = turn.client_results.get(msg.tool_use_id) if turn else None
         if chan is None:
             return Failure("no_such_tool_call", f"no pending client tool call {msg.tool_use_id}")
-        chan.send_nowait(msg)
+        try:
+            chan.send_nowait(msg)
+        except trio.WouldBlock:  # the call already has its result: one answer per call
+            return Failure("duplicate_tool_result", f"tool call {msg.tool_use_id} already has a result")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return Failure("no_such_tool_call", f"tool call {msg.tool_use_id} is no longer waiting")
         return Ack()
 
     # --- the loop -----------------------------------------------------------------------------------

@@ -297,5 +297,10 @@ class Store:
     def cost_since(self, since: float) -> Decimal:
         total = Decimal(0)
         for (c,) in self.db.execute("SELECT cost_usd FROM costs WHERE at>=? AND cost_usd IS NOT NULL", (since,)):
-            total += Decimal(c)
+            try:
+                value = Decimal(c)
+            except (ArithmeticError, ValueError, TypeError):
+                continue  # a row an older version let through: never let it poison the total
+            if value.is_finite():
+                total += value
         return total

@@ -24,6 +24,7 @@ from protocol import events as ev
 from protocol.canonical import Message, Role, TextBlock, Usage
 from protocol.codec import converter, event_to_json_obj
 from protocol.errors import RemoteError
+from protocol.identity import connection_of, principal_of
 from protocol.messages import (
     Ack, CancelTurn, ClearModel, DecideRoute, DrainTurns, EventNotice, Failure, GetHistory, GetSessionStats, History,
     ListSessions, ModelResolved, ModelState, OpenSession, ResolveModel, RouteDecision, RunTurn, SessionInfo,
@@ -92,6 +93,11 @@ class SessionState:
     file_extensions: frozenset[str] = frozenset()
     parent_session_id: str | None = None
     is_worker: bool = False
+    owner: str | None = None         # principal that opened it (None: the daemon's user; docs/security.md)
+
+
+# Sessions from the database and those the daemon's actors open belong to the daemon's own user.
+DAEMON_OWNER = f"uid:{os.getuid()}"
 
 
 class SessionActor(Actor):
@@ -180,24 +186,34 @@ class SessionActor(Actor):
     async def on_open(self, env):
         msg: OpenSession = env.body
         state = self._get(msg.session_id) if msg.session_id else None
+        if denied := self._denied(env, state):
+            return denied
         if state is None:
-            state = self._create(msg.session_id, msg.workspace)
+            state = self._claim(env, self._create(msg.session_id, msg.workspace))
         return self._info(state)
 
     async def on_list(self, env):
-        rows = self.store.list_sessions(env.body.include_workers)
-        return SessionListing(tuple(SessionInfo(r.id, r.workspace, r.active_model, parent_session_id=r.parent_session_id)
-                                    for r in rows))
+        principal = principal_of(env.sender)
+        rows = self.store.list_sessions(env.body.include_workers) if principal in (None, DAEMON_OWNER) else []
+        listed = [SessionInfo(r.id, r.workspace, r.active_model, parent_session_id=r.parent_session_id) for r in rows
+                  if self._visible(principal, self.sessions.get(r.id))]
+        if principal not in (None, DAEMON_OWNER):  # their sessions live only in memory (never the daemon user's)
+            listed += [self._info(s) for s in self.sessions.values() if s.owner == principal]
+        return SessionListing(tuple(listed))
 
     async def on_history(self, env):
         state = self._get(env.body.session_id)
         if state is None:
             return Failure("unknown_session", f"no session {env.body.session_id!r}")
+        if denied := self._denied(env, state):
+            return denied
         return History(state.id, tuple(state.messages))
 
     # --- /model -------------------------------------------------------------------------------------
 
     async def on_set_model(self, env):
+        if denied := self._denied_or_claim(env, env.body.session_id):
+            return denied
         # The router owns the registry: ask it, from a task of its own so that every other session
         # keeps streaming while the question is out.
         self.spawn(self._set_model, env)
@@ -220,6 +236,8 @@ class SessionActor(Actor):
         await self._reply(env, reply)
 
     async def on_clear_model(self, env):
+        if denied := self._denied_or_claim(env, env.body.session_id):
+            return denied
         return await self._swap(env.body.session_id, None)
 
     async def _swap(self, session_id: str, model: str | None) -> ModelState:
@@ -238,6 +256,8 @@ class SessionActor(Actor):
         state = self._get(env.body.session_id)
         if state is None:
             return Failure("unknown_session", f"no session {env.body.session_id!r}")
+        if denied := self._denied(env, state):
+            return denied
         return self._model_state(state)
 
     def _model_state(self, state: SessionState, banner: str | None = None) -> ModelState:
@@ -257,6 +277,8 @@ class SessionActor(Actor):
         msg: StartTurn = env.body
         if not self.accepting:
             return Failure("shutting_down", "the daemon is shutting down and accepts no new turns")
+        if denied := self._denied_or_claim(env, msg.session_id, msg.workspace):
+            return denied
         state = self._get(msg.session_id) or self._create(msg.session_id, msg.workspace)
         if state.turn is not None:
             return Failure("turn_in_progress",
@@ -450,14 +472,23 @@ class SessionActor(Actor):
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or state.turn.turn_id != msg.turn_id:
             return Failure("no_such_turn", f"turn {msg.turn_id} is not running")
-        await self.tell(self.planner, msg)
-        return Ack()
+        client = connection_of(env.sender)
+        if client is not None and client != connection_of(state.turn.client):
+            return Failure("forbidden_session", "only the connection that started a turn answers its tool calls")
+        try:  # the planner's answer (a duplicate or unknown call is an error) goes back to the client
+            return await self.request(self.planner, msg, timeout=STOP_GRACE_S)
+        except RemoteError as exc:
+            return Failure(exc.code, exc.message, exc.details)
+        except RequestTimeout as exc:
+            return Failure("planner_error", str(exc))
 
     async def on_cancel(self, env):
         msg: CancelTurn = env.body
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or (msg.turn_id and state.turn.turn_id != msg.turn_id):
             return Failure("no_turn_in_progress", f"session {msg.session_id} has no turn in progress")
+        if denied := self._denied(env, state):
+            return denied
         turn = state.turn
         self.spawn(self._stop, turn, msg.reason)
         return Ack(detail=turn.turn_id)
@@ -499,6 +530,34 @@ class SessionActor(Actor):
         with trio.move_on_after(STOP_GRACE_S):
             await self.turns_idle.wait()
 
+    def running_turns(self) -> int:
+        return len(self._running)
+
+    # --- ownership (docs/security.md) ------------------------------------------------------------------
+
+    def _denied(self, env, state: SessionState | None) -> Failure | None:
+        """A client acts only on sessions of its own principal; the daemon's actors on any."""
+        principal = principal_of(env.sender)
+        if principal is None or state is None or (state.owner or DAEMON_OWNER) == principal:
+            return None
+        return Failure("forbidden_session", f"session {state.id} belongs to another user or connection")
+
+    def _denied_or_claim(self, env, session_id: str, workspace: str | None = None) -> Failure | None:
+        """As ``_denied``; a session that does not exist yet is created now, owned by the asker."""
+        state = self._get(session_id)
+        if state is None:
+            self._claim(env, self._create(session_id, workspace))
+            return None
+        return self._denied(env, state)
+
+    def _claim(self, env, state: SessionState) -> SessionState:
+        principal = principal_of(env.sender)
+        state.owner = None if principal == DAEMON_OWNER else principal
+        return state
+
+    @staticmethod
+    def _visible(principal: str | None, state: SessionState | None) -> bool:
+        return principal is None or state is None or (state.owner or DAEMON_OWNER) == principal
 
 def _answer_text(messages: list[Message]) -> str:
     """The assistant text of a turn's new messages: what the client saw streamed."""
