@@ -23,6 +23,7 @@ from protocol.messages import (
 )
 
 from actors.runtime.kernel import Actor
+from actors.providers.toolinput import refusal
 from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk
 from actors.config.registry import ModelRegistry, ModelSpec
 from actors.planner.support import AdapterPool, ToolBox, TurnTools, add_usage, price_call
@@ -294,7 +295,9 @@ class PlannerActor(Actor):
         async def one(i: int, use: ToolUseBlock) -> None:
             is_client = use.name in client_names
             await self._progress(run, ev.ToolCalled(run.turn_id, use.id, use.name, dict(use.input), is_client))
-            if is_client:
+            if (reason := refusal(use.input)) is not None:
+                content, is_error = reason, True
+            elif is_client:
                 content, is_error = await self._client_tool(turn, use)
             else:
                 content, is_error = await self.tools.dispatch(self, turn, use)

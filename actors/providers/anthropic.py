@@ -20,6 +20,7 @@ from protocol.canonical import (
 
 from actors.providers import errors
 from actors.providers._http import HTTPAdapter, load_json
+from actors.providers.toolinput import parse_tool_arguments
 from actors.providers._sse import SSEvent
 from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk
 
@@ -229,7 +230,7 @@ class StreamState:
         if block is None or block["type"] != "tool_use":
             return []
         try:
-            block["input"] = json.loads(block["json"]) if block["json"] else {}
+            block["input"] = parse_tool_arguments(block["json"])
         except ValueError:
             # Cut off by max_tokens mid-call; completed() accepts that only with that stop reason.
             block["incomplete"] = True

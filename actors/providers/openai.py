@@ -19,6 +19,7 @@ from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock,
 
 from actors.providers import errors
 from actors.providers._http import HTTPAdapter, load_json
+from actors.providers.toolinput import parse_tool_arguments
 from actors.providers._sse import SSEvent
 from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk
 
@@ -181,7 +182,7 @@ class StreamState:
         out: list[StreamEvent] = []
         for _, call in sorted(self.calls.items()):
             try:
-                arguments = json.loads(call["arguments"]) if call["arguments"] else {}
+                arguments = parse_tool_arguments(call["arguments"])
             except ValueError:
                 if self.finish_reason == "length":
                     continue  # cut off by max_tokens: the stop reason already says so
