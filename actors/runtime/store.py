@@ -160,6 +160,18 @@ def _make_private(db: Path) -> None:
             os.chmod(path, 0o600)
 
 
+def _stored_cost(text: str | None) -> Decimal | None:
+    """A ledger cost as written; a row an older version let through (not a number, NaN, ∞) counts
+    as unknown, so it can never poison a total or a report."""
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return value if value.is_finite() else None
+
+
 class Store:
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -289,18 +301,9 @@ class Store:
         if since is not None:
             q += " AND at>=?"
             args.append(since)
-        out = []
-        for r in self.db.execute(q + " ORDER BY id", args):
-            out.append(CostRow(*r[:10], None if r[10] is None else Decimal(r[10]), r[11]))
-        return out
+        return [CostRow(*r[:10], _stored_cost(r[10]), r[11]) for r in self.db.execute(q + " ORDER BY id", args)]
 
     def cost_since(self, since: float) -> Decimal:
-        total = Decimal(0)
-        for (c,) in self.db.execute("SELECT cost_usd FROM costs WHERE at>=? AND cost_usd IS NOT NULL", (since,)):
-            try:
-                value = Decimal(c)
-            except (ArithmeticError, ValueError, TypeError):
-                continue  # a row an older version let through: never let it poison the total
-            if value.is_finite():
-                total += value
-        return total
+        costs = (_stored_cost(c) for (c,) in self.db.execute(
+            "SELECT cost_usd FROM costs WHERE at>=? AND cost_usd IS NOT NULL", (since,)))
+        return sum((c for c in costs if c is not None), Decimal(0))
