@@ -9,7 +9,7 @@ from routing_helpers import ANTHROPIC_ONLY, BOTH_KEYS, HAIKU, MODELS_YAML, OPUS,
 
 from actors.runtime.kernel import Actor, ActorSystem  # noqa: E402
 from actors.router.loader import PolicyLoader  # noqa: E402
-from actors.router.actor import RouterActor  # noqa: E402
+from actors.router.actor import BUDGET_UNCHECKED_BANNER, RouterActor  # noqa: E402
 from actors.runtime.store import Store  # noqa: E402
 from protocol.messages import (  # noqa: E402
     AvailabilityView, CostAmount, DecideRoute, GetAvailability, GetCostToday, ReloadRules, ShowRules,
@@ -136,6 +136,21 @@ async def test_8_12_budget_rule_reads_the_cost_actor_and_shows_the_banner(nurser
     d = await system.request("router", decide("Walk me through the architecture..."))
     assert d.route.chosen_model == HAIKU
     assert d.banners == ('Daily budget $5.00 exceeded ($5.42 today). Routing per "budget cap" rule.',)
+
+
+@pytest.mark.parametrize("ledger_says", ["NaN", "not a number"])
+async def test_a_budget_rule_the_ledger_cannot_feed_says_so_in_a_banner(nursery, files, ledger_says):
+    """Issue 11 M4: a NaN total silently disabled the budget rule for the day."""
+    home = files(BASE + 'rules:\n  - {name: "budget cap", when: {cost_today_exceeds_usd: 5.00}, use: haiku}\n')
+    system, _ = await start_router(nursery, home, cost=ledger_says)
+    d = await system.request("router", decide("hello"))
+    assert d.route.chosen_model == SONNET
+    assert d.banners == (BUDGET_UNCHECKED_BANNER,)
+
+
+async def test_no_budget_banner_without_a_budget_rule(nursery, files):
+    system, _ = await start_router(nursery, files(BASE), cost="NaN")
+    assert (await system.request("router", decide("hello"))).banners == ()
 
 
 async def test_hot_reload_and_a_broken_edit_keeps_the_last_good_rules(nursery, files):

@@ -43,6 +43,10 @@ def policy_invalid_banner(errors: tuple[str, ...]) -> str:
             "Run `orchestrator check` to see every error.")
 
 
+BUDGET_UNCHECKED_BANNER = ("Budget rules were not checked for this turn: the cost ledger did not answer. "
+                           "See `orchestrator status`.")
+
+
 class RouterActor(Actor):
     name = "router"
 
@@ -144,7 +148,7 @@ class RouterActor(Actor):
             has_tool_definitions=msg.has_tool_definitions, has_system_prompt=msg.has_system_prompt,
             requires_structured_output=msg.requires_structured_output, workspace=msg.workspace,
             sticky_model=msg.sticky_model, file_extensions=frozenset(msg.file_extensions),
-            matched_skills=matched_skills, cost_today_usd=cost_today,
+            matched_skills=matched_skills, cost_today_usd=Decimal(0) if cost_today is None else cost_today,
             now_local=datetime.now().astimezone(), delegate_tier=msg.delegate_tier, is_worker=msg.is_worker,
         )
 
@@ -154,6 +158,8 @@ class RouterActor(Actor):
         banners = tuple(decision.banners)
         if self.loader.last_errors:
             banners = (policy_invalid_banner(self.loader.last_errors),) + banners
+        if cost_today is None:  # never silent: a budget rule that could not be evaluated says so
+            banners = banners + (BUDGET_UNCHECKED_BANNER,)
         chosen = engine.registry.models.get(decision.chosen_model) if decision.chosen_model else None
         return RouteDecision(route, override.body, banners, decision.error_code, decision.error,
                              can_delegate=bool(chosen and chosen.can_delegate and chosen.capabilities.supports_tools
@@ -167,15 +173,17 @@ class RouterActor(Actor):
             self.log.warning("availability unknown; assuming healthy", error=str(exc))
             return {}
 
-    async def _cost_today(self, engine: RoutingEngine) -> Decimal:
+    async def _cost_today(self, engine: RoutingEngine) -> Decimal | None:
+        """Today's spend; None when a budget rule needs it and the ledger cannot say."""
         if "cost_today_exceeds_usd" not in engine.predicates_used:
             return Decimal(0)  # no budget rule reads it: skip the round trip
         try:
             amount: CostAmount = await self.request(self.cost, GetCostToday(), timeout=2)
-            return Decimal(amount.usd)
-        except (RemoteError, RequestTimeout) as exc:
-            self.log.warning("cost ledger unavailable", error=str(exc))
-            return Decimal(0)
+            value = Decimal(amount.usd)
+        except (RemoteError, RequestTimeout, ArithmeticError, ValueError) as exc:
+            self.log.warning("cost ledger unavailable; budget rules not checked", error=str(exc))
+            return None
+        return value if value.is_finite() else None
 
     async def _matched_skills(self, engine: RoutingEngine, workspace: str | None, text: str) -> frozenset[str]:
         if not workspace or "skills_matching_message_includes" not in engine.predicates_used:
