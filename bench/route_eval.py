@@ -37,6 +37,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from bench._common import ROOT, p99
+from actors.patterns.store import StoreParams
 from orchestrator.patterns_cli import DEFAULT_COST_WEIGHTS, route_eval
 
 DATA = Path(os.environ.get("ROUTING_EVAL", "/work/shared/routing-eval"))
@@ -76,11 +77,11 @@ def outcome_rows(prompts: Iterable[dict[str, str]], outcomes: Outcomes, models: 
 
 
 def decisions(train: list[dict[str, str]], rows: list[tuple[str, str, float, float]], test: list[dict[str, str]],
-              weights: Sequence[float], fingerprint: str, via_cli: bool, **params: float) -> list[dict[str, object]]:
+              weights: Sequence[float], fingerprint: str, via_cli: bool, params: StoreParams | None = None) -> list[dict[str, object]]:
     """Route-eval's output lines, in process (fast, for tuning) or through the real CLI."""
     if not via_cli:
         return list(route_eval({p["prompt_id"]: p["text"] for p in train}, rows,
-                               {p["prompt_id"]: p["text"] for p in test}, weights, fingerprint, **params))
+                               {p["prompt_id"]: p["text"] for p in test}, weights, fingerprint, params=params))
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         _write(t / "P.csv", ["prompt_id", "prompt_text"], [(p["prompt_id"], p["text"]) for p in train])
@@ -195,12 +196,12 @@ def pct_strong_for(xs: np.ndarray, ys: np.ndarray, target: float) -> float:
 # --------------------------------------------------------------------------------- experiments
 
 def routerbench(fingerprint: str = "hashed", via_cli: bool = False, text_column: str = "prompt_text",
-                weights: Sequence[float] = DEFAULT_COST_WEIGHTS, **params: float) -> dict[str, object]:
+                weights: Sequence[float] = DEFAULT_COST_WEIGHTS, params: StoreParams | None = None) -> dict[str, object]:
     prompts, outcomes = load("routerbench_subset", text_column)
     models = sorted({m for _, m in outcomes})
     train = [p for p in prompts if p["split"] == "train"]
     test = [p for p in prompts if p["split"] == "test"]
-    lines = decisions(train, outcome_rows(train, outcomes, models), test, weights, fingerprint, via_cli, **params)
+    lines = decisions(train, outcome_rows(train, outcomes, models), test, weights, fingerprint, via_cli, params)
     groups = {"ALL": {p["prompt_id"] for p in test}}
     for p in test:
         groups.setdefault(p["category"], set()).add(p["prompt_id"])
@@ -230,3 +231,65 @@ def print_routerbench(r: dict[str, object]) -> None:
         print(f"  {g:14s} n={v['n']:4d}  AIQ {v['aiq']:.4f}  zero {v['zero_aiq']:.4f}  random {v['random_aiq']:.4f}"
               f"  Δ {v['aiq'] - v['zero_aiq']:+.4f}  pattern share " +
               " ".join(f"{s:.2f}" for s in v["pattern_share"].values()))
+
+
+def _two_model_summary(lines: list[dict[str, object]], groups: dict[str, set[str]], outcomes: Outcomes,
+                       strong: str, weak: str) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for g, ids in groups.items():
+        xs, ys, qw, qs = two_model_curve(lines, ids, outcomes, strong, weak)
+        rng = np.random.default_rng(0)
+        # random router: each prompt to the strong model with probability x — the chord (0,qw)–(1,qs)
+        rand95 = 100 * max(0.0, (0.95 * qs - qw) / (qs - qw)) if qs > qw else 0.0
+        out[g] = {"n": len(ids), "weak": qw, "strong": qs, "apgr": apgr(xs, ys, qw, qs),
+                  "pct_strong_95": pct_strong_for(xs, ys, 0.95 * qs), "random_pct_strong_95": rand95,
+                  "curve": list(zip(xs.tolist(), ys.tolist())), "random_check": float(rng.random() * 0)}
+    return out
+
+
+def routellm(fingerprint: str = "hashed", via_cli: bool = False, folds: int = 5,
+             weights: Sequence[float] = SWEEP, params: StoreParams | None = None) -> dict[str, object]:
+    """k-fold CV over RouteLLM's decontaminated eval prompts (it never trains on them; we must)."""
+    prompts, outcomes = load("routellm")
+    prompts = [p for p in prompts if p["contaminated"] != "True"]
+    random.Random(14).shuffle(prompts)
+    lines: list[dict[str, object]] = []
+    for f in range(folds):
+        test = prompts[f::folds]
+        test_ids = {p["prompt_id"] for p in test}
+        train = [p for p in prompts if p["prompt_id"] not in test_ids]
+        lines += decisions(train, outcome_rows(train, outcomes, [STRONG, WEAK]), test, weights, fingerprint,
+                           via_cli, params)
+    groups = {"ALL": {p["prompt_id"] for p in prompts}}
+    for p in prompts:
+        groups.setdefault(p["benchmark"], set()).add(p["prompt_id"])
+    return {"fingerprint": fingerprint, "folds": folds,
+            "groups": _two_model_summary(lines, groups, outcomes, STRONG, WEAK)}
+
+
+def cross(fingerprint: str = "hashed", via_cli: bool = False, weights: Sequence[float] = SWEEP,
+          params: StoreParams | None = None) -> dict[str, object]:
+    """Train on one set, test on the other, over the model pair both share (GPT-4 vs Mixtral)."""
+    rb_p, rb_o = load("routerbench_subset", "prompt_text")
+    rl_p, rl_o = load("routellm")
+    rl_p = [p for p in rl_p if p["contaminated"] != "True"]
+    # one model namespace: RouterBench's Mixtral chat model is RouteLLM's Mixtral-8x7B-Instruct
+    rb_o = {(pid, WEAK if m == RB_WEAK else m): v for (pid, m), v in rb_o.items()}
+    res: dict[str, object] = {"fingerprint": fingerprint}
+    for name, (tr_p, tr_o), (te_p, te_o), key in [
+            ("routerbench→routellm", (rb_p, rb_o), (rl_p, rl_o), "benchmark"),
+            ("routellm→routerbench", (rl_p, rl_o), (rb_p, rb_o), "category")]:
+        lines = decisions(tr_p, outcome_rows(tr_p, tr_o, [STRONG, WEAK]), te_p, weights, fingerprint, via_cli,
+                          params)
+        groups = {"ALL": {p["prompt_id"] for p in te_p}}
+        for p in te_p:
+            groups.setdefault(p[key], set()).add(p["prompt_id"])
+        res[name] = _two_model_summary(lines, groups, te_o, STRONG, WEAK)
+    return res
+
+
+def print_two_model(title: str, groups: dict[str, dict[str, object]]) -> None:
+    print(title)
+    for g, v in groups.items():
+        print(f"  {g:14s} n={v['n']:5d}  weak {v['weak']:.3f} strong {v['strong']:.3f}  APGR {v['apgr']:.3f}  "
+              f"%strong for 95% {v['pct_strong_95']:.1f} (random {v['random_pct_strong_95']:.1f})")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TextIO
 from actors.patterns import DEFAULT_FINGERPRINT, FINGERPRINT_NAMES
 
 if TYPE_CHECKING:
-    from actors.patterns.store import PatternStore
+    from actors.patterns.store import PatternStore, StoreParams
 
 DEFAULT_COST_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 PROMPT_COLUMNS = ("prompt_id", "prompt_text")
@@ -107,10 +107,10 @@ def read_outcomes(path: Path) -> list[tuple[str, str, float, float]]:
 # --- evaluation -----------------------------------------------------------------------------------
 
 def build_store(prompts: dict[str, str], outcomes: Sequence[tuple[str, str, float, float]],
-                fingerprint: str = DEFAULT_FINGERPRINT, **params: float) -> PatternStore:
+                fingerprint: str = DEFAULT_FINGERPRINT, params: StoreParams | None = None) -> PatternStore:
     from actors.patterns.fingerprint import make_fingerprinter
-    from actors.patterns.store import PatternStore, StoreParams
-    store = PatternStore(make_fingerprinter(fingerprint), StoreParams(**params) if params else None)  # type: ignore[arg-type]
+    from actors.patterns.store import PatternStore
+    store = PatternStore(make_fingerprinter(fingerprint), params)
     used = sorted({pid for pid, *_ in outcomes if pid in prompts})
     if not used:
         raise InputError("no training outcome matches a training prompt_id")
@@ -124,10 +124,10 @@ def build_store(prompts: dict[str, str], outcomes: Sequence[tuple[str, str, floa
 
 def route_eval(train_prompts: dict[str, str], outcomes: Sequence[tuple[str, str, float, float]],
                test_prompts: dict[str, str], weights: Sequence[float], fingerprint: str = DEFAULT_FINGERPRINT,
-               progress: TextIO | None = None, **params: float) -> Iterator[dict[str, object]]:
+               progress: TextIO | None = None, params: StoreParams | None = None) -> Iterator[dict[str, object]]:
     start = time.monotonic()
     say: Callable[[str], None] = (lambda s: print(s, file=progress, flush=True)) if progress else (lambda s: None)
-    store = build_store(train_prompts, outcomes, fingerprint, **params)
+    store = build_store(train_prompts, outcomes, fingerprint, params)
     say(f"route-eval: store built from {len(store)} outcomes, {len(store.models)} models "
         f"({time.monotonic() - start:.1f} s)")
     ids = list(test_prompts)

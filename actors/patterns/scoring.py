@@ -54,6 +54,7 @@ def _blend(quality: np.ndarray, costs: np.ndarray, cost_weight: float, scale: st
 
 
 def _order(scores: np.ndarray, models: Sequence[str]) -> list[int]:
+    """Best first; ties break by model id so a decision is deterministic."""
     return sorted(range(len(models)), key=lambda i: (-scores[i], models[i]))
 
 
@@ -65,36 +66,51 @@ def candidate_index(models: Sequence[str], candidates: Sequence[str] | None) -> 
 
 
 def recommend(ev: Evidence, cost_weight: float, *, alpha: float, candidates: Sequence[str] | None = None,
-              min_confidence: float = 0.05, min_sample_size: int = 5,
-              min_similarity: float = 0.0, cost_scale: str = "linear") -> tuple[Recommendation | None, str]:
+              min_confidence: float = 0.05, min_sample_size: int = 5, min_similarity: float = 0.0,
+              cost_scale: str = "linear") -> tuple[Recommendation | None, str]:
     """The gated recommendation, or None with the reason it abstained."""
+    return recommend_many(ev, (cost_weight,), alpha=alpha, candidates=candidates, min_confidence=min_confidence,
+                          min_sample_size=min_sample_size, min_similarity=min_similarity, cost_scale=cost_scale)[0]
+
+
+def recommend_many(ev: Evidence, cost_weights: Sequence[float], *, alpha: float,
+                   candidates: Sequence[str] | None = None, min_confidence: float = 0.05, min_sample_size: int = 5,
+                   min_similarity: float = 0.0, cost_scale: str = "linear") -> list[tuple[Recommendation | None, str]]:
+    """:func:`recommend` for several cost weights over one neighbourhood (vectorised over the weights)."""
     idx = candidate_index(ev.models, candidates)
     if len(idx) == 0:
-        return None, "no outcomes for any candidate model"
+        return [(None, "no outcomes for any candidate model")] * len(cost_weights)
     if ev.nearest < min_similarity:
-        return None, f"nothing similar stored (nearest {ev.nearest:.2f} < {min_similarity:.2f})"
+        return [(None, f"nothing similar stored (nearest {ev.nearest:.2f} < {min_similarity:.2f})")] * len(cost_weights)
     models = [ev.models[i] for i in idx]
-    n, s, mu = ev.weight[idx], ev.success[idx], ev.global_mean[idx]
+    n, s, mu, support = ev.weight[idx], ev.success[idx], ev.global_mean[idx], ev.support[idx]
     quality = (s + alpha * mu) / (n + alpha)
-    scores = _blend(quality, ev.global_cost[idx], cost_weight, cost_scale)
-    order = _order(scores, models)
-    top = order[0]
-    support = int(ev.support[idx][top])
-    if support < min_sample_size:
-        return None, f"insufficient samples ({support} < {min_sample_size})"
-    confidence = 1.0
-    if len(order) > 1:
-        second = order[1]
-        var = quality * (1.0 - quality) / (n + alpha)
-        se = (1.0 - cost_weight) * math.sqrt(float(var[top] + var[second])) + 1e-9
-        confidence = math.erf((float(scores[top] - scores[second]) / se) / math.sqrt(2.0))
-    if confidence < min_confidence:
-        return None, f"confidence {confidence:.2f} below {min_confidence:.2f}"
-    alternatives = tuple(ModelOption(model=models[i], score=float(scores[i]), sample_size=int(ev.support[idx][i]))
-                         for i in order[1:])
-    rec = Recommendation(model=models[top], score=float(scores[top]), confidence=confidence,
-                         sample_size=support, alternatives=alternatives)
-    return rec, "recommended"
+    var = quality * (1.0 - quality) / (n + alpha)
+    eff = efficiency(ev.global_cost[idx], cost_scale)
+    w = np.asarray(cost_weights, dtype=np.float64)[:, None]
+    scores = (1.0 - w) * quality[None, :] + w * eff[None, :]          # weights × models
+    # best first, ties by model id: sort by (−score, name rank)
+    rank = np.argsort(np.argsort(np.array(models, dtype=object)))
+    order = np.lexsort((np.broadcast_to(rank, scores.shape), -scores), axis=1)
+    out: list[tuple[Recommendation | None, str]] = []
+    for row, cw in enumerate(cost_weights):
+        top = int(order[row, 0])
+        if support[top] < min_sample_size:
+            out.append((None, f"insufficient samples ({int(support[top])} < {min_sample_size})"))
+            continue
+        confidence = 1.0
+        if len(models) > 1:
+            second = int(order[row, 1])
+            se = (1.0 - cw) * math.sqrt(float(var[top] + var[second])) + 1e-9
+            confidence = math.erf(float(scores[row, top] - scores[row, second]) / se / math.sqrt(2.0))
+        if confidence < min_confidence:
+            out.append((None, f"confidence {confidence:.2f} below {min_confidence:.2f}"))
+            continue
+        alternatives = tuple(ModelOption(model=models[i], score=float(scores[row, i]), sample_size=int(support[i]))
+                             for i in order[row, 1:])
+        out.append((Recommendation(model=models[top], score=float(scores[row, top]), confidence=confidence,
+                                   sample_size=int(support[top]), alternatives=alternatives), "recommended"))
+    return out
 
 
 def prior_choice(models: Sequence[str], global_mean: np.ndarray, global_cost: np.ndarray, cost_weight: float,

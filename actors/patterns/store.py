@@ -26,11 +26,11 @@ from actors.patterns.types import Decision, OutcomeRow, Recommendation
 @frozen
 class StoreParams:
     """Tuned by cross-validation on training data only (bench/route_tune.py; docs/patterns.md)."""
-    k: int = 64
-    power: float = 4.0
-    alpha: float = 4.0
+    k: int = 256
+    power: float = 2.0
+    alpha: float = 2.0
     min_similarity: float = 0.2
-    cost_scale: str = "linear"             # cost efficiency "linear" (spec §5.5) or "log" in price
+    cost_scale: str = "log"                # cost efficiency "log" in price, or "linear" (spec §5.5)
     half_life_days: float | None = None    # recency decay of old outcomes; None keeps them all
 
 
@@ -162,9 +162,11 @@ class PatternStore:
         when no candidate has any outcome). The neighbourhood is computed once for all weights."""
         ev = self._evidence_for(text, now)
         mean, cost = self.global_stats()
+        gated = scoring.recommend_many(ev, cost_weights, alpha=self.params.alpha, candidates=candidates,
+                                       min_confidence=min_confidence, min_sample_size=min_sample_size,
+                                       min_similarity=self.params.min_similarity, cost_scale=self.params.cost_scale)
         out: list[Decision | None] = []
-        for w in cost_weights:
-            rec, why = self._gated(ev, w, candidates, min_confidence, min_sample_size)
+        for w, (rec, why) in zip(cost_weights, gated):
             if rec is not None:
                 out.append(Decision(rec.model, "pattern", rec.confidence, why))
                 continue
