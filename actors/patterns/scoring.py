@@ -85,7 +85,9 @@ def recommend_many(ev: Evidence, cost_weights: Sequence[float], *, alpha: float,
     models = [ev.models[i] for i in idx]
     n, s, mu, support = ev.weight[idx], ev.success[idx], ev.global_mean[idx], ev.support[idx]
     quality = (s + alpha * mu) / (n + alpha)
-    var = quality * (1.0 - quality) / (n + alpha)
+    # Laplace-smoothed for the variance only, so a run of all-successes is not "certain"
+    smooth = (s + alpha * mu + 1.0) / (n + alpha + 2.0)
+    var = smooth * (1.0 - smooth) / (n + alpha + 2.0)
     eff = efficiency(ev.global_cost[idx], cost_scale)
     w = np.asarray(cost_weights, dtype=np.float64)[:, None]
     scores = (1.0 - w) * quality[None, :] + w * eff[None, :]          # weights × models

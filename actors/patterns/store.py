@@ -132,7 +132,8 @@ class PatternStore:
             top = np.argpartition(-sims, p.k - 1)[:p.k]
         else:
             top = np.arange(self._n)
-        s = np.maximum(sims[top].astype(np.float64), 0.0)
+        s = sims[top].astype(np.float64)
+        s[s < max(p.min_similarity, 0.0)] = 0.0       # dissimilar texts are no evidence at all
         w = s ** p.power
         if p.half_life_days is not None and now is not None:
             age_days = np.maximum(now - self._at[top], 0.0) / 86400.0
@@ -141,7 +142,7 @@ class PatternStore:
         return scoring.Evidence(
             models=tuple(self.models), weight=w @ counts, success=w @ self._qsum[top, :k].astype(np.float64),
             support=(counts * (s > 0)[:, None]).sum(axis=0), global_mean=mean, global_cost=cost,
-            nearest=float(s.max(initial=0.0)))
+            nearest=float(max(sims[top].max(initial=0.0), 0.0)))
 
     def recommend(self, text: str | np.ndarray, candidates: Sequence[str] | None = None, cost_weight: float = 0.05,
                   min_confidence: float = 0.05, min_sample_size: int = 5,
