@@ -21,20 +21,25 @@ Metrics (definitions as in the data's baselines.py):
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import os
-import random
-import subprocess
-import sys
-import tempfile
-import time
-from collections import defaultdict
-from pathlib import Path
-from typing import Iterable, Sequence
 
-import numpy as np
+# Small matrix–vector products lose more to OpenBLAS thread hand-offs than they gain on 2 shared
+# cores (measured: p50 7.6 ms → 1.9 ms over 100k outcomes); the daemon should do the same.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402  (after the BLAS setting, before numpy loads)
+import csv  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Iterable, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 from bench._common import ROOT, p99
 from actors.patterns.store import StoreParams
@@ -293,3 +298,157 @@ def print_two_model(title: str, groups: dict[str, dict[str, object]]) -> None:
     for g, v in groups.items():
         print(f"  {g:14s} n={v['n']:5d}  weak {v['weak']:.3f} strong {v['strong']:.3f}  APGR {v['apgr']:.3f}  "
               f"%strong for 95% {v['pct_strong_95']:.1f} (random {v['random_pct_strong_95']:.1f})")
+
+
+# --------------------------------------------------------------------------------- micro-benchmark
+
+def micro(n_outcomes: int = 100_000, queries: int = 2000, fingerprint: str = "hashed") -> dict[str, float]:
+    """One recommendation over ``n_outcomes`` stored outcomes (each its own text: the worst case for
+    the scan), fingerprinting included; baseline: fingerprinting alone, rounds interleaved."""
+    from actors.patterns.fingerprint import make_fingerprinter
+    from actors.patterns.store import PatternStore
+    rng = random.Random(5)
+    vocab = [f"w{i}" for i in range(5000)] + "fix test refactor parser api database query deploy docs".split()
+    def text() -> str:
+        return " ".join(rng.choice(vocab) for _ in range(rng.randint(8, 60)))
+    fp = make_fingerprinter(fingerprint)
+    store = PatternStore(fp)
+    models = ["a:small", "a:medium", "a:large", "b:small", "b:large"]
+    prices = [0.0002, 0.001, 0.005, 0.0003, 0.01]
+    t0 = time.perf_counter()
+    texts = [text() for _ in range(n_outcomes)]
+    for i, vec in enumerate(fp.many(texts)):
+        m = i % len(models)
+        store.add_outcome(vec, models[m], float(rng.random() < 0.5 + 0.08 * m), prices[m])
+    build_s = time.perf_counter() - t0
+    qs = [text() for _ in range(queries)]
+    rec_us, fp_us = [], []
+    for q in qs[:50]:   # warm-up
+        store.recommend(q)
+    for q in qs:
+        t = time.perf_counter()
+        fp(q)
+        fp_us.append((time.perf_counter() - t) * 1e6)
+        t = time.perf_counter()
+        store.recommend(q, cost_weight=0.05)
+        rec_us.append((time.perf_counter() - t) * 1e6)
+    return {"outcomes": len(store), "build_s": build_s, "rec_p50_us": float(np.median(rec_us)),
+            "rec_p99_us": p99(rec_us), "fp_p50_us": float(np.median(fp_us)), "fp_p99_us": p99(fp_us),
+            "ratio_p50": float(np.median(rec_us) / np.median(fp_us)), "loadavg": os.getloadavg()[0]}
+
+
+def cli_timing() -> dict[str, float]:
+    """DESIGN §4.7's budget: 3,000 train prompts × 11 models, 1,500 test prompts × 8 weights, via the CLI."""
+    rb_p, rb_o = load("routerbench_subset", "prompt_text")
+    models = sorted({m for _, m in rb_o})
+    train = rb_p[:3000]
+    dc_p, _ = load("routerdc_7model")
+    test = random.Random(3).sample(dc_p, 1500)
+    start = time.monotonic()
+    lines = decisions(train, outcome_rows(train, rb_o, models), test, DEFAULT_COST_WEIGHTS, "hashed", True)
+    return {"seconds": time.monotonic() - start, "lines": len(lines), "train_prompts": len(train),
+            "models": len(models), "test_prompts": len(test), "loadavg": os.getloadavg()[0]}
+
+
+# --------------------------------------------------------------------------------- plots
+
+def plot_routerbench(r: dict[str, object], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    groups = r["groups"]   # type: ignore[assignment]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4.2))
+    for ax, (g, v) in zip(axes, groups.items()):   # type: ignore[attr-defined]
+        singles = np.array(list(v["singles"].values())) * [1e3, 1]
+        zero = ndch(singles)
+        pts = np.array(list(v["points"].values())) * [1e3, 1]
+        hull = ndch(pts)
+        ax.scatter(singles[:, 0], singles[:, 1], c="grey", s=14, label="single models")
+        ax.plot(zero[:, 0], zero[:, 1], c="grey", ls="--", label=f"zero router (AIQ {v['zero_aiq']:.3f})")
+        ax.scatter(pts[:, 0], pts[:, 1], c="C0", s=18)
+        ax.plot(hull[:, 0], hull[:, 1], c="C0", label=f"pattern store (AIQ {v['aiq']:.3f})")
+        oc, oq = v["oracle"]
+        ax.scatter([oc * 1e3], [oq], c="C3", marker="*", s=80, label="oracle")
+        ax.set_xscale("log")
+        ax.set_title(f"{g} (n={v['n']})")
+        ax.set_xlabel("mean cost per prompt (mUSD, log)")
+        ax.set_ylabel("mean quality")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"RouterBench subset, test split — fingerprint {r['fingerprint']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_two_model(panels: dict[str, dict[str, dict[str, object]]], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cells = [(name, g, v) for name, groups in panels.items() for g, v in groups.items()]
+    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 4))
+    for ax, (name, g, v) in zip(np.atleast_1d(axes), cells):
+        xs, ys = zip(*v["curve"])   # type: ignore[call-overload]
+        ax.plot(np.array(xs) * 100, ys, c="C0", marker=".", label=f"pattern store (APGR {v['apgr']:.2f})")
+        ax.plot([0, 100], [v["weak"], v["strong"]], c="grey", ls="--", label="random (APGR 0.50)")
+        ax.axhline(0.95 * float(v["strong"]), c="C3", lw=0.8, ls=":", label="95 % of GPT-4")  # type: ignore[arg-type]
+        ax.set_title(f"{name}: {g} (n={v['n']})", fontsize=9)
+        ax.set_xlabel("% GPT-4 calls")
+        ax.set_ylabel("mean quality")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------- main
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.route_eval", description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=["routerbench", "routellm", "cross", "micro", "timing", "all"])
+    ap.add_argument("--fingerprint", default="hashed")
+    ap.add_argument("--via-cli", action="store_true", help="run the real CLI in a subprocess (slower)")
+    ap.add_argument("--plots", type=Path, help="write PNG plots into this directory")
+    ap.add_argument("--json", type=Path, help="write every number as JSON")
+    a = ap.parse_args(argv)
+    todo = ["routerbench", "routellm", "cross", "micro", "timing"] if a.what == "all" else [a.what]
+    results: dict[str, object] = {}
+    suffix = "" if a.fingerprint == "hashed" else f"_{a.fingerprint}"
+    for what in todo:
+        print(f"[{what}] load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
+        if what == "routerbench":
+            r = results[what] = routerbench(a.fingerprint, a.via_cli)
+            print_routerbench(r)
+            if a.plots:
+                plot_routerbench(r, a.plots / f"patterns_routerbench{suffix}.png")
+        elif what == "routellm":
+            r = results[what] = routellm(a.fingerprint, a.via_cli)
+            print_two_model("RouteLLM (GPT-4 vs Mixtral), 5-fold CV", r["groups"])   # type: ignore[arg-type]
+            if a.plots:
+                plot_two_model({"RouteLLM 5-fold": r["groups"]}, a.plots / f"patterns_routellm{suffix}.png",   # type: ignore[dict-item]
+                               f"RouteLLM eval data, 5-fold CV — fingerprint {a.fingerprint}")
+        elif what == "cross":
+            r = results[what] = cross(a.fingerprint, a.via_cli)
+            for k, v in r.items():
+                if k != "fingerprint":
+                    print_two_model(f"cross-set {k}", v)   # type: ignore[arg-type]
+            if a.plots:
+                plot_two_model({k: {"ALL": v["ALL"]} for k, v in r.items() if k != "fingerprint"},   # type: ignore[index]
+                               a.plots / f"patterns_cross{suffix}.png",
+                               f"Trained on one set, tested on the other — fingerprint {a.fingerprint}")
+        elif what == "micro":
+            m = results[what] = micro(fingerprint=a.fingerprint)
+            print(f"micro: recommendation over {m['outcomes']} outcomes: p50 {m['rec_p50_us']:.0f} µs, "
+                  f"p99 {m['rec_p99_us']:.0f} µs; fingerprint alone p50 {m['fp_p50_us']:.0f} µs, "
+                  f"p99 {m['fp_p99_us']:.0f} µs; ratio {m['ratio_p50']:.1f}×; load {m['loadavg']:.2f}")
+        elif what == "timing":
+            t = results[what] = cli_timing()
+            print(f"CLI: {t['train_prompts']} train × {t['models']} models, {t['test_prompts']} test × 8 weights: "
+                  f"{t['seconds']:.1f} s ({t['lines']} lines); load {t['loadavg']:.2f}")
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

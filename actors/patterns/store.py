@@ -1,8 +1,8 @@
 """The pattern store (issue 14): outcome rows in, recommendations out — pure, in memory.
 
-Outcomes with the same fingerprint share a row of per-model aggregates (count, quality sum, cost
-sum), so a store of 100k outcomes over n distinct texts costs one n×dim matrix–vector product per
-query plus a top-k. Persistence is the caller's: :meth:`PatternStore.add_row` loads
+Outcomes with the same fingerprint share a row of per-model aggregates (count, quality sum), so
+a query costs one nearest-neighbour search over the distinct fingerprints (:mod:`.index`: exact up
+to 20k rows, an inverted-file index above) plus a k × models product. Persistence is the caller's: :meth:`PatternStore.add_row` loads
 :class:`OutcomeRow` values (e.g. from the state database), :meth:`PatternStore.rows` gives every row
 back in insertion order.
 
@@ -20,6 +20,7 @@ from attrs import frozen
 
 from actors.patterns import scoring
 from actors.patterns.fingerprint import Fingerprinter, make_fingerprinter
+from actors.patterns.index import VectorIndex
 from actors.patterns.types import Decision, OutcomeRow, Recommendation
 
 
@@ -41,8 +42,7 @@ class PatternStore:
         self.models: list[str] = []
         self._model_ix: dict[str, int] = {}
         self._row_ix: dict[bytes, int] = {}
-        self._n = 0
-        self._vecs = np.zeros((16, self.fp.dim), dtype=np.float32)
+        self._index = VectorIndex(self.fp.dim)
         self._count = np.zeros((16, 4), dtype=np.float32)
         self._qsum = np.zeros((16, 4), dtype=np.float32)
         self._at = np.zeros(16, dtype=np.float64)
@@ -103,14 +103,11 @@ class PatternStore:
             return r
         if len(key) != 4 * self.fp.dim:
             raise ValueError(f"fingerprint has {len(key) // 4} dimensions, store uses {self.fp.dim}")
-        r = self._row_ix[key] = self._n
-        if r >= len(self._vecs):
-            self._vecs = np.concatenate([self._vecs, np.zeros_like(self._vecs)])
+        r = self._row_ix[key] = self._index.add(np.frombuffer(key, dtype=np.float32))
+        if r >= len(self._count):
             self._count = np.concatenate([self._count, np.zeros_like(self._count)])
             self._qsum = np.concatenate([self._qsum, np.zeros_like(self._qsum)])
             self._at = np.concatenate([self._at, np.zeros_like(self._at)])
-        self._vecs[r] = np.frombuffer(key, dtype=np.float32)
-        self._n += 1
         return r
 
     # --- reading --------------------------------------------------------------------------------
@@ -124,15 +121,11 @@ class PatternStore:
     def evidence(self, vec: np.ndarray, now: float | None = None) -> scoring.Evidence:
         k, p = len(self.models), self.params
         mean, cost = self.global_stats()
-        if self._n == 0:
+        if len(self._index) == 0:
             zero = np.zeros(k)
             return scoring.Evidence(tuple(self.models), zero, zero, zero, mean, cost, 0.0)
-        sims = self._vecs[:self._n] @ vec
-        if self._n > p.k:
-            top = np.argpartition(-sims, p.k - 1)[:p.k]
-        else:
-            top = np.arange(self._n)
-        s = sims[top].astype(np.float64)
+        top, sims = self._index.search(vec, p.k)
+        s = sims.astype(np.float64)
         s[s < max(p.min_similarity, 0.0)] = 0.0       # dissimilar texts are no evidence at all
         w = s ** p.power
         if p.half_life_days is not None and now is not None:
@@ -142,7 +135,7 @@ class PatternStore:
         return scoring.Evidence(
             models=tuple(self.models), weight=w @ counts, success=w @ self._qsum[top, :k].astype(np.float64),
             support=(counts * (s > 0)[:, None]).sum(axis=0), global_mean=mean, global_cost=cost,
-            nearest=float(max(sims[top].max(initial=0.0), 0.0)))
+            nearest=float(max(sims.max(initial=0.0), 0.0)))
 
     def recommend(self, text: str | np.ndarray, candidates: Sequence[str] | None = None, cost_weight: float = 0.05,
                   min_confidence: float = 0.05, min_sample_size: int = 5,
