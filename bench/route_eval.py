@@ -49,7 +49,9 @@ DATA = Path(os.environ.get("ROUTING_EVAL", "/work/shared/routing-eval"))
 _trapz = getattr(np, "trapezoid", None) or getattr(np, "trapz")
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 RB_WEAK = "mistralai/mixtral-8x7b-chat"   # RouterBench's name for the same weak model
-SWEEP = tuple(round(x, 3) for x in np.linspace(0.0, 1.0, 41))
+# Two models: the strong one wins iff (1−w)·gain > w, i.e. gain > w/(1−w); gains live in ±0.5,
+# so the sweep is dense where w/(1−w) is small.
+SWEEP = tuple(sorted({round(float(x), 4) for x in np.r_[np.linspace(0.0, 0.4, 81), np.linspace(0.4, 1.0, 13)]}))
 
 Outcomes = dict[tuple[str, str], tuple[float, float]]   # (prompt_id, model) → (quality, cost)
 
@@ -342,8 +344,8 @@ def cli_timing() -> dict[str, float]:
     rb_p, rb_o = load("routerbench_subset", "prompt_text")
     models = sorted({m for _, m in rb_o})
     train = rb_p[:3000]
-    dc_p, _ = load("routerdc_7model")
-    test = random.Random(3).sample(dc_p, 1500)
+    rl_p, _ = load("routellm")
+    test = random.Random(3).sample(rl_p, 1500)
     start = time.monotonic()
     lines = decisions(train, outcome_rows(train, rb_o, models), test, DEFAULT_COST_WEIGHTS, "hashed", True)
     return {"seconds": time.monotonic() - start, "lines": len(lines), "train_prompts": len(train),

@@ -84,6 +84,13 @@ class PatternStore:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def stats(self) -> dict[str, object]:
+        """What `orchestrator patterns stats` shows (DESIGN §4.7): outcomes, models, fingerprint."""
+        mean, cost = self.global_stats()
+        return {"outcomes": len(self._rows), "distinct_texts": len(self._index), "fingerprint": self.fp.name,
+                "models": {m: {"outcomes": int(self._tot_count[i]), "mean_quality": round(float(mean[i]), 4),
+                               "mean_cost_usd": float(cost[i])} for i, m in enumerate(self.models)}}
+
     def _model(self, name: str) -> int:
         m = self._model_ix.get(name)
         if m is None:

@@ -135,3 +135,12 @@ def test_old_outcomes_fade_with_a_half_life():
     weight_now = s.evidence(s.fingerprint(TOPICS["sql"].format(i=1)), now=0.0).weight
     weight_later = s.evidence(s.fingerprint(TOPICS["sql"].format(i=1)), now=3 * day).weight
     assert np.allclose(weight_later, weight_now / 8)
+
+
+def test_stats_count_outcomes_per_model_and_name_the_fingerprint():
+    s = store()
+    fill(s, "sql", DEAR, 1.0, 3, cost=0.01)
+    fill(s, "sql", CHEAP, 0.5, 2, cost=0.001)
+    st = s.stats()
+    assert (st["outcomes"], st["distinct_texts"], st["fingerprint"]) == (5, 3, "hashed")
+    assert st["models"][CHEAP] == {"outcomes": 2, "mean_quality": 0.5, "mean_cost_usd": pytest.approx(0.001)}
