@@ -13,6 +13,7 @@ public routing data, routes worse than always using the best single model; docs/
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -49,7 +50,8 @@ class PatternStore:
         self._tot_count = np.zeros(4)
         self._tot_q = np.zeros(4)
         self._tot_cost = np.zeros(4)
-        self._rows: list[OutcomeRow] = []
+        # (row, model, quality, cost, workspace, at): the fingerprint bytes live once, in the index
+        self._log: list[tuple[int, str, float, float, str, float]] = []
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -68,26 +70,30 @@ class PatternStore:
             raise ValueError(f"outcome fingerprinted with {row.fingerprint_name!r}, store uses {self.fp.name!r}")
         if not (0.0 <= row.quality <= 1.0) or not (row.cost_usd >= 0.0):
             raise ValueError(f"outcome out of range: quality {row.quality} (0..1), cost {row.cost_usd} (≥ 0)")
-        m = self._model(row.model)
+        if len(row.fingerprint) != 4 * self.fp.dim:
+            raise ValueError(f"fingerprint has {len(row.fingerprint) // 4} dimensions, store uses {self.fp.dim}")
         r = self._row(row.fingerprint)
+        m = self._model(row.model)
         self._count[r, m] += 1.0
         self._qsum[r, m] += row.quality
         self._at[r] = max(self._at[r], row.at)
         self._tot_count[m] += 1.0
         self._tot_q[m] += row.quality
         self._tot_cost[m] += row.cost_usd
-        self._rows.append(row)
+        self._log.append((r, row.model, row.quality, row.cost_usd, row.workspace, row.at))
 
     def rows(self) -> Iterator[OutcomeRow]:
-        return iter(self._rows)
+        vecs = self._index.vectors
+        for r, model, quality, cost, workspace, at in self._log:
+            yield OutcomeRow(self.fp.name, vecs[r].tobytes(), model, quality, cost, workspace, at)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._log)
 
     def stats(self) -> dict[str, object]:
         """What `orchestrator patterns stats` shows (DESIGN §4.7): outcomes, models, fingerprint."""
         mean, cost = self.global_stats()
-        return {"outcomes": len(self._rows), "distinct_texts": len(self._index), "fingerprint": self.fp.name,
+        return {"outcomes": len(self._log), "distinct_texts": len(self._index), "fingerprint": self.fp.name,
                 "models": {m: {"outcomes": int(self._tot_count[i]), "mean_quality": round(float(mean[i]), 4),
                                "mean_cost_usd": float(cost[i])} for i, m in enumerate(self.models)}}
 
@@ -104,13 +110,12 @@ class PatternStore:
                                                                 (self._tot_count, self._tot_q, self._tot_cost))
         return m
 
-    def _row(self, key: bytes) -> int:
+    def _row(self, fingerprint: bytes) -> int:
+        key = hashlib.blake2b(fingerprint, digest_size=16).digest()   # identical texts share a row
         r = self._row_ix.get(key)
         if r is not None:
             return r
-        if len(key) != 4 * self.fp.dim:
-            raise ValueError(f"fingerprint has {len(key) // 4} dimensions, store uses {self.fp.dim}")
-        r = self._row_ix[key] = self._index.add(np.frombuffer(key, dtype=np.float32))
+        r = self._row_ix[key] = self._index.add(np.frombuffer(fingerprint, dtype=np.float32))
         if r >= len(self._count):
             self._count = np.concatenate([self._count, np.zeros_like(self._count)])
             self._qsum = np.concatenate([self._qsum, np.zeros_like(self._qsum)])
