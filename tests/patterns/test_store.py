@@ -116,6 +116,7 @@ def test_rows_from_another_fingerprint_or_out_of_range_are_refused():
     other = PatternStore(HashedFingerprinter(dim=256))
     with pytest.raises(ValueError, match="dimensions"):
         other.add_row(row)
+    assert (len(other), other.models) == (0, [])          # a refused row leaves no trace
     with pytest.raises(ValueError, match="quality"):
         s.add_outcome("hello", CHEAP, 1.5, 0.0)
 
