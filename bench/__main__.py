@@ -27,6 +27,7 @@ BENCHMARKS = {
     "turn": "bench.turn_bench",                # 3. turn overhead + 4. streaming relay
     "concurrency": "bench.concurrency_bench",  # 5. concurrency and memory
     "codec": "bench.codec_bench",              # 6. codec
+    "memory": "bench.memory_bench",            # 7. memory over 20,000 sessions
 }
 
 

@@ -1,21 +1,24 @@
 """``orchestrator chat``: an interactive session.
 
 Slash commands: /model <id>, /model -, /model show, /rules check|show|reload, /route override|ignore,
-/cost, /help. ``@alias`` at the start of a message overrides the model for that message.
-Ctrl-C cancels the running turn (not the program); Ctrl-D leaves.
+/cost, /cancel, /quit, /help. ``@alias`` at the start of a message overrides the model for that
+message. Input is read while a turn streams, so ``/model`` during a turn is queued (the pending
+banner shows at once) and ``/cancel`` stops it. Ctrl-C cancels the running turn, or clears the
+line at an idle prompt; Ctrl-D or ``/quit`` leaves.
 """
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import trio
 
 from protocol.errors import RemoteError
 
-from .cli import EXIT_OK, ask
 from .client import open_client
 from .render import render_cost, render_model_state, render_rules
+from .streaming import EXIT_OK, ask
 
 HELP = """commands:
   /model <id|alias>   set the session's sticky model (queued if a turn is running)
@@ -24,19 +27,12 @@ HELP = """commands:
   /rules check|show|reload
   /route override|ignore   answer a pattern-store suggestion
   /cost               this session's cost by model and role
+  /cancel             cancel the running turn
+  /quit               leave (also Ctrl-D)
   @alias message      use that model for this message only
-  Ctrl-C cancels the running turn · Ctrl-D leaves"""
+  Ctrl-C cancels the running turn, or clears the line when idle"""
 
-
-async def _read_line(prompt: str) -> str | None:
-    def read() -> str | None:
-        try:
-            return input(prompt)
-        except EOFError:
-            return None
-        except KeyboardInterrupt:
-            return ""
-    return await trio.to_thread.run_sync(read, abandon_on_cancel=True)
+PROMPT = "you> "
 
 
 async def _command(client, sid: str, line: str) -> None:
@@ -52,16 +48,15 @@ async def _command(client, sid: str, line: str) -> None:
     elif cmd == "/rules":
         action = rest[0] if rest else "show"
         if action == "check":
-            from .cli import _rules_check
+            from .cli import _check
 
-            class _A:
-                file = None
-                models = None
-                json = False
-            _rules_check(_A())
+            _check(None, [])
+        elif action == "reload":
+            from .cli import reload_summary
+
+            print("\n".join(reload_summary(await client.reload_rules())))
         else:
-            report = await (client.reload_rules() if action == "reload" else client.rules())
-            print(render_rules(report))
+            print(render_rules(await client.rules()))
     elif cmd == "/cost":
         print(render_cost(await client.cost(sid), sid))
     elif cmd == "/route":
@@ -79,25 +74,110 @@ async def _command(client, sid: str, line: str) -> None:
         print(f"unknown command {cmd}; /help lists them")
 
 
+async def _read_lines(send: trio.MemorySendChannel[str | None]) -> None:
+    """stdin, one line at a time, in a thread: input keeps flowing while a turn streams."""
+    async with send:
+        while True:
+            line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+            if not line:
+                await send.send(None)       # Ctrl-D / end of input
+                return
+            await send.send(line.rstrip("\n"))
+
+
+class _Chat:
+    def __init__(self, client, session_id: str):
+        self.client = client
+        self.sid = session_id
+        self.turn = None                    # the running turn's handle, if any
+        self.turn_done = trio.Event()
+        self.turn_done.set()
+
+    def prompt(self) -> None:
+        if self.turn is None:
+            sys.stderr.write(PROMPT)
+            sys.stderr.flush()
+
+    async def cancel(self) -> bool:
+        turn = self.turn
+        if turn is None:
+            return False
+        try:
+            await turn.cancel()
+        except RemoteError:
+            pass  # it ended meanwhile
+        return True
+
+    async def run_turn(self, text: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self.turn_done = trio.Event()
+        started = False
+
+        def on_started(turn) -> None:
+            nonlocal started
+            self.turn, started = turn, True
+            task_status.started()
+
+        try:
+            await ask(self.client, text, session=self.sid, workspace=None, as_json=False,
+                      on_started=on_started, sigint=False)
+        except RemoteError as exc:
+            print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+        finally:
+            self.turn = None
+            self.turn_done.set()
+            if not started:
+                task_status.started()
+            else:
+                self.prompt()
+
+    async def on_sigint(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            task_status.started()           # from here on Ctrl-C never ends the program
+            async for _ in signals:
+                if not await self.cancel():
+                    # Idle: the terminal dropped the typed line (ISIG flushes it); show a fresh prompt.
+                    sys.stderr.write("\n(Ctrl-D or /quit to leave)\n")
+                    self.prompt()
+
+
 async def _chat(session: str | None, workspace: str | None) -> int:
     async with open_client() as client:
         info = await client.open_session(session, os.path.abspath(workspace) if workspace else None)
         print(f"session {info.session_id} · /help for commands · Ctrl-D to leave", file=sys.stderr)
-        while True:
-            line = await _read_line("you> ")
-            if line is None:
-                print(file=sys.stderr)
-                return EXIT_OK
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                if line.startswith("/"):
-                    await _command(client, info.session_id, line)
-                else:
-                    await ask(client, line, session=info.session_id, workspace=None, as_json=False)
-            except RemoteError as exc:
-                print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+        chat = _Chat(client, info.session_id)
+        send, lines = trio.open_memory_channel[str | None](64)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(chat.on_sigint)
+            nursery.start_soon(_read_lines, send)
+            chat.prompt()
+            async for line in lines:
+                if line is None or line.strip() in ("/quit", "/exit"):
+                    if line is not None:
+                        await chat.cancel()
+                    await chat.turn_done.wait()
+                    print(file=sys.stderr)
+                    nursery.cancel_scope.cancel()
+                    break
+                line = line.strip()
+                if not line:
+                    chat.prompt()
+                    continue
+                try:
+                    if line == "/cancel":
+                        if not await chat.cancel():
+                            print("no turn is running", file=sys.stderr)
+                    elif line.startswith("/"):
+                        await _command(client, info.session_id, line)
+                    elif chat.turn is not None:
+                        print("a turn is running: wait for it, or /cancel it", file=sys.stderr)
+                    else:
+                        # Returns once the daemon accepted the turn, so a following /model is queued.
+                        await nursery.start(chat.run_turn, line)
+                        continue
+                except RemoteError as exc:
+                    print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
+                chat.prompt()
+    return EXIT_OK
 
 
 def run_chat(args) -> int:

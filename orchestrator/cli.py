@@ -1,7 +1,8 @@
 """The ``orchestrator`` command line (DESIGN §4.1).
 
-Exit codes: 0 success; 1 a failure the user can act on; 2 usage error; 3 daemon not reachable.
-Errors go to stderr as one clear line.
+Exit codes: 0 success; 1 a failure the user can act on; 2 usage error; 3 daemon not reachable;
+130 the turn was cancelled. Errors go to stderr as one clear line — also when stdout is a closed
+pipe (``… | head``), which ends the command quietly.
 """
 from __future__ import annotations
 
@@ -11,18 +12,22 @@ import os
 import sys
 from pathlib import Path
 
+import attrs
 import trio
 
-from protocol import events as ev
 from protocol.codec import converter, event_to_json_obj
 from protocol.errors import RemoteError
 
 from . import __version__
 from .client import DaemonUnreachable, _leaves, open_client
 from .paths import EndpointRefused, resolve_paths
-from .render import render_cost, render_model_state, render_rules, render_status, render_trace
+from .render import (
+    render_config_health, render_cost, render_model_state, render_rules, render_status, render_trace,
+)
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+from .streaming import EXIT_CANCELLED, EXIT_FAIL, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ask
+
+__all__ = ["EXIT_CANCELLED", "EXIT_FAIL", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "ask", "main"]
 
 
 class CliError(Exception):
@@ -65,9 +70,34 @@ def _parser() -> argparse.ArgumentParser:
     mw.add_argument("--session", required=True)
     mw.add_argument("--json", action="store_true")
 
+    i = sub.add_parser("init", help="write a starter home for real providers, then check it")
+    i.add_argument("--provider", action="append", metavar="KIND",
+                   help="anthropic | openai | openai_compatible | ollama (repeatable; default: the providers "
+                        "whose key is set in this shell, else anthropic)")
+    i.add_argument("--home", help="the config home to write (default: $ORCHESTRATOR_HOME or ~/.config/orchestrator)")
+    i.add_argument("--force", action="store_true", help="overwrite existing files")
+    i.add_argument("--base-url", help="openai_compatible / ollama: the server's URL (…/v1)")
+    i.add_argument("--model", help="openai_compatible / ollama: the model name the server serves")
+    i.add_argument("--api-key-env", help="openai_compatible / ollama: the variable holding its key (default: none)")
+
+    ck = sub.add_parser("check", help="validate every config file in one pass; works without a daemon")
+    ck.add_argument("files", nargs="*", metavar="FILE")
+    ck.add_argument("--json", action="store_true")
+
+    sv = sub.add_parser("service", help="install or remove the systemd unit")
+    svsub = sv.add_subparsers(dest="service_command", required=True, metavar="ACTION")
+    for action, text in (("install", "check the config, then write the unit and the keys file"),
+                         ("uninstall", "remove the unit")):
+        sp = svsub.add_parser(action, help=text)
+        scope = sp.add_mutually_exclusive_group()
+        scope.add_argument("--user", dest="scope", action="store_const", const="user", help="a user unit (default)")
+        scope.add_argument("--system", dest="scope", action="store_const", const="system", help="a system unit")
+        sp.add_argument("--now", action="store_true", help="also run systemctl (enable and start / stop and disable)")
+        sp.add_argument("--unit-dir", help=argparse.SUPPRESS)
+
     r = sub.add_parser("rules", help="validate or show routing rules")
     rsub = r.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
-    rc = rsub.add_parser("check", help="validate routing.yaml (+ models.yaml); works without a daemon")
+    rc = rsub.add_parser("check", help="validate the config files (same as `orchestrator check`)")
     rc.add_argument("file", nargs="?")
     rc.add_argument("--models")
     rc.add_argument("--json", action="store_true")
@@ -98,6 +128,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # `… | head` closed our stdout: stop quietly. Point stdout at /dev/null so the interpreter's
+        # final flush does not raise (and print) the same error again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAIL
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -116,13 +159,19 @@ def main(argv: list[str] | None = None) -> int:
               "or `systemctl --user start orchestrator`.", file=sys.stderr)
         return EXIT_UNREACHABLE
     except RemoteError as exc:
-        print(f"orchestrator: {exc.message} [{exc.code}]", file=sys.stderr)
+        print(f"orchestrator: {_remote_error_text(exc)}", file=sys.stderr)
         return EXIT_FAIL
     except EndpointRefused as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except KeyboardInterrupt:
         return 130
+
+
+def _remote_error_text(exc: RemoteError) -> str:
+    if exc.code in ("unknown_session", "unknown_turn"):
+        return exc.message
+    return f"{exc.message} [{exc.code}]"
 
 
 def _sole_leaf(group: BaseExceptionGroup) -> BaseException:
@@ -140,7 +189,13 @@ def _dispatch(args) -> int:
         from .demo import run_demo
         return run_demo(json_output=args.json, fast=args.fast)
     if cmd == "rules" and args.rules_command == "check":
-        return _rules_check(args)
+        return _check(args, [args.file] if args.file else [], models=args.models, routing_default=True)
+    if cmd == "check":
+        return _check(args, args.files)
+    if cmd == "init":
+        return _init(args)
+    if cmd == "service":
+        return _service(args)
     if cmd == "chat":
         from .chat import run_chat
         return run_chat(args)
@@ -155,6 +210,8 @@ def _print_json(obj) -> None:
 
 
 async def _client_command(args) -> int:
+    if args.command == "ask" and not " ".join(args.text).strip():
+        raise CliError("empty message: nothing to send (usage: orchestrator ask TEXT)", EXIT_USAGE)
     async with open_client() as client:
         cmd = args.command
         if cmd == "ask":
@@ -164,30 +221,39 @@ async def _client_command(args) -> int:
             if args.model_command == "set":
                 state = await client.set_model(args.session, args.model)
             elif args.model_command == "clear":
+                await _known_session(client, args.session)
                 state = await client.clear_model(args.session)
             else:
-                state = await client.show_model(args.session)
+                state = await _known_session(client, args.session)
                 if args.json:
                     _print_json(converter.unstructure(state))
                     return EXIT_OK
             print(render_model_state(state, with_trace=args.model_command == "show"))
             return EXIT_OK
         if cmd == "rules":
-            report = await (client.reload_rules() if args.rules_command == "reload"
-                            else client.rules(getattr(args, "workspace", None)))
+            if args.rules_command == "reload":
+                return await _reload(client)
+            report = await client.rules(getattr(args, "workspace", None) and os.path.abspath(args.workspace))
             if getattr(args, "json", False):
                 _print_json(converter.unstructure(report))
             else:
                 print(render_rules(report))
             return EXIT_OK if report.ok else EXIT_FAIL
         if cmd == "trace":
-            reply = await client.trace(args.turn_id)
+            try:
+                reply = await client.trace(args.turn_id)
+            except RemoteError as exc:
+                if exc.code == "unknown_turn":
+                    raise CliError(f"unknown turn {args.turn_id!r}") from None
+                raise
             if args.json:
                 _print_json(event_to_json_obj(reply.route))
             else:
                 print(render_trace(reply.route))
             return EXIT_OK
         if cmd == "cost":
+            if args.session:
+                await _known_session(client, args.session)
             report = await client.cost(args.session)
             if args.json:
                 data = converter.unstructure(report)
@@ -197,114 +263,122 @@ async def _client_command(args) -> int:
                 print(render_cost(report, args.session))
             return EXIT_OK
         if cmd == "status":
-            report = await client.status()
-            if args.json:
-                _print_json(converter.unstructure(report))
-            else:
-                print(render_status(report))
-            return EXIT_OK
+            return await _status(client, args.json)
         if cmd == "availability":
+            await _known_scope(client, args.scope)
             ack = await client.reset_availability(args.scope)
             print(f"{args.scope}: {ack.detail}")
             return EXIT_OK
     raise CliError(f"unknown command {cmd}", EXIT_USAGE)
 
 
-async def ask(client, text: str, *, session: str | None, workspace: str | None, as_json: bool,
-              out=None) -> int:
-    """One turn, streamed. Ctrl-C cancels the turn (not the program) and waits for turn.cancelled."""
-    out = out or sys.stdout
-    info = await client.open_session(session, os.path.abspath(workspace) if workspace else None)
-    code = EXIT_OK
-    async with client.turn(info.session_id, text, workspace=workspace and os.path.abspath(workspace)) as turn:
-        with _cancel_on_sigint(client, turn):
-            async for event in turn:
-                if as_json:
-                    out.write(json.dumps(event_to_json_obj(event), default=str) + "\n")
-                    out.flush()
-                else:
-                    _print_event(event, out)
-                if isinstance(event, ev.TurnFailed):
-                    code = EXIT_FAIL
-    if not as_json:
-        out.write("\n" if not isinstance(turn.terminal, ev.TurnFailed) else "")
-        if turn.terminal is not None and not isinstance(turn.terminal, ev.TurnCompleted):
-            pass
-        print(f"[session {info.session_id} · turn {turn.turn_id}]", file=sys.stderr)
-    return code
+async def _known_session(client, session_id: str):
+    """One rule for every command about an existing session: unknown → exit 1, "unknown session"."""
+    try:
+        return await client.show_model(session_id)
+    except RemoteError as exc:
+        if exc.code == "unknown_session":
+            raise CliError(f"unknown session {session_id!r}") from None
+        raise
 
 
-def _print_event(event, out) -> None:
-    if isinstance(event, ev.TextDelta):
-        out.write(event.text)
-        out.flush()
-    elif isinstance(event, ev.Banner):
-        print(f"\n» {event.text}", file=sys.stderr)
-    elif isinstance(event, ev.TurnStarted):
-        print(f"→ {event.model}", file=sys.stderr)
-    elif isinstance(event, ev.ToolCalled):
-        print(f"\n⚙ {event.name}({json.dumps(event.input)[:200]})", file=sys.stderr)
-    elif isinstance(event, ev.DelegateStarted):
-        print(f"\n⇢ delegating to {event.tier} tier: {event.task[:120]}", file=sys.stderr)
-    elif isinstance(event, ev.TurnFailed):
-        print(f"\norchestrator: turn failed: {event.message} [{event.error}]", file=sys.stderr)
-    elif isinstance(event, ev.TurnCancelled):
-        print(f"\n[turn cancelled: {event.reason}]", file=sys.stderr)
+async def _known_scope(client, scope: str) -> None:
+    """``availability reset`` takes a provider or a provider:model of the daemon's registry."""
+    from actors.config.files import check_registry_text, read_text
+
+    report = await client.rules()
+    models_path = report.source.get("models")
+    try:
+        text = read_text(models_path) if models_path else None
+    except (OSError, UnicodeDecodeError):
+        text = None
+    if text is None:
+        return  # cannot tell from here: let the daemon decide
+    registry = check_registry_text(text).registry
+    if scope not in registry.providers and scope not in registry.models:
+        raise CliError(f"unknown scope {scope!r}: not a provider or model of {models_path}")
 
 
-class _cancel_on_sigint:
-    """While a turn streams, Ctrl-C sends CancelTurn instead of killing the program."""
-
-    def __init__(self, client, turn):
-        self.client, self.turn = client, turn
-
-    def __enter__(self):
-        import signal
-
-        self._token = trio.lowlevel.current_trio_token()
-        self._old = signal.getsignal(signal.SIGINT)
-
-        def handler(signum, frame):
-            self._token.run_sync_soon(self._spawn_cancel)
-
-        try:
-            signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread
-            self._old = None
-        return self
-
-    def _spawn_cancel(self):
-        trio.lowlevel.spawn_system_task(self._cancel)
-
-    async def _cancel(self):
-        try:
-            await self.turn.cancel()
-        except Exception:
-            pass  # the turn may already be over
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-        return False
+async def _reload(client) -> int:
+    """``rules reload``: re-read the files and say what changed."""
+    report = await client.reload_rules()
+    for line in reload_summary(report):
+        print(line)
+    return EXIT_OK if report.ok else EXIT_FAIL
 
 
-def _rules_check(args) -> int:
-    from actors.config.files import check_files
+def reload_summary(report) -> list[str]:
+    if report.errors:
+        return [*report.errors, "not reloaded: the last-known-good configuration stays active "
+                "(`orchestrator check` lists every error)"]
+    files = ", ".join(Path(p).name for p in report.source.values())
+    head = f"reloaded {files}: {len(report.rules)} rule(s) active"
+    changes = report.changes or ()
+    return [head, *(f"  {c}" for c in changes)] if changes else [head + "; no changes"]
+
+
+async def _status(client, as_json: bool) -> int:
+    from .service import installed_units
+
+    from .settings import SettingsError, load_settings
+
+    report = await client.status()
+    rules = await client.rules()
+    units = [str(u) for u in installed_units(os.environ)]
+    try:  # read once at start: an edit since then is checked here, on disk
+        load_settings(resolve_paths().daemon_file)
+    except SettingsError as exc:
+        rules = attrs.evolve(rules, ok=False, errors=(*rules.errors, *str(exc).splitlines()))
+    if as_json:
+        data = converter.unstructure(report)
+        data["config"] = {"ok": rules.ok, "errors": list(rules.errors), "files": rules.source}
+        data["not_configured"] = rules.not_configured
+        data["service"] = {"installed": bool(units), "units": units}
+        _print_json(data)
+        return EXIT_OK
+    print(render_status(report))
+    print(render_config_health(rules, units))
+    return EXIT_OK
+
+
+def _check(args, files: list[str], *, models: str | None = None, routing_default: bool = False) -> int:
+    from .check import check_home
 
     paths = resolve_paths()
-    routing = Path(args.file) if args.file else paths.routing_file
-    models = Path(args.models) if args.models else (routing.parent / "models.yaml" if args.file else paths.models_file)
-    result = check_files(models, routing)
-    if args.json:
-        _print_json({"ok": not result.errors, "errors": list(result.errors), "warnings": list(result.warnings)})
+    report = check_home(paths.home, files, models_override=models, routing_default=routing_default)
+    if getattr(args, "json", False):
+        _print_json({"ok": report.ok, "errors": list(report.errors), "warnings": list(report.warnings),
+                     "files": list(report.files)})
     else:
-        for w in result.warnings:
+        for w in report.warnings:
             print(f"warning: {w}", file=sys.stderr)
-        if result.errors:
-            for e in result.errors:
-                print(e)
-        else:
+        for e in report.errors:
+            print(e)
+        if report.ok:
             print("ok")
-    return EXIT_FAIL if result.errors else EXIT_OK
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
+def _init(args) -> int:
+    from .init import InitError, run_init
+
+    home = Path(args.home).expanduser() if args.home else resolve_paths().home
+    try:
+        return run_init(args, home.absolute())
+    except InitError as exc:
+        raise CliError(str(exc), exc.code) from None
+
+
+def _service(args) -> int:
+    from .service import ServiceError, install, uninstall
+
+    scope = args.scope or "user"
+    try:
+        if args.service_command == "install":
+            lines = install(resolve_paths(), scope=scope, now=args.now, unit_dir_override=args.unit_dir)
+        else:
+            lines = uninstall(scope=scope, now=args.now, unit_dir_override=args.unit_dir)
+    except (ServiceError, OSError) as exc:
+        raise CliError(str(exc)) from None
+    print("\n".join(lines))
+    return EXIT_OK

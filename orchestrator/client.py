@@ -12,8 +12,10 @@ events are routed to the turn that asked for them. ``SyncClient`` wraps it for s
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
+import socket
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import trio
@@ -36,6 +38,10 @@ from .paths import resolve_paths
 
 ToolHandler = Callable[[dict], Awaitable[str]]
 LIVENESS_INTERVAL_S = 3.0
+# How long the first Ping may take. Generous: a busy daemon (hundreds of clients connecting at
+# once) answers late but answers; a missing or dead daemon is detected before any Ping (see
+# _probe_ipc), so this bound only matters for a daemon that accepts connections and then hangs.
+CONNECT_TIMEOUT_S = 15.0
 
 
 class DaemonUnreachable(ConnectionError):
@@ -229,13 +235,43 @@ class TurnHandle:
         await self.client.cancel(self.session_id, self.turn_id)
 
 
+def _probe_ipc(path: str) -> None:
+    """Fail at once when nobody listens on the socket file (missing, or left behind by a dead
+    daemon): then no Ping could ever be answered, and waiting for one would only delay the error."""
+    if not os.path.exists(path):
+        raise DaemonUnreachable(f"no daemon socket at {path}")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+    except (BlockingIOError, InterruptedError):
+        pass  # a full listen backlog: the daemon is there, only busy
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK):
+            raise DaemonUnreachable(f"nobody is listening on {path} (a stale socket file?)") from None
+        if exc.errno != errno.EAGAIN:
+            raise DaemonUnreachable(f"cannot connect to {path}: {exc.strerror}") from None
+    finally:
+        probe.close()
+
+
+def _connect_timeout() -> float:
+    try:
+        value = float(os.environ.get("ORCHESTRATOR_CONNECT_TIMEOUT", CONNECT_TIMEOUT_S))
+    except ValueError:
+        return CONNECT_TIMEOUT_S
+    return value if math.isfinite(value) and value > 0 else CONNECT_TIMEOUT_S
+
+
 @contextlib.asynccontextmanager
 async def open_client(endpoint: str | None = None, *, check: bool = True,
-                      timeout: float = 2.0) -> AsyncIterator[Client]:
-    """Connect to the daemon; with ``check``, fail fast with DaemonUnreachable if nobody answers."""
+                      timeout: float | None = None) -> AsyncIterator[Client]:
+    """Connect to the daemon; with ``check``, fail with DaemonUnreachable if nobody answers a Ping
+    within ``timeout`` (default CONNECT_TIMEOUT_S, or $ORCHESTRATOR_CONNECT_TIMEOUT)."""
     endpoint = endpoint or resolve_paths().endpoint
-    if endpoint.startswith("ipc://") and not os.path.exists(endpoint[len("ipc://"):]):
-        raise DaemonUnreachable(f"no daemon socket at {endpoint[len('ipc://'):]}")
+    if endpoint.startswith("ipc://"):
+        _probe_ipc(endpoint[len("ipc://"):])
+    timeout = _connect_timeout() if timeout is None else timeout
     ctx = zmq.Context.instance()
     try:
         async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint,

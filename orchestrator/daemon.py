@@ -3,6 +3,10 @@
 SIGTERM/SIGINT stop new turns, let running ones finish within the grace period, cancel the rest
 with a reason, and exit 0. SIGHUP re-reads the config files. systemd hears READY=1 only once
 clients can be served, STOPPING=1 on shutdown, and WATCHDOG=1 while the loop is alive.
+
+Signals are received for the whole life of ``run`` — its cleanup included — so any number of
+SIGTERM/SIGINT during shutdown lead down the same clean path (``timeout`` and systemd send them
+in bursts); before and after ``run``, ``SignalLatch`` holds them (see ``orchestrator serve``).
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import contextlib
 import os
 import signal
 import time
+from types import FrameType
 
 import attrs
 import structlog
@@ -17,7 +22,6 @@ import trio
 import zmq
 
 from actors.availability.actor import AvailabilityActor
-from actors.availability.state import iso_utc
 from actors.cost.actor import CostActor
 from actors.worker.delegation import Delegator
 from actors.runtime.kernel import Actor, ActorSystem
@@ -25,13 +29,16 @@ from actors.runtime.node import Node
 from actors.planner.actor import PlannerActor
 from actors.config.registry import ModelRegistry
 from actors.router.actor import RouterActor
-from actors.session.actor import SessionActor
+from actors.session.actor import STOP_GRACE_S, SessionActor
 from actors.runtime.store import Store
 from actors.runtime.supervisor import ChildSpec, Restart, Supervisor
 from actors.planner.support import AdapterPool, ToolBox
 from protocol import events as ev
 from protocol.codec import converter
-from protocol.messages import Failure, GetStatus, GetTrace, Ping, Pong, StatusReport, TraceReply
+from protocol.messages import (
+    ActorStatus, DrainTurns, Failure, GetActorStatus, GetSessionStats, GetStatus, GetTrace, GetUnavailableScopes, Ping, Pong,
+    ReloadRules, SessionStats, StatusReport, TraceReply, UnavailableScopes,
+)
 
 from . import __version__
 from .paths import Paths, check_endpoint, prepare_endpoint
@@ -39,6 +46,33 @@ from .sdnotify import notify, watchdog_interval
 from .settings import DaemonSettings, load_settings, workspace_settings
 
 log = structlog.get_logger("daemon")
+
+# How long ``status`` waits for each actor's own answer.
+STATUS_ASK_S = 2.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class SignalLatch:
+    """A Python-level handler for SIGTERM/SIGINT outside ``Daemon.run``: a signal that arrives
+    while the process starts up is remembered (and starts the clean shutdown once the daemon
+    listens); one that arrives after the daemon stopped is ignored instead of killing the process."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    @classmethod
+    def install(cls) -> "SignalLatch":
+        latch = cls()
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, latch)
+        # A reload request while starting (the files are being read anyway) or after stopping
+        # must not kill the process, which is SIGHUP's default.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        return latch
 
 
 class ControlActor(Actor):
@@ -57,7 +91,12 @@ class ControlActor(Actor):
         return Pong(env.body.payload)
 
     async def on_status(self, env):
-        return await self.daemon.status()
+        # Asking every actor takes a few round trips: do it from a task, so Ping keeps answering.
+        self.spawn(self._status, env)
+        return None
+
+    async def _status(self, env) -> None:
+        await self._reply(env, await self.daemon.status())
 
     async def on_trace(self, env):
         route = self.daemon.store.turn_route(env.body.turn_id)
@@ -82,6 +121,11 @@ class Daemon:
     session: SessionActor | None = None
     router: RouterActor | None = None
     availability: AvailabilityActor | None = None
+    actors: dict[str, Actor] = attrs.field(factory=dict)
+    # Subclasses to run instead of the standard session / planner actor (fault-injection tests).
+    session_class: type[SessionActor] = SessionActor
+    planner_class: type[PlannerActor] = PlannerActor
+    signal_latch: SignalLatch | None = None
     _stop: trio.Event = attrs.field(factory=trio.Event)
     stop_reason: str = ""
 
@@ -91,19 +135,38 @@ class Daemon:
         self.node = Node(self.system, zmq.Context.instance())
 
     async def status(self) -> StatusReport:
+        """Supervision state (the daemon's own) plus what each actor says about itself, by message."""
         sup = self.supervisor
         actors = {name: {"status": st.status, "restarts": st.restarts, "last_error": st.last_error}
                   for name, st in (sup.state.items() if sup else [])}
-        scopes = []
-        if self.availability is not None:
-            now = self.availability.clock()
-            for scope, info in self.availability.tracker.unavailable(now).items():
-                since = time.time() - (now - info["since"])
-                scopes.append({**info, "scope": scope, "kind": info["scope"], "since": iso_utc(since)})
-        session = self.session
+        answers: dict[tuple[str, type], object] = {}
+
+        async def ask(actor: str, body: object) -> None:
+            try:
+                answers[actor, type(body)] = await self.system.request(actor, body, timeout=STATUS_ASK_S)
+            except Exception as exc:  # an actor that cannot answer shows as such, status still answers
+                answers[actor, type(body)] = exc
+
+        async with trio.open_nursery() as nursery:
+            for name in actors:
+                nursery.start_soon(ask, name, GetActorStatus())
+            nursery.start_soon(ask, "session", GetSessionStats())
+            nursery.start_soon(ask, "availability", GetUnavailableScopes())
+        for name, entry in actors.items():
+            answer = answers.get((name, GetActorStatus))
+            if isinstance(answer, ActorStatus):
+                entry.update(faults=answer.faults, dropped=answer.dropped, last_fault=answer.last_fault)
+            else:
+                entry["unresponsive"] = str(answer)
+        stats = answers.get(("session", GetSessionStats))
+        if not isinstance(stats, SessionStats):
+            stats = SessionStats(False, 0, 0)
+        unavailable = answers.get(("availability", GetUnavailableScopes))
+        scopes = tuple({"scope": u.scope, "kind": u.kind, "reason": u.reason, "since": u.since,
+                        **({"detail": u.detail} if u.detail is not None else {})}
+                       for u in (unavailable.scopes if isinstance(unavailable, UnavailableScopes) else ()))
         return StatusReport(__version__, os.getpid(), round(time.time() - self.started_at, 3), self.node.endpoint or "",
-                            bool(session and session.accepting), len(session.sessions) if session else 0,
-                            session.running_turns() if session else 0, actors, tuple(scopes))
+                            stats.accepting_turns, stats.sessions_open, stats.turns_running, actors, scopes)
 
     def request_stop(self, reason: str) -> None:
         self.stop_reason = reason
@@ -125,70 +188,83 @@ class Daemon:
         tools = ToolBox(workspace_settings=workspace_settings, delegator=Delegator(self.store))
         system = self.system
 
-        async def publish(transitions) -> None:
-            if self.router is not None:
-                await self.router.on_availability_change(transitions)
-
-        self.availability = AvailabilityActor(system, clock=self.clock, on_change=publish)
+        self.availability = AvailabilityActor(system, clock=self.clock)
         cost = CostActor(system, self.store)
         self.router = RouterActor(system, loader, store=self.store)
-        planner = PlannerActor(system, registry=registry, adapters=adapters, tools=tools)
-        worker = PlannerActor(system, registry=registry, adapters=adapters, tools=tools, name="worker")
-        self.session = SessionActor(system, self.store, resolve_model=self.router.resolve_model_name)
+        planner = self.planner_class(system, registry=registry, adapters=adapters, tools=tools)
+        worker = self.planner_class(system, registry=registry, adapters=adapters, tools=tools, name="worker")
+        self.session = self.session_class(system, self.store)
         control = ControlActor(system, self)
+        cast: tuple[Actor, ...] = (self.availability, cost, self.router, planner, worker, self.session, control)
+        self.actors = {a.name: a for a in cast}
 
-        children = [ChildSpec(a.name, a.run, Restart.PERMANENT) for a in
-                    (self.availability, cost, self.router, planner, worker, self.session, control)]
+        children = [ChildSpec(a.name, a.run, Restart.PERMANENT) for a in cast]
         self.supervisor = Supervisor(children, max_restarts=self.settings.max_restarts,
                                      window_s=self.settings.restart_window_s)
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self.supervisor.run)
-                await nursery.start(self.node.serve, endpoint)
-                nursery.start_soon(self._signals)
-                interval = watchdog_interval()
-                if interval:
-                    nursery.start_soon(self._watchdog, interval)
-                notify("READY=1", f"STATUS=serving on {self.node.endpoint}")
-                log.info("daemon ready", endpoint=self.node.endpoint, pid=os.getpid(), wire_mode=self.wire_mode)
-                task_status.started(self.node.endpoint)
-                await self._stop.wait()
-                notify("STOPPING=1")
-                await self._drain()
-                nursery.cancel_scope.cancel()
-        finally:
-            with trio.CancelScope(shield=True):
-                await adapters.aclose()
-            self.store.close()
-            if endpoint.startswith("ipc://"):
-                with contextlib.suppress(OSError):
-                    os.unlink(endpoint[len("ipc://"):])
-            log.info("daemon stopped", reason=self.stop_reason)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._signals, signals)
+                    if self.signal_latch is not None and self.signal_latch.signum is not None:
+                        self.request_stop(signal.Signals(self.signal_latch.signum).name)  # arrived during startup
+                    await nursery.start(self.supervisor.run)
+                    await nursery.start(self.node.serve, endpoint)
+                    interval = watchdog_interval()
+                    if interval:
+                        nursery.start_soon(self._watchdog, interval)
+                    notify("READY=1", f"STATUS=serving on {self.node.endpoint}")
+                    log.info("daemon ready", endpoint=self.node.endpoint, pid=os.getpid(), wire_mode=self.wire_mode)
+                    task_status.started(self.node.endpoint)
+                    await self._stop.wait()
+                    notify("STOPPING=1")
+                    await self._drain()
+                    nursery.cancel_scope.cancel()
+            finally:
+                # Still inside the signal receiver: a signal now is queued and ignored, not fatal.
+                with trio.CancelScope(shield=True):
+                    await adapters.aclose()
+                self.store.close()
+                if endpoint.startswith("ipc://"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(endpoint[len("ipc://"):])
+                log.info("daemon stopped", reason=self.stop_reason)
+                if self.signal_latch is not None:
+                    # `serve` only: trio closes its signal wakeup socket before it restores the
+                    # previous wakeup fd, and a signal in that window prints a traceback. Held
+                    # signals stay pending and are discarded when serve sets them to ignored.
+                    signal.pthread_sigmask(signal.SIG_BLOCK, (*STOP_SIGNALS, signal.SIGHUP))
 
     async def _drain(self) -> None:
         """Let running turns finish within the grace period; then cancel them with a reason."""
-        session = self.session
-        assert session is not None
-        session.accepting = False
-        with trio.move_on_after(self.settings.shutdown_grace_s):
-            await session.turns_idle.wait()
-        if session.running_turns():
-            log.info("grace period over; cancelling running turns", turns=session.running_turns())
-            await session.cancel_all("daemon_shutdown")
+        grace = _grace(self.settings.shutdown_grace_s)
+        try:
+            await self.system.request("session", DrainTurns(grace), timeout=grace + STOP_GRACE_S + 5)
+        except Exception as exc:  # the turns still end, with the session actor's own cleanup
+            log.warning("running turns did not drain", error=str(exc))
 
-    async def _signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    report = await self.router.reload() if self.router else None
-                    log.info("config reloaded on SIGHUP", ok=getattr(report, "ok", None))
-                else:
-                    self.request_stop(signal.Signals(signum).name)
+    async def _signals(self, signals) -> None:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                try:
+                    report = await self.system.request("router", ReloadRules(), timeout=30)
+                except Exception as exc:  # a reload that fails must not end signal handling
+                    log.error("config reload on SIGHUP failed", error=repr(exc))
+                    continue
+                log.info("config reloaded on SIGHUP", ok=getattr(report, "ok", None))
+            elif self._stop.is_set():
+                log.info("already stopping", signal=signal.Signals(signum).name)
+            else:
+                self.request_stop(signal.Signals(signum).name)
 
     async def _watchdog(self, interval: float) -> None:
         while True:
             notify("WATCHDOG=1")
             await trio.sleep(interval)
+
+
+def _grace(seconds: float) -> float:
+    """A usable grace period from any configured value: negative or NaN mean none."""
+    return seconds if seconds >= 0 else 0.0  # NaN compares false
 
 
 async def serve(paths: Paths, *, wire_mode: bool = False) -> None:

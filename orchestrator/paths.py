@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlsplit
 
 import attrs
 
@@ -56,32 +56,63 @@ def default_endpoint(env: Mapping[str, str], state: Path) -> str:
     return f"ipc://{folder / 'daemon.sock'}"
 
 
-def check_endpoint(endpoint: str) -> str:
-    """Refuse what would expose the daemon: tcp is accepted only on loopback."""
+ALLOW_TCP_VAR = "ORCHESTRATOR_ALLOW_TCP"
+
+# tcp://HOST:PORT and nothing else: no user-info, path, query, interface name or source address
+# (ZeroMQ reads ``tcp://a;b`` as "from a to b" and ``tcp://eth0:1`` as an interface).
+_TCP = re.compile(r"tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[0-9.]+|localhost):(?P<port>\*|[0-9]{1,5})")
+
+
+def check_endpoint(endpoint: str, env: Mapping[str, str] | None = None) -> str:
+    """Refuse what would expose the daemon (DESIGN §4.2, docs/security.md).
+
+    ipc:// is the default and the safe choice: the socket's folder is 0700. tcp is accepted only
+    as a literal loopback address with a port, and only with ``ORCHESTRATOR_ALLOW_TCP=1``: the
+    daemon has no authenticated transport, so every local user could connect to it.
+    """
+    env = os.environ if env is None else env
     scheme = endpoint.split("://", 1)[0]
     if scheme == "ipc":
         path = endpoint[len("ipc://"):]
+        if not path or "\0" in path:
+            raise EndpointRefused(f"ipc endpoint needs a socket path: {endpoint!r}")
         if len(path.encode()) > 100:
             raise EndpointRefused(f"ipc socket path is too long for the OS ({len(path)} bytes): {path}")
         return endpoint
     if scheme == "tcp":
-        host = urlsplit(endpoint).hostname or ""
-        if host == "localhost":
-            return endpoint
-        try:
-            if ipaddress.ip_address(host).is_loopback:
-                return endpoint
-        except ValueError:
-            pass
-        raise EndpointRefused(
-            f"refusing non-loopback tcp endpoint {endpoint}: the daemon has no authenticated transport; "
-            "use ipc:// or tcp://127.0.0.1:PORT")
+        match = _TCP.fullmatch(endpoint)
+        if match is None:
+            raise EndpointRefused(f"refusing tcp endpoint {endpoint!r}: write it as tcp://127.0.0.1:PORT "
+                                  "(a literal loopback address and a port, nothing else)")
+        host, port = match["host"], match["port"]
+        if port != "*" and not 0 < int(port) < 65536:
+            raise EndpointRefused(f"refusing tcp endpoint {endpoint!r}: port {port} is out of range")
+        if not _is_loopback(host):
+            raise EndpointRefused(
+                f"refusing non-loopback tcp endpoint {endpoint}: the daemon has no authenticated transport; "
+                "use ipc:// or tcp://127.0.0.1:PORT")
+        if env.get(ALLOW_TCP_VAR) != "1":
+            raise EndpointRefused(
+                f"refusing tcp endpoint {endpoint}: on tcp ANY local user can connect, read every session "
+                f"and run turns; use ipc:// (private to you), or set {ALLOW_TCP_VAR}=1 to accept that")
+        return endpoint
     raise EndpointRefused(f"unsupported endpoint {endpoint!r}: use ipc://PATH or tcp://127.0.0.1:PORT")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def prepare_endpoint(endpoint: str) -> None:
     """Create the ipc socket's folder 0700 so no other user can connect."""
     if endpoint.startswith("ipc://"):
         folder = Path(endpoint[len("ipc://"):]).parent
+        # The fallback folder is <state>/run: a state folder created here is private too.
+        folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o700)

@@ -47,22 +47,32 @@ def render_cost(report: CostReport, session: str | None) -> str:
     tree = report.tree or {}
     planner = tree.get("planner", {})
     workers = tree.get("workers", {})
-    lines = [f"{title} — total ${report.total_usd}"]
+    total = f"{title} — total ${report.total_usd}"
+    if report.unknown_cost_calls:
+        # Unknown is never 0: the total covers the priced calls only, and says so.
+        total += f" + {report.unknown_cost_calls} call(s) of unknown cost"
+    lines = [total]
     models = ", ".join(planner.get("models", [])) or "-"
     lines.append(f"├─ planner ({models}): ${planner.get('cost_usd', '0')}, {planner.get('turns', 0)} turns")
     items = workers.get("items", [])
     lines.append(f"└─ workers: ${workers.get('cost_usd', '0')}, {workers.get('delegations', 0)} delegations")
     for i, w in enumerate(items):
         branch = "└─" if i == len(items) - 1 else "├─"
-        lines.append(f"   {branch} {w['worker_session_id']} → {w['model']}: ${w['cost_usd']}, {w['turns']} turn(s)")
+        cost = f"${w['cost_usd']}" if w.get("cost_usd") is not None else "cost unknown"
+        lines.append(f"   {branch} {w['worker_session_id']} → {w['model']}: {cost}, {w['turns']} turn(s)")
     if report.by_model:
         lines.append("")
         lines.append(f"{'model':<40} {'role':<8} {'calls':>5} {'in':>8} {'out':>8} {'cost $':>10}")
         for m in report.by_model:
+            cost = m["cost_usd"] if m.get("cost_usd") is not None else "unknown"
+            unknown = m.get("unknown_cost_calls", 0)
+            if unknown and m.get("cost_usd") is not None:
+                cost = f"{cost} + {unknown} unknown"
             lines.append(f"{m['model']:<40} {m['role']:<8} {m['calls']:>5} {m['input_tokens']:>8} "
-                         f"{m['output_tokens']:>8} {m['cost_usd']:>10}")
+                         f"{m['output_tokens']:>8} {cost:>10}")
     if report.unknown_cost_calls:
-        lines.append(f"({report.unknown_cost_calls} call(s) with unknown price are not in the total)")
+        lines.append(f"({report.unknown_cost_calls} call(s) with unknown price are not in the total: cost unknown, "
+                     "not $0)")
     return "\n".join(lines)
 
 
@@ -80,4 +90,26 @@ def render_status(s: StatusReport) -> str:
             lines.append(f"  {scope['scope']:<36} since {scope['since']} — {scope['reason']}")
     else:
         lines.append("availability: all providers and models healthy")
+    return "\n".join(lines)
+
+
+def render_config_health(rules: RulesReport, units: list[str]) -> str:
+    """What ``status`` adds about the config: an invalid file and its first error, models that
+    cannot be used and why, and whether a systemd unit is installed."""
+    lines = []
+    if rules.errors:
+        first = rules.errors[0]
+        broken = first.split(":", 1)[0]
+        more = f" (+{len(rules.errors) - 1} more)" if len(rules.errors) > 1 else ""
+        lines.append(f"config: {broken} is INVALID — the daemon keeps using the last good version")
+        lines.append(f"  {first}{more}")
+        lines.append("  run `orchestrator check` to see every error")
+    else:
+        lines.append("config: ok (" + ", ".join(str(p) for p in rules.source.values()) + ")")
+    if rules.not_configured:
+        lines.append("not configured (routing falls through past these):")
+        for model, why in rules.not_configured.items():
+            lines.append(f"  {model:<36} {why}")
+    lines.append(f"service: unit installed at {', '.join(units)}" if units
+                 else "service: no systemd unit installed (`orchestrator service install`)")
     return "\n".join(lines)

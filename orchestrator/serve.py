@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import trio
@@ -9,13 +10,16 @@ import trio
 from actors.runtime.supervisor import SupervisorGaveUp
 
 from .client import DaemonUnreachable, open_client
-from .daemon import Daemon
+from .daemon import STOP_SIGNALS, Daemon, SignalLatch
 from .logs import configure_logging
 from .paths import EndpointRefused, check_endpoint, resolve_paths
 from .settings import SettingsError, load_settings
 
 
 def run_serve(args) -> int:
+    # From here on a SIGTERM/SIGINT never kills the process mid-way: before the daemon listens it
+    # is remembered (and starts the clean shutdown at once), after the daemon stopped it is ignored.
+    latch = SignalLatch.install()
     paths = resolve_paths()
     try:
         settings = load_settings(paths.daemon_file)
@@ -24,8 +28,8 @@ def run_serve(args) -> int:
         return 1
     configure_logging(args.log_level or settings.log_level)
     if not paths.models_file.exists():
-        print(f"orchestrator: no model registry at {paths.models_file}; create it (see README) "
-              "or run `orchestrator demo` for an offline tour", file=sys.stderr)
+        print(f"orchestrator: no model registry at {paths.models_file}; `orchestrator init` writes a starter "
+              "home (or run `orchestrator demo` for an offline tour)", file=sys.stderr)
         return 1
     try:
         check_endpoint(paths.endpoint)
@@ -36,7 +40,7 @@ def run_serve(args) -> int:
         print(f"orchestrator: a daemon is already serving {paths.endpoint}; stop it first "
               "(or set ORCHESTRATOR_ENDPOINT for a second one)", file=sys.stderr)
         return 1
-    daemon = Daemon(paths, settings, wire_mode=args.wire_mode)
+    daemon = Daemon(paths, settings, wire_mode=args.wire_mode, signal_latch=latch)
     try:
         trio.run(daemon.run)
     except BaseException as exc:  # noqa: BLE001 — report the cause in one line, exit non-zero
@@ -45,6 +49,11 @@ def run_serve(args) -> int:
             raise
         print(f"orchestrator: {gave_up}; exiting so the service manager can restart the daemon", file=sys.stderr)
         return 1
+    finally:
+        # The daemon has stopped; the interpreter's finalization would put back the default
+        # handlers (which kill), but leaves an ignored signal ignored.
+        for sig in (*STOP_SIGNALS, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
     return 0
 
 

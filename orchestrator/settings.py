@@ -1,14 +1,24 @@
 """Daemon settings (``daemon.yaml`` in the config home) and per-workspace settings.
 
 Both are optional files; errors name the file, line and key like every config error here.
+``daemon.yaml`` is validated strictly: a value of the wrong type or range is an error, never
+silently coerced (``2.9`` is not an integer, ``-1`` is not a grace period).
 """
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
+from typing import Any, Callable
 
 import attrs
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+
+from actors.config.yamlload import read_capped_text
+from actors.router.yamlpos import Problems, describe, key_line, parse_yaml, plain
+# Per-workspace settings live with the tools that obey them; the old name stays importable here.
+from actors.tools.workspace import workspace_settings  # noqa: F401
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class SettingsError(ValueError):
@@ -25,51 +35,78 @@ class DaemonSettings:
     retry_base_delay_s: float = 0.5      # exponential backoff 0.5, 1, 2, 4 s (+ jitter), capped at 8 s
 
 
-_FIELDS = {f.name: f.type for f in attrs.fields(DaemonSettings)}
+def _number(minimum: float, *, inclusive: bool) -> Callable[[Any], tuple[Any, str | None]]:
+    bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+
+    def check(value: Any) -> tuple[Any, str | None]:
+        ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+              and (value >= minimum if inclusive else value > minimum))
+        return (float(value), None) if ok else (None, f"expected a number of seconds {bound}, got {describe(value)}")
+    return check
 
 
-def _load_yaml(path: Path):
-    try:
-        return YAML(typ="rt").load(path.read_text())
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 0
-        raise SettingsError(f"{path.name}:{line}: {getattr(exc, 'problem', None) or exc}") from None
+def _integer(minimum: int) -> Callable[[Any], tuple[Any, str | None]]:
+    def check(value: Any) -> tuple[Any, str | None]:
+        ok = not isinstance(value, bool) and isinstance(value, int) and value >= minimum
+        return (int(value), None) if ok else (None, f"expected a whole number >= {minimum}, got {describe(value)}")
+    return check
+
+
+def _level(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, str) and value.lower() in LOG_LEVELS:
+        return value.lower(), None
+    return None, f"expected one of {', '.join(LOG_LEVELS)}, got {describe(value)}"
+
+
+_CHECKS: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
+    "shutdown_grace_s": _number(0, inclusive=True),
+    "max_restarts": _integer(0),
+    "restart_window_s": _number(0, inclusive=False),
+    "log_level": _level,
+    "retry_max_attempts": _integer(1),
+    "retry_base_delay_s": _number(0, inclusive=True),
+}
+
+
+def parse_settings_text(text: str, filename: str = "daemon.yaml") -> tuple[DaemonSettings | None, list[str]]:
+    """Every problem of ``daemon.yaml`` in one pass, as ``file:line: key: problem``."""
+    problems = Problems(os.path.basename(filename))
+    data, ok = parse_yaml(text, problems)
+    if not ok:
+        return None, problems.sorted()
+    if data is None:
+        return DaemonSettings(), []
+    if not isinstance(data, dict):
+        problems.add(1, "", f"expected a mapping of settings, got {describe(data)}")
+        return None, problems.sorted()
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        line = key_line(data, key, 1)
+        check = _CHECKS.get(key)
+        if check is None:
+            problems.add(line, str(key), f"unknown setting (known: {', '.join(_CHECKS)})")
+            continue
+        value, problem = check(plain(raw))
+        if problem is not None:
+            problems.add(line, str(key), problem)
+        else:
+            values[key] = value
+    if problems:
+        return None, problems.sorted()
+    return DaemonSettings(**values), []
 
 
 def load_settings(path: Path) -> DaemonSettings:
-    if not path.exists():
-        return DaemonSettings()
-    data = _load_yaml(path) or {}
-    if not isinstance(data, dict):
-        raise SettingsError(f"{path.name}:1: the file must be a mapping of settings")
-    errors, values = [], {}
-    for key, value in data.items():
-        line = data.lc.key(key)[0] + 1 if hasattr(data, "lc") else 0
-        if key not in _FIELDS:
-            errors.append(f"{path.name}:{line}: {key}: unknown setting (known: {', '.join(_FIELDS)})")
-            continue
-        default = getattr(DaemonSettings(), key)
-        try:
-            values[key] = type(default)(value)
-        except (TypeError, ValueError):
-            errors.append(f"{path.name}:{line}: {key}: expected {type(default).__name__}, got {value!r}")
-    if errors:
-        raise SettingsError("\n".join(errors))
-    return DaemonSettings(**values)
-
-
-def workspace_settings(workspace: str | None) -> dict:
-    """``<workspace>/.orchestrator/workspace.yaml``: e.g. ``tools: {run_command: true}``.
-
-    Read at each turn so a grant takes effect without a restart; a broken file grants nothing.
-    """
-    if not workspace:
-        return {}
-    path = Path(workspace) / ".orchestrator" / "workspace.yaml"
+    """``daemon.yaml`` or the defaults when it does not exist; SettingsError lists every problem."""
     try:
-        data = YAML(typ="safe").load(path.read_text()) or {}
-    except (OSError, YAMLError):
-        return {}
-    tools = data.get("tools") if isinstance(data, dict) else None
-    return {"run_command": bool(isinstance(tools, dict) and tools.get("run_command") is True)}
+        text = read_capped_text(path)     # size bounds, as for every config file
+    except FileNotFoundError:
+        return DaemonSettings()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path.name}:1: cannot read file: {exc}") from None
+    settings, errors = parse_settings_text(text, path.name)
+    if settings is None:
+        raise SettingsError("\n".join(errors))
+    return settings
+
+

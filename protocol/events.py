@@ -178,11 +178,24 @@ class OverrideDismissed:
     suggested_model: str
 
 
+@frozen
+class StreamOverflow:
+    """The client read too slowly: ``missed_events`` events of this turn were not delivered to it.
+    The terminal event still follows; the turn's full answer is in the session's history."""
+
+    TYPE: ClassVar[str] = "stream.overflow"
+    session_id: str
+    turn_id: str
+    missed_events: int
+    message: str = ""
+
+
 Event = Union[
     RouteDecided, TurnStarted, TextDelta, ThinkingDelta, ToolCalled, ToolReturned,
     DelegateStarted, DelegateCompleted, DelegateFailed, Banner,
     TurnCompleted, TurnFailed, TurnCancelled,
     PolicyInvalid, ProviderUnavailable, ProviderRecovered, RouteOverridden, OverrideDismissed,
+    StreamOverflow,
 ]
 EVENT_TYPES: tuple[type, ...] = Event.__args__  # type: ignore[attr-defined]
 TERMINAL_EVENT_TYPES: tuple[type, ...] = (TurnCompleted, TurnFailed, TurnCancelled)

@@ -6,6 +6,7 @@ changes when a class is renamed.
 """
 from __future__ import annotations
 
+import enum
 from typing import Any, TypeVar
 
 import attrs
@@ -261,6 +262,8 @@ class RulesReport:
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     source: dict = attrs.field(factory=dict)
+    not_configured: dict = attrs.field(factory=dict)   # model id → why it cannot be used
+    changes: tuple[str, ...] | None = None             # rules reload: what it changed (None: not a reload)
 
 
 @message("availability.reset")
@@ -376,7 +379,7 @@ class TurnProgress:
 class TurnOutcome:
     session_id: str
     turn_id: str
-    status: str                      # completed | failed | cancelled
+    status: TurnStatus
     messages: tuple[Message, ...] = ()
     usage: Usage = Usage()
     error: str | None = None
@@ -417,3 +420,115 @@ class RouteChoice:
 
     session_id: str
     action: str
+
+
+# --- robustness: actor status, typed turn statuses, boundaries as messages ------------------------
+
+
+class TurnStatus(enum.StrEnum):
+    """How a turn ended (a ``TurnOutcome``'s status and the turns table's final status)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@message("actor.status.get")
+@frozen
+class GetActorStatus:
+    """Every actor answers this (the kernel does): the control actor aggregates them for ``status``."""
+
+
+@message("actor.status")
+@frozen
+class ActorStatus:
+    name: str
+    handled: int = 0
+    faults: int = 0              # handler exceptions answered with a Failure (the actor carried on)
+    dropped: int = 0             # unsolicited replies and failures, never answered
+    last_fault: str | None = None
+
+
+@message("session.stats.get")
+@frozen
+class GetSessionStats:
+    pass
+
+
+@message("session.stats")
+@frozen
+class SessionStats:
+    accepting_turns: bool
+    sessions_open: int           # sessions held in memory (idle ones are evicted and reload on demand)
+    turns_running: int
+
+
+@frozen
+class AvailabilityTransition:
+    kind: str                    # "unavailable" | "recovered"
+    scope: str                   # a provider or provider:model
+    reason: str
+    at: float                    # wall-clock seconds
+
+
+@message("availability.changed")
+@frozen
+class AvailabilityChanged:
+    """Availability → router: scopes changed state (the router records and logs them)."""
+
+    transitions: tuple[AvailabilityTransition, ...] = ()
+
+
+@frozen
+class UnavailableScope:
+    scope: str
+    kind: str                    # "provider" | "model"
+    reason: str
+    since: str                   # ISO 8601 UTC
+    detail: str | None = None
+
+
+@message("availability.scopes.get")
+@frozen
+class GetUnavailableScopes:
+    pass
+
+
+@message("availability.scopes")
+@frozen
+class UnavailableScopes:
+    scopes: tuple[UnavailableScope, ...] = ()
+
+
+@message("model.resolve")
+@frozen
+class ResolveModel:
+    """Session → router: the registry id behind ``/model NAME`` (an id or an alias)."""
+
+    name: str
+
+
+@message("model.resolved")
+@frozen
+class ModelResolved:
+    name: str
+    model: str | None            # None: no such model or alias
+
+
+@message("turn.alive")
+@frozen
+class TurnAlive:
+    """Session → planner, while it waits long for a turn's outcome: is the turn still running?
+    Answered with ``Ack(ok=...)``; a turn the planner lost is then ended instead of waited for."""
+
+    turn_id: str
+
+
+@message("turns.drain")
+@frozen
+class DrainTurns:
+    """Daemon → session at shutdown: accept no new turn, give running ones ``grace_s`` to finish,
+    then cancel the rest with ``reason``; answered with an ``Ack`` once they have unwound."""
+
+    grace_s: float
+    reason: str = "daemon_shutdown"

@@ -30,8 +30,9 @@ import errno
 import os
 import tempfile
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import trio
 import zmq
@@ -39,6 +40,8 @@ import zmq
 __all__ = [
     "ANY_TCP",
     "EndpointError",
+    "ParkPolicy",
+    "PeerFrames",
     "TransportClosed",
     "TransportError",
     "ZmqSocket",
@@ -70,6 +73,38 @@ _NOBLOCK_SNDMORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _zmq_send = zmq.backend.Socket.send
 _zmq_recv = zmq.backend.Socket.recv
 _zmq_get = zmq.backend.Socket.get
+_EHOSTUNREACH = int(zmq.EHOSTUNREACH)
+
+# A ROUTER peer whose pipe is full is retried after this long, doubling up to the maximum while it
+# makes no progress: a client that stopped reading costs a few wake-ups a second, not a core.
+_RETRY_FIRST_S = 0.005
+_RETRY_MAX_S = 0.5
+
+
+class PeerFrames(list):
+    """A received message plus what the OS said about the peer (ZeroMQ's ``Peer-Address``)."""
+
+    __slots__ = ("peer",)
+
+    def __init__(self, frames: Iterable[bytes], peer: str | None) -> None:
+        super().__init__(frames)
+        self.peer = peer
+
+
+class ParkPolicy(Protocol):
+    """What a ROUTER does with messages for a peer that is not reading (its pipe is full).
+
+    Instead of ZeroMQ's silent drop (or stalling every other peer), the message is *parked*: the
+    policy returns what to keep of it (nothing, the message, or the message plus a notice before
+    it); later messages for that peer are parked behind it, in order, and sent once the peer reads
+    again. ``gone`` says a peer disconnected: whatever was parked for it is dropped.
+    """
+
+    def park(self, frames: Frames, waiting: int) -> list[Frames]:
+        """What to keep of ``frames``; ``waiting``: how many messages already wait for that peer."""
+        ...
+
+    def gone(self, routing_id: bytes) -> None: ...
 
 
 class TransportError(Exception):
@@ -138,8 +173,17 @@ class ZmqSocket:
         linger: float,
         send_buffer: int,
         receive_buffer: int,
+        peer_address: bool = False,
+        park: ParkPolicy | None = None,
     ) -> None:
         self._sock = sock
+        self._peer_address = peer_address
+        # ROUTER only (with ROUTER_MANDATORY): per-peer queues of parked messages, oldest first.
+        self._park = park
+        self._parked: dict[bytes, deque[Frames]] = {}
+        self._retry_due = False
+        self._retry_progressed = False
+        self._retry_wanted = trio.Event()
         self._fd = sock.FD
         self._linger_ms = max(0, round(linger * 1000))
         self.last_endpoint = last_endpoint
@@ -291,6 +335,8 @@ class ZmqSocket:
             with self._owner_scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._watch_fd)
+                    if self._park is not None:
+                        nursery.start_soon(self._retry_parked_ticker)
                     task_status.started()
                     try:
                         await self._serve()
@@ -334,10 +380,17 @@ class ZmqSocket:
         """
         budget = _BATCH
         may_read = self._deliver_undelivered()
+        if self._retry_due:
+            self._retry_due = False
+            if self._retry_parked():
+                self._retry_progressed = True
         events = self._events() if self._fd_fired else self._events_seen
+        # With a park policy every send is tried: a full pipe parks that peer's messages instead of
+        # holding up the others (ZeroMQ clears POLLOUT only when *every* pipe is full).
+        writable = _POLLOUT if self._park is not None else 0
         while True:
             moved = 0
-            if events & _POLLOUT and self._maybe_outgoing:
+            if (events | writable) & _POLLOUT and self._maybe_outgoing:
                 moved = self._send_some(budget)
             if events & _POLLIN and may_read:
                 may_read = self._receive_one()
@@ -377,6 +430,10 @@ class ZmqSocket:
                     self._maybe_outgoing = False
                     break
             self._unsent = None
+            if self._park is not None:
+                self._send_or_park(frames)
+                sent += 1
+                continue
             try:
                 # Atomic: ZMQ checks the high-water mark on the first frame
                 # only, so Again can only mean nothing was queued.
@@ -391,9 +448,80 @@ class ZmqSocket:
             sent += 1
         return sent
 
+    # ----------------------------------------------------- parking (ROUTER)
+
+    def _try_send(self, frames: Frames) -> int:
+        """0 if sent, else EAGAIN (pipe full) or EHOSTUNREACH (no such peer)."""
+        try:
+            for frame in frames[:-1]:
+                _zmq_send(self._sock, frame, _NOBLOCK_SNDMORE)
+            _zmq_send(self._sock, frames[-1], _NOBLOCK)
+        except zmq.Again:
+            return errno.EAGAIN
+        except zmq.ZMQError as exc:
+            if exc.errno == _EHOSTUNREACH:
+                return _EHOSTUNREACH
+            raise _translate(exc, "sending") from exc
+        return 0
+
+    def _send_or_park(self, frames: Frames) -> None:
+        assert self._park is not None
+        rid = frames[0]
+        queue = self._parked.get(rid)
+        if queue is not None:  # keep the order: behind what already waits
+            queue.extend(self._park.park(frames, len(queue)))
+            return
+        err = self._try_send(frames)
+        if err == errno.EAGAIN:
+            kept = self._park.park(frames, 0)
+            if kept:
+                self._parked[rid] = deque(kept)
+                self._retry_wanted.set()
+        elif err:
+            self._park.gone(rid)
+
+    def _retry_parked(self) -> bool:
+        """Send what waits for peers that read again; True if anything went out."""
+        assert self._park is not None
+        progressed = False
+        for rid in list(self._parked):
+            queue = self._parked[rid]
+            while queue:
+                err = self._try_send(queue[0])
+                if err == errno.EAGAIN:
+                    break
+                if err:
+                    queue.clear()
+                    self._park.gone(rid)
+                    break
+                queue.popleft()
+                progressed = True
+            if not queue:
+                del self._parked[rid]
+        return progressed
+
+    async def _retry_parked_ticker(self) -> NoReturn:
+        delay = _RETRY_FIRST_S
+        while True:
+            if not self._parked:
+                self._retry_wanted = trio.Event()
+                await self._retry_wanted.wait()
+                delay = _RETRY_FIRST_S
+            await trio.sleep(delay)
+            # Back off while the peers stay stuck; back to quick retries as soon as one reads.
+            delay = _RETRY_FIRST_S if self._retry_progressed else min(delay * 2, _RETRY_MAX_S)
+            self._retry_progressed = False
+            self._retry_due = True
+            self._wake_owner()
+
+    @property
+    def parked(self) -> int:
+        """Messages waiting for peers that do not read (ROUTER with a park policy)."""
+        return sum(len(q) for q in self._parked.values())
+
     def _receive_one(self) -> bool:
         """Receive a message ZMQ said is there; False if it had to be held back."""
-        frames = []
+        frames: Frames = []
         try:
             # Atomic: once the first frame is here, so are the rest.
             while True:
@@ -405,6 +533,8 @@ class ZmqSocket:
             return True
         except zmq.ZMQError as exc:
             raise _translate(exc, "receiving") from exc
+        if self._peer_address:
+            frames = PeerFrames(frames, _peer_address_of(frame))
         try:
             self._in_send.send_nowait(frames)
         except trio.WouldBlock:
@@ -460,6 +590,13 @@ class ZmqSocket:
         if self._failure is not None:
             raise TransportClosed(f"socket failed: {self._failure}", self._failure.errno) from self._failure
         raise TransportClosed("socket is closed") from None
+
+
+def _peer_address_of(frame: zmq.Frame) -> str | None:
+    try:
+        return frame.get("Peer-Address")  # type: ignore[return-value]
+    except (zmq.ZMQError, KeyError, TypeError):
+        return None
 
 
 def _as_bytes(frame: object) -> bytes:
@@ -525,6 +662,8 @@ async def open_zmq_socket(
     linger: float = 0.1,
     send_buffer: int = 256,
     receive_buffer: int = 256,
+    peer_address: bool = False,
+    park: ParkPolicy | None = None,
 ) -> AsyncIterator[ZmqSocket]:
     """Create, configure and own a ZMQ socket for the duration of the block.
 
@@ -533,8 +672,15 @@ async def open_zmq_socket(
     ``send_buffer``/``receive_buffer`` size the memory channels; together with
     ZMQ's high-water marks they are the backpressure.
 
+    ``peer_address``: received messages are :class:`PeerFrames` carrying ZeroMQ's
+    ``Peer-Address`` (over ipc it ends in the peer's ``:uid:gid:pid``).
+    ``park`` (ROUTER only): messages for a peer that is not reading are handed to this
+    :class:`ParkPolicy` instead of being dropped by ZeroMQ or stalling the socket.
+
     Raises :class:`EndpointError`/:class:`TransportError` on setup failure.
     """
+    if park is not None:
+        options = {**(options or {}), zmq.ROUTER_MANDATORY: 1}
     sock, last_endpoint = _configure(
         ctx,
         socket_type,
@@ -549,6 +695,8 @@ async def open_zmq_socket(
         linger=linger,
         send_buffer=send_buffer,
         receive_buffer=receive_buffer,
+        peer_address=peer_address,
+        park=park,
     )
     try:
         async with trio.open_nursery() as nursery:

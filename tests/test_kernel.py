@@ -1,6 +1,7 @@
 """Actor kernel: mailboxes with backpressure, request/reply, failures as data, supervision."""
 import pytest
 import trio
+import trio.testing
 
 from actors.runtime.kernel import Actor, ActorSystem, RequestTimeout
 from actors.runtime.supervisor import ChildSpec, Restart, Supervisor, SupervisorGaveUp
@@ -92,7 +93,7 @@ async def test_mailbox_is_bounded_so_senders_wait():
     assert scope.cancelled_caught  # the third send waited: backpressure, not an unbounded queue
 
 
-async def test_a_crashing_handler_replies_with_failure_and_the_supervisor_restarts_it(autojump_clock):
+async def test_a_crashing_handler_answers_that_request_with_failure_and_the_actor_carries_on(autojump_clock):
     system = ActorSystem()
     echo = Echo(system)
     sup = Supervisor([ChildSpec("echo", echo.run, Restart.PERMANENT)], max_restarts=3, window_s=10)
@@ -101,25 +102,80 @@ async def test_a_crashing_handler_replies_with_failure_and_the_supervisor_restar
         with pytest.raises(RemoteError) as info:
             await system.request("echo", Ping(b"boom"))
         assert info.value.code == "internal_error"
-        reply = await system.request("echo", Ping(b"after"))  # restarted, same mailbox
+        reply = await system.request("echo", Ping(b"after"))
         assert reply == Pong(b"after")
-        assert sup.state["echo"].restarts == 1
+        assert sup.state["echo"].restarts == 0
+        assert echo.faults == 1 and "exploded" in (echo.last_fault or "")
         n.cancel_scope.cancel()
+
+
+async def test_handler_faults_never_spend_the_supervisor_restart_budget(autojump_clock):
+    system = ActorSystem()
+    echo = Echo(system)
+    sup = Supervisor([ChildSpec("echo", echo.run, Restart.PERMANENT)], max_restarts=2, window_s=10)
+    async with trio.open_nursery() as n:
+        await n.start(sup.run)
+        for _ in range(20):
+            with pytest.raises(RemoteError):
+                await system.request("echo", Ping(b"boom"), timeout=5)
+        assert await system.request("echo", Ping(b"still")) == Pong(b"still")
+        assert sup.state["echo"].restarts == 0 and echo.faults == 20
+        n.cancel_scope.cancel()
+
+
+async def test_a_failing_spawned_task_is_a_fault_not_the_end_of_the_actor(autojump_clock):
+    system = ActorSystem()
+    echo = Echo(system)
+    async with trio.open_nursery() as n:
+        await n.start(echo.run)
+
+        async def broken():
+            raise RuntimeError("background bug")
+
+        echo.spawn(broken)
+        await trio.testing.wait_all_tasks_blocked()
+        assert echo.faults == 1
+        assert await system.request("echo", Ping(b"x")) == Pong(b"x")
+        n.cancel_scope.cancel()
+
+
+class Dies(Echo):
+    """Crashes outside its handlers: a background task of its own nursery raises."""
+
+    name = "dies"
+
+    async def setup(self, nursery):
+        async def bomb():
+            await trio.sleep(0.1)
+            raise RuntimeError("actor died")
+
+        nursery.start_soon(bomb)
 
 
 async def test_supervisor_gives_up_after_too_many_restarts(autojump_clock):
     system = ActorSystem()
-    echo = Echo(system)
-    sup = Supervisor([ChildSpec("echo", echo.run, Restart.PERMANENT)], max_restarts=2, window_s=10)
+    sup = Supervisor([ChildSpec("dies", Dies(system).run, Restart.PERMANENT)], max_restarts=2, window_s=10)
     with pytest.RaisesGroup(pytest.RaisesExc(SupervisorGaveUp), flatten_subgroups=True):
         async with trio.open_nursery() as n:
             await n.start(sup.run)
-            for _ in range(5):
-                try:
-                    await system.request("echo", Ping(b"boom"), timeout=5)
-                except RemoteError:
-                    pass
-                await trio.sleep(0.5)
+            await trio.sleep(10)
+
+
+async def test_an_unsolicited_failure_or_reply_is_dropped_never_answered():
+    """A frame naming another actor as its sender must not start an error ping-pong."""
+    system = ActorSystem()
+    a, b = Echo(system), Echo(system)
+    b.name = "other"
+    async with trio.open_nursery() as n:
+        await n.start(a.run)
+        await n.start(b.run)
+        await system.tell("echo", Failure("x", "spoofed"), sender=system.address("other"))
+        await system.tell("echo", Pong(b"late"), sender=system.address("other"), correlation_id="m1")
+        await system.tell("echo", Ack(), sender=system.address("other"))   # unsupported → one Failure
+        await trio.testing.wait_all_tasks_blocked()
+        assert (a.dropped, b.dropped) == (2, 1)        # other got one Failure and dropped it
+        assert a.handled + b.handled == 4
+        n.cancel_scope.cancel()
 
 
 async def test_temporary_child_is_not_restarted(autojump_clock):
@@ -153,3 +209,35 @@ async def test_transient_child_is_restarted_only_after_a_crash(autojump_clock):
         await trio.sleep(5)
         n.cancel_scope.cancel()
     assert len(runs) == 2 and sup.state["t"].status == "stopped"
+
+
+async def test_a_request_in_flight_when_its_actor_dies_gets_an_error_reply_not_a_timeout(autojump_clock):
+    system = ActorSystem()
+    dies = Dies(system)   # its bomb goes off at t=0.1 while Ping(b"slow") is being handled
+    sup = Supervisor([ChildSpec("dies", dies.run, Restart.PERMANENT)], max_restarts=5, window_s=10)
+    async with trio.open_nursery() as n:
+        await n.start(sup.run)
+        with pytest.raises(RemoteError) as info:  # not RequestTimeout: the answer came at once
+            await system.request("dies", Ping(b"slow"), timeout=60)
+        assert info.value.code == "internal_error" and "stopped while handling Ping" in info.value.message
+        n.cancel_scope.cancel()
+
+
+async def test_a_crash_that_races_with_stopping_is_logged_and_the_stop_stays_clean():
+    async def child(task_status=trio.TASK_STATUS_IGNORED):
+        async def crashes_when_cancelled():
+            try:
+                await trio.sleep_forever()
+            finally:
+                raise RuntimeError("crash during stop")
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(crashes_when_cancelled)
+            task_status.started()
+            await trio.sleep_forever()
+
+    sup = Supervisor([ChildSpec("c", child, Restart.PERMANENT)])
+    async with trio.open_nursery() as n:
+        await n.start(sup.run)
+        n.cancel_scope.cancel()
+    assert sup.state["c"].status == "crashed" and "crash during stop" in (sup.state["c"].last_error or "")

@@ -1,32 +1,38 @@
-"""The availability actor: a thin loop around the sans-IO tracker in ``availability_state``."""
+"""The availability actor: a thin loop around the sans-IO tracker in ``availability_state``.
+
+State changes are told to the router as an ``AvailabilityChanged`` message (it records and logs
+them); nothing here awaits another actor, so a slow router never holds up the attempts reported.
+"""
 from __future__ import annotations
 
 import time
 from typing import Callable
 
-from protocol.messages import Ack, AvailabilityView, CallOutcome, GetAvailability, ResetAvailability
+from protocol.messages import (
+    Ack, AvailabilityChanged, AvailabilityTransition, AvailabilityView, CallOutcome, GetAvailability,
+    GetUnavailableScopes, ResetAvailability, UnavailableScope, UnavailableScopes,
+)
 
-from actors.availability.state import AvailabilityTracker
+from actors.availability.state import AvailabilityTracker, Transition, iso_utc
 from actors.runtime.kernel import Actor
 
 
 class AvailabilityActor(Actor):
     name = "availability"
 
-    def __init__(self, system, *, clock: Callable[[], float] = time.monotonic, on_change=None):
+    def __init__(self, system, *, clock: Callable[[], float] = time.monotonic, router: str | None = "router"):
         super().__init__(system)
         self.tracker = AvailabilityTracker()
         self.clock = clock
-        self.on_change = on_change   # async fn(list of transition events)
+        self.router = router   # where transitions are told; None: nobody listens
 
     def handlers(self):
-        return {CallOutcome: self.on_outcome, GetAvailability: self.on_get, ResetAvailability: self.on_reset}
+        return {CallOutcome: self.on_outcome, GetAvailability: self.on_get, ResetAvailability: self.on_reset,
+                GetUnavailableScopes: self.on_scopes}
 
     async def on_outcome(self, env):
         m: CallOutcome = env.body
-        changes = self.tracker.record(m.provider, m.model, m.ok, m.error_class, self.clock())
-        if changes and self.on_change:
-            await self.on_change(changes)
+        await self._publish(self.tracker.record(m.provider, m.model, m.ok, m.error_class, self.clock()))
         return None
 
     async def on_get(self, env):
@@ -34,6 +40,23 @@ class AvailabilityActor(Actor):
 
     async def on_reset(self, env):
         changes = self.tracker.reset(env.body.scope, self.clock())
-        if changes and self.on_change:
-            await self.on_change(changes)
+        await self._publish(changes)
         return Ack(detail=f"{len(changes)} scope(s) recovered")
+
+    async def on_scopes(self, env) -> UnavailableScopes:
+        now = self.clock()
+        scopes = tuple(UnavailableScope(scope, info["scope"], info["reason"], iso_utc(self._wall(info["since"], now)),
+                                        info.get("detail"))
+                       for scope, info in self.tracker.unavailable(now).items())
+        return UnavailableScopes(scopes)
+
+    def _wall(self, at: float, now: float) -> float:
+        """The tracker's clock (monotonic in production, stepped in tests) as wall-clock seconds."""
+        return time.time() - (now - at)
+
+    async def _publish(self, changes: list[Transition]) -> None:
+        if not changes or self.router is None:
+            return
+        now = self.clock()
+        await self.tell(self.router, AvailabilityChanged(tuple(
+            AvailabilityTransition(t.kind, t.scope, t.reason, self._wall(t.at, now)) for t in changes)))

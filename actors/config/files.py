@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import attrs
 from attrs import frozen
 
+from actors.config.yamlload import read_capped_text
 from actors.config.registry import DEFAULT_KEY_ENV, PROVIDER_KINDS, TIERS, ModelRegistry, ModelSpec, Pricing, ProviderSpec
 from actors.router.policy import RoutingPolicy
 from actors.router.policy_file import implicit_policy, parse_policy
@@ -248,14 +249,29 @@ def _check_aliases(models: Any, mline: int, problems: Problems) -> None:
                 owner[alias] = str(model_id)
 
 
-def load_registry_text(text: str, filename: str = "models.yaml") -> tuple[ModelRegistry | None, list[str]]:
+@frozen
+class RegistryCheck:
+    """models.yaml checked for ``orchestrator check``: every error, plus a best-effort registry.
+
+    ``registry`` holds every model that parsed, and a placeholder for each declared model that did
+    not, so routing.yaml can still be checked in the same pass without spurious "not registered"
+    errors. ``lines`` maps provider names and model ids to their line, for warnings."""
+
+    registry: ModelRegistry
+    errors: tuple[str, ...]
+    lines: Mapping[str, int]
+
+
+def _parse_registry(text: str, filename: str) -> tuple[ModelRegistry | None, ModelRegistry, Problems, dict[str, int]]:
+    """(registry when valid, best-effort registry, problems, line of each provider and model)."""
     problems = Problems(os.path.basename(filename))
+    lines: dict[str, int] = {}
     data, ok = parse_yaml(text, problems)
     if not ok:
-        return None, problems.sorted()
+        return None, ModelRegistry(), problems, lines
     if not isinstance(data, dict):
         problems.add(1, "", f"expected a mapping with 'providers' and 'models', got {describe(data)}")
-        return None, problems.sorted()
+        return None, ModelRegistry(), problems, lines
     check_keys(data, ("providers", "models"), "", 1, problems)
     providers: dict[str, ProviderSpec] = {}
     raw_providers = data.get("providers")
@@ -266,23 +282,64 @@ def load_registry_text(text: str, filename: str = "models.yaml") -> tuple[ModelR
     else:
         declared = set(raw_providers)
         for name, entry in raw_providers.items():
-            spec = _parse_provider(name, entry, key_line(raw_providers, name, pline), problems)
+            lines[str(name)] = key_line(raw_providers, name, pline)
+            spec = _parse_provider(name, entry, lines[str(name)], problems)
             if spec is not None:
                 providers[name] = spec
     specs: dict[str, ModelSpec] = {}
+    placeholders: dict[str, ModelSpec] = {}
     raw_models = data.get("models")
     mline = key_line(data, "models", 1)
     if not isinstance(raw_models, dict) or not raw_models:
         problems.add(mline, "models", "missing or empty: declare at least one model")
     else:
         for model_id, entry in raw_models.items():
-            spec = _parse_model(model_id, entry, key_line(raw_models, model_id, mline), providers, declared, problems)
-            if spec is not None:
-                specs[model_id] = spec
+            line = key_line(raw_models, model_id, mline)
+            model = _parse_model(model_id, entry, line, providers, declared, problems)
+            if model is not None:
+                specs[model_id] = model
+            elif isinstance(model_id, str) and ":" in model_id:
+                aliases = entry.get("aliases") if isinstance(entry, dict) else None
+                aliases = [aliases] if isinstance(aliases, str) else aliases if isinstance(aliases, list) else []
+                provider, _, name = model_id.partition(":")
+                placeholders[model_id] = ModelSpec(id=model_id, provider=provider, name=name,
+                                                   aliases=tuple(a for a in aliases if isinstance(a, str)))
+            if isinstance(model_id, str):
+                lines[model_id] = line
         _check_aliases(raw_models, mline, problems)
+    best_effort = ModelRegistry(providers=providers, models={**placeholders, **specs})
     if problems:
-        return None, problems.sorted()
-    return ModelRegistry(providers=providers, models=specs), []
+        return None, best_effort, problems, lines
+    registry = ModelRegistry(providers=providers, models=specs)
+    return registry, registry, problems, lines
+
+
+def load_registry_text(text: str, filename: str = "models.yaml") -> tuple[ModelRegistry | None, list[str]]:
+    registry, _, problems, _ = _parse_registry(text, filename)
+    return registry, problems.sorted() if registry is None else []
+
+
+def check_registry_text(text: str, filename: str = "models.yaml") -> RegistryCheck:
+    _, best_effort, problems, lines = _parse_registry(text, filename)
+    return RegistryCheck(best_effort, tuple(problems.sorted()), lines)
+
+
+def key_warnings(check: RegistryCheck, filename: str, env: Mapping[str, str], where: str) -> list[str]:
+    """One warning per provider whose key variable is unset in ``env``: its models are
+    ``not_configured`` and routing falls through past them. ``where`` names the environment."""
+    warnings = []
+    registry = check.registry
+    for name, provider in registry.providers.items():
+        var = provider.api_key_env
+        if not var or env.get(var):
+            continue
+        models = [m.id for m in registry.models.values() if m.provider == name]
+        if not models:
+            continue
+        warnings.append(f"{os.path.basename(filename)}:{check.lines.get(name, 1)}: providers.{name}: "
+                        f"{var} is not set in {where}; unless the daemon's environment has it, "
+                        f"{', '.join(models)} {'is' if len(models) == 1 else 'are'} not_configured")
+    return warnings
 
 
 def load_policy_text(text: str, filename: str, registry: ModelRegistry, *,
@@ -304,10 +361,13 @@ class CheckResult:
 
 
 def read_text(path: str) -> str | None:
-    """The file's text, or None when it does not exist (other OS errors propagate)."""
+    """The file's text, or None when it does not exist (other OS errors propagate).
+
+    At most one character over the config size cap is read: the parser then reports the file as
+    too large instead of the daemon reading a huge file into memory.
+    """
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
+        return read_capped_text(path)
     except FileNotFoundError:
         return None
 

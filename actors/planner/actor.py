@@ -17,14 +17,20 @@ import trio
 
 from protocol import events as ev
 from protocol.canonical import Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
-from protocol.messages import Ack, CallOutcome, Failure, GetAvailability, RecordUsage, RunTurn, StopTurn, SubmitToolResult, TurnOutcome, TurnProgress
+from protocol.messages import (
+    Ack, CallOutcome, Failure, GetAvailability, RecordUsage, RunTurn, StopTurn, SubmitToolResult, TurnOutcome,
+    TurnAlive, TurnProgress, TurnStatus,
+)
 
 from actors.runtime.kernel import Actor
 from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk
 from actors.config.registry import ModelRegistry, ModelSpec
-from actors.planner.support import AdapterPool, ToolBox, add_usage, price_call
+from actors.planner.support import AdapterPool, ToolBox, TurnTools, add_usage, price_call
 
 CLIENT_TOOL_TIMEOUT_S = 300.0
+# Bounds the shielded send of a turn's outcome (also when this actor is going down).
+OUTCOME_SEND_S = 5.0
+ABANDON_SEND_S = 2.0   # the same while this actor goes down: shutdown must not wait long for it
 MAX_TOOL_ROUNDS = 50
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -43,6 +49,7 @@ class ActiveTurn:
     delegated_usage: list[Usage] = attrs.field(factory=list)
     terminate_with: tuple[str, dict] | None = None   # a tool ended the session early (worker's _request_context)
     state: "_LoopState | None" = None
+    tools: TurnTools | None = None    # fixed at turn start: grants, tool context, instruction files
 
     def history(self) -> list[Message]:
         return list(self.state.messages) if self.state is not None else list(self.run.messages)
@@ -70,11 +77,13 @@ class PlannerActor(Actor):
         self.availability = availability
         self.clock = clock
         self.turns: dict[str, ActiveTurn] = {}
-        self._nursery: trio.Nursery | None = None
 
     def handlers(self):
         return {RunTurn: self.on_run, StopTurn: self.on_stop, SubmitToolResult: self.on_tool_result,
-                TurnProgress: self.on_worker_message, TurnOutcome: self.on_worker_message}
+                TurnProgress: self.on_worker_message, TurnOutcome: self.on_worker_message, TurnAlive: self.on_alive}
+
+    async def on_alive(self, env) -> Ack:
+        return Ack(ok=env.body.turn_id in self.turns)
 
     async def on_worker_message(self, env):
         """Progress and outcomes of the worker turns this planner's delegations started."""
@@ -82,7 +91,7 @@ class PlannerActor(Actor):
         return None
 
     async def setup(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
+        await self.adapters.preload()
 
     async def on_run(self, env):
         run: RunTurn = env.body
@@ -90,8 +99,7 @@ class PlannerActor(Actor):
         if spec is None:
             return Failure("unknown_model", f"model {run.model!r} is not registered")
         turn = self.turns[run.turn_id] = ActiveTurn(run, trio.CancelScope())
-        assert self._nursery is not None
-        self._nursery.start_soon(self._drive, turn, spec, env.sender)
+        self.spawn(self._drive, turn, spec, env.sender)
         return Ack(detail=run.turn_id)
 
     async def on_stop(self, env):
@@ -103,14 +111,13 @@ class PlannerActor(Actor):
         turn.scope.cancel()
         # Acknowledge once unwound, from a task of its own: unwinding may need this mailbox (the
         # outcomes of this turn's workers arrive here), so the loop must keep running meanwhile.
-        assert self._nursery is not None
-        self._nursery.start_soon(self._ack_when_done, env, turn)
+        self.spawn(self._ack_when_done, env, turn)
         return None
 
     async def _ack_when_done(self, env, turn: ActiveTurn) -> None:
         with trio.move_on_after(30):  # the requester's own timeout is shorter; this only bounds the task
             await turn.done.wait()
-            await self.system.reply(env, Ack(detail="stopped"), sender=self.system.address(self.name))
+            await self._reply(env, Ack(detail="stopped"))
 
     async def on_tool_result(self, env):
         msg: SubmitToolResult = env.body
@@ -118,7 +125,12 @@ class PlannerActor(Actor):
         chan = turn.client_results.get(msg.tool_use_id) if turn else None
         if chan is None:
             return Failure("no_such_tool_call", f"no pending client tool call {msg.tool_use_id}")
-        chan.send_nowait(msg)
+        try:
+            chan.send_nowait(msg)
+        except trio.WouldBlock:  # the call already has its result: one answer per call
+            return Failure("duplicate_tool_result", f"tool call {msg.tool_use_id} already has a result")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return Failure("no_such_tool_call", f"tool call {msg.tool_use_id} is no longer waiting")
         return Ack()
 
     # --- the loop -----------------------------------------------------------------------------------
@@ -133,32 +145,50 @@ class PlannerActor(Actor):
                 await self._loop(turn, spec, state)
             if turn.scope.cancelled_caught:
                 state.close_dangling_tool_uses("cancelled by user")
-                outcome = TurnOutcome(run.session_id, run.turn_id, "cancelled", tuple(state.new), state.usage,
+                outcome = TurnOutcome(run.session_id, run.turn_id, TurnStatus.CANCELLED, tuple(state.new), state.usage,
                                       error=turn.stop_reason or "cancelled_by_user")
             elif turn.terminate_with is not None:
                 kind, payload = turn.terminate_with
-                outcome = TurnOutcome(run.session_id, run.turn_id, "completed", tuple(state.new), state.usage,
+                outcome = TurnOutcome(run.session_id, run.turn_id, TurnStatus.COMPLETED, tuple(state.new), state.usage,
                                       error=kind, message=json.dumps(payload))
             else:
-                outcome = TurnOutcome(run.session_id, run.turn_id, "completed", tuple(state.new), state.usage)
+                outcome = TurnOutcome(run.session_id, run.turn_id, TurnStatus.COMPLETED, tuple(state.new), state.usage)
         except ProviderError as exc:
             log.warning("provider call failed", error_class=exc.error_class, error=exc.message)
             partial = state.keep_partial()
-            outcome = TurnOutcome(run.session_id, run.turn_id, "failed", tuple(state.new), state.usage,
+            outcome = TurnOutcome(run.session_id, run.turn_id, TurnStatus.FAILED, tuple(state.new), state.usage,
                                   error=f"provider_{exc.error_class.value}",
                                   message=await self._failure_message(spec, exc), partial_text=partial or None)
         except Exception as exc:
             log.exception("turn loop crashed")
             state.keep_partial()
             state.close_dangling_tool_uses("turn failed")
-            outcome = TurnOutcome(run.session_id, run.turn_id, "failed", tuple(state.new), state.usage,
+            outcome = TurnOutcome(run.session_id, run.turn_id, TurnStatus.FAILED, tuple(state.new), state.usage,
                                   error="internal_error", message=repr(exc))
+        except BaseException:
+            # Cancelled from outside the turn's own scope: this actor is going down (a crash outside
+            # the handlers, or the daemon stopping). The session must still hear how the turn ended,
+            # or it would hold the session's turn lock forever.
+            state.keep_partial()
+            state.close_dangling_tool_uses("turn failed")
+            outcome = TurnOutcome(run.session_id, run.turn_id, TurnStatus.FAILED, tuple(state.new), state.usage,
+                                  error="internal_error",
+                                  message=f"the {self.name} actor stopped during this turn; the turn was not finished")
+            await self._send_outcome(turn, outcome, within=ABANDON_SEND_S)
+            raise
         finally:
             self.turns.pop(run.turn_id, None)
+        await self._send_outcome(turn, outcome)
+
+    async def _send_outcome(self, turn: ActiveTurn, outcome: TurnOutcome, *, within: float = OUTCOME_SEND_S) -> None:
+        run = turn.run
         for extra in turn.delegated_usage:  # the parent's turn cost includes its workers (spec §6.7)
             outcome = attrs.evolve(outcome, usage=add_usage(outcome.usage, extra))
-        with trio.CancelScope(shield=True), trio.move_on_after(5):
-            await self.system.tell(run.reply_to or self.session, outcome, sender=self.system.address(self.name))
+        with trio.CancelScope(shield=True), trio.move_on_after(within):
+            try:
+                await self.system.tell(run.reply_to or self.session, outcome, sender=self.system.address(self.name))
+            except Exception as exc:
+                self.log.error("turn outcome not delivered", turn_id=run.turn_id, error=repr(exc))
         turn.done.set()
 
     async def _failure_message(self, spec: ModelSpec, exc: ProviderError) -> str:
@@ -188,15 +218,16 @@ class PlannerActor(Actor):
     async def _loop(self, turn: ActiveTurn, spec: ModelSpec, state: "_LoopState") -> None:
         run = turn.run
         adapter = self.adapters.get(spec)
-        tool_defs = self.tools.definitions(run, spec)
-        system = run.system or DEFAULT_SYSTEM_PROMPT
+        turn.tools = await self.tools.prepare(run, spec, self.registry())
+        tool_defs = turn.tools.definitions
+        system = turn.tools.system_prompt(run.system or DEFAULT_SYSTEM_PROMPT)
         caps = spec.capabilities
         for _ in range(MAX_TOOL_ROUNDS):
             request = LLMRequest(
                 model=spec.name, messages=tuple(state.messages), system=system if caps.supports_system_prompt else None,
                 tools=tool_defs if caps.supports_tools else (), max_tokens=run.max_tokens or spec.max_output_tokens,
                 output_schema=run.output_schema, supports_thinking=caps.supports_thinking,
-                supports_images=caps.supports_images,
+                supports_images=caps.supports_images, workspace=run.workspace,
             )
             assistant = await self._one_call(turn, spec, adapter, request, state)
             state.append(assistant)

@@ -1,19 +1,28 @@
 """What the turn loop borrows: adapters per model, the tool box, usage arithmetic and pricing."""
 from __future__ import annotations
 
+import os
+from contextlib import aclosing
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, AsyncGenerator, Callable, Mapping
 
 import attrs
+import structlog
+import trio
 
 from protocol.canonical import ToolDefinition, ToolUseBlock, Usage
 
 from actors.providers.base import Adapter, LLMRequest, StreamEvent
-from actors.config.registry import ModelRegistry, ModelSpec
+from actors.config.registry import DEFAULT_KEY_ENV, ModelRegistry, ModelSpec
+from actors.tools import ToolContext
+from actors.tools.instructions import with_instructions, workspace_instructions
+from actors.tools.workspace import WorkspaceSettings, load_workspace_settings
 
 if TYPE_CHECKING:
     from actors.planner.actor import ActiveTurn, PlannerActor
+
+log = structlog.get_logger("planner")
 
 
 class AdapterPool:
@@ -28,6 +37,13 @@ class AdapterPool:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self._cache: dict[str, tuple[ModelSpec, object, Adapter]] = {}
+
+    async def preload(self) -> None:
+        """Load the price table (~0.3 s of imports) in a thread at start, so the first priced
+        call does not load it on the event loop."""
+        from actors.cost.pricing import preload
+
+        await trio.to_thread.run_sync(preload)
 
     def get(self, spec: ModelSpec) -> Adapter:
         provider = self.registry().providers[spec.provider]
@@ -48,13 +64,24 @@ class AdapterPool:
         self._cache[spec.id] = (spec, provider, adapter)
         return adapter
 
-    def stream(self, adapter: Adapter, request: LLMRequest, on_attempt) -> AsyncIterator[StreamEvent]:
+    async def stream(self, adapter: Adapter, request: LLMRequest, on_attempt) -> AsyncGenerator[StreamEvent, None]:
+        from actors.providers.base import ProviderError
+        from actors.providers.redact import configured_keys, scrub
         from actors.providers.retry import call_with_retries
 
         # Five attempts: one failed turn is enough evidence to mark its model unavailable (spec
         # §4.5 counts every attempt), so the user's next turn already routes around it.
-        return call_with_retries(adapter, request, on_attempt=on_attempt, max_attempts=self.max_attempts,
-                                 base_delay=self.base_delay)
+        try:
+            async with aclosing(call_with_retries(adapter, request, on_attempt=on_attempt,
+                                                  max_attempts=self.max_attempts,
+                                                  base_delay=self.base_delay)) as events:
+                async for event in events:
+                    yield event
+        except ProviderError as exc:
+            # The one seam every provider failure passes before it is logged, stored or shown.
+            exc.message = scrub(exc.message, configured_keys(self.registry(), self.env))
+            exc.args = (exc.message,)
+            raise
 
     async def aclose(self) -> None:
         for _, _, adapter in self._cache.values():
@@ -78,12 +105,32 @@ def price_call(spec: ModelSpec, usage: Usage, provider=None) -> tuple[Usage, dic
     return priced.usage, priced.price
 
 
+@attrs.frozen
+class TurnTools:
+    """What one turn may use, fixed when the turn starts (a workspace.yaml edit applies next turn)."""
+
+    context: ToolContext | None
+    definitions: tuple[ToolDefinition, ...]
+    instructions: str = ""              # the workspace's AGENTS.md / CLAUDE.md / MEMORY.md sections
+
+    def system_prompt(self, base: str) -> str:
+        return with_instructions(base, self.instructions)
+
+
+def _key_names(registry: ModelRegistry | None) -> set[str]:
+    names = set(DEFAULT_KEY_ENV.values())
+    if registry is not None:
+        names |= {p.api_key_env for p in registry.providers.values() if p.api_key_env}
+    return names
+
+
 @attrs.define
 class ToolBox:
     """Which tools a turn offers, and where a call goes."""
 
-    workspace_settings: Callable[[str | None], dict] = lambda ws: {}
+    workspace_settings: Callable[[str | None], WorkspaceSettings] = load_workspace_settings
     delegator: object | None = None     # actors.worker.delegation.Delegator: delegate / _request_context
+    env: Mapping[str, str] | None = None  # the daemon's environment (None: os.environ) for run_command's base
 
     @property
     def extra(self) -> dict:
@@ -96,34 +143,45 @@ class ToolBox:
         if self.delegator is not None:
             self.delegator.on_worker_message(msg)
 
-    def context(self, run, *, is_worker: bool):
-        from actors.tools import ToolContext
+    def _read_workspace(self, workspace: str | None) -> tuple[WorkspaceSettings, str]:
+        return self.workspace_settings(workspace), workspace_instructions(workspace)
 
-        settings = self.workspace_settings(run.workspace)
-        workspace = Path(run.workspace) if run.workspace else None
-        return ToolContext(workspace=workspace, run_command_allowed=bool(settings.get("run_command", False)),
-                           is_worker=is_worker)
+    async def prepare(self, run, spec: ModelSpec, registry: ModelRegistry | None = None) -> TurnTools:
+        """The turn's snapshot: settings, tool context and definitions, instruction files.
 
-    def definitions(self, run, spec: ModelSpec) -> tuple[ToolDefinition, ...]:
+        Read once, in a thread; the turn keeps it however the files change meanwhile, so nothing
+        the model writes during the turn can widen what the turn may do.
+        """
         from actors.tools import builtin_tool_definitions
 
+        settings, instructions = WorkspaceSettings(), ""
+        if run.workspace:
+            settings, instructions = await trio.to_thread.run_sync(self._read_workspace, run.workspace)
+        for error in settings.errors:
+            log.warning("workspace settings ignored", workspace=run.workspace, error=error)
+        context = None
         defs: list[ToolDefinition] = []
         if run.workspace:
+            source = os.environ if self.env is None else self.env
+            context = ToolContext(workspace=Path(run.workspace), run_command_allowed=settings.run_command,
+                                  is_worker=run.is_worker,
+                                  command_env=settings.command_env(source, secret_names=_key_names(registry)))
             allowed = set(run.allowed_tools) if run.allowed_tools is not None else None
-            defs.extend(builtin_tool_definitions(self.context(run, is_worker=run.is_worker), allowed))
+            defs.extend(builtin_tool_definitions(context, allowed))
         defs.extend(self.extra_defs(run, spec))
         defs.extend(run.client_tools)
-        return tuple(defs)
+        return TurnTools(context, tuple(defs), instructions)
 
     async def dispatch(self, planner: "PlannerActor", turn: "ActiveTurn", use: ToolUseBlock) -> tuple[str, bool]:
         handler = self.extra.get(use.name)
         if handler is not None:
             return await handler(planner, turn, use)  # type: ignore[operator]
         run = turn.run
-        if not run.workspace:
+        context = turn.tools.context if turn.tools is not None else None
+        if context is None:
             return f"unknown tool: {use.name}", True
         from actors.tools import dispatch
 
         allowed = set(run.allowed_tools) if run.allowed_tools is not None else None
-        out = await dispatch(self.context(run, is_worker=run.is_worker), use.name, dict(use.input), allowed=allowed)
+        out = await dispatch(context, use.name, dict(use.input), allowed=allowed)
         return out.content, out.is_error

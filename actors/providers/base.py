@@ -60,6 +60,7 @@ class LLMRequest:
     temperature: float | None = None
     supports_thinking: bool = False             # False: thinking blocks are dropped on the way out
     supports_images: bool = True
+    workspace: str | None = None                # the turn's workspace: where a cli agent runs
 
 
 @frozen

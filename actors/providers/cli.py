@@ -122,7 +122,8 @@ class CliAdapter:
             try:
                 process = await trio.lowlevel.open_process(
                     argv, stdin=stdin, stdout=subprocess.PIPE, stderr=stderr,
-                    start_new_session=True, env=self.env, cwd=self.cwd,
+                    # The agent works on the turn's workspace, never in the daemon's directory.
+                    start_new_session=True, env=self.env, cwd=request.workspace or self.cwd,
                 )
             except OSError as exc:  # missing binary, not executable: a configuration error
                 raise ProviderError(ErrorClass.BAD_REQUEST, f"cannot start {argv[0]!r}: {exc}") from exc

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import random
 from contextlib import aclosing
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncGenerator, Callable
 
 import trio
 
@@ -46,7 +46,7 @@ async def call_with_retries(
     base_delay: float = 0.5,
     max_delay: float = 8.0,
     max_retry_after: float = 60.0,
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     """Yield the events of the first attempt that gets anywhere; ``on_attempt`` sees every attempt.
 
     ``on_attempt(True, None)`` fires when ``Completed`` arrives (before it is yielded, so a caller

@@ -6,29 +6,41 @@ the ``route.decided`` record, banners, and the message with its @override token 
 """
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
 from decimal import Decimal
+
+import trio
 
 from protocol import events as ev
 from protocol.codec import event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.messages import (
-    Ack, AvailabilityView, CostAmount, DecideRoute, GetAvailability, GetCostToday, ReloadRules, RouteChoice,
-    RouteDecision, RulesReport, ShowRules,
+    Ack, AvailabilityChanged, AvailabilityView, CostAmount, DecideRoute, GetAvailability, GetCostToday, ModelResolved,
+    ReloadRules, ResolveModel, RouteChoice, RouteDecision, RulesReport, ShowRules,
 )
+
+import attrs
 
 from actors.availability.state import iso_utc
 from actors.runtime.kernel import Actor, RequestTimeout
+from actors.router import texts
 from actors.router.chain import RoutingEngine
 from actors.router.context import TurnContext
 from actors.router.loader import PolicyLoader
-from actors.router.policy import rule_rows
-from actors.router.skills import SkillIndex
+from actors.router.policy import RoutingPolicy, rule_rows
+from actors.router.skills import SkillCache
 from actors.router.validation import availability_from_snapshot
 from actors.runtime.store import Store
 
-POLICY_INVALID_BANNER = "routing.yaml is invalid; using the last-known-good rules. Run /rules check."
+def policy_invalid_banner(errors: tuple[str, ...]) -> str:
+    """Names the broken file (models.yaml or routing.yaml), its first error and the CLI command."""
+    first = errors[0] if errors else "invalid"
+    broken = first.split(":", 1)[0] or "the configuration"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return (f"{broken} is invalid; using the last-known-good configuration. First error: {first}{more}. "
+            "Run `orchestrator check` to see every error.")
 
 
 class RouterActor(Actor):
@@ -43,24 +55,26 @@ class RouterActor(Actor):
         self.cost = cost
         self.env = env
         self.pattern = pattern
-        self._generation = -1
-        self._skills: dict[str | None, SkillIndex] = {}
+        self.skills = SkillCache()
+
+    async def setup(self, nursery) -> None:
+        self.engine()   # load now, so an invalid config is logged at start, not at the first turn
 
     def handlers(self):
         return {DecideRoute: self.on_decide, ShowRules: self.on_show_rules, ReloadRules: self.on_reload,
-                RouteChoice: self.on_route_choice}
+                RouteChoice: self.on_route_choice, AvailabilityChanged: self.on_availability_change,
+                ResolveModel: self.on_resolve_model}
 
     # --- config ----------------------------------------------------------------------------------
 
     def engine(self) -> tuple[RoutingEngine | None, tuple[str, ...]]:
         """The last-known-good engine, and the errors of a broken edit seen for the first time."""
         state = self.loader.current()
+        if state.errors:
+            self.log.warning("config invalid; keeping the last-known-good version", errors=list(state.errors))
         if state.errors and self.store is not None:
             self.store.record_event(None, None, ev.PolicyInvalid.TYPE,
                                     event_to_json_obj(ev.PolicyInvalid(state.errors, str(self.loader.routing_path))))
-        if state.generation != self._generation:
-            self._generation = state.generation
-            self._skills.clear()
         return state.engine, state.errors
 
     def resolve_model_name(self, name: str) -> str | None:
@@ -69,18 +83,29 @@ class RouterActor(Actor):
         return spec.id if spec else None
 
     async def reload(self) -> RulesReport:
+        """Re-read both files; the report says what this reload changed."""
+        old = self.loader.engine
         self.loader.reload(force=True)
-        return self._report()
+        report = self._report()
+        new = self.loader.engine
+        if report.errors or new is None:
+            return report
+        changes = texts.config_changes(
+            rule_rows(old.policy) if old else [], report.rules, list(old.registry.models) if old else [],
+            list(new.registry.models), old.policy.global_default if old else None, new.policy.global_default,
+            old.not_configured() if old else {}, report.not_configured)
+        return attrs.evolve(report, changes=tuple(changes))
 
     def _report(self, workspace: str | None = None) -> RulesReport:
         self.engine()
         engine = self.loader.engine
         rows = rule_rows(engine.policy) if engine else []
-        if workspace:
-            rows = [r for r in rows if r.get("scope") == "global" or workspace.startswith(str(r.get("workspace", "")))]
+        if workspace and engine is not None:
+            rows = rules_for_workspace(engine.policy, rows, workspace)
         errors = self.loader.last_errors
         return RulesReport(not errors, tuple(rows), tuple(errors), tuple(self.loader.last_warnings),
-                           {"routing": str(self.loader.routing_path), "models": str(self.loader.models_path)})
+                           {"routing": str(self.loader.routing_path), "models": str(self.loader.models_path)},
+                           engine.not_configured() if engine else {})
 
     async def on_show_rules(self, env):
         return self._report(env.body.workspace)
@@ -91,8 +116,11 @@ class RouterActor(Actor):
     async def on_route_choice(self, env):
         return Ack(ok=False, detail="no pattern-store suggestion is pending for this session")
 
-    async def on_availability_change(self, transitions) -> None:
-        for t in transitions:
+    async def on_resolve_model(self, env) -> ModelResolved:
+        return ModelResolved(env.body.name, self.resolve_model_name(env.body.name))
+
+    async def on_availability_change(self, env) -> None:
+        for t in env.body.transitions:
             cls = ev.ProviderUnavailable if t.kind == "unavailable" else ev.ProviderRecovered
             event = cls(t.scope, t.reason) if cls is ev.ProviderRecovered else cls(t.scope, t.reason, iso_utc(t.at))
             if self.store is not None:
@@ -109,13 +137,14 @@ class RouterActor(Actor):
         override = engine.parse_override(msg.text)
         unavailable = await self._unavailable()
         cost_today = await self._cost_today(engine)
+        matched_skills = await self._matched_skills(engine, msg.workspace, override.body)
         ctx = TurnContext(
             session_id=msg.session_id, turn_id=msg.turn_id, message_text=override.body, has_images=msg.has_images,
             has_tool_calls_in_history=msg.has_tool_calls_in_history, estimated_input_tokens=msg.estimated_input_tokens,
             has_tool_definitions=msg.has_tool_definitions, has_system_prompt=msg.has_system_prompt,
             requires_structured_output=msg.requires_structured_output, workspace=msg.workspace,
             sticky_model=msg.sticky_model, file_extensions=frozenset(msg.file_extensions),
-            matched_skills=self._skill_index(msg.workspace).match(override.body), cost_today_usd=cost_today,
+            matched_skills=matched_skills, cost_today_usd=cost_today,
             now_local=datetime.now().astimezone(), delegate_tier=msg.delegate_tier, is_worker=msg.is_worker,
         )
 
@@ -124,10 +153,11 @@ class RouterActor(Actor):
         route = decision.to_event(msg.session_id, msg.turn_id)
         banners = tuple(decision.banners)
         if self.loader.last_errors:
-            banners = (POLICY_INVALID_BANNER,) + banners
+            banners = (policy_invalid_banner(self.loader.last_errors),) + banners
         chosen = engine.registry.models.get(decision.chosen_model) if decision.chosen_model else None
         return RouteDecision(route, override.body, banners, decision.error_code, decision.error,
-                             can_delegate=bool(chosen and chosen.can_delegate and not msg.is_worker))
+                             can_delegate=bool(chosen and chosen.can_delegate and chosen.capabilities.supports_tools
+                                               and not msg.is_worker))
 
     async def _unavailable(self) -> dict:
         try:
@@ -147,14 +177,25 @@ class RouterActor(Actor):
             self.log.warning("cost ledger unavailable", error=str(exc))
             return Decimal(0)
 
-    def _skill_index(self, workspace: str | None) -> SkillIndex:
-        index = self._skills.get(workspace)
-        if index is None:
-            index = self._skills[workspace] = SkillIndex.build(workspace)
-        return index
+    async def _matched_skills(self, engine: RoutingEngine, workspace: str | None, text: str) -> frozenset[str]:
+        if not workspace or "skills_matching_message_includes" not in engine.predicates_used:
+            return frozenset()  # no rule reads it: touch no files
+        # Reading skill files is blocking I/O: never on the event loop.
+        index = await trio.to_thread.run_sync(self.skills.get, workspace)
+        return index.match(text)
+
+
+def rules_for_workspace(policy: RoutingPolicy, rows: list[dict], workspace: str) -> list[dict]:
+    """The rules a turn in ``workspace`` is routed by, in evaluation order: the rules of the
+    workspace entry that contains it (the longest path wins), then the global rules."""
+    path = os.path.normpath(os.path.abspath(os.path.expanduser(workspace)))
+    entry = policy.workspace_for(path)
+    own = [r for r in rows if entry is not None and r["scope"] == entry.key and r["workspace_path"] == entry.path]
+    return own + [r for r in rows if r["scope"] == "global"]
 
 
 def _no_config(msg: DecideRoute, errors: tuple[str, ...]) -> RouteDecision:
-    text = "No model available for this turn.\nThe model registry or routing policy failed to load:\n" + "\n".join(errors)
+    text = ("No model available for this turn.\nThe model registry or routing policy failed to load:\n"
+            + "\n".join(errors) + "\nFix it, then run `orchestrator check`.")
     route = ev.RouteDecided(msg.session_id, msg.turn_id, iso_utc(time.time()), (), -1, None, 0.0, error=text)
     return RouteDecision(route, msg.text, (), "invalid_config", text)

@@ -116,12 +116,14 @@ class _View:
 class _Run:
     """Per-decision scratch state."""
 
-    __slots__ = ("chain", "tried", "banners")
+    __slots__ = ("chain", "tried", "banners", "explicit")
 
     def __init__(self) -> None:
         self.chain: list[PolicyEvaluation] = []
         self.tried: list[texts.Tried] = []
         self.banners: list[str] = []
+        # Rejected @override / sticky candidates as (who, model, rejection): each gets a banner.
+        self.explicit: list[tuple[str, str, Rejection]] = []
 
 
 class RoutingEngine:
@@ -182,6 +184,7 @@ class RoutingEngine:
             if self._try(run, ctx, availability, Policy.PER_MESSAGE_OVERRIDE, override.model,
                          f'override "{override.token}"'):
                 return self._win(run, ctx, start)
+            self._explicit(run, override.token or f"@{override.model}", override.model)
         else:
             chain.append(_ESCAPED if override is not None and override.escaped else _NO_OVERRIDE)
 
@@ -190,6 +193,7 @@ class RoutingEngine:
             model = self.refs.get(ctx.sticky_model, ctx.sticky_model)
             if self._try(run, ctx, availability, Policy.MANUAL_STICKY, model, "sticky model set via /model"):
                 return self._win(run, ctx, start)
+            self._explicit(run, "Sticky model", model)
         else:
             chain.append(_NO_STICKY)
 
@@ -268,6 +272,34 @@ class RoutingEngine:
                                           validation_failure=rejection.failure, **extra))
         run.tried.append(texts.Tried(model, rejection.failure, rejection.scope, self.validator.provider_of(model),
                                      self.short.get(model, model)))
+
+    def _explicit(self, run: _Run, who: str, model: str) -> None:
+        """Remember a rejected explicit choice; an outage already has the spec's own banner."""
+        failure = run.chain[-1].validation_failure
+        if failure is not None and failure is not ValidationFailure.PROVIDER_UNAVAILABLE:
+            run.explicit.append((who, model, Rejection(failure, run.chain[-1].reason)))
+
+    def unconfigured_reason(self, model: str) -> str | None:
+        """Why ``model`` is not_configured, in words for the user; None when it is configured."""
+        spec = self.registry.models.get(model)
+        if spec is None:
+            return "it is not in the model registry (models.yaml)"
+        provider = self.registry.providers.get(spec.provider)
+        if provider is None:
+            return f"provider '{spec.provider}' is not declared in models.yaml"
+        gate = self.validator.gates.get(model)
+        if gate is not None and gate.configured:
+            return None
+        return f"{provider.api_key_env} is not set in the daemon's environment"
+
+    def not_configured(self) -> dict[str, str]:
+        """Every registered model that cannot be used, and why (for status and check)."""
+        out = {}
+        for model in self.registry.models:
+            reason = self.unconfigured_reason(model)
+            if reason is not None:
+                out[model] = reason
+        return out
 
     def _recommendation(self, ctx: TurnContext, cfg: PatternConfig, source: PatternSource):
         try:
@@ -385,6 +417,12 @@ class RoutingEngine:
                     done.add(key)
                     fell.append(texts.fell_through(t, chosen.candidate_model, label))
             run.banners[:0] = fell
+        if run.explicit:
+            chosen_model = chosen.candidate_model or ""
+            run.banners[:0] = [
+                texts.explicit_rejected(who, model, rejection.failure,
+                                        self.unconfigured_reason(model) or rejection.reason, chosen_model)
+                for who, model, rejection in run.explicit]
         return self._finish(run, index, chosen.candidate_model, start)
 
     @staticmethod

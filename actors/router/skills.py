@@ -1,6 +1,6 @@
 """The skill-description index behind ``skills_matching_message_includes`` (spec §5.3).
 
-Built once at session start from the YAML frontmatter of every ``*.md`` file (recursively) under
+Built from the YAML frontmatter of every ``*.md`` file (recursively) under
 
 1. ``<workspace>/.orchestrator/skills/``  (project-private skills; wins on a name clash)
 2. ``<workspace>/skills/``
@@ -16,11 +16,17 @@ name ("system_design" → system, design). A skill matches a message when they s
 
 * at least ``MIN_SHARED`` (2) content words, or
 * at least ``MIN_FRACTION`` (half) of the skill's content words.
+
+Building reads files: the router builds an index only when a rule uses the predicate, in a
+worker thread, and :class:`SkillCache` rebuilds it only when a skill file or folder changed.
 """
 from __future__ import annotations
 
 import os
 import re
+import stat
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable
 
@@ -69,8 +75,13 @@ class Skill:
 
 def _frontmatter(path: Path) -> dict | None:
     try:
-        with path.open("r", encoding="utf-8", errors="replace") as fh:
-            head = fh.read(MAX_FRONTMATTER_BYTES)
+        # Regular files only, checked without blocking: a FIFO named x.md must not hang the build.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            os.set_blocking(fd, True)
+            head = fh.read(MAX_FRONTMATTER_BYTES).decode("utf-8", errors="replace")
     except OSError:
         return None
     if not head.startswith("---"):
@@ -78,10 +89,10 @@ def _frontmatter(path: Path) -> dict | None:
     end = head.find("\n---", 3)
     if end < 0:
         return None
-    from ruamel.yaml import YAML
+    from actors.config.yamlload import load_yaml
 
     try:
-        data = YAML(typ="safe", pure=True).load(head[3:end])
+        data = load_yaml(head[3:end], typ="safe")
     except Exception:  # noqa: BLE001 — one bad skill file must not break the index
         return None
     return data if isinstance(data, dict) else None
@@ -141,3 +152,54 @@ class SkillIndex:
                 if shared:
                     out.append(skill.name)
         return frozenset(out)
+
+
+def _signature(workspace: str) -> tuple:
+    """What the index depends on: every skill folder's and ``*.md`` file's (path, mtime_ns, size)."""
+    parts: list[tuple] = []
+    for sub in SKILL_DIRS:
+        root = Path(workspace, sub)
+        if not root.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            try:
+                st = os.stat(dirpath)
+                parts.append((dirpath, st.st_mtime_ns))
+            except OSError:
+                continue
+            for filename in sorted(filenames):
+                if filename.lower().endswith(".md"):
+                    try:
+                        st = os.stat(os.path.join(dirpath, filename))
+                    except OSError:
+                        continue
+                    parts.append((dirpath, filename, st.st_mtime_ns, st.st_size))
+            if len(parts) > 2 * MAX_FILES:
+                break
+    return tuple(parts)
+
+
+class SkillCache:
+    """One index per workspace, rebuilt only when its skill files change. Blocking: call from a thread."""
+
+    def __init__(self, max_workspaces: int = 256):
+        self._entries: OrderedDict[str, tuple[tuple, SkillIndex]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_workspaces
+        self.builds = 0
+
+    def get(self, workspace: str) -> SkillIndex:
+        signature = _signature(workspace)
+        with self._lock:
+            hit = self._entries.get(workspace)
+            if hit is not None and hit[0] == signature:
+                self._entries.move_to_end(workspace)
+                return hit[1]
+        index = SkillIndex.build(workspace)
+        with self._lock:
+            self.builds += 1
+            self._entries[workspace] = (signature, index)
+            if len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return index

@@ -59,6 +59,40 @@ def fell_through(tried: Tried, winner: str, winner_label: str) -> str:
     return f"{tried.model} currently unavailable. Routing fell through to {winner}."
 
 
+def explicit_rejected(who: str, model: str, failure: ValidationFailure, why: str, winner: str) -> str:
+    """An @override or sticky model that cannot take the turn is never dropped silently.
+
+    ``who`` is the token as typed (``@mini``) or ``Sticky model``; ``why`` the not_configured
+    reason (e.g. ``OPENAI_API_KEY is not set in the daemon's environment``)."""
+    named = who if who.lstrip("@") == model else f"{who} ({model})" if who.startswith("@") else f"{who} {model}"
+    if failure is ValidationFailure.NOT_CONFIGURED:
+        problem = f"is not configured: {why}"
+    else:
+        problem = f"cannot take this turn ({FAILURE_WORDS[failure]})"
+    return f"{named} {problem}. Routing fell through to {winner}."
+
+
+def config_changes(before_rules: Sequence[dict], after_rules: Sequence[dict], before_models: Sequence[str],
+                   after_models: Sequence[str], before_default: str | None, after_default: str | None,
+                   before_nc: dict, after_nc: dict) -> list[str]:
+    """What a ``rules reload`` changed, one line each (empty: nothing changed)."""
+    old = {r.get("name"): r for r in before_rules}
+    new = {r.get("name"): r for r in after_rules}
+    out = [f'rule "{n}" added' for n in new if n not in old]
+    out += [f'rule "{n}" removed' for n in old if n not in new]
+    out += [f'rule "{n}" changed' for n in new if n in old and new[n] != old[n]]
+    if [n for n in new if n in old] != [n for n in old if n in new]:
+        out.append("rules reordered")
+    out += [f"model {m} added" for m in after_models if m not in before_models]
+    out += [f"model {m} removed" for m in before_models if m not in after_models]
+    if before_default != after_default:
+        out.append(f"global_default {before_default} → {after_default}")
+    out += [f"{m} is now not_configured: {why}" for m, why in after_nc.items()
+            if m not in before_nc and m in before_models]
+    out += [f"{m} is configured again" for m in before_nc if m not in after_nc and m in after_models]
+    return out
+
+
 def budget(limit: Decimal, spent: Decimal, rule_name: str) -> str:
     return f'Daily budget {money(limit)} exceeded ({money(spent)} today). Routing per "{rule_name}" rule.'
 

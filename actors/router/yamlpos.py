@@ -97,12 +97,16 @@ class Problems:
 
 
 def parse_yaml(text: str, problems: Problems) -> tuple[Any, bool]:
-    """Round-trip load (keeps positions); a syntax error becomes one error with its line."""
-    from ruamel.yaml import YAML
+    """Round-trip load (keeps positions); a syntax error or a file over our bounds (size, alias
+    expansion: see ``actors.config.yamlload``) becomes one error with its line."""
     from ruamel.yaml.error import MarkedYAMLError
 
+    from actors.config.yamlload import YAMLLimitError, load_yaml
+
     try:
-        return YAML(typ="rt").load(text), True
+        return load_yaml(text), True
+    except YAMLLimitError as exc:
+        problems.add(exc.line, exc.key, exc.message)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1

@@ -17,7 +17,7 @@ import trio
 
 from protocol.codec import Envelope, new_id
 from protocol.errors import RemoteError
-from protocol.messages import Failure
+from protocol.messages import ActorStatus, Failure, GetActorStatus
 
 log = structlog.get_logger("kernel")
 
@@ -159,7 +159,7 @@ class ActorSystem:
         if box is None:
             if name == REPLY_BOX:
                 return  # a late reply to a request that already timed out
-            if env.sender and not isinstance(env.body, Failure):
+            if env.sender and not is_reply(env):  # never answer a reply, not even with an error
                 await self.deliver(Envelope(Failure("unknown_actor", f"no actor named {name!r}"),
                                             env.sender, self.address(name), new_id(), env.msg_id))
             return
@@ -187,6 +187,8 @@ class ActorSystem:
 _YIELD_EVERY = 32
 # A recipient idle for longer than this is woken at once by a sender's schedule point.
 IDLE_S = 0.0005
+# Bounds the error reply to a request whose handler was cancelled because its actor went down.
+STOPPING_REPLY_S = 1.0
 
 
 class _Drain:
@@ -232,8 +234,16 @@ class _Drain:
 class Actor:
     """A thin message loop: ``handlers`` maps a message class to ``async def (env) -> reply | None``.
 
-    A handler that raises sends a ``Failure`` to the requester (never a silent drop) and then
-    re-raises so the supervisor can restart the actor.
+    A handler that raises answers *that* request with a ``Failure`` (the exception's own
+    ``failure_code`` if it has one, e.g. ``storage_error``, else ``internal_error``), is logged in one line and counted as a fault; the
+    loop goes on. A handler's bug must not cancel work it does not own (other sessions' turns live
+    in this actor's nursery), nor spend the supervisor's restart budget. Only an exception outside
+    the handlers (a background task started with ``nursery.start_soon`` that raises) ends the
+    actor and lets the supervisor restart it; background work started with ``spawn`` is guarded
+    like a handler.
+
+    A message that is itself a reply (a ``Failure``, or any envelope carrying a correlation id)
+    is never answered: a spoofed sender must not start an error ping-pong between two actors.
     """
 
     name: str = "actor"
@@ -241,6 +251,12 @@ class Actor:
     def __init__(self, system: ActorSystem):
         self.system = system
         self.log = log.bind(actor=self.name)
+        self.handled = 0
+        self.faults = 0
+        self.dropped = 0          # unsolicited replies and failures: logged, counted, never answered
+        self.last_fault: str | None = None
+        self.table: dict[type, Callable[[Envelope], Awaitable[Any]]] = {}
+        self._nursery: trio.Nursery | None = None
 
     def handlers(self) -> dict[type, Callable[[Envelope], Awaitable[Any]]]:
         return {}
@@ -248,31 +264,87 @@ class Actor:
     async def setup(self, nursery: trio.Nursery) -> None:
         """Start background work that lives as long as the actor."""
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        table = self.handlers()
+    def status_record(self) -> ActorStatus:
+        return ActorStatus(self.name, self.handled, self.faults, self.dropped, self.last_fault)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if not self.table:  # built once: a restart keeps the table (and any entry a test added)
+            self.table = {GetActorStatus: self._on_actor_status, **self.handlers()}
         inbox = self.system.mailbox(self.name)
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             await self.setup(nursery)
             task_status.started()
             drain = self.system._drains[self.name] = _Drain(inbox)
             async for env in drain:
-                handler = table.get(type(env.body))
-                if handler is None:
-                    await self.system.reply(env, Failure("unsupported_message",
-                                                         f"{self.name} does not handle {type(env.body).__name__}"),
-                                            sender=self.system.address(self.name))
-                    continue
-                try:
-                    result = await handler(env)
-                except Exception as exc:
-                    await self.system.reply(env, Failure("internal_error", f"{self.name}: {exc!r}"),
-                                            sender=self.system.address(self.name))
-                    raise
-                if result is not None:
-                    await self.system.reply(env, result, sender=self.system.address(self.name))
+                await self._handle(env)
+
+    async def _handle(self, env: Envelope) -> None:
+        self.handled += 1
+        if is_reply(env):
+            # Nobody here asked: a late reply, or a frame that names us as a requester. Answering
+            # it (even with an error) could bounce between two actors forever.
+            self.dropped += 1
+            self.log.debug("unsolicited reply dropped", body=type(env.body).__name__, sender=env.sender)
+            return
+        handler = self.table.get(type(env.body))
+        if handler is None:
+            await self._reply(env, Failure("unsupported_message",
+                                           f"{self.name} does not handle {type(env.body).__name__}"))
+            return
+        try:
+            result = await handler(env)
+        except Exception as exc:
+            result = self._fault(exc, f"handling {type(env.body).__name__}")
+        except BaseException:
+            # The actor is going down mid-request: the requester hears so now, not at its timeout.
+            with trio.CancelScope(shield=True), trio.move_on_after(STOPPING_REPLY_S):
+                await self._reply(env, Failure("internal_error", f"{self.name} stopped while handling "
+                                                                  f"{type(env.body).__name__}"))
+            raise
+        if result is not None:
+            await self._reply(env, result)
+
+    def _fault(self, exc: Exception, doing: str) -> Failure:
+        self.faults += 1
+        code = getattr(exc, "failure_code", None)
+        if isinstance(code, str):  # an error that names its own code (the store's StorageError)
+            self.last_fault = f"{doing}: {exc}"
+            self.log.error("handler failed; the actor carries on", doing=doing, code=code, error=str(exc))
+            return Failure(code, str(exc))
+        self.last_fault = f"{doing}: {exc!r}"
+        self.log.error("handler failed; the actor carries on", doing=doing, error=repr(exc))
+        return Failure("internal_error", f"{self.name} failed {doing}: {exc!r}")
+
+    async def _reply(self, request: Envelope, body: Any) -> None:
+        """Reply, or log why not: a reply that cannot be delivered is never a reason to crash."""
+        try:
+            await self.system.reply(request, body, sender=self.system.address(self.name))
+        except Exception as exc:
+            self.log.warning("reply not delivered", recipient=request.sender, error=repr(exc))
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run background work in this actor's nursery, guarded like a handler: an exception is a
+        logged, counted fault, not the end of the actor (and of everything else its nursery runs)."""
+        assert self._nursery is not None, "spawn() before the actor runs"
+        self._nursery.start_soon(self._guarded, fn, args, getattr(fn, "__name__", "task"))
+
+    async def _guarded(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], what: str) -> None:
+        try:
+            await fn(*args)
+        except Exception as exc:
+            self._fault(exc, f"in {what}")
+
+    async def _on_actor_status(self, env: Envelope) -> ActorStatus:
+        return self.status_record()
 
     async def request(self, recipient: str, body: Any, *, timeout: float = 30.0) -> Any:
         return await self.system.request(recipient, body, timeout=timeout)
 
     async def tell(self, recipient: str, body: Any) -> None:
         await self.system.tell(recipient, body, sender=self.system.address(self.name))
+
+
+def is_reply(env: Envelope) -> bool:
+    """Replies carry the id of the request they answer; failures are always answers."""
+    return env.correlation_id is not None or isinstance(env.body, Failure)

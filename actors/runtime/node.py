@@ -1,23 +1,32 @@
 """A node puts an actor system on the wire: one ROUTER for everyone who talks to us, one DEALER per
 peer node we talk to, and (in wire mode) a loopback DEALER so even local traffic is encoded.
 
-Frames that fail to decode get a ``Failure`` reply and are otherwise dropped: a bad client can
-never take the node down.
+The ROUTER is the trust boundary. Only the loopback DEALER (whose routing id is a secret the node
+made up) speaks for this daemon's actors there; every other connection is a client: its frames
+must decode, be a client command for the actor that serves it (``protocol.bounds``) and keep every
+field in bounds — else the client gets a ``Failure`` and no actor sees the frame. A client frame's
+``sender`` is rewritten from the transport (``protocol.identity``), so replies go to the
+connection that asked, whatever it claimed, and actors know which OS user is asking.
 """
 from __future__ import annotations
 
+import secrets
 from collections import deque
 
+import attrs
 import structlog
 import trio
 import zmq
 
-from protocol.codec import Envelope, decode, encode, new_id, try_peek_header
+from protocol.bounds import OutOfBounds, check_bounds, forbidden_reason
+from protocol.codec import MAX_FRAME_BYTES, Envelope, decode, encode, new_id, try_peek_header
 from protocol.errors import FrameError
+from protocol.identity import client_node, routing_id_of, uid_from_peer_address
 from protocol.messages import Failure
 from protocol.transport import TransportError, ZmqSocket, open_zmq_socket
 
 from actors.runtime.kernel import ActorSystem
+from actors.runtime.streams import ClientStreams
 
 log = structlog.get_logger("node")
 
@@ -25,6 +34,14 @@ log = structlog.get_logger("node")
 # client that reads slowly — a long streamed answer is thousands of text.delta events. Queue
 # generously instead: at ~150 bytes per event this bounds a stalled client at ~15 MB.
 PEER_HWM = 100_000
+
+# ZeroMQ cuts off a peer that announces a bigger frame before reading it into memory (a 1 GiB
+# frame used to cost 2 GB of RSS). A little above the decoder's cap, so frames just over it still
+# get a typed ``frame_too_large`` reply.
+MAX_WIRE_BYTES = MAX_FRAME_BYTES + 1024 * 1024
+
+# The name part a client may give its own address (``node/name``); anything else becomes "client".
+_MAX_SENDER_NAME = 64
 
 # Inbound messages for an actor whose mailbox is full wait in a per-actor backlog, so that one busy
 # actor (the session actor relaying a hundred streams) cannot hold up the node's single inbound
@@ -48,9 +65,14 @@ class Node:
         self.router: ZmqSocket | None = None
         self.loopback: ZmqSocket | None = None
         self.peers: dict[str, ZmqSocket] = {}
-        self._routes: dict[str, bytes] = {}       # remote node id → ROUTER routing id
         self.endpoint: str | None = None
-        self.bad_frames = 0
+        self.bad_frames = 0          # did not decode
+        self.forbidden_frames = 0    # a client sent an actor message, a reply, or to another node
+        self.invalid_frames = 0      # a client command out of bounds
+        self.streams = ClientStreams()
+        self._ipc = False
+        # Nobody else can present this routing id: it never leaves the process.
+        self._loopback_identity = b"loop." + secrets.token_bytes(16)
         self._nursery: trio.Nursery | None = None
         self._backlogs: dict[str, _Backlog] = {}
 
@@ -59,11 +81,14 @@ class Node:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             async with open_zmq_socket(self.ctx, zmq.ROUTER, bind=bind,
-                                       options={zmq.ROUTER_MANDATORY: 0, zmq.SNDHWM: PEER_HWM},
+                                       options={zmq.SNDHWM: PEER_HWM, zmq.MAXMSGSIZE: MAX_WIRE_BYTES},
                                        receive_buffer=1024,
-                                       send_buffer=1024) as router:
+                                       send_buffer=1024,
+                                       peer_address=True,
+                                       park=self.streams) as router:
                 self.router = router
                 self.endpoint = router.last_endpoint or bind
+                self._ipc = self.endpoint.startswith("ipc://")
                 self.system.outbound = self._outbound
                 if self.system.wire_mode:
                     await nursery.start(self._run_loopback)
@@ -76,12 +101,12 @@ class Node:
                     nursery.cancel_scope.cancel()
 
     async def _run_loopback(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        ident = f"{self.system.node_id}~loop".encode()
-        async with open_zmq_socket(self.ctx, zmq.DEALER, connect=self.endpoint, identity=ident) as sock:
+        async with open_zmq_socket(self.ctx, zmq.DEALER, connect=self.endpoint,
+                                   identity=self._loopback_identity) as sock:
             self.loopback = sock
             task_status.started()
             async for frames in sock:  # replies to the loopback itself arrive here
-                await self._on_frame(frames[-1], None)
+                await self._on_dealer_frame(frames[-1])
 
     async def connect_peer(self, node_id: str, endpoint: str) -> None:
         """Open a DEALER to another node so that ``node_id/actor`` addresses reach it."""
@@ -95,29 +120,90 @@ class Node:
             task_status.started()
             try:
                 async for frames in sock:
-                    await self._on_frame(frames[-1], None)
+                    await self._on_dealer_frame(frames[-1])
             finally:
                 self.peers.pop(node_id, None)
 
     async def _on_router_frames(self, frames: list[bytes]) -> None:
         if len(frames) < 2:
             return
-        await self._on_frame(frames[-1], frames[0])
+        routing_id, payload = frames[0], frames[-1]
+        if routing_id == self._loopback_identity:
+            await self._on_own_frame(payload)
+        else:
+            await self._on_client_frame(routing_id, payload, getattr(frames, "peer", None))
 
-    async def _on_frame(self, payload: bytes, routing_id: bytes | None) -> None:
+    async def _on_own_frame(self, payload: bytes) -> None:
+        """Wire mode: an envelope one of our actors sent through the loopback."""
         try:
             env = decode(payload)
         except FrameError as exc:
             self.bad_frames += 1
-            await self._reject(payload, routing_id, exc)
+            log.error("undecodable frame from the loopback", error=str(exc))
             return
-        node, _, _ = env.sender.rpartition("/")
-        if routing_id is not None and node and node != self.system.node_id:
-            self._routes[node] = routing_id
         if self.system.is_local(env.recipient):
             await self._deliver_inbound(env)
         else:
             await self._outbound(env)
+
+    async def _on_dealer_frame(self, payload: bytes) -> None:
+        """A reply on a DEALER we opened (to a peer node, or the loopback): it is for us."""
+        try:
+            env = decode(payload)
+        except FrameError as exc:
+            self.bad_frames += 1
+            log.warning("undecodable frame from a peer", error=str(exc))
+            return
+        name = env.recipient.rpartition("/")[2]
+        await self._deliver_inbound(attrs.evolve(env, recipient=name))
+
+    async def _on_client_frame(self, routing_id: bytes, payload: bytes, peer: str | None) -> None:
+        uid = uid_from_peer_address(peer) if self._ipc else None
+        node = client_node(uid, routing_id)
+        try:
+            env = decode(payload)
+        except FrameError as exc:
+            self.bad_frames += 1
+            msg_id, _ = try_peek_header(payload)
+            await self._answer_client(routing_id, f"{node}/client", msg_id, Failure(exc.code, str(exc)))
+            return
+        name = env.sender.rpartition("/")[2]
+        if not name or len(name) > _MAX_SENDER_NAME:
+            name = "client"
+        env = attrs.evolve(env, sender=f"{node}/{name}")
+        refusal = self._refusal(env)
+        if refusal is not None:
+            if isinstance(env.body, Failure):
+                return  # an error is never answered with an error: no ping-pong, ever
+            await self._answer_client(routing_id, env.sender, env.msg_id, refusal)
+            return
+        await self._deliver_inbound(env)
+
+    def _refusal(self, env: Envelope) -> Failure | None:
+        """Why no actor may see this client envelope (None: deliver it)."""
+        target, _, actor = env.recipient.rpartition("/")
+        reason = None
+        if env.correlation_id is not None:
+            reason = "clients send commands, not replies"
+        elif target and target != self.system.node_id:
+            reason = "clients may address only this daemon's actors"
+        else:
+            reason = forbidden_reason(env.body, actor)
+        if reason is not None:
+            self.forbidden_frames += 1
+            return Failure("forbidden_message", reason)
+        try:
+            check_bounds(env.body)
+        except OutOfBounds as exc:
+            self.invalid_frames += 1
+            return Failure("invalid_message", str(exc)[:500])
+        return None
+
+    async def _answer_client(self, routing_id: bytes, recipient: str, msg_id: str | None, failure: Failure) -> None:
+        if self.router is None:
+            return
+        reply = Envelope(failure, recipient, self.system.address("node"), new_id(), msg_id)
+        await self._send_router(routing_id, encode(reply))
 
     async def _deliver_inbound(self, env: Envelope) -> None:
         """Local delivery that never blocks on one actor's full mailbox (see BACKLOG_LIMIT);
@@ -155,15 +241,12 @@ class Node:
             if backlog.room is not None:
                 backlog.room.set()
 
-    async def _reject(self, payload: bytes, routing_id: bytes | None, exc: FrameError) -> None:
-        if routing_id is None or self.router is None:
-            return
-        msg_id, sender = try_peek_header(payload)
-        reply = Envelope(Failure(exc.code, str(exc)), sender or "", self.system.address("node"), new_id(), msg_id)
-        await self._send_router(routing_id, encode(reply))
-
     async def _outbound(self, env: Envelope) -> None:
         node, _, _ = env.recipient.rpartition("/")
+        routing_id = routing_id_of(node)
+        if routing_id is not None:
+            await self._send_client(routing_id, env)
+            return
         payload = encode(env)
         if not node or node == self.system.node_id:
             if self.loopback is not None:
@@ -175,11 +258,16 @@ class Node:
         if peer is not None:
             await _send(peer, [payload])
             return
-        routing_id = self._routes.get(node)
-        if routing_id is None:
-            log.warning("no route to node; dropping", recipient=env.recipient, body=type(env.body).__name__)
+        log.warning("no route to node; dropping", recipient=env.recipient, body=type(env.body).__name__)
+
+    async def _send_client(self, routing_id: bytes, env: Envelope) -> None:
+        """Replies and events go to the connection the stamped address names (see ClientStreams for
+        clients that stopped reading)."""
+        if self.streams.needs_admit(env):
+            for item in self.streams.admit(routing_id, env):
+                await self._send_router(routing_id, encode(item))
             return
-        await self._send_router(routing_id, payload)
+        await self._send_router(routing_id, encode(env))
 
     async def _send_router(self, routing_id: bytes, payload: bytes) -> None:
         assert self.router is not None

@@ -6,12 +6,14 @@ after a crash the database holds every committed message, turn and ledger row.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import attrs
 
@@ -81,6 +83,45 @@ CREATE INDEX IF NOT EXISTS costs_by_time ON costs(at);
 """
 
 
+class StorageError(Exception):
+    """The database failed (disk full, I/O error, locked for too long): one clear line for the user."""
+
+    failure_code = "storage_error"   # what an actor answers when a handler meets this error
+
+
+class _GuardedConnection(sqlite3.Connection):
+    """Turns every sqlite3 error into a ``StorageError`` at the one seam where statements run, so
+    the actors catch one exception type and a full disk fails a turn instead of crashing an actor."""
+
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        with _as_storage_error():
+            return super().execute(*args, **kwargs)
+
+    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        with _as_storage_error():
+            return super().executemany(*args, **kwargs)
+
+    def executescript(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        with _as_storage_error():
+            return super().executescript(*args, **kwargs)
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        with _as_storage_error():
+            return super().__exit__(*exc_info)
+
+
+@contextlib.contextmanager
+def _as_storage_error() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StorageError(f"the database failed: {exc}") from exc
+
+
+# Sessions whose next message number is kept in memory (re-read with one indexed query when absent).
+SEQ_CACHE_SIZE = 1024
+
+
 @attrs.frozen
 class SessionRow:
     id: str
@@ -108,12 +149,23 @@ class CostRow:
     at: float
 
 
+def _make_private(db: Path) -> None:
+    """All conversation history lives here: the folder 0700, the database 0600 before SQLite opens
+    it (SQLite gives the -wal and -shm files the database's mode), older files tightened too."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(db.parent, 0o700)
+    os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path.exists() and path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+
+
 class Store:
     def __init__(self, path: str | Path):
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            _make_private(Path(self.path))
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, factory=_GuardedConnection)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
@@ -166,6 +218,8 @@ class Store:
 
     def _seq(self, session_id: str) -> int:
         if session_id not in self._next_seq:
+            if len(self._next_seq) >= SEQ_CACHE_SIZE:  # bounded: a daemon must not grow with its past
+                del self._next_seq[next(iter(self._next_seq))]
             row = self.db.execute("SELECT MAX(seq) FROM messages WHERE session_id=?", (session_id,)).fetchone()
             self._next_seq[session_id] = (row[0] + 1) if row and row[0] is not None else 0
         return self._next_seq[session_id]
@@ -243,5 +297,10 @@ class Store:
     def cost_since(self, since: float) -> Decimal:
         total = Decimal(0)
         for (c,) in self.db.execute("SELECT cost_usd FROM costs WHERE at>=? AND cost_usd IS NOT NULL", (since,)):
-            total += Decimal(c)
+            try:
+                value = Decimal(c)
+            except (ArithmeticError, ValueError, TypeError):
+                continue  # a row an older version let through: never let it poison the total
+            if value.is_finite():
+                total += value
         return total

@@ -88,6 +88,16 @@ class Supervisor:
                     return
                 if not ready.started_once:
                     raise  # failing before ready is a configuration problem, not a crash to retry
+            except BaseExceptionGroup as group:
+                crash, rest = group.split(Exception)
+                if crash is None or rest is None:
+                    raise
+                # A crash that raced with our own cancellation (the daemon stopping): say so in the
+                # log; the cancellation goes on, the crash must not turn a clean stop into a traceback.
+                state.status = "crashed"
+                state.last_error = repr(crash)
+                log.error("child crashed while stopping", child=child.name, error=repr(crash))
+                raise rest from None
             first = False
             self._note_restart(child)
             state.restarts += 1

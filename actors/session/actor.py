@@ -4,10 +4,18 @@ At most one turn per session is in flight. The model the router picks at turn st
 LLM call of the turn (the planner actor runs the loop on it). ``/model`` during a turn is queued
 for the next boundary, last write wins. Cancelling asks the planner to stop and waits, bounded,
 until it has unwound, so the lock is only released when nothing of the turn still runs.
+
+Every turn that starts ends with exactly one terminal event: a handler fault elsewhere does not
+touch it (the kernel answers the faulty request and carries on), a database failure ends it with
+``storage_error``, and if this actor itself goes down the turn's shielded cleanup stops the
+planner and sends ``turn.failed`` (``internal_error``). Idle sessions leave memory (least recently
+used first, beyond ``max_cached``) and reload from the store when next used.
 """
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
+from itertools import islice
 
 import attrs
 import trio
@@ -16,18 +24,31 @@ from protocol import events as ev
 from protocol.canonical import Message, Role, TextBlock, Usage
 from protocol.codec import converter, event_to_json_obj
 from protocol.errors import RemoteError
+from protocol.identity import connection_of, principal_of
 from protocol.messages import (
-    Ack, CancelTurn, ClearModel, DecideRoute, EventNotice, Failure, GetHistory, History, ListSessions,
-    ModelState, OpenSession, RouteDecision, RunTurn, SessionInfo, SessionListing, SetModel, ShowModel,
-    StartTurn, StopTurn, SubmitToolResult, TurnAccepted, TurnOutcome, TurnProgress,
+    Ack, CancelTurn, ClearModel, DecideRoute, DrainTurns, EventNotice, Failure, GetHistory, GetSessionStats, History,
+    ListSessions, ModelResolved, ModelState, OpenSession, ResolveModel, RouteDecision, RunTurn, SessionInfo,
+    SessionListing, SessionStats, SetModel, ShowModel, StartTurn, StopTurn, SubmitToolResult, TurnAccepted,
+    TurnAlive, TurnOutcome, TurnProgress, TurnStatus,
 )
 
 from actors.runtime.kernel import Actor, RequestTimeout
 from actors.router.context import extract_file_extensions
-from actors.runtime.store import Store
+from actors.runtime.store import StorageError, Store
 from actors.planner.tokens import estimate_input_tokens
 
 STOP_GRACE_S = 5.0
+# Bounds the shielded cleanup of a turn whose actor is going down (StopTurn, terminal event).
+ABANDON_S = 2.0
+# Idle sessions kept in memory; older ones are evicted and reload from the store on demand.
+MAX_CACHED_SESSIONS = 256
+# While a turn runs, the planner is asked this often whether it still has it.
+TURN_LIVENESS_S = 30.0
+PLANNER_LOST_MESSAGE = ("the planner no longer runs this turn and its result never arrived; the turn was ended. "
+                        "Send your message again.")
+ACTOR_FAILED_MESSAGE = ("the session actor failed during this turn; the turn was stopped. "
+                        "Your session and its history are kept: send your message again.")
+Terminal = ev.TurnCompleted | ev.TurnFailed | ev.TurnCancelled
 PERSISTED_EVENT_TYPES = frozenset(
     t.TYPE for t in ev.EVENT_TYPES if t not in (ev.TextDelta, ev.ThinkingDelta)
 )
@@ -56,6 +77,8 @@ class RunningTurn:
     done: trio.Event = attrs.field(factory=trio.Event)
     stop_requested: str | None = None
     recorded: bool = False           # the turns table has its row
+    finished: bool = False           # the terminal event went out (there is exactly one)
+    partial_text: str | None = None  # the answer as streamed, for a turn.failed after the stream
 
 
 @attrs.define
@@ -70,22 +93,27 @@ class SessionState:
     file_extensions: frozenset[str] = frozenset()
     parent_session_id: str | None = None
     is_worker: bool = False
+    owner: str | None = None         # principal that opened it (None: the daemon's user; docs/security.md)
+
+
+# Sessions from the database and those the daemon's actors open belong to the daemon's own user.
+DAEMON_OWNER = f"uid:{os.getuid()}"
 
 
 class SessionActor(Actor):
     name = "session"
 
     def __init__(self, system, store: Store, *, router: str = "router", planner: str = "planner",
-                 resolve_model=None):
+                 max_cached: int = MAX_CACHED_SESSIONS):
         super().__init__(system)
         self.store = store
         self.router = router
         self.planner = planner
-        # Resolves "/model haiku" to "anthropic:claude-haiku-4-5"; None → ids only.
-        self.resolve_model = resolve_model or (lambda name: name)
-        self.sessions: dict[str, SessionState] = {}
+        # Least recently used first; sessions with a running turn are never evicted.
+        self.sessions: OrderedDict[str, SessionState] = OrderedDict()
+        self.max_cached = max_cached
+        self.liveness_s = TURN_LIVENESS_S
         self.accepting = True
-        self._nursery: trio.Nursery | None = None
         self.turns_idle = trio.Event()
         self.turns_idle.set()
         self._running: set[RunningTurn] = set()   # O(1) "any turn running?" however many sessions
@@ -95,11 +123,11 @@ class SessionActor(Actor):
             OpenSession: self.on_open, StartTurn: self.on_start_turn, CancelTurn: self.on_cancel,
             TurnProgress: self.on_progress, TurnOutcome: self.on_outcome, SetModel: self.on_set_model,
             ClearModel: self.on_clear_model, ShowModel: self.on_show_model, GetHistory: self.on_history,
-            ListSessions: self.on_list, SubmitToolResult: self.on_tool_result,
+            ListSessions: self.on_list, SubmitToolResult: self.on_tool_result, GetSessionStats: self.on_stats,
+            DrainTurns: self.on_drain,
         }
 
     async def setup(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
         for turn_id, session_id in self.store.interrupted_turns():
             # A crash (kill -9) left these running: close them so history stays valid.
             self.store.finish_turn(turn_id, "interrupted", error="daemon stopped during the turn")
@@ -108,7 +136,9 @@ class SessionActor(Actor):
 
     def _get(self, session_id: str) -> SessionState | None:
         state = self.sessions.get(session_id)
-        if state is None:
+        if state is not None:
+            self.sessions.move_to_end(session_id)
+        else:
             row = self.store.get_session(session_id)
             if row is None:
                 return None
@@ -116,15 +146,38 @@ class SessionActor(Actor):
                                  is_worker=row.is_worker)
             state.messages = self.store.load_messages(session_id)
             state.file_extensions = extract_file_extensions(state.messages)
-            self.sessions[session_id] = state
+            self._remember(state)
         return state
 
     def _create(self, session_id: str | None, workspace: str | None) -> SessionState:
         sid = session_id or new_session_id()
         ws = os.path.abspath(os.path.expanduser(workspace)) if workspace else None
         self.store.create_session(sid, ws)
-        state = self.sessions[sid] = SessionState(sid, ws)
+        state = SessionState(sid, ws)
+        self._remember(state)
         return state
+
+    def _remember(self, state: SessionState) -> None:
+        self.sessions[state.id] = state
+        self._evict_idle(keep=state.id)
+
+    def _evict_idle(self, keep: str | None = None) -> None:
+        """Drop the least recently used idle sessions beyond ``max_cached``: all they hold is in the
+        store (a queued /model swap is applied on the way out, as the next turn would)."""
+        excess = len(self.sessions) - self.max_cached
+        if excess <= 0:
+            return
+        idle = (sid for sid, s in self.sessions.items() if s.turn is None and sid != keep)
+        for sid in list(islice(idle, excess)):
+            state = self.sessions.pop(sid)
+            if state.pending_model is not None or state.pending_clear:
+                try:
+                    self._apply_pending_swap(state)
+                except StorageError as exc:
+                    self.log.error("queued /model swap not saved", session_id=sid, error=str(exc))
+
+    async def on_stats(self, env) -> SessionStats:
+        return SessionStats(self.accepting, len(self.sessions), len(self._running))
 
     def _info(self, s: SessionState) -> SessionInfo:
         return SessionInfo(s.id, s.workspace, s.active_model, s.pending_model, s.turn.turn_id if s.turn else None,
@@ -133,31 +186,58 @@ class SessionActor(Actor):
     async def on_open(self, env):
         msg: OpenSession = env.body
         state = self._get(msg.session_id) if msg.session_id else None
+        if denied := self._denied(env, state):
+            return denied
         if state is None:
-            state = self._create(msg.session_id, msg.workspace)
+            state = self._claim(env, self._create(msg.session_id, msg.workspace))
         return self._info(state)
 
     async def on_list(self, env):
-        rows = self.store.list_sessions(env.body.include_workers)
-        return SessionListing(tuple(SessionInfo(r.id, r.workspace, r.active_model, parent_session_id=r.parent_session_id)
-                                    for r in rows))
+        principal = principal_of(env.sender)
+        rows = self.store.list_sessions(env.body.include_workers) if principal in (None, DAEMON_OWNER) else []
+        listed = [SessionInfo(r.id, r.workspace, r.active_model, parent_session_id=r.parent_session_id) for r in rows
+                  if self._visible(principal, self.sessions.get(r.id))]
+        if principal not in (None, DAEMON_OWNER):  # their sessions live only in memory (never the daemon user's)
+            listed += [self._info(s) for s in self.sessions.values() if s.owner == principal]
+        return SessionListing(tuple(listed))
 
     async def on_history(self, env):
         state = self._get(env.body.session_id)
         if state is None:
             return Failure("unknown_session", f"no session {env.body.session_id!r}")
+        if denied := self._denied(env, state):
+            return denied
         return History(state.id, tuple(state.messages))
 
     # --- /model -------------------------------------------------------------------------------------
 
     async def on_set_model(self, env):
+        if denied := self._denied_or_claim(env, env.body.session_id):
+            return denied
+        # The router owns the registry: ask it, from a task of its own so that every other session
+        # keeps streaming while the question is out.
+        self.spawn(self._set_model, env)
+        return None
+
+    async def _set_model(self, env) -> None:
         msg: SetModel = env.body
-        model = self.resolve_model(msg.model)
-        if model is None:
-            return Failure("unknown_model", f"unknown model or alias {msg.model!r}")
-        return await self._swap(msg.session_id, model)
+        try:
+            resolved: ModelResolved = await self.request(self.router, ResolveModel(msg.model), timeout=10)
+        except (RemoteError, RequestTimeout) as exc:
+            reply: object = Failure("routing_error", f"could not resolve {msg.model!r}: {exc}")
+        else:
+            if resolved.model is None:
+                reply = Failure("unknown_model", f"unknown model or alias {msg.model!r}")
+            else:
+                try:
+                    reply = await self._swap(msg.session_id, resolved.model)
+                except StorageError as exc:
+                    reply = Failure("storage_error", str(exc))
+        await self._reply(env, reply)
 
     async def on_clear_model(self, env):
+        if denied := self._denied_or_claim(env, env.body.session_id):
+            return denied
         return await self._swap(env.body.session_id, None)
 
     async def _swap(self, session_id: str, model: str | None) -> ModelState:
@@ -176,6 +256,8 @@ class SessionActor(Actor):
         state = self._get(env.body.session_id)
         if state is None:
             return Failure("unknown_session", f"no session {env.body.session_id!r}")
+        if denied := self._denied(env, state):
+            return denied
         return self._model_state(state)
 
     def _model_state(self, state: SessionState, banner: str | None = None) -> ModelState:
@@ -195,6 +277,8 @@ class SessionActor(Actor):
         msg: StartTurn = env.body
         if not self.accepting:
             return Failure("shutting_down", "the daemon is shutting down and accepts no new turns")
+        if denied := self._denied_or_claim(env, msg.session_id, msg.workspace):
+            return denied
         state = self._get(msg.session_id) or self._create(msg.session_id, msg.workspace)
         if state.turn is not None:
             return Failure("turn_in_progress",
@@ -203,28 +287,66 @@ class SessionActor(Actor):
         turn = state.turn = RunningTurn(new_turn_id(), env.sender)
         self._running.add(turn)
         self.turns_idle = trio.Event() if self.turns_idle.is_set() else self.turns_idle
-        assert self._nursery is not None
-        self._nursery.start_soon(self._run_turn, state, turn, msg)
+        self.spawn(self._run_turn, state, turn, msg)
         return TurnAccepted(state.id, turn.turn_id)
 
     async def _run_turn(self, state: SessionState, turn: RunningTurn, msg: StartTurn) -> None:
         try:
             await self._turn_body(state, turn, msg)
+        except StorageError as exc:
+            self.log.error("turn failed: storage", session_id=state.id, turn_id=turn.turn_id, error=str(exc))
+            await self._finish(state, turn, ev.TurnFailed(
+                state.id, turn.turn_id, "storage_error",
+                f"{exc}; this turn was not saved (the text streamed so far is all there is)", turn.model,
+                turn.partial_text))
         except Exception as exc:  # never leave a client waiting without a terminal event
             self.log.error("turn crashed", session_id=state.id, turn_id=turn.turn_id, error=repr(exc))
             await self._finish(state, turn, ev.TurnFailed(state.id, turn.turn_id, "internal_error", repr(exc)))
+        except BaseException:
+            # This actor is going down (a crash outside the handlers, or the daemon stopping): the
+            # turn still ends with one terminal event and the planner is told to stop.
+            with trio.CancelScope(shield=True), trio.move_on_after(ABANDON_S):
+                await self._abandon(state, turn)
+            raise
         finally:
             if state.turn is turn:
                 state.turn = None
             self._running.discard(turn)
             if not self._running:
                 self.turns_idle.set()
+            self._evict_idle()
+
+    async def _abandon(self, state: SessionState, turn: RunningTurn) -> None:
+        if turn.finished:
+            return
+        reason = turn.stop_requested or ("daemon_shutdown" if not self.accepting else "internal_error")
+        if turn.model is not None:  # the planner may be running it: a tell, nobody waits for the Ack
+            try:
+                await self.system.tell(self.planner, StopTurn(turn.turn_id, reason))
+            except Exception as exc:
+                self.log.warning("could not stop the planner's turn", turn_id=turn.turn_id, error=repr(exc))
+        terminal: Terminal
+        if reason == "internal_error":
+            terminal = ev.TurnFailed(state.id, turn.turn_id, "internal_error", ACTOR_FAILED_MESSAGE, turn.model)
+        else:
+            terminal = ev.TurnCancelled(state.id, turn.turn_id, reason)
+        try:
+            await self._finish(state, turn, terminal)
+        except Exception as exc:  # e.g. the client's node is gone: nothing else to tell it
+            self.log.warning("terminal event not delivered", turn_id=turn.turn_id, error=repr(exc))
 
     async def _turn_body(self, state: SessionState, turn: RunningTurn, msg: StartTurn) -> None:
         self._apply_pending_swap(state)
         user_blocks = (TextBlock(msg.text), *msg.images)
+        # Tools are offered when the turn has a workspace (the built-in tools) or client tools. The
+        # delegate tool depends on the model chosen, so the router offers it only to a model that
+        # supports tools (RouteDecision.can_delegate); it needs no gate here. The system prompt
+        # that matters is the workspace's instruction files; without a workspace there is only
+        # the planner's generic default, which a model without system-prompt support goes without.
+        offers_tools = bool(state.workspace) or bool(msg.tools)
         decide = DecideRoute(
-            state.id, turn.turn_id, msg.text, has_images=bool(msg.images), has_tool_definitions=True,
+            state.id, turn.turn_id, msg.text, has_images=bool(msg.images), has_tool_definitions=offers_tools,
+            has_system_prompt=bool(state.workspace),
             has_tool_calls_in_history=any(m.tool_uses() for m in state.messages if m.role is Role.ASSISTANT),
             estimated_input_tokens=estimate_input_tokens(None, msg.tools, [*state.messages, Message(Role.USER, user_blocks)]),
             workspace=state.workspace, sticky_model=state.active_model,
@@ -246,8 +368,8 @@ class SessionActor(Actor):
             return
         model = turn.model = decision.route.chosen_model
         user = Message(Role.USER, (TextBlock(decision.text), *msg.images), id=f"{turn.turn_id}:u")
+        self.store.append_messages(state.id, turn.turn_id, [user])  # first: memory mirrors the store
         state.messages.append(user)
-        self.store.append_messages(state.id, turn.turn_id, [user])
         await self._emit(state, turn, ev.TurnStarted(state.id, turn.turn_id, model))
         if turn.stop_requested:
             await self._finish(state, turn, ev.TurnCancelled(state.id, turn.turn_id, turn.stop_requested))
@@ -260,36 +382,71 @@ class SessionActor(Actor):
         except (RemoteError, RequestTimeout) as exc:
             await self._finish(state, turn, ev.TurnFailed(state.id, turn.turn_id, "planner_error", str(exc), model))
             return
-        await turn.done.wait()
+        await self._await_outcome(state, turn)
         outcome = turn.outcome
         assert outcome is not None
         new = [m for m in outcome.messages]
+        turn.partial_text = outcome.partial_text or _answer_text(new) or None
+        self.store.append_messages(state.id, turn.turn_id, new)
         state.messages.extend(new)
         state.file_extensions |= extract_file_extensions(new)
-        self.store.append_messages(state.id, turn.turn_id, new)
-        if outcome.status == "completed":
+        terminal: Terminal
+        if outcome.status == TurnStatus.COMPLETED:
             terminal = ev.TurnCompleted(state.id, turn.turn_id, model, outcome.usage)
-        elif outcome.status == "cancelled":
+        elif outcome.status == TurnStatus.CANCELLED:
             terminal = ev.TurnCancelled(state.id, turn.turn_id, outcome.error or "cancelled_by_user", outcome.usage)
         else:
             terminal = ev.TurnFailed(state.id, turn.turn_id, outcome.error or "turn_failed", outcome.message or "",
                                      model, outcome.partial_text, outcome.usage)
         await self._finish(state, turn, terminal)
 
-    async def _finish(self, state: SessionState, turn: RunningTurn, terminal) -> None:
-        status = {ev.TurnCompleted: "completed", ev.TurnCancelled: "cancelled"}.get(type(terminal), "failed")
+    async def _await_outcome(self, state: SessionState, turn: RunningTurn) -> None:
+        """Wait for the planner's outcome; now and then ask whether it still runs the turn, so an
+        outcome lost on the way (a planner gone down, a peer that vanished) cannot hold the
+        session's turn lock for ever."""
+        while True:
+            with trio.move_on_after(self.liveness_s):
+                await turn.done.wait()
+                return
+            try:
+                alive = await self.request(self.planner, TurnAlive(turn.turn_id), timeout=self.liveness_s)
+            except (RemoteError, RequestTimeout):
+                continue  # busy or restarting: ask again next round
+            if alive.ok:
+                continue
+            with trio.move_on_after(self.liveness_s):  # its outcome may still be on the way
+                await turn.done.wait()
+                return
+            self.log.error("planner lost the turn", session_id=state.id, turn_id=turn.turn_id)
+            turn.outcome = TurnOutcome(state.id, turn.turn_id, TurnStatus.FAILED, error="internal_error",
+                                       message=PLANNER_LOST_MESSAGE, partial_text=None)
+            return
+
+    async def _finish(self, state: SessionState, turn: RunningTurn, terminal: Terminal) -> None:
+        """Exactly one terminal event per turn; a database failure here still lets it go out."""
+        if turn.finished:
+            return
+        turn.finished = True
+        status = {ev.TurnCompleted: TurnStatus.COMPLETED, ev.TurnCancelled: TurnStatus.CANCELLED}.get(
+            type(terminal), TurnStatus.FAILED)
         usage = converter.unstructure(getattr(terminal, "usage", Usage()))
-        if not turn.recorded:  # failed before routing finished
-            self.store.start_turn(turn.turn_id, state.id, turn.model, None)
-            turn.recorded = True
-        self.store.finish_turn(turn.turn_id, status, usage, getattr(terminal, "message", None))
+        try:
+            if not turn.recorded:  # failed before routing finished
+                self.store.start_turn(turn.turn_id, state.id, turn.model, None)
+                turn.recorded = True
+            self.store.finish_turn(turn.turn_id, status.value, usage, getattr(terminal, "message", None))
+        except StorageError as exc:
+            self.log.error("turn end not saved", turn_id=turn.turn_id, error=str(exc))
         await self._emit(state, turn, terminal)
         if state.turn is turn:
             state.turn = None
 
     async def _emit(self, state: SessionState, turn: RunningTurn, event, *, persist: bool = True) -> None:
         if persist and event.TYPE in PERSISTED_EVENT_TYPES:
-            self.store.record_event(state.id, turn.turn_id, event.TYPE, event_to_json_obj(event))
+            try:
+                self.store.record_event(state.id, turn.turn_id, event.TYPE, event_to_json_obj(event))
+            except StorageError as exc:  # the client still gets the event; the turn's end says more
+                self.log.warning("event not saved", turn_id=turn.turn_id, type=event.TYPE, error=str(exc))
         if turn.client:
             await self.system.tell(turn.client, EventNotice(state.id, event), sender=self.system.address(self.name))
 
@@ -315,17 +472,25 @@ class SessionActor(Actor):
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or state.turn.turn_id != msg.turn_id:
             return Failure("no_such_turn", f"turn {msg.turn_id} is not running")
-        await self.tell(self.planner, msg)
-        return Ack()
+        client = connection_of(env.sender)
+        if client is not None and client != connection_of(state.turn.client):
+            return Failure("forbidden_session", "only the connection that started a turn answers its tool calls")
+        try:  # the planner's answer (a duplicate or unknown call is an error) goes back to the client
+            return await self.request(self.planner, msg, timeout=STOP_GRACE_S)
+        except RemoteError as exc:
+            return Failure(exc.code, exc.message, exc.details)
+        except RequestTimeout as exc:
+            return Failure("planner_error", str(exc))
 
     async def on_cancel(self, env):
         msg: CancelTurn = env.body
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or (msg.turn_id and state.turn.turn_id != msg.turn_id):
             return Failure("no_turn_in_progress", f"session {msg.session_id} has no turn in progress")
+        if denied := self._denied(env, state):
+            return denied
         turn = state.turn
-        assert self._nursery is not None
-        self._nursery.start_soon(self._stop, turn, msg.reason)
+        self.spawn(self._stop, turn, msg.reason)
         return Ack(detail=turn.turn_id)
 
     async def _stop(self, turn: RunningTurn, reason: str) -> None:
@@ -337,13 +502,28 @@ class SessionActor(Actor):
         except (RemoteError, RequestTimeout) as exc:
             self.log.warning("planner did not acknowledge stop", turn_id=turn.turn_id, error=str(exc))
             if not turn.done.is_set():
-                turn.outcome = TurnOutcome("", turn.turn_id, "cancelled", error=reason)
+                turn.outcome = TurnOutcome("", turn.turn_id, TurnStatus.CANCELLED, error=reason)
                 turn.done.set()
 
+    async def on_drain(self, env):
+        self.accepting = False  # at once: no turn starts after this message
+        self.spawn(self._drain, env)
+        return None
+
+    async def _drain(self, env) -> None:
+        msg: DrainTurns = env.body
+        with trio.move_on_after(msg.grace_s if msg.grace_s >= 0 else 0.0):  # NaN → no grace
+            await self.turns_idle.wait()
+        left = len(self._running)
+        if left:
+            self.log.info("grace period over; cancelling running turns", turns=left)
+            await self.cancel_all(msg.reason)
+        await self._reply(env, Ack(detail=f"{left} turn(s) cancelled"))
+
     async def cancel_all(self, reason: str) -> None:
-        """Daemon shutdown: cancel every running turn and wait (bounded) until each has unwound."""
+        """Cancel every running turn and wait (bounded) until each has unwound."""
         self.accepting = False
-        running = [s.turn for s in self.sessions.values() if s.turn is not None]
+        running = list(self._running)
         async with trio.open_nursery() as nursery:
             for turn in running:
                 nursery.start_soon(self._stop, turn, reason)
@@ -352,3 +532,33 @@ class SessionActor(Actor):
 
     def running_turns(self) -> int:
         return len(self._running)
+
+    # --- ownership (docs/security.md) ------------------------------------------------------------------
+
+    def _denied(self, env, state: SessionState | None) -> Failure | None:
+        """A client acts only on sessions of its own principal; the daemon's actors on any."""
+        principal = principal_of(env.sender)
+        if principal is None or state is None or (state.owner or DAEMON_OWNER) == principal:
+            return None
+        return Failure("forbidden_session", f"session {state.id} belongs to another user or connection")
+
+    def _denied_or_claim(self, env, session_id: str, workspace: str | None = None) -> Failure | None:
+        """As ``_denied``; a session that does not exist yet is created now, owned by the asker."""
+        state = self._get(session_id)
+        if state is None:
+            self._claim(env, self._create(session_id, workspace))
+            return None
+        return self._denied(env, state)
+
+    def _claim(self, env, state: SessionState) -> SessionState:
+        principal = principal_of(env.sender)
+        state.owner = None if principal == DAEMON_OWNER else principal
+        return state
+
+    @staticmethod
+    def _visible(principal: str | None, state: SessionState | None) -> bool:
+        return principal is None or state is None or (state.owner or DAEMON_OWNER) == principal
+
+def _answer_text(messages: list[Message]) -> str:
+    """The assistant text of a turn's new messages: what the client saw streamed."""
+    return "".join(b.text for m in messages if m.role is Role.ASSISTANT for b in m.content if isinstance(b, TextBlock))

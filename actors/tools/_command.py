@@ -5,6 +5,7 @@ goes through one shielded, bounded cleanup that ends the whole process group and
 """
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import trio
 
 from actors.tools._context import ToolContext, ToolError
 from actors.tools._paths import confine
+from actors.tools.workspace import base_command_env
 from actors.runtime.procgroup import terminate_group
 
 CLEANUP_BOUND_S = 2.0
@@ -103,6 +105,8 @@ async def run_command(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            # Never the daemon's environment: it holds the provider keys.
+            env=dict(ctx.command_env) if ctx.command_env is not None else base_command_env(os.environ),
         )
     except OSError as exc:
         raise ToolError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None

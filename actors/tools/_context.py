@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import attrs
 from attrs import frozen
@@ -29,6 +30,8 @@ class ToolContext:
 
     ``workspace`` is required by every built-in tool (they all act on workspace files); without it
     none is offered. ``run_command_allowed`` is granted by workspace config, never by the model.
+    ``command_env`` is run_command's whole environment (None: the minimal base, see
+    ``actors.tools.workspace``); it never holds provider keys.
     """
 
     workspace: Path | None = attrs.field(default=None, converter=_to_workspace, validator=_check_absolute)
@@ -36,6 +39,7 @@ class ToolContext:
     command_timeout_s: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
     output_cap_bytes: int = attrs.field(default=64 * 1024, validator=attrs.validators.gt(0))
     is_worker: bool = False
+    command_env: Mapping[str, str] | None = None
 
 
 @frozen

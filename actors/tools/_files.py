@@ -1,4 +1,8 @@
-"""read_file, list_files, write_file, edit_file: plain synchronous functions over confined paths."""
+"""read_file, list_files, write_file, edit_file: plain synchronous functions over confined paths.
+
+They run in worker threads (see ``_registry``); every file is opened through ``_io`` (regular
+files only, writes by rename) and every size is bounded before anything is read.
+"""
 from __future__ import annotations
 
 import fnmatch
@@ -6,9 +10,12 @@ import os
 from pathlib import Path
 
 from actors.tools._context import ToolContext, ToolError
+from actors.tools._io import atomic_write, check_cancelled, open_regular, read_capped, regular_stat
 from actors.tools._paths import check_writable, confine, display
 
 READ_CAP_BYTES = 256 * 1024
+# edit_file reads the whole file and writes it back; write_file's content is held in memory too.
+EDIT_CAP_BYTES = 8 * 1024 * 1024
 LIST_CAP_ENTRIES = 1000
 _SNIFF_BYTES = 8192
 
@@ -18,12 +25,9 @@ def _looks_binary(head: bytes) -> bool:
     return b"\x00" in head
 
 
-def _existing_file(ctx: ToolContext, raw: object) -> Path:
+def _existing_file(ctx: ToolContext, raw: str) -> Path:
     target = confine(ctx, raw)
-    if not target.exists():
-        raise ToolError(f"file not found: {raw}")
-    if target.is_dir():
-        raise ToolError(f"{raw} is a directory; use list_files to see what it contains")
+    regular_stat(target, raw)
     return target
 
 
@@ -31,7 +35,7 @@ def read_file(ctx: ToolContext, path: str, start_line: int | None = None, end_li
     target = _existing_file(ctx, path)
     if start_line is not None and end_line is not None and end_line < start_line:
         raise ToolError(f"end_line ({end_line}) is before start_line ({start_line})")
-    with open(target, "rb") as f:
+    with open_regular(target, path) as f:
         if _looks_binary(f.read(_SNIFF_BYTES)):
             size = os.fstat(f.fileno()).st_size
             raise ToolError(f"{path} is a binary file ({size} bytes); its contents are not shown")
@@ -63,26 +67,50 @@ def _read_whole(f, path: str) -> str:
     )
 
 
+def _next_line(f) -> tuple[bytes, int]:
+    """The next line (at most its first READ_CAP_BYTES + 1 bytes) and its full length.
+
+    A 1 GiB file without newlines must not become one 1 GiB line in memory: the rest of a long
+    line is skipped in bounded reads.
+    """
+    line = f.readline(READ_CAP_BYTES + 1)
+    length = len(line)
+    if length > READ_CAP_BYTES and not line.endswith(b"\n"):
+        while True:
+            check_cancelled()
+            more = f.readline(1 << 20)
+            length += len(more)
+            if not more or more.endswith(b"\n"):
+                break
+    return line, length
+
+
 def _read_lines(f, path: str, start: int, end: int | None) -> str:
     out: list[bytes] = []
     size = 0
     lineno = 0
-    for lineno, line in enumerate(f, 1):
+    while True:
+        line, length = _next_line(f)
+        if not line:
+            break
+        lineno += 1
+        if lineno % 10_000 == 0:
+            check_cancelled()
         if lineno < start:
             continue
         if end is not None and lineno > end:
             break
-        if size + len(line) > READ_CAP_BYTES:
+        if size + length > READ_CAP_BYTES:
             if not out:  # a single line over the cap: show its head rather than nothing
                 text = line[:READ_CAP_BYTES].decode("utf-8", errors="replace")
-                return text + f"\n[truncated: line {lineno} is {len(line)} bytes; showed the first {READ_CAP_BYTES}]"
+                return text + f"\n[truncated: line {lineno} is {length} bytes; showed the first {READ_CAP_BYTES}]"
             text = b"".join(out).decode("utf-8", errors="replace")
             return text + (
                 f"\n[truncated: showed lines {start}-{lineno - 1}; "
                 f"read the rest with start_line={lineno}]"
             )
         out.append(line)
-        size += len(line)
+        size += length
     if not out:
         raise ToolError(f"start_line {start} is past the end of {path} ({lineno} lines)")
     return b"".join(out).decode("utf-8", errors="replace")
@@ -119,6 +147,7 @@ def _walk(root: Path, recursive: bool):
                 yield entry.name, entry.is_dir()
         return
     for dirpath, dirnames, filenames in os.walk(root):
+        check_cancelled()
         dirnames.sort()
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         lead = "" if rel_dir == "." else rel_dir + "/"
@@ -131,12 +160,14 @@ def _walk(root: Path, recursive: bool):
 def write_file(ctx: ToolContext, path: str, content: str) -> str:
     target = confine(ctx, path)
     check_writable(ctx, target, path)
-    if target.is_dir():
-        raise ToolError(f"{path} is a directory")
-    existed = target.exists()
     data = content.encode("utf-8")
+    if len(data) > EDIT_CAP_BYTES:
+        raise ToolError(f"content is {len(data)} bytes; write_file's limit is {EDIT_CAP_BYTES} bytes")
+    existed = os.path.lexists(target)
+    if existed:
+        regular_stat(target, path)  # never replace a directory, FIFO or device
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    atomic_write(target, data)
     return f"wrote {len(data)} bytes to {display(ctx, target)}" + (
         " (replaced the existing file)" if existed else " (new file)"
     )
@@ -158,13 +189,19 @@ def edit_file(ctx: ToolContext, path: str, old_string: str, new_string: str, rep
             f"old_string is ambiguous: it occurs {count} times in {path}; include more "
             "surrounding context to make it unique, or set replace_all to true"
         )
-    target.write_bytes(text.replace(old_string, new_string).encode("utf-8"))
+    data = text.replace(old_string, new_string).encode("utf-8")
+    if len(data) > EDIT_CAP_BYTES:
+        raise ToolError(f"the edited file would be {len(data)} bytes; the limit is {EDIT_CAP_BYTES} bytes")
+    atomic_write(target, data)
     return f"replaced {count} occurrence{'s' if count > 1 else ''} in {display(ctx, target)}"
 
 
-def read_text(target: Path, raw: str) -> str:
-    """A whole file as text, refusing binary and non-UTF-8 content (editing would corrupt it)."""
-    data = target.read_bytes()
+def read_text(target: Path, raw: str, cap: int = EDIT_CAP_BYTES) -> str:
+    """A whole file as text, refusing binary and non-UTF-8 content (editing would corrupt it).
+
+    The size is checked before reading: a 1 GiB file is refused without being loaded.
+    """
+    data = read_capped(target, raw, cap, what="edit")
     if _looks_binary(data[:_SNIFF_BYTES]):
         raise ToolError(f"{raw} is a binary file; it cannot be edited as text")
     try:

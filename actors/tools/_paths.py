@@ -56,12 +56,20 @@ def display(ctx: ToolContext, target: Path) -> str:
 
 
 def check_writable(ctx: ToolContext, target: Path, raw: str) -> None:
-    if not ctx.is_worker:
-        return
+    """Refuse writes the model must not make with the file tools.
+
+    Nobody's file tools write ``.orchestrator/``: it holds the workspace's settings (tool grants)
+    and memory, and settings come only from files the user wrote — a model that could write
+    ``workspace.yaml`` could grant itself run_command. Memory changes go through memory_add /
+    memory_replace. Workers additionally leave ``skills/`` alone (spec §6.2.1).
+    """
     root = workspace_root(ctx)
-    for name in _WORKER_READ_ONLY:
+    for name in _WORKER_READ_ONLY if ctx.is_worker else (STATE_DIR,):
         guarded = (root / name).resolve()
         if target == guarded or target.is_relative_to(guarded):
+            if ctx.is_worker:
+                raise ToolError(f"workers are read-only against memory, skills and workspace config: {raw}")
             raise ToolError(
-                f"workers are read-only against memory, skills and workspace config: {raw}"
+                f"{raw}: the file tools cannot write {STATE_DIR}/ (workspace settings are written by the "
+                "user; use memory_add / memory_replace for memory)"
             )

@@ -6,6 +6,7 @@ the model was not shown cannot be run either.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Awaitable, Callable
 
 import attrs
@@ -24,19 +25,30 @@ _MEMORY_TOOLS = frozenset({"memory_add", "memory_replace"})
 
 
 def _in_thread(fn: Callable[..., str]) -> Runner:
-    # Read-only tools may walk or read a lot; keep that off the event loop.
+    # File I/O never runs on the event loop. The thread checks for cancellation in its long loops
+    # (trio.from_thread.check_cancelled), and files that could block forever are refused before
+    # they are opened (see _io), so a cancelled turn gets its thread back.
     async def run(ctx: ToolContext, args: dict) -> ToolOutcome:
         return ToolOutcome(await trio.to_thread.run_sync(functools.partial(fn, ctx, **args)))
 
     return run
 
 
-def _on_loop(fn: Callable[..., str]) -> Runner:
-    # Mutations run on the trio thread, where no other tool call can interleave with their
-    # read-modify-write; the files involved are small.
+_write_locks: dict[Path, trio.Lock] = {}
+
+
+def _mutating(fn: Callable[..., str]) -> Runner:
+    # Mutations also run in a thread, one at a time per workspace: memory_add's read-modify-write
+    # must not interleave with another call's, and that holds across sessions sharing a workspace.
     async def run(ctx: ToolContext, args: dict) -> ToolOutcome:
-        await trio.lowlevel.checkpoint()
-        return ToolOutcome(fn(ctx, **args))
+        key = ctx.workspace or Path("/")
+        lock = _write_locks.setdefault(key, trio.Lock())
+        try:
+            async with lock:
+                return ToolOutcome(await trio.to_thread.run_sync(functools.partial(fn, ctx, **args)))
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                _write_locks.pop(key, None)
 
     return run
 
@@ -98,7 +110,7 @@ _TOOLS: tuple[_Tool, ...] = (
         "parent directories.",
         {"path": _PATH, "content": _s("The complete new file content.")},
         ("path", "content"),
-        _on_loop(_files.write_file),
+        _mutating(_files.write_file),
     ),
     _Tool(
         "edit_file",
@@ -107,7 +119,7 @@ _TOOLS: tuple[_Tool, ...] = (
         {"path": _PATH, "old_string": _s("Exact text to replace."), "new_string": _s("Replacement text."),
          "replace_all": {"type": "boolean", "default": False, "description": "Replace every occurrence."}},
         ("path", "old_string", "new_string"),
-        _on_loop(_files.edit_file),
+        _mutating(_files.edit_file),
     ),
     _Tool(
         "run_command",
@@ -126,14 +138,14 @@ _TOOLS: tuple[_Tool, ...] = (
         f"Remember a durable fact about this workspace: appends a bullet to {MEMORY_FILE}.",
         {"text": _s("The fact to remember.")},
         ("text",),
-        _on_loop(_state.memory_add),
+        _mutating(_state.memory_add),
     ),
     _Tool(
         "memory_replace",
         f"Correct or remove remembered text: replaces the single occurrence of old with new in {MEMORY_FILE}.",
         {"old": _s("Exact text currently in memory."), "new": _s("Replacement text (may be empty).")},
         ("old", "new"),
-        _on_loop(_state.memory_replace),
+        _mutating(_state.memory_replace),
     ),
     _Tool(
         "load_skill",

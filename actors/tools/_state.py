@@ -1,7 +1,7 @@
 """Durable workspace state the model can touch: MEMORY.md (memory_add/memory_replace) and skills.
 
-Memory writes are read-modify-write, so ``dispatch`` runs them on the trio thread where no other
-tool call can interleave; they are small files.
+Memory writes are read-modify-write; ``dispatch`` runs them in a thread under the workspace's
+write lock, so no other mutation of the same workspace interleaves.
 """
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from pathlib import Path
 
 from actors.tools._context import ToolContext, ToolError
 from actors.tools._files import read_text
+from actors.tools._io import atomic_write, open_regular
 from actors.tools._paths import MEMORY_FILE, SKILL_DIRS, confine, workspace_root
 
 _SKILL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _MEMORY_HEADER = "# Memory\n\n"
+MEMORY_CAP_BYTES = 256 * 1024
+_SKILL_HEAD_BYTES = 16 * 1024
 
 
 def memory_add(ctx: ToolContext, text: str) -> str:
@@ -23,16 +26,18 @@ def memory_add(ctx: ToolContext, text: str) -> str:
     # Continuation lines are indented so a multi-line note stays one Markdown bullet.
     bullet = "- " + "\n  ".join(lines) + "\n"
     target = confine(ctx, MEMORY_FILE)
-    existing = read_text(target, MEMORY_FILE) if target.exists() else ""
+    existing = read_text(target, MEMORY_FILE, MEMORY_CAP_BYTES) if target.exists() else ""
     if not existing:
         prefix = _MEMORY_HEADER
     elif not existing.endswith("\n"):
         prefix = "\n"
     else:
         prefix = ""
+    new_text = (existing + prefix + bullet).encode("utf-8")
+    if len(new_text) > MEMORY_CAP_BYTES:
+        raise ToolError(f"{MEMORY_FILE} would exceed {MEMORY_CAP_BYTES} bytes; use memory_replace to condense it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "a", encoding="utf-8", newline="") as f:
-        f.write(prefix + bullet)
+    atomic_write(target, new_text)  # by rename: never written through a hard link
     return f"added to {MEMORY_FILE}:\n{bullet.rstrip()}"
 
 
@@ -42,13 +47,13 @@ def memory_replace(ctx: ToolContext, old: str, new: str) -> str:
     target = confine(ctx, MEMORY_FILE)
     if not target.exists():
         raise ToolError(f"{MEMORY_FILE} does not exist yet; use memory_add first")
-    text = read_text(target, MEMORY_FILE)
+    text = read_text(target, MEMORY_FILE, MEMORY_CAP_BYTES)
     count = text.count(old)
     if count == 0:
         raise ToolError(f"old not found in {MEMORY_FILE}")
     if count > 1:
         raise ToolError(f"old is ambiguous: it occurs {count} times in {MEMORY_FILE}; include more context")
-    target.write_text(text.replace(old, new), encoding="utf-8", newline="")
+    atomic_write(target, text.replace(old, new).encode("utf-8"))
     return f"updated {MEMORY_FILE}"
 
 
@@ -83,9 +88,11 @@ def list_skills(ctx: ToolContext) -> list[tuple[str, str]]:
             if stem in found or not _SKILL_NAME.fullmatch(stem) or not _inside(ctx, path):
                 continue
             try:
-                meta, _ = split_frontmatter(path.read_text(encoding="utf-8", errors="replace"))
-            except OSError:
+                with open_regular(path, path.name) as f:  # a FIFO named x.md is skipped, not waited on
+                    head = f.read(_SKILL_HEAD_BYTES).decode("utf-8", errors="replace")
+            except (OSError, ToolError):
                 continue
+            meta, _ = split_frontmatter(head)
             found[stem] = meta.get("description", "")
     return sorted(found.items())
 

@@ -67,6 +67,7 @@ async def stack(nursery, short_tmp, wire_mode, monkeypatch):
         daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=1.0, retry_base_delay_s=0.001), wire_mode=wire_mode)
         await nursery.start(daemon.run)
         async with open_client(paths.endpoint) as client:
+            client.daemon = daemon  # actor messages go through the daemon's own system, not the client socket
             info = await client.open_session(workspace=str(ws))
             yield client, info.session_id, anth, fast, bal, ws
         daemon.request_stop("test over")
@@ -217,7 +218,7 @@ async def test_explicit_context_passes_files_by_reference_and_inlines_notes(stac
 async def test_capability_upgrade_fast_to_balanced_through_the_router_actor(stack):
     """Spec test 13: a worker task with images and a text-only fast model is upgraded."""
     client, sid, *_ = stack
-    decision = await client.request("router", DecideRoute("w_x", "t_x", "describe the screenshot", has_images=True,
+    decision = await client.daemon.system.request("router", DecideRoute("w_x", "t_x", "describe the screenshot", has_images=True,
                                                           delegate_tier="fast", is_worker=True))
     assert decision.route.chosen_model == "balco:mid"
     last = decision.route.chain[-1]

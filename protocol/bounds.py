@@ -1,0 +1,146 @@
+"""What a client may send, and the bounds every field of it must keep (the daemon's edge).
+
+Two vocabularies: clients send *commands* from ``CLIENT_MESSAGES``, each to the actor that serves
+it; everything else (turn outcomes, usage records, routing requests, …) travels only between the
+daemon's own actors. A client command is then checked field by field — numbers finite and in
+range, strings, lists and maps capped, nesting capped — before any actor sees it, so a well-formed
+but hostile message can neither crash an actor nor make one spin.
+
+A new client command must be added to ``CLIENT_MESSAGES``; until then the node refuses it.
+"""
+from __future__ import annotations
+
+import math
+from typing import cast
+
+import attrs
+
+from .messages import (
+    CancelTurn,
+    ClearModel,
+    GetCost,
+    GetHistory,
+    GetStatus,
+    GetTrace,
+    ListSessions,
+    OpenSession,
+    Ping,
+    ReloadRules,
+    ResetAvailability,
+    RouteChoice,
+    SetModel,
+    ShowModel,
+    ShowRules,
+    StartTurn,
+    SubmitToolResult,
+)
+
+# class → the actor names it may be sent to (None: any actor; those that do not serve it answer
+# ``unsupported_message``).
+CLIENT_MESSAGES: dict[type, frozenset[str] | None] = {
+    Ping: None,
+    GetStatus: frozenset({"control"}),
+    GetTrace: frozenset({"control"}),
+    OpenSession: frozenset({"session"}),
+    ListSessions: frozenset({"session"}),
+    StartTurn: frozenset({"session"}),
+    CancelTurn: frozenset({"session"}),
+    SubmitToolResult: frozenset({"session"}),
+    GetHistory: frozenset({"session"}),
+    SetModel: frozenset({"session"}),
+    ClearModel: frozenset({"session"}),
+    ShowModel: frozenset({"session"}),
+    GetCost: frozenset({"cost"}),
+    ShowRules: frozenset({"router"}),
+    ReloadRules: frozenset({"router"}),
+    RouteChoice: frozenset({"router"}),
+    ResetAvailability: frozenset({"availability"}),
+}
+
+MAX_ID_CHARS = 256            # ids, model names, scopes, reasons: anything used as a key
+MAX_PATH_CHARS = 4096
+MAX_LONG_CHARS = 8 * 1024 * 1024   # a turn's text, a tool result, an inline image
+MAX_STRING_CHARS = 64 * 1024       # any other string, also inside maps
+MAX_BYTES = 64 * 1024
+MAX_ITEMS = 1000              # elements of a list, keys of a map
+MAX_DEPTH = 32                # nesting of lists and maps (a tool's input schema)
+MAX_INT = 2 ** 53             # exact in a float, fits SQLite's INTEGER with room
+MAX_FLOAT = 1e15
+
+_ID_FIELDS = frozenset({"session_id", "turn_id", "tool_use_id", "model", "scope", "action", "reason",
+                        "name", "media_type"})
+_PATH_FIELDS = frozenset({"workspace", "url"})
+_LONG_FIELDS = frozenset({"text", "content", "data", "description"})
+
+
+class OutOfBounds(ValueError):
+    """A field of a message breaks its bounds; the message names the field."""
+
+
+def forbidden_reason(body: object, actor: str) -> str | None:
+    """Why a client may not send ``body`` to ``actor`` (None: it may)."""
+    cls = type(body)
+    if cls not in CLIENT_MESSAGES:
+        return f"{cls.__name__} is not a client message"
+    allowed = CLIENT_MESSAGES[cls]
+    if allowed is not None and actor not in allowed:
+        return f"{cls.__name__} goes to {'/'.join(sorted(allowed))}, not {actor!r}"
+    return None
+
+
+def check_bounds(body: object) -> None:
+    """Raise OutOfBounds naming the first field that breaks its bounds."""
+    _check(body, type(body).__name__, "", 0)
+
+
+def _string_cap(field: str) -> int:
+    if field in _ID_FIELDS:
+        return MAX_ID_CHARS
+    if field in _PATH_FIELDS:
+        return MAX_PATH_CHARS
+    if field in _LONG_FIELDS:
+        return MAX_LONG_CHARS
+    return MAX_STRING_CHARS
+
+
+def _check(value: object, path: str, field: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise OutOfBounds(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        cap = _string_cap(field)
+        if len(value) > cap:
+            raise OutOfBounds(f"{path}: string of {len(value)} characters exceeds {cap}")
+        return
+    if isinstance(value, int):
+        if not -MAX_INT <= value <= MAX_INT:
+            raise OutOfBounds(f"{path}: integer out of range (|n| ≤ 2**53)")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value) or abs(value) > MAX_FLOAT:
+            raise OutOfBounds(f"{path}: number must be finite and at most {MAX_FLOAT:g}")
+        return
+    if isinstance(value, bytes):
+        if len(value) > MAX_BYTES:
+            raise OutOfBounds(f"{path}: {len(value)} bytes exceed {MAX_BYTES}")
+        return
+    if isinstance(value, (list, tuple)):
+        if len(value) > MAX_ITEMS:
+            raise OutOfBounds(f"{path}: {len(value)} items exceed {MAX_ITEMS}")
+        for i, item in enumerate(value):
+            _check(item, f"{path}[{i}]", field, depth + 1)
+        return
+    if isinstance(value, dict):
+        if len(value) > MAX_ITEMS:
+            raise OutOfBounds(f"{path}: {len(value)} keys exceed {MAX_ITEMS}")
+        for key, item in value.items():
+            if not isinstance(key, str) or len(key) > MAX_ID_CHARS:
+                raise OutOfBounds(f"{path}: map keys must be strings of at most {MAX_ID_CHARS} characters")
+            _check(item, f"{path}.{key}", "", depth + 1)
+        return
+    if attrs.has(type(value)):
+        for a in attrs.fields(cast("type[attrs.AttrsInstance]", type(value))):
+            _check(getattr(value, a.name), f"{path}.{a.name}", a.name, depth + (1 if field else 0))
+        return
+    raise OutOfBounds(f"{path}: unexpected {type(value).__name__}")
