@@ -84,7 +84,9 @@ def recommend_many(ev: Evidence, cost_weights: Sequence[float], *, alpha: float,
         return [(None, f"nothing similar stored (nearest {ev.nearest:.2f} < {min_similarity:.2f})")] * len(cost_weights)
     models = [ev.models[i] for i in idx]
     n, s, mu, support = ev.weight[idx], ev.success[idx], ev.global_mean[idx], ev.support[idx]
-    quality = (s + alpha * mu) / (n + alpha)
+    denom = n + alpha
+    # α = 0 (no shrinkage) leaves a model without neighbours at its store-wide mean, not 0/0
+    quality = np.divide(s + alpha * mu, denom, out=mu.astype(np.float64).copy(), where=denom > 0)
     # Laplace-smoothed for the variance only, so a run of all-successes is not "certain"
     smooth = (s + alpha * mu + 1.0) / (n + alpha + 2.0)
     var = smooth * (1.0 - smooth) / (n + alpha + 2.0)

@@ -35,6 +35,11 @@ class StoreParams:
     cost_scale: str = "log"                # cost efficiency "log" in price, or "linear" (spec §5.5)
     half_life_days: float | None = None    # recency decay of old outcomes; None keeps them all
 
+    def __attrs_post_init__(self) -> None:
+        if self.k < 1 or self.power < 0 or self.alpha < 0 or self.cost_scale not in ("log", "linear") or (
+                self.half_life_days is not None and self.half_life_days <= 0):
+            raise ValueError(f"invalid pattern store parameters: {self}")
+
 
 class PatternStore:
     def __init__(self, fingerprinter: Fingerprinter | None = None, params: StoreParams | None = None) -> None:

@@ -145,3 +145,18 @@ def test_stats_count_outcomes_per_model_and_name_the_fingerprint():
     st = s.stats()
     assert (st["outcomes"], st["distinct_texts"], st["fingerprint"]) == (5, 3, "hashed")
     assert st["models"][CHEAP] == {"outcomes": 2, "mean_quality": 0.5, "mean_cost_usd": pytest.approx(0.001)}
+
+
+def test_without_shrinkage_a_model_with_no_neighbours_keeps_its_store_wide_mean():
+    s = store(alpha=0.0)
+    fill(s, "sql", CHEAP, 1.0, 10, cost=0.001)
+    fill(s, "poem", DEAR, 0.5, 10, cost=0.01)
+    rec = s.recommend(TOPICS["sql"].format(i=99), cost_weight=0.0, min_confidence=0.0)
+    assert rec is not None and rec.model == CHEAP
+    assert [(a.model, a.score) for a in rec.alternatives] == [(DEAR, 0.5)]
+
+
+def test_nonsense_parameters_are_refused():
+    for bad in ({"k": 0}, {"alpha": -1.0}, {"cost_scale": "cubic"}, {"half_life_days": 0.0}):
+        with pytest.raises(ValueError, match="invalid pattern store parameters"):
+            StoreParams(**bad)
