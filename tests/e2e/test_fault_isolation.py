@@ -173,9 +173,11 @@ async def test_an_error_reply_to_a_spoofed_actor_sender_is_dropped_never_bounced
     frames = [Envelope(Failure("x", "spoofed failure"), "session", spoofed, new_id()),
               Envelope(Pong(b"late"), "session", spoofed, new_id(), "m-unknown"),
               Envelope(Ack(), "session", spoofed, new_id())]          # unsupported → one Failure to control
+    # Delivered inside the daemon, as a misbehaving actor or peer would: the client socket refuses
+    # actor vocabulary before any actor sees it (tests/e2e/test_trust_boundaries.py).
+    for env in frames:
+        await daemon.system.deliver(env)
     async with open_zmq_socket(zmq.Context.instance(), zmq.DEALER, connect=daemon.paths.endpoint) as sock:
-        for env in frames:
-            await sock.send([encode(env)])
 
         async def status():
             await sock.send([encode(Envelope(GetStatus(), "control", "raw/_reply", new_id()))])
@@ -211,17 +213,16 @@ async def test_thousands_of_spoofed_requests_cannot_wedge_two_actors_against_eac
     daemon = await start_daemon()
     control = daemon.actors["control"]
     spoofed = daemon.system.address("control")
-    async with open_zmq_socket(zmq.Context.instance(), zmq.DEALER, connect=daemon.paths.endpoint) as sock:
-        for _ in range(3000):
-            await sock.send([encode(Envelope(Ack(), "session", spoofed, new_id()))])
-        async with open_client(daemon.paths.endpoint) as client:
-            with trio.fail_after(30):
-                while control.dropped < 3000:
-                    await trio.sleep(0.01)
-                status = await client.status()
-            assert status.actors["session"]["dropped"] == 0 and status.actors["control"]["dropped"] == 3000
-            _, events = await _run(client, (await client.open_session()).session_id, "still serving")
-            assert isinstance(events[-1], ev.TurnCompleted)
+    for _ in range(3000):  # inside the daemon: the client socket refuses actor vocabulary outright
+        await daemon.system.deliver(Envelope(Ack(), "session", spoofed, new_id()))
+    async with open_client(daemon.paths.endpoint) as client:
+        with trio.fail_after(30):
+            while control.dropped < 3000:
+                await trio.sleep(0.01)
+            status = await client.status()
+        assert status.actors["session"]["dropped"] == 0 and status.actors["control"]["dropped"] == 3000
+        _, events = await _run(client, (await client.open_session()).session_id, "still serving")
+        assert isinstance(events[-1], ev.TurnCompleted)
 
 
 async def test_poisonous_well_formed_messages_repeated_never_exhaust_the_restart_budget(start_daemon):
@@ -233,13 +234,14 @@ async def test_poisonous_well_formed_messages_repeated_never_exhaust_the_restart
     daemon = await start_daemon()
     poison = [RecordUsage("s_x", "t_x", "demo:steady", "planner", Usage(cost_usd="abc")),
               RecordUsage("s_x", "t_x", "demo:steady", "planner", Usage(input_tokens=2**63))]
-    for i in range(12):
-        with pytest.raises(RemoteError):
-            await daemon.system.request("cost", poison[i % 2])
+    for i in range(12):  # the cost actor cleans each record itself (out-of-range values → unknown)
+        await daemon.system.tell("cost", poison[i % 2], sender=daemon.system.address("planner"))
     async with open_client(daemon.paths.endpoint) as client:
-        assert isinstance(await client.request("cost", GetCost()), CostReport)
+        report = await client.request("cost", GetCost())
+        assert isinstance(report, CostReport) and report.total_usd == "0"
         status = await client.status()
-        assert status.actors["cost"]["restarts"] == 0 and status.actors["cost"]["faults"] == 12
+        assert status.actors["cost"]["restarts"] == 0 and status.actors["cost"]["faults"] == 0
+        assert daemon.actors["cost"].handled >= 13
         _, events = await _run(client, (await client.open_session()).session_id, "costs still add up")
         assert isinstance(events[-1], ev.TurnCompleted)
 
