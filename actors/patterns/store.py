@@ -27,7 +27,7 @@ from actors.patterns.types import Decision, OutcomeRow, Recommendation
 
 @frozen
 class StoreParams:
-    """Tuned by cross-validation on training data only (bench/route_tune.py; docs/patterns.md)."""
+    """Chosen by cross-validation on the RouterBench train split only (bench/route_tune.py, docs/patterns.md)."""
     k: int = 256
     power: float = 2.0
     alpha: float = 2.0
