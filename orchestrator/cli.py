@@ -121,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     avsub = av.add_subparsers(dest="availability_command", required=True, metavar="ACTION")
     ar = avsub.add_parser("reset", help="force a provider (or provider:model) back to healthy")
     ar.add_argument("scope")
+
+    from .patterns_cli import add_subparser as add_patterns_parser
+    add_patterns_parser(sub)
     return p
 
 
@@ -196,6 +199,9 @@ def _dispatch(args) -> int:
     if cmd == "chat":
         from .chat import run_chat
         return run_chat(args)
+    if cmd == "patterns":
+        from .patterns_cli import run as run_patterns
+        return run_patterns(args)
     return trio.run(_client_command, args)
 
 

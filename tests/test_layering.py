@@ -41,6 +41,7 @@ SANS_IO_CORES = [
     "actors/cost/pricing.py",
     "actors/config/*.py",
     "actors/planner/tokens.py",
+    "actors/patterns/*.py",        # the pattern store: fingerprints, store, scoring, prior
 ]
 SANS_IO_EXEMPT = {"actors/router/actor.py"}
 IO_MODULES = {"trio", "zmq", "httpx", "sqlite3", "anyio", "asyncio", "socket"}

@@ -14,6 +14,9 @@ cluster with one model has runner-up 0, hence confidence 1 — the sample-size g
 against routing on one lucky row. ``sample_size`` of a recommendation or an option is the total
 sample size behind that model. Ties break by model id so the result is deterministic. Rows with a
 non-positive sample size or non-finite numbers carry no evidence and are ignored.
+
+This is the spec's algorithm as written, kept for its unit tests and as the baseline the pattern
+store (:mod:`actors.patterns`) improves on; the store returns the same :class:`Recommendation`.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from typing import Iterable
 
 from attrs import frozen
 
+from actors.patterns.types import Recommendation  # one type for slot 4, whichever scorer made it
 from protocol.routing import ModelOption
 
 
@@ -31,15 +35,6 @@ class Neighbor:
     success_score: float       # 0..1
     sample_size: int           # sessions contributing to this fingerprint row
     avg_cost: float            # USD per task
-
-
-@frozen
-class Recommendation:
-    model: str
-    score: float
-    confidence: float
-    sample_size: int
-    alternatives: tuple[ModelOption, ...]   # the other models, best first
 
 
 def _usable(n: Neighbor) -> bool:
