@@ -61,7 +61,8 @@ class PlannerActor(Actor):
     name = "planner"
     role = "planner"
 
-    def __init__(self, system, *, registry: Callable[[], ModelRegistry], adapters: AdapterPool, tools: ToolBox,
+    def __init__(self, system, *, registry: Callable[[], ModelRegistry], adapters: AdapterPool,
+                 tools: ToolBox[PlannerActor, ActiveTurn],
                  session: str = "session", cost: str = "cost", availability: str = "availability", name: str | None = None,
                  clock: Callable[[], float] = time.time):
         super().__init__(system)

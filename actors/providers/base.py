@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import enum
-from typing import AsyncIterator, Protocol, Union
+from typing import AsyncGenerator, AsyncIterator, Protocol, Union
 
 import attrs
 from attrs import frozen
@@ -92,7 +92,7 @@ StreamEvent = Union[TextChunk, ThinkingChunk, ToolUseChunk, Completed]
 
 
 class Adapter(Protocol):
-    def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         """Yield chunks, then exactly one ``Completed``; raise ``ProviderError`` on failure."""
         ...
 

@@ -114,10 +114,11 @@ def _error_fields(payload: Any) -> tuple[str | None, str | None, str]:
     err = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(err, dict):
         return None, None, ""
-    etype = err.get("type") if isinstance(err.get("type"), str) else None
-    code = err.get("code") if isinstance(err.get("code"), str) else None
-    message = err.get("message") if isinstance(err.get("message"), str) else ""
-    return etype, code, message
+    def text(name: str) -> str | None:
+        value = err.get(name)
+        return value if isinstance(value, str) else None
+
+    return text("type"), text("code"), text("message") or ""
 
 
 def from_payload(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from contextlib import aclosing
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator
 
 from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 
@@ -235,7 +235,7 @@ class OpenAIAdapter(HTTPAdapter):
             headers["authorization"] = f"Bearer {self._api_key}"
         return headers
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         body = wire_request(request, stream=self.streaming, max_tokens_field=self.max_tokens_field)
         state = StreamState()
         items = self.post_events(

@@ -9,7 +9,7 @@ import functools
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import attrs
 from attrs import frozen
@@ -145,7 +145,9 @@ def context_from_request(
     """Build the snapshot from a ``protocol.messages.DecideRoute``-shaped request (read by attribute
     name). The router adds what only it knows: the override-stripped text, the skill matches, the
     ledger's cost since UTC midnight and the local wall clock."""
-    get = lambda name, default=None: getattr(request, name, default)  # noqa: E731
+    def get(name: str, default: Any = None) -> Any:   # read by name: any DecideRoute-shaped object
+        return getattr(request, name, default)
+
     return TurnContext(
         session_id=get("session_id", ""),
         turn_id=get("turn_id", ""),
@@ -167,5 +169,5 @@ def context_from_request(
     )
 
 
-def evolve(ctx: TurnContext, **changes: object) -> TurnContext:
+def evolve(ctx: TurnContext, **changes: Any) -> TurnContext:   # attrs.evolve checks the field names
     return attrs.evolve(ctx, **changes)

@@ -376,7 +376,8 @@ def compile_when(data: Any, *, path: str = "when", line: int = 0, problems: Prob
 def budget_limits(node: Node) -> tuple[Decimal, ...]:
     """Thresholds of ``cost_today_exceeds_usd`` leaves that count *for* a match (not under ``not``)."""
     if isinstance(node, Leaf):
-        return (node.arg,) if node.name == "cost_today_exceeds_usd" else ()
+        limit = node.arg
+        return (limit,) if node.name == "cost_today_exceeds_usd" and isinstance(limit, Decimal) else ()
     if isinstance(node, (AllOf, AnyOf)):
         return tuple(limit for child in node.children for limit in budget_limits(child))
     return ()

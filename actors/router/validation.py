@@ -17,9 +17,15 @@ from actors.router.context import TurnContext
 
 
 class AvailabilityLike(Protocol):
-    available: bool
-    scope: str | None
-    reason: str
+    # Read-only, so frozen records (AvailabilityVerdict) satisfy it.
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def scope(self) -> str | None: ...
+
+    @property
+    def reason(self) -> str: ...
 
 
 @frozen

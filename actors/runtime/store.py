@@ -93,15 +93,15 @@ class _GuardedConnection(sqlite3.Connection):
     """Turns every sqlite3 error into a ``StorageError`` at the one seam where statements run, so
     the actors catch one exception type and a full disk fails a turn instead of crashing an actor."""
 
-    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
         with _as_storage_error():
             return super().execute(*args, **kwargs)
 
-    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
         with _as_storage_error():
             return super().executemany(*args, **kwargs)
 
-    def executescript(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+    def executescript(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
         with _as_storage_error():
             return super().executescript(*args, **kwargs)
 
@@ -131,6 +131,12 @@ class SessionRow:
     parent_tool_use_id: str | None
     is_worker: bool
     created_at: float
+
+
+def _session_row(r: tuple[Any, ...]) -> SessionRow:
+    """A SessionRow from the columns id, workspace, active_model, parent_session_id,
+    parent_tool_use_id, is_worker, created_at (in that order)."""
+    return SessionRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6])
 
 
 @attrs.frozen
@@ -190,12 +196,12 @@ class Store:
         row = self.db.execute(
             "SELECT id, workspace, active_model, parent_session_id, parent_tool_use_id, is_worker, created_at "
             "FROM sessions WHERE id=?", (session_id,)).fetchone()
-        return SessionRow(*row[:5], bool(row[5]), row[6]) if row else None
+        return _session_row(row) if row else None
 
     def list_sessions(self, include_workers: bool = False) -> list[SessionRow]:
         q = ("SELECT id, workspace, active_model, parent_session_id, parent_tool_use_id, is_worker, created_at "
              "FROM sessions" + ("" if include_workers else " WHERE is_worker=0") + " ORDER BY created_at")
-        return [SessionRow(*r[:5], bool(r[5]), r[6]) for r in self.db.execute(q)]
+        return [_session_row(r) for r in self.db.execute(q)]
 
     def set_active_model(self, session_id: str, model: str | None) -> None:
         self.db.execute("UPDATE sessions SET active_model=?, updated_at=? WHERE id=?", (model, time.time(), session_id))
@@ -291,7 +297,8 @@ class Store:
             args.append(since)
         out = []
         for r in self.db.execute(q + " ORDER BY id", args):
-            out.append(CostRow(*r[:10], None if r[10] is None else Decimal(r[10]), r[11]))
+            out.append(CostRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                               None if r[10] is None else Decimal(r[10]), r[11]))
         return out
 
     def cost_since(self, since: float) -> Decimal:

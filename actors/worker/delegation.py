@@ -21,14 +21,16 @@ from protocol import events as ev
 from protocol.canonical import Message, Role, StopReason, TextBlock, ToolDefinition, ToolResultBlock, ToolUseBlock, Usage
 from protocol.codec import converter
 from protocol.errors import RemoteError
-from protocol.messages import DecideRoute, RouteDecision, RunTurn, StopTurn, TurnOutcome
+from protocol.messages import DecideRoute, RouteDecision, RunTurn, StopTurn, TurnOutcome, TurnProgress
 
 from actors.runtime.kernel import RequestTimeout
 from actors.runtime.store import Store
 from actors.planner.tokens import estimate_input_tokens
 
 if TYPE_CHECKING:
+    from actors.config.registry import ModelSpec
     from actors.planner.actor import ActiveTurn, PlannerActor
+    from actors.planner.support import ToolHandler
 
 TIERS = ("fast", "balanced", "deep")
 STOP_WAIT_S = 5.0
@@ -133,15 +135,15 @@ class Delegator:
 
     # --- what the ToolBox asks ---------------------------------------------------------------------
 
-    def definitions(self, run: RunTurn, spec) -> tuple[ToolDefinition, ...]:
+    def definitions(self, run: RunTurn, spec: ModelSpec) -> tuple[ToolDefinition, ...]:
         if run.is_worker:
             return (REQUEST_CONTEXT_DEF,)
         return (DELEGATE_TOOL,) if run.can_delegate else ()
 
-    def handlers(self) -> dict:
+    def handlers(self) -> dict[str, ToolHandler[PlannerActor, ActiveTurn]]:
         return {"delegate": self.delegate, REQUEST_CONTEXT_TOOL: self.request_context}
 
-    def on_worker_message(self, msg) -> bool:
+    def on_worker_message(self, msg: TurnProgress | TurnOutcome) -> bool:
         """Progress and outcomes of worker turns come back to the planner; route them here."""
         wr = self.runs.get(msg.turn_id)
         if wr is None:
@@ -155,7 +157,7 @@ class Delegator:
 
     # --- _request_context (workers only) ----------------------------------------------------------------
 
-    async def request_context(self, planner: "PlannerActor", turn: "ActiveTurn", use: ToolUseBlock):
+    async def request_context(self, planner: PlannerActor, turn: ActiveTurn, use: ToolUseBlock) -> tuple[str, bool]:
         if not turn.run.is_worker:
             return f"unknown tool: {REQUEST_CONTEXT_TOOL}", True
         import jsonschema
@@ -169,7 +171,7 @@ class Delegator:
 
     # --- delegate ---------------------------------------------------------------------------------
 
-    async def delegate(self, planner: "PlannerActor", turn: "ActiveTurn", use: ToolUseBlock):
+    async def delegate(self, planner: PlannerActor, turn: ActiveTurn, use: ToolUseBlock) -> tuple[str, bool]:
         parent = turn.run
         if parent.is_worker:
             return "unknown tool: delegate — workers cannot delegate", True
