@@ -272,7 +272,7 @@ async def open_client(endpoint: str | None = None, *, check: bool = True,
     if endpoint.startswith("ipc://"):
         _probe_ipc(endpoint[len("ipc://"):])
     timeout = _connect_timeout() if timeout is None else timeout
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     try:
         async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint,
                                    options={zmq.RCVHWM: PEER_HWM}) as sock:

@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import attrs
@@ -112,7 +113,7 @@ class Daemon:
     wire_mode: bool = False
     env: dict | None = None
     demo_chunk_delay: float | None = None
-    clock: object = time.time            # the availability windows' clock; tests step it
+    clock: Callable[[], float] = time.time   # the availability windows' clock; tests step it
     started_at: float = attrs.field(factory=time.time)
     store: Store = attrs.field(init=False)
     system: ActorSystem = attrs.field(init=False)
@@ -177,7 +178,7 @@ class Daemon:
         prepare_endpoint(endpoint)
         from actors.router.loader import PolicyLoader
 
-        loader = PolicyLoader(self.paths.models_file, self.paths.routing_file, env=self.env)
+        loader = PolicyLoader(str(self.paths.models_file), str(self.paths.routing_file), env=self.env)
         loader.current()
 
         def registry() -> ModelRegistry:  # always the last-known-good registry

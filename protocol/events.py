@@ -1,7 +1,7 @@
 """Turn events (DESIGN §4.4). Each class's ``TYPE`` is its stable ``type`` on the wire and in JSON."""
 from __future__ import annotations
 
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Protocol, Union, get_args
 
 import attrs
 from attrs import frozen
@@ -197,5 +197,11 @@ Event = Union[
     PolicyInvalid, ProviderUnavailable, ProviderRecovered, RouteOverridden, OverrideDismissed,
     StreamOverflow,
 ]
-EVENT_TYPES: tuple[type, ...] = Event.__args__  # type: ignore[attr-defined]
+EVENT_TYPES: tuple[type[Event], ...] = get_args(Event)
+
+
+class TypedEvent(Protocol):
+    """Any event record with a wire ``type`` (the turn events above and the routing/provider ones)."""
+
+    TYPE: ClassVar[str]
 TERMINAL_EVENT_TYPES: tuple[type, ...] = (TurnCompleted, TurnFailed, TurnCancelled)

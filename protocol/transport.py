@@ -32,7 +32,7 @@ import tempfile
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import NoReturn, Protocol
+from typing import NoReturn, Protocol, cast
 
 import trio
 import zmq
@@ -406,7 +406,8 @@ class ZmqSocket:
 
     def _events(self) -> int:
         try:
-            events = _zmq_get(self._sock, _EVENTS)
+            # ZMQ_EVENTS is an int option; the backend's signature covers every option (int | bytes).
+            events = cast(int, _zmq_get(self._sock, _EVENTS))
         except zmq.ZMQError as exc:
             raise _translate(exc, "reading socket events") from exc
         self._events_seen = events

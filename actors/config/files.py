@@ -96,11 +96,13 @@ def _parse_provider(name: Any, entry: Any, line: int, problems: Problems) -> Pro
         key_env = DEFAULT_KEY_ENV.get(kind) if isinstance(kind, str) else None
     timeout = 600.0
     if "timeout_s" in entry:
-        timeout = _positive_number(entry["timeout_s"])
-        if timeout is None:
+        parsed = _positive_number(entry["timeout_s"])
+        if parsed is None:
             problems.add(key_line(entry, "timeout_s", line), join(path, "timeout_s"),
                          f"expected a positive number of seconds, got {describe(entry['timeout_s'])}")
             ok = False
+        else:
+            timeout = parsed
     options = entry.get("options", {})
     if not isinstance(options, dict):
         problems.add(key_line(entry, "options", line), join(path, "options"), f"expected a mapping, got {describe(options)}")
@@ -188,7 +190,7 @@ def _parse_model(model_id: Any, entry: Any, line: int, providers: Mapping[str, A
     if not isinstance(aliases, list):
         problems.add(kl("aliases"), join(path, "aliases"), f"expected a list of names, got {describe(aliases)}")
         aliases = []
-    caps = AdapterCapabilities()
+    caps: AdapterCapabilities | None = AdapterCapabilities()   # None: the section had errors
     if "capabilities" in entry:
         caps = _parse_capabilities(entry["capabilities"], join(path, "capabilities"), kl("capabilities"), problems)
     pricing = None
@@ -394,8 +396,8 @@ def load_files(models_path: str, routing_path: str, *, home: str | None = None) 
         note = (f"{routing_name}:1: file not found; using the built-in policy "
                 f"(no rules, global_default {policy.global_default})")
         return CheckResult(errors=(), warnings=(note,), registry=registry, policy=policy)
-    policy, perrors, warnings = load_policy_text(routing_text, routing_name, registry, home=home)
-    return CheckResult(errors=tuple(perrors), warnings=tuple(warnings), registry=registry, policy=policy)
+    loaded, perrors, warnings = load_policy_text(routing_text, routing_name, registry, home=home)
+    return CheckResult(errors=tuple(perrors), warnings=tuple(warnings), registry=registry, policy=loaded)
 
 
 def check_files(models_path: str, routing_path: str, *, home: str | None = None) -> CheckResult:

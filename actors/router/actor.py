@@ -121,11 +121,12 @@ class RouterActor(Actor):
 
     async def on_availability_change(self, env) -> None:
         for t in env.body.transitions:
-            cls = ev.ProviderUnavailable if t.kind == "unavailable" else ev.ProviderRecovered
-            event = cls(t.scope, t.reason) if cls is ev.ProviderRecovered else cls(t.scope, t.reason, iso_utc(t.at))
+            event: ev.ProviderUnavailable | ev.ProviderRecovered = (
+                ev.ProviderUnavailable(t.scope, t.reason, iso_utc(t.at)) if t.kind == "unavailable"
+                else ev.ProviderRecovered(t.scope, t.reason))
             if self.store is not None:
-                self.store.record_event(None, None, cls.TYPE, event_to_json_obj(event))
-            self.log.info(cls.TYPE, scope=t.scope, reason=t.reason)
+                self.store.record_event(None, None, event.TYPE, event_to_json_obj(event))
+            self.log.info(event.TYPE, scope=t.scope, reason=t.reason)
 
     # --- deciding --------------------------------------------------------------------------------
 

@@ -242,7 +242,7 @@ class RoutingEngine:
             return self._finish(run, -1, None, start, failure, "no_model_available_for_tier")
 
         # 6. WORKSPACE_DEFAULT
-        if view.default is not None:
+        if view.default is not None and view.workspace is not None:   # a default comes with its workspace
             if self._try(run, ctx, availability, Policy.WORKSPACE_DEFAULT, view.default,
                          f"workspace {view.workspace.key} default"):
                 return self._win(run, ctx, start)
@@ -405,6 +405,7 @@ class RoutingEngine:
     def _win(self, run: _Run, ctx: TurnContext, start: float, winner: int | None = None) -> Decision:
         index = len(run.chain) - 1 if winner is None else winner
         chosen = run.chain[index]
+        chosen_model = chosen.candidate_model or ""   # a winning evaluation always names its model
         if run.tried:
             label = texts.policy_label(chosen)
             done: set[tuple[str | None, str]] = set()
@@ -415,10 +416,9 @@ class RoutingEngine:
                 key = (t.scope, t.provider if t.scope == "provider" else t.model)
                 if key not in done:
                     done.add(key)
-                    fell.append(texts.fell_through(t, chosen.candidate_model, label))
+                    fell.append(texts.fell_through(t, chosen_model, label))
             run.banners[:0] = fell
         if run.explicit:
-            chosen_model = chosen.candidate_model or ""
             run.banners[:0] = [
                 texts.explicit_rejected(who, model, rejection.failure,
                                         self.unconfigured_reason(model) or rejection.reason, chosen_model)

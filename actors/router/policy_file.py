@@ -110,10 +110,10 @@ class _Parser:
             self.problems.add(line, path, f"partial tier map: missing {', '.join(missing)} "
                                           "(define all three of fast, balanced, deep, or omit tiers)")
             return None
-        resolved = {t: self.model(block[t], join(path, t), key_line(block, t, line)) for t in TIERS}
-        if any(v is None for v in resolved.values()):
+        fast, balanced, deep = (self.model(block[t], join(path, t), key_line(block, t, line)) for t in TIERS)
+        if fast is None or balanced is None or deep is None:
             return None
-        return TierMap(**resolved)
+        return TierMap(fast=fast, balanced=balanced, deep=deep)
 
     def rules(self, items: Any, path: str, line: int, scope: str) -> tuple[Rule, ...]:
         if items is None:
@@ -233,10 +233,10 @@ def parse_policy(text: str, filename: str, registry: ModelRegistry, *,
                     if data.get("pattern_disagreement") is not None else DisagreementConfig())
     rules = p.rules(data.get("rules"), "rules", kl("rules"), scope="global")
     workspaces = p.workspaces(data.get("workspaces"), kl("workspaces"))
-    if problems or default is None:
+    if problems or default is None or not isinstance(version, int):   # no problems: version is supported
         return None, problems.sorted(), []
     policy = RoutingPolicy(
-        global_default=default, schema_version=int(version), tiers=tiers, pattern=pattern,
+        global_default=default, schema_version=version, tiers=tiers, pattern=pattern,
         pattern_disagreement=disagreement, rules=rules, workspaces=workspaces, source=filename,
     )
     warnings = shadow_warnings(rules, filename)

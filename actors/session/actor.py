@@ -21,7 +21,7 @@ import attrs
 import trio
 
 from protocol import events as ev
-from protocol.canonical import Message, Role, TextBlock, Usage
+from protocol.canonical import ContentBlock, Message, Role, TextBlock, Usage
 from protocol.codec import converter, event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.identity import connection_of, principal_of
@@ -337,7 +337,7 @@ class SessionActor(Actor):
 
     async def _turn_body(self, state: SessionState, turn: RunningTurn, msg: StartTurn) -> None:
         self._apply_pending_swap(state)
-        user_blocks = (TextBlock(msg.text), *msg.images)
+        user_blocks: tuple[ContentBlock, ...] = (TextBlock(msg.text), *msg.images)
         # Tools are offered when the turn has a workspace (the built-in tools) or client tools. The
         # delegate tool depends on the model chosen, so the router offers it only to a model that
         # supports tools (RouteDecision.can_delegate); it needs no gate here. The system prompt
