@@ -8,7 +8,6 @@ line at an idle prompt; Ctrl-D or ``/quit`` leaves.
 """
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
@@ -142,7 +141,7 @@ class _Chat:
 
 async def _chat(session: str | None, workspace: str | None) -> int:
     async with open_client() as client:
-        info = await client.open_session(session, os.path.abspath(workspace) if workspace else None)
+        info = await client.open_session(session, workspace)   # absolute: resolved by the CLI's parser
         print(f"session {info.session_id} · /help for commands · Ctrl-D to leave", file=sys.stderr)
         chat = _Chat(client, info.session_id)
         send, lines = trio.open_memory_channel[str | None](64)

@@ -36,6 +36,12 @@ class CliError(Exception):
         self.code = code
 
 
+def _workspace_arg(value: str) -> str | None:
+    """--workspace as an absolute path, resolved while parsing so no async command touches the
+    filesystem for it; an empty value means no workspace."""
+    return os.path.abspath(value) if value else None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orchestrator", description="Route every agent turn to the right model, explainably.")
     p.add_argument("--version", action="version", version=f"orchestrator {__version__}")
@@ -51,13 +57,13 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("ask", help="run one user turn and stream the answer")
     a.add_argument("--session")
-    a.add_argument("--workspace")
+    a.add_argument("--workspace", type=_workspace_arg)
     a.add_argument("--json", action="store_true", help="one JSON object per event")
     a.add_argument("text", nargs="+")
 
     c = sub.add_parser("chat", help="interactive session")
     c.add_argument("--session")
-    c.add_argument("--workspace")
+    c.add_argument("--workspace", type=_workspace_arg)
 
     m = sub.add_parser("model", help="the /model commands without a REPL")
     msub = m.add_subparsers(dest="model_command", required=True, metavar="ACTION")
@@ -103,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     rc.add_argument("--json", action="store_true")
     rw = rsub.add_parser("show", help="the active rules after validation")
     rw.add_argument("--json", action="store_true")
-    rw.add_argument("--workspace")
+    rw.add_argument("--workspace", type=_workspace_arg)
     rsub.add_parser("reload", help="force re-reading routing.yaml")
 
     t = sub.add_parser("trace", help='"why this model?" for a turn')
@@ -227,7 +233,7 @@ async def _client_command(args) -> int:
         if cmd == "rules":
             if args.rules_command == "reload":
                 return await _reload(client)
-            report = await client.rules(getattr(args, "workspace", None) and os.path.abspath(args.workspace))
+            report = await client.rules(getattr(args, "workspace", None))   # absolute: resolved by the parser
             if getattr(args, "json", False):
                 _print_json(converter.unstructure(report))
             else:

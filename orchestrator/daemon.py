@@ -66,7 +66,7 @@ class SignalLatch:
             self.signum = signum
 
     @classmethod
-    def install(cls) -> "SignalLatch":
+    def install(cls) -> SignalLatch:
         latch = cls()
         for sig in STOP_SIGNALS:
             signal.signal(sig, latch)
@@ -81,7 +81,7 @@ class ControlActor(Actor):
 
     name = "control"
 
-    def __init__(self, system, daemon: "Daemon"):
+    def __init__(self, system, daemon: Daemon):
         super().__init__(system)
         self.daemon = daemon
 

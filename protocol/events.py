@@ -1,7 +1,7 @@
 """Turn events (DESIGN §4.4). Each class's ``TYPE`` is its stable ``type`` on the wire and in JSON."""
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol, Union, get_args
+from typing import Any, ClassVar, Protocol, get_args
 
 import attrs
 from attrs import frozen
@@ -190,13 +190,13 @@ class StreamOverflow:
     message: str = ""
 
 
-Event = Union[
-    RouteDecided, TurnStarted, TextDelta, ThinkingDelta, ToolCalled, ToolReturned,
-    DelegateStarted, DelegateCompleted, DelegateFailed, Banner,
-    TurnCompleted, TurnFailed, TurnCancelled,
-    PolicyInvalid, ProviderUnavailable, ProviderRecovered, RouteOverridden, OverrideDismissed,
-    StreamOverflow,
-]
+Event = (
+    RouteDecided | TurnStarted | TextDelta | ThinkingDelta | ToolCalled | ToolReturned
+    | DelegateStarted | DelegateCompleted | DelegateFailed | Banner
+    | TurnCompleted | TurnFailed | TurnCancelled
+    | PolicyInvalid | ProviderUnavailable | ProviderRecovered | RouteOverridden | OverrideDismissed
+    | StreamOverflow
+)
 EVENT_TYPES: tuple[type[Event], ...] = get_args(Event)
 
 

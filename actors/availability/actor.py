@@ -6,7 +6,7 @@ them); nothing here awaits another actor, so a slow router never holds up the at
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from protocol.messages import (
     Ack, AvailabilityChanged, AvailabilityTransition, AvailabilityView, CallOutcome, GetAvailability,

@@ -16,7 +16,8 @@ import math
 import os
 import re
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import attrs
 from attrs import frozen

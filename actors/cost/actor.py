@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal, InvalidOperation
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from protocol.bounds import MAX_ID_CHARS, MAX_INT, OutOfBounds, check_bounds
 from protocol.messages import CostAmount, CostReport, GetCost, GetCostToday, RecordUsage
@@ -71,7 +71,7 @@ def sane_record(m: RecordUsage, now: float) -> tuple[CostRow, dict, list[str]]:
 
 
 def utc_midnight(now: float) -> float:
-    day = datetime.fromtimestamp(now, tz=timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = datetime.fromtimestamp(now, tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return day.timestamp()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import aclosing
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -48,7 +48,7 @@ class ActiveTurn:
     stop_reason: str | None = None
     delegated_usage: list[Usage] = attrs.field(factory=list)
     terminate_with: tuple[str, dict] | None = None   # a tool ended the session early (worker's _request_context)
-    state: "_LoopState | None" = None
+    state: _LoopState | None = None
     tools: TurnTools | None = None    # fixed at turn start: grants, tool context, instruction files
 
     def history(self) -> list[Message]:
@@ -216,7 +216,7 @@ class PlannerActor(Actor):
             return None
         return None
 
-    async def _loop(self, turn: ActiveTurn, spec: ModelSpec, state: "_LoopState") -> None:
+    async def _loop(self, turn: ActiveTurn, spec: ModelSpec, state: _LoopState) -> None:
         run = turn.run
         adapter = self.adapters.get(spec)
         turn.tools = await self.tools.prepare(run, spec, self.registry())
@@ -241,7 +241,7 @@ class PlannerActor(Actor):
                 return
         raise RuntimeError(f"turn exceeded {MAX_TOOL_ROUNDS} tool rounds")
 
-    async def _one_call(self, turn: ActiveTurn, spec: ModelSpec, adapter, request: LLMRequest, state: "_LoopState") -> Message:
+    async def _one_call(self, turn: ActiveTurn, spec: ModelSpec, adapter, request: LLMRequest, state: _LoopState) -> Message:
         run = turn.run
         completed: Completed | None = None
         state.partial = []

@@ -5,7 +5,8 @@ import os
 from contextlib import aclosing
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, AsyncGenerator, Awaitable, Callable, Generic, Mapping, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
 import attrs
 import structlog

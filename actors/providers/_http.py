@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncGenerator, AsyncIterator, Callable
+from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import attrs
 import httpx

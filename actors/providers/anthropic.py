@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 from contextlib import aclosing
-from typing import Any, AsyncGenerator, AsyncIterator
+from typing import Any
+from collections.abc import AsyncGenerator
 
 from protocol.canonical import (
     ImageBlock, Message, Role, StopReason, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock, Usage,

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import enum
-from typing import AsyncGenerator, AsyncIterator, Protocol, Union
+from typing import Protocol
+from collections.abc import AsyncGenerator
 
 import attrs
 from attrs import frozen
@@ -88,7 +89,7 @@ class Completed:
     usage: Usage = attrs.field(factory=Usage)
 
 
-StreamEvent = Union[TextChunk, ThinkingChunk, ToolUseChunk, Completed]
+StreamEvent = TextChunk | ThinkingChunk | ToolUseChunk | Completed
 
 
 class Adapter(Protocol):

@@ -19,7 +19,8 @@ import json
 import os
 import subprocess
 import tempfile
-from typing import IO, AsyncGenerator, AsyncIterator, Sequence
+from typing import IO
+from collections.abc import AsyncGenerator, Sequence
 
 import trio
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 import trio
 

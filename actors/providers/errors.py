@@ -16,7 +16,8 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import httpx
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 import attrs
 from attrs import frozen
@@ -17,7 +18,7 @@ from attrs import frozen
 from actors.planner.tokens import estimate_input_tokens
 from protocol.canonical import ImageBlock, Message, Role, ToolDefinition, ToolResultBlock, ToolUseBlock
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @frozen

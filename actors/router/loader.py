@@ -16,7 +16,7 @@ invalid models.yaml with no earlier good version leaves ``engine`` as None: noth
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from attrs import frozen
 

@@ -18,7 +18,7 @@ non-positive sample size or non-finite numbers carry no evidence and are ignored
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from attrs import frozen
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from actors.config.registry import TIERS, ModelRegistry
 
@@ -192,7 +193,7 @@ class _Parser:
                 self.problems.add(wline, path, f"expected a mapping, got {describe(entry)}")
                 continue
             _keys(entry, _WORKSPACE_KEYS, path, wline, self.problems)
-            kl = lambda k: key_line(entry, k, wline)  # noqa: E731
+            kl = lambda k, e=entry, ln=wline: key_line(e, k, ln)  # noqa: E731  (binds this iteration's entry)
             default = self.model(entry["default"], join(path, "default"), kl("default")) if "default" in entry else None
             pattern = self.pattern(entry["pattern"], join(path, "pattern"), kl("pattern")) if "pattern" in entry else None
             tiers = self.tiers(entry["tiers"], join(path, "tiers"), kl("tiers")) if "tiers" in entry else None

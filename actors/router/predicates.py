@@ -13,7 +13,8 @@ import difflib
 import math
 import re
 from decimal import Decimal
-from typing import Any, Callable, Hashable, Union
+from typing import Any
+from collections.abc import Callable, Hashable
 
 from attrs import frozen
 
@@ -49,20 +50,20 @@ class Leaf:
 
 @frozen
 class AllOf:
-    children: tuple["Node", ...]
+    children: tuple[Node, ...]
 
 
 @frozen
 class AnyOf:
-    children: tuple["Node", ...]
+    children: tuple[Node, ...]
 
 
 @frozen
 class Not:
-    child: "Node"
+    child: Node
 
 
-Node = Union[Leaf, AllOf, AnyOf, Not]
+Node = Leaf | AllOf | AnyOf | Not
 MATCH_ALL = AllOf(())
 
 

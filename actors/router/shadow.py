@@ -16,7 +16,7 @@ global rules still apply to sessions outside that workspace.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Sequence
+from collections.abc import Sequence
 
 from actors.router.policy import Rule
 from actors.router.predicates import AllOf, AnyOf, Leaf, Node, Not, leaf_names

@@ -28,7 +28,7 @@ import stat
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from attrs import frozen
 
@@ -118,7 +118,7 @@ class SkillIndex:
         self.skills: tuple[Skill, ...] = tuple(skills)
 
     @classmethod
-    def build(cls, workspace: str | None) -> "SkillIndex":
+    def build(cls, workspace: str | None) -> SkillIndex:
         if not workspace:
             return cls()
         found: dict[str, Skill] = {}

@@ -6,7 +6,8 @@ actor's state machine (spec §4.5) plugs in here without this module knowing abo
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
+from collections.abc import Callable, Mapping
 
 from attrs import frozen
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 import structlog
 import trio
@@ -205,7 +206,7 @@ class _Drain:
         self.unyielded = 0
         self.parked_since = 0.0  # perf_counter() when it started waiting for mail; 0 while busy
 
-    def __aiter__(self) -> "_Drain":
+    def __aiter__(self) -> _Drain:
         return self
 
     async def __anext__(self) -> Envelope:

@@ -13,7 +13,8 @@ import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
+from collections.abc import Iterable, Iterator
 
 import attrs
 

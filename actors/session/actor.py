@@ -128,7 +128,7 @@ class SessionActor(Actor):
         }
 
     async def setup(self, nursery: trio.Nursery) -> None:
-        for turn_id, session_id in self.store.interrupted_turns():
+        for turn_id, _session_id in self.store.interrupted_turns():
             # A crash (kill -9) left these running: close them so history stays valid.
             self.store.finish_turn(turn_id, "interrupted", error="daemon stopped during the turn")
 

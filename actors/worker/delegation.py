@@ -223,7 +223,7 @@ class Delegator:
         return {"tier": tier, "task": task.strip(), "context": context, "output_schema": schema,
                 "allowed_tools": allowed, "max_tokens": max_tokens}
 
-    def _context(self, args: dict, parent: RunTurn, turn: "ActiveTurn") -> tuple[str, bool]:
+    def _context(self, args: dict, parent: RunTurn, turn: ActiveTurn) -> tuple[str, bool]:
         """The context summary of §6.4: files by reference, everything else inlined."""
         context = args["context"]
         if context["mode"] == "minimal":

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import re
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 from .base import FakeProvider, StreamSteps
 from .http import CUT, Plan, json_plan, serve

@@ -10,14 +10,15 @@ from __future__ import annotations
 import functools
 import json
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable, Union
+from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import attrs
 import h11
 import trio
 
 CUT = object()
-Step = Union[bytes, float, object]
+Step = bytes | float | object
 
 
 @attrs.frozen

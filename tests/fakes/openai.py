@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import re
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 from .base import FakeProvider, StreamSteps
 from .http import CUT, Plan, json_plan, serve
@@ -173,7 +174,7 @@ class FakeOpenAI(FakeProvider):
             if answer.tool_calls:
                 message["tool_calls"] = [
                     {"id": i, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
-                    for i, c in zip(ids, answer.tool_calls)
+                    for i, c in zip(ids, answer.tool_calls, strict=True)
                 ]
             whole = dict(base, object="chat.completion", usage=_usage(answer.usage),
                          choices=[{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}])
@@ -192,7 +193,7 @@ class FakeOpenAI(FakeProvider):
         for text in answer.text:
             steps.delta(chunk({"content": text}))
         fragments = []
-        for index, (call_id, call) in enumerate(zip(ids, answer.tool_calls)):
+        for index, (call_id, call) in enumerate(zip(ids, answer.tool_calls, strict=True)):
             head = {"index": index, "id": call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}
             fragments.append([head] + [{"index": index, "function": {"arguments": a}} for a in call.argument_fragments()])
         if answer.interleave_tool_calls:

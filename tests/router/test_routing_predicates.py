@@ -1,6 +1,6 @@
 """The closed predicate set (spec §5.3) and the §10.2 properties: closure and determinism."""
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from decimal import Decimal
 
 import pytest
@@ -133,7 +133,7 @@ contexts = st.builds(
     file_extensions=st.frozensets(st.sampled_from([".py", ".sql", ".md"])),
     matched_skills=st.frozensets(st.sampled_from("abc")),
     cost_today_usd=st.decimals(min_value=0, max_value=30, places=3),
-    now_local=st.datetimes(timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-7))])),
+    now_local=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7))])),
 )
 
 
