@@ -43,7 +43,8 @@ def _workspace_arg(value: str) -> str | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="orchestrator", description="Route every agent turn to the right model, explainably.")
+    p = argparse.ArgumentParser(prog="orchestrator",
+                                description="Route every agent turn to the right model, explainably.")
     p.add_argument("--version", action="version", version=f"orchestrator {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

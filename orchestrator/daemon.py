@@ -37,8 +37,8 @@ from actors.planner.support import AdapterPool, ToolBox
 from protocol import events as ev
 from protocol.codec import converter
 from protocol.messages import (
-    ActorStatus, DrainTurns, Failure, GetActorStatus, GetSessionStats, GetStatus, GetTrace, GetUnavailableScopes, Ping, Pong,
-    ReloadRules, SessionStats, StatusReport, TraceReply, UnavailableScopes,
+    ActorStatus, DrainTurns, Failure, GetActorStatus, GetSessionStats, GetStatus, GetTrace, GetUnavailableScopes,
+    Ping, Pong, ReloadRules, SessionStats, StatusReport, TraceReply, UnavailableScopes,
 )
 
 from . import __version__

@@ -23,7 +23,9 @@ import attrs
 from attrs import frozen
 
 from actors.config.yamlload import read_capped_text
-from actors.config.registry import DEFAULT_KEY_ENV, PROVIDER_KINDS, TIERS, ModelRegistry, ModelSpec, Pricing, ProviderSpec
+from actors.config.registry import (
+    DEFAULT_KEY_ENV, PROVIDER_KINDS, TIERS, ModelRegistry, ModelSpec, Pricing, ProviderSpec,
+)
 from actors.router.policy import RoutingPolicy
 from actors.router.policy_file import implicit_policy, parse_policy
 from actors.router.yamlpos import Problems, describe, item_line, join, key_line, parse_yaml, plain
@@ -84,7 +86,8 @@ def _parse_provider(name: Any, entry: Any, line: int, problems: Problems) -> Pro
         ok = False
     base_url = entry.get("base_url")
     if base_url is not None and (not isinstance(base_url, str) or not base_url):
-        problems.add(key_line(entry, "base_url", line), join(path, "base_url"), f"expected a URL, got {describe(base_url)}")
+        problems.add(key_line(entry, "base_url", line), join(path, "base_url"),
+                     f"expected a URL, got {describe(base_url)}")
         ok = False
     if "api_key_env" in entry:
         # An explicit null means "this provider needs no key" (local servers).
@@ -106,7 +109,8 @@ def _parse_provider(name: Any, entry: Any, line: int, problems: Problems) -> Pro
             timeout = parsed
     options = entry.get("options", {})
     if not isinstance(options, dict):
-        problems.add(key_line(entry, "options", line), join(path, "options"), f"expected a mapping, got {describe(options)}")
+        problems.add(key_line(entry, "options", line), join(path, "options"),
+                     f"expected a mapping, got {describe(options)}")
         ok = False
     if not ok:
         return None
@@ -184,7 +188,8 @@ def _parse_model(model_id: Any, entry: Any, line: int, providers: Mapping[str, A
         problems.add(kl("tier"), join(path, "tier"), f"'{tier}' is not a tier (expected fast, balanced or deep)")
     can_delegate = entry.get("can_delegate", False)
     if not isinstance(can_delegate, bool):
-        problems.add(kl("can_delegate"), join(path, "can_delegate"), f"expected true or false, got {describe(can_delegate)}")
+        problems.add(kl("can_delegate"), join(path, "can_delegate"),
+                     f"expected true or false, got {describe(can_delegate)}")
     aliases = entry.get("aliases", [])
     if isinstance(aliases, str):
         aliases = [aliases]
@@ -201,19 +206,23 @@ def _parse_model(model_id: Any, entry: Any, line: int, providers: Mapping[str, A
     command = entry.get("command")
     if command is not None:
         if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
-            problems.add(kl("command"), join(path, "command"), f"expected a non-empty list of strings (argv), got {describe(command)}")
+            problems.add(kl("command"), join(path, "command"),
+                         f"expected a non-empty list of strings (argv), got {describe(command)}")
         elif kind is not None and kind != "cli":
-            problems.add(kl("command"), join(path, "command"), f"only models of a 'cli' provider take a command ('{provider}' is '{kind}')")
+            problems.add(kl("command"), join(path, "command"),
+                         f"only models of a 'cli' provider take a command ('{provider}' is '{kind}')")
     elif kind == "cli":
         problems.add(line, join(path, "command"), "missing: models of a 'cli' provider need an argv list")
     timeout = None
     if entry.get("timeout_s") is not None:
         timeout = _positive_number(entry["timeout_s"])
         if timeout is None:
-            problems.add(kl("timeout_s"), join(path, "timeout_s"), f"expected a positive number of seconds, got {describe(entry['timeout_s'])}")
+            problems.add(kl("timeout_s"), join(path, "timeout_s"),
+                         f"expected a positive number of seconds, got {describe(entry['timeout_s'])}")
     max_out = entry.get("max_output_tokens", 4096)
     if isinstance(max_out, bool) or not isinstance(max_out, int) or max_out <= 0:
-        problems.add(kl("max_output_tokens"), join(path, "max_output_tokens"), f"expected a positive integer, got {describe(max_out)}")
+        problems.add(kl("max_output_tokens"), join(path, "max_output_tokens"),
+                     f"expected a positive integer, got {describe(max_out)}")
     options = entry.get("options", {})
     if not isinstance(options, dict):
         problems.add(kl("options"), join(path, "options"), f"expected a mapping, got {describe(options)}")

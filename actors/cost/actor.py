@@ -123,7 +123,8 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
     tree = {
         "session_id": root_session,
         "total_usd": fmt_usd(total),
-        "planner": {"models": sorted(planner_models), "cost_usd": fmt_usd(by_role["planner"]), "turns": len(planner_turns)},
+        "planner": {"models": sorted(planner_models), "cost_usd": fmt_usd(by_role["planner"]),
+                    "turns": len(planner_turns)},
         "workers": {
             "cost_usd": fmt_usd(by_role["worker"]),
             "delegations": len(workers),

@@ -23,7 +23,9 @@ from protocol.messages import (
 )
 
 from actors.runtime.kernel import Actor
-from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk
+from actors.providers.base import (
+    Completed, ErrorClass, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk,
+)
 from actors.config.registry import ModelRegistry, ModelSpec
 from actors.planner.support import AdapterPool, ToolBox, TurnTools, add_usage, price_call
 
@@ -63,7 +65,8 @@ class PlannerActor(Actor):
 
     def __init__(self, system, *, registry: Callable[[], ModelRegistry], adapters: AdapterPool,
                  tools: ToolBox[PlannerActor, ActiveTurn],
-                 session: str = "session", cost: str = "cost", availability: str = "availability", name: str | None = None,
+                 session: str = "session", cost: str = "cost", availability: str = "availability",
+                 name: str | None = None,
                  clock: Callable[[], float] = time.time):
         super().__init__(system)
         if name:
@@ -241,7 +244,8 @@ class PlannerActor(Actor):
                 return
         raise RuntimeError(f"turn exceeded {MAX_TOOL_ROUNDS} tool rounds")
 
-    async def _one_call(self, turn: ActiveTurn, spec: ModelSpec, adapter, request: LLMRequest, state: _LoopState) -> Message:
+    async def _one_call(self, turn: ActiveTurn, spec: ModelSpec, adapter, request: LLMRequest,
+                        state: _LoopState) -> Message:
         run = turn.run
         completed: Completed | None = None
         state.partial = []
@@ -267,7 +271,8 @@ class PlannerActor(Actor):
                 await self._record(run, spec, exc.usage)
             raise
         if completed is None:
-            raise ProviderError(ErrorClass.SERVER_ERROR, "stream ended without a final message", partial_text="".join(state.partial))
+            raise ProviderError(ErrorClass.SERVER_ERROR, "stream ended without a final message",
+                                partial_text="".join(state.partial))
         state.partial = []
         priced = await self._record(run, spec, completed.usage)
         state.usage = add_usage(state.usage, priced)
@@ -334,7 +339,8 @@ class _LoopState:
         """Keep streamed-but-unfinished text in history, marked so nobody mistakes it for an answer."""
         text = "".join(self.partial)
         if text:
-            self.append(Message(Role.ASSISTANT, (TextBlock(text + "\n[incomplete: the provider call failed mid-answer]"),),
+            self.append(Message(Role.ASSISTANT,
+                                (TextBlock(text + "\n[incomplete: the provider call failed mid-answer]"),),
                                 stop_reason=StopReason.ERROR))
             self.partial = []
         return text

@@ -21,7 +21,9 @@ from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock,
 from actors.providers import errors
 from actors.providers._http import HTTPAdapter, load_json
 from actors.providers._sse import SSEvent
-from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk
+from actors.providers.base import (
+    Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 

@@ -49,7 +49,11 @@ class TurnContext:
 
 # A path-ish token: optional dirs, a stem, then an extension starting with a letter. Requiring the
 # letter keeps version numbers ("1.2") and decimals out of the extension set.
-_PATHISH = re.compile(r"(?:^|[\s\"'(=:,\[])((?:[\w.~-]*/)*[\w~-][\w.-]*?\.([A-Za-z][A-Za-z0-9]{0,7}))(?=$|[\s\"'),:;\]])")
+_PATHISH = re.compile(
+    r"(?:^|[\s\"'(=:,\[])"                                   # start, or after a delimiter
+    r"((?:[\w.~-]*/)*[\w~-][\w.-]*?\.([A-Za-z][A-Za-z0-9]{0,7}))"  # dirs/name.ext (group 2: ext)
+    r"(?=$|[\s\"'),:;\]])"                                   # end, or before a delimiter
+)
 
 
 def _extensions_in(text: str, out: set[str]) -> None:

@@ -195,7 +195,8 @@ class _Parser:
             _keys(entry, _WORKSPACE_KEYS, path, wline, self.problems)
             kl = lambda k, e=entry, ln=wline: key_line(e, k, ln)  # noqa: E731  (binds this iteration's entry)
             default = self.model(entry["default"], join(path, "default"), kl("default")) if "default" in entry else None
-            pattern = self.pattern(entry["pattern"], join(path, "pattern"), kl("pattern")) if "pattern" in entry else None
+            pattern = (self.pattern(entry["pattern"], join(path, "pattern"), kl("pattern"))
+                       if "pattern" in entry else None)
             tiers = self.tiers(entry["tiers"], join(path, "tiers"), kl("tiers")) if "tiers" in entry else None
             rules = self.rules(entry.get("rules"), join(path, "rules"), kl("rules"), scope=key)
             out.append(WorkspacePolicy(key=key, path=root, default=default, pattern=pattern, tiers=tiers,
@@ -220,7 +221,8 @@ def parse_policy(text: str, filename: str, registry: ModelRegistry, *,
     if "schema_version" not in data:
         problems.add(1, "schema_version", f"missing (supported: {supported})")
     elif isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
-        problems.add(kl("schema_version"), "schema_version", f"unsupported version {plain(version)!r} (supported: {supported})")
+        problems.add(kl("schema_version"), "schema_version",
+                     f"unsupported version {plain(version)!r} (supported: {supported})")
     default = None
     if "global_default" not in data:
         problems.add(1, "global_default", "missing: the model used when nothing else applies")

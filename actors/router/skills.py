@@ -11,8 +11,8 @@ is named after its file stem, or after its folder when the file is ``SKILL.md``.
 
 Matching (deterministic, no model): both texts are lowercased and split into words of letters and
 digits; stopwords and one-character words are dropped; a light suffix stemmer maps "tests",
-"testing" and "tested" to "test" and "queries" to "query". A skill's *content words* are those of its description plus its
-name ("system_design" → system, design). A skill matches a message when they share
+"testing" and "tested" to "test" and "queries" to "query". A skill's *content words* are those of
+its description plus its name ("system_design" → system, design). A skill matches a message when they share
 
 * at least ``MIN_SHARED`` (2) content words, or
 * at least ``MIN_FRACTION`` (half) of the skill's content words.

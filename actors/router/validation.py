@@ -123,7 +123,8 @@ class Validator:
         if ctx.has_system_prompt and not gate.system:
             return Rejection(ValidationFailure.NO_SYSTEM_PROMPT_SUPPORT, f"{model} does not support a system prompt")
         if ctx.requires_structured_output and not gate.structured:
-            return Rejection(ValidationFailure.NO_STRUCTURED_OUTPUT_SUPPORT, f"{model} does not support structured output")
+            return Rejection(ValidationFailure.NO_STRUCTURED_OUTPUT_SUPPORT,
+                             f"{model} does not support structured output")
         return None
 
 
@@ -142,7 +143,8 @@ def availability_from_snapshot(unavailable: Mapping[str, Mapping]) -> Availabili
                                        or f"all {provider} models temporarily unavailable")
         entry = unavailable.get(model)
         if entry is not None:
-            return AvailabilityVerdict(False, "model", str(entry.get("reason") or "") or f"{model} model-specific outage")
+            return AvailabilityVerdict(False, "model", str(entry.get("reason") or "")
+                                       or f"{model} model-specific outage")
         return AVAILABLE
 
     return availability

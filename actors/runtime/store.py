@@ -280,7 +280,8 @@ class Store:
     def record_cost(self, row: CostRow, price: dict | None = None) -> None:
         self.db.execute(
             "INSERT INTO costs (session_id, parent_session_id, turn_id, model, role, input_tokens, output_tokens, "
-            "cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, price, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, price, at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (row.session_id, row.parent_session_id, row.turn_id, row.model, row.role, row.input_tokens,
              row.output_tokens, row.cache_read_tokens, row.cache_write_tokens, row.reasoning_tokens,
              None if row.cost_usd is None else str(row.cost_usd), json.dumps(price or {}), row.at),

@@ -348,7 +348,8 @@ class SessionActor(Actor):
             state.id, turn.turn_id, msg.text, has_images=bool(msg.images), has_tool_definitions=offers_tools,
             has_system_prompt=bool(state.workspace),
             has_tool_calls_in_history=any(m.tool_uses() for m in state.messages if m.role is Role.ASSISTANT),
-            estimated_input_tokens=estimate_input_tokens(None, msg.tools, [*state.messages, Message(Role.USER, user_blocks)]),
+            estimated_input_tokens=estimate_input_tokens(None, msg.tools,
+                                                         [*state.messages, Message(Role.USER, user_blocks)]),
             workspace=state.workspace, sticky_model=state.active_model,
             file_extensions=tuple(sorted(state.file_extensions)), is_worker=state.is_worker,
         )
@@ -357,14 +358,16 @@ class SessionActor(Actor):
         except (RemoteError, RequestTimeout) as exc:
             await self._finish(state, turn, ev.TurnFailed(state.id, turn.turn_id, "routing_error", str(exc)))
             return
-        self.store.start_turn(turn.turn_id, state.id, decision.route.chosen_model, converter.unstructure(decision.route))
+        self.store.start_turn(turn.turn_id, state.id, decision.route.chosen_model,
+                              converter.unstructure(decision.route))
         turn.recorded = True
         await self._emit(state, turn, decision.route, persist=False)
         for banner in decision.banners:
             await self._emit(state, turn, ev.Banner(banner, turn.turn_id, "routing"))
         if decision.error_code or decision.route.chosen_model is None:
-            await self._finish(state, turn, ev.TurnFailed(state.id, turn.turn_id, decision.error_code or "no_model_available",
-                                                          decision.error or "No model available for this turn."))
+            await self._finish(state, turn, ev.TurnFailed(
+                state.id, turn.turn_id, decision.error_code or "no_model_available",
+                decision.error or "No model available for this turn."))
             return
         model = turn.model = decision.route.chosen_model
         user = Message(Role.USER, (TextBlock(decision.text), *msg.images), id=f"{turn.turn_id}:u")

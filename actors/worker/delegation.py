@@ -18,7 +18,9 @@ import attrs
 import trio
 
 from protocol import events as ev
-from protocol.canonical import Message, Role, StopReason, TextBlock, ToolDefinition, ToolResultBlock, ToolUseBlock, Usage
+from protocol.canonical import (
+    Message, Role, StopReason, TextBlock, ToolDefinition, ToolResultBlock, ToolUseBlock, Usage,
+)
 from protocol.codec import converter
 from protocol.errors import RemoteError
 from protocol.messages import DecideRoute, RouteDecision, RunTurn, StopTurn, TurnOutcome, TurnProgress
@@ -218,7 +220,8 @@ class Delegator:
         if allowed is not None and not (isinstance(allowed, list) and all(isinstance(t, str) for t in allowed)):
             raise DelegationError("allowed_tools must be a list of tool names")
         max_tokens = raw.get("max_tokens")
-        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
+                                       or max_tokens < 1):
             raise DelegationError("max_tokens must be a positive integer")
         return {"tier": tier, "task": task.strip(), "context": context, "output_schema": schema,
                 "allowed_tools": allowed, "max_tokens": max_tokens}
@@ -241,7 +244,8 @@ class Delegator:
                     raise DelegationError(f"include[{i}]: a {kind} needs a path inside the workspace")
                 full = os.path.realpath(os.path.join(parent.workspace, path))
                 if not full.startswith(os.path.realpath(parent.workspace) + os.sep) or not os.path.isfile(full):
-                    raise DelegationError(f"include[{i}]: unknown reference: file {path!r} does not exist in the workspace")
+                    raise DelegationError(f"include[{i}]: unknown reference: file {path!r} "
+                                          "does not exist in the workspace")
                 if kind == "file":
                     lines.append(f"- file {path} (read it with read_file)")
                 else:
@@ -285,7 +289,8 @@ class Delegator:
 
         decide = DecideRoute(worker_sid, wturn, args["task"], has_images=has_images, has_tool_definitions=True,
                              requires_structured_output=args["output_schema"] is not None,
-                             estimated_input_tokens=estimate_input_tokens(None, (), [Message(Role.USER, (TextBlock(args["task"] + brief),))]),
+                             estimated_input_tokens=estimate_input_tokens(
+                                 None, (), [Message(Role.USER, (TextBlock(args["task"] + brief),))]),
                              workspace=parent.workspace, delegate_tier=args["tier"], is_worker=True)
         try:
             decision: RouteDecision = await planner.request(self.router, decide, timeout=30)
@@ -293,14 +298,15 @@ class Delegator:
             return failed(f"worker_error: routing failed: {exc}")
         model = decision.route.chosen_model
         self.store.start_turn(wturn, worker_sid, model, converter.unstructure(decision.route))
-        await planner.emit(parent, ev.DelegateStarted(parent.turn_id, use.id, worker_sid, args["tier"], model, args["task"],
-                                                          wturn))
+        await planner.emit(parent, ev.DelegateStarted(parent.turn_id, use.id, worker_sid, args["tier"], model,
+                                                      args["task"], wturn))
         if model is None:
             self.store.finish_turn(wturn, "failed", error=decision.error)
             return failed("no_model_available_for_tier")
         summary["model"] = model
         allowed = args["allowed_tools"]
-        tools_line = ", ".join(allowed) if allowed is not None else "same as the planner (read/list/write/edit files, load_skill, run_command if granted)"
+        tools_line = (", ".join(allowed) if allowed is not None
+                      else "same as the planner (read/list/write/edit files, load_skill, run_command if granted)")
         schema_line = (f"- Your final response must conform to this schema:\n{json.dumps(args['output_schema'])}\n"
                        if args["output_schema"] is not None else "")
         system = WORKER_PROMPT.format(worker_model=model, task=args["task"], context_summary=brief,
@@ -308,8 +314,8 @@ class Delegator:
         user = Message(Role.USER, (TextBlock(args["task"] + ("\n\n" + brief if brief else "")),), id=f"{wturn}:u")
         self.store.append_messages(worker_sid, wturn, [user])
         run = RunTurn(worker_sid, wturn, model, (user,), parent.workspace, (), False, True, parent.session_id,
-                      system, tuple(allowed) if allowed is not None else None, args["max_tokens"], args["output_schema"],
-                      reply_to=planner.system.address(planner.name))
+                      system, tuple(allowed) if allowed is not None else None, args["max_tokens"],
+                      args["output_schema"], reply_to=planner.system.address(planner.name))
         wr = self.runs[wturn] = WorkerRun(wturn)
         try:
             await planner.request(self.worker, run, timeout=30)
@@ -340,7 +346,8 @@ class Delegator:
         u = out.usage
         summary.update(turns=1, tool_calls=sum(len(m.tool_uses()) for m in out.messages), input_tokens=u.input_tokens,
                        output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
-                       cache_write_tokens=u.cache_write_tokens, reasoning_tokens=u.reasoning_tokens, cost_usd=u.cost_usd)
+                       cache_write_tokens=u.cache_write_tokens, reasoning_tokens=u.reasoning_tokens,
+                       cost_usd=u.cost_usd)
         self.store.finish_turn(wturn, out.status, converter.unstructure(u), out.message)
 
     def _result(self, worker_sid: str, wturn: str, wr: WorkerRun, summary: dict, args: dict) -> DelegateResult:

@@ -123,7 +123,8 @@ class FakeHTTPServer:
 async def serve(handler: Callable[[RecordedRequest], Plan]) -> AsyncIterator[FakeHTTPServer]:
     server = FakeHTTPServer(handler)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, server._serve_connection, 0, host="127.0.0.1"))
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, server._serve_connection, 0,
+                                                          host="127.0.0.1"))
         server.port = listeners[0].socket.getsockname()[1]
         try:
             yield server

@@ -89,13 +89,16 @@ TIMES = [f"{h:02d}:{m:02d}" for h in (0, 6, 9, 17, 22, 23) for m in (0, 30)]
 
 leaves = st.one_of(
     st.builds(lambda r: {"message_matches": r}, st.sampled_from(REGEXES)),
-    st.builds(lambda xs: {"message_contains_any": xs}, st.lists(st.text("abcSQLß ", min_size=1, max_size=4), min_size=1, max_size=3)),
+    st.builds(lambda xs: {"message_contains_any": xs},
+              st.lists(st.text("abcSQLß ", min_size=1, max_size=4), min_size=1, max_size=3)),
     st.builds(lambda n: {"estimated_input_tokens_gt": n}, st.integers(0, 200_000)),
     st.builds(lambda n: {"estimated_input_tokens_lt": n}, st.integers(0, 200_000)),
     st.builds(lambda b: {"has_images": b}, st.booleans()),
     st.builds(lambda b: {"has_tool_calls_in_history": b}, st.booleans()),
-    st.builds(lambda xs: {"skills_matching_message_includes": xs}, st.lists(st.sampled_from("abc"), min_size=1, max_size=2)),
-    st.builds(lambda xs: {"file_extensions_in_context": xs}, st.lists(st.sampled_from([".py", "sql", ".MD"]), min_size=1, max_size=2)),
+    st.builds(lambda xs: {"skills_matching_message_includes": xs},
+              st.lists(st.sampled_from("abc"), min_size=1, max_size=2)),
+    st.builds(lambda xs: {"file_extensions_in_context": xs},
+              st.lists(st.sampled_from([".py", "sql", ".MD"]), min_size=1, max_size=2)),
     st.builds(lambda r: {"workspace_path_matches": r}, st.sampled_from(REGEXES + ["/code/"])),
     st.builds(lambda a, b: {"time_of_day_between": [a, b]}, st.sampled_from(TIMES), st.sampled_from(TIMES))
     .filter(lambda d: d["time_of_day_between"][0] != d["time_of_day_between"][1]),
