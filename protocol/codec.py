@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from itertools import count
-from typing import get_args
+from typing import Generic, TypeVar, get_args
 
 import attrs
 import cattrs
@@ -52,9 +52,14 @@ def new_id() -> str:
     return f"{_id_prefix}{next(_ids):x}"
 
 
+Body = TypeVar("Body", covariant=True)
+
+
 @frozen
-class Envelope:
-    body: object
+class Envelope(Generic[Body]):
+    """One message on its way; a handler names its message class as ``Envelope[StartTurn]``."""
+
+    body: Body
     recipient: str
     sender: str = ""
     msg_id: str = attrs.field(factory=new_id)

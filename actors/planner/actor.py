@@ -17,6 +17,7 @@ import trio
 
 from protocol import events as ev
 from protocol.canonical import Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
+from protocol.codec import Envelope
 from protocol.messages import (
     Ack, CallOutcome, Failure, GetAvailability, RecordUsage, RunTurn, StopTurn, SubmitToolResult, TurnOutcome,
     TurnAlive, TurnProgress, TurnStatus,
@@ -97,8 +98,8 @@ class PlannerActor(Actor):
     async def setup(self, nursery: trio.Nursery) -> None:
         await self.adapters.preload()
 
-    async def on_run(self, env):
-        run: RunTurn = env.body
+    async def on_run(self, env: Envelope[RunTurn]):
+        run = env.body
         spec = self.registry().models.get(run.model)
         if spec is None:
             return Failure("unknown_model", f"model {run.model!r} is not registered")
@@ -106,8 +107,8 @@ class PlannerActor(Actor):
         self.spawn(self._drive, turn, spec, env.sender)
         return Ack(detail=run.turn_id)
 
-    async def on_stop(self, env):
-        msg: StopTurn = env.body
+    async def on_stop(self, env: Envelope[StopTurn]):
+        msg = env.body
         turn = self.turns.get(msg.turn_id)
         if turn is None:
             return Ack(detail="not running")
@@ -123,8 +124,8 @@ class PlannerActor(Actor):
             await turn.done.wait()
             await self._reply(env, Ack(detail="stopped"))
 
-    async def on_tool_result(self, env):
-        msg: SubmitToolResult = env.body
+    async def on_tool_result(self, env: Envelope[SubmitToolResult]):
+        msg = env.body
         turn = self.turns.get(msg.turn_id)
         chan = turn.client_results.get(msg.tool_use_id) if turn else None
         if chan is None:

@@ -14,7 +14,7 @@ from decimal import Decimal
 import trio
 
 from protocol import events as ev
-from protocol.codec import event_to_json_obj
+from protocol.codec import Envelope, event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.messages import (
     Ack, AvailabilityChanged, AvailabilityView, CostAmount, DecideRoute, GetAvailability, GetCostToday, ModelResolved,
@@ -130,8 +130,8 @@ class RouterActor(Actor):
 
     # --- deciding --------------------------------------------------------------------------------
 
-    async def on_decide(self, env):
-        msg: DecideRoute = env.body
+    async def on_decide(self, env: Envelope[DecideRoute]):
+        msg = env.body
         engine, _ = self.engine()
         if engine is None:
             return _no_config(msg, self.loader.last_errors)

@@ -22,7 +22,7 @@ import trio
 
 from protocol import events as ev
 from protocol.canonical import ContentBlock, Message, Role, TextBlock, Usage
-from protocol.codec import converter, event_to_json_obj
+from protocol.codec import Envelope, converter, event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.identity import connection_of, principal_of
 from protocol.messages import (
@@ -183,8 +183,8 @@ class SessionActor(Actor):
         return SessionInfo(s.id, s.workspace, s.active_model, s.pending_model, s.turn.turn_id if s.turn else None,
                            self.store.turn_count(s.id), parent_session_id=s.parent_session_id)
 
-    async def on_open(self, env):
-        msg: OpenSession = env.body
+    async def on_open(self, env: Envelope[OpenSession]):
+        msg = env.body
         state = self._get(msg.session_id) if msg.session_id else None
         if denied := self._denied(env, state):
             return denied
@@ -273,8 +273,8 @@ class SessionActor(Actor):
 
     # --- turns --------------------------------------------------------------------------------------
 
-    async def on_start_turn(self, env):
-        msg: StartTurn = env.body
+    async def on_start_turn(self, env: Envelope[StartTurn]):
+        msg = env.body
         if not self.accepting:
             return Failure("shutting_down", "the daemon is shutting down and accepts no new turns")
         if denied := self._denied_or_claim(env, msg.session_id, msg.workspace):
@@ -453,16 +453,16 @@ class SessionActor(Actor):
         if turn.client:
             await self.system.tell(turn.client, EventNotice(state.id, event), sender=self.system.address(self.name))
 
-    async def on_progress(self, env):
-        msg: TurnProgress = env.body
+    async def on_progress(self, env: Envelope[TurnProgress]):
+        msg = env.body
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or state.turn.turn_id != msg.turn_id:
             return None
         await self._emit(state, state.turn, msg.event)
         return None
 
-    async def on_outcome(self, env):
-        msg: TurnOutcome = env.body
+    async def on_outcome(self, env: Envelope[TurnOutcome]):
+        msg = env.body
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or state.turn.turn_id != msg.turn_id:
             return None
@@ -470,8 +470,8 @@ class SessionActor(Actor):
         state.turn.done.set()
         return None
 
-    async def on_tool_result(self, env):
-        msg: SubmitToolResult = env.body
+    async def on_tool_result(self, env: Envelope[SubmitToolResult]):
+        msg = env.body
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or state.turn.turn_id != msg.turn_id:
             return Failure("no_such_turn", f"turn {msg.turn_id} is not running")
@@ -485,8 +485,8 @@ class SessionActor(Actor):
         except RequestTimeout as exc:
             return Failure("planner_error", str(exc))
 
-    async def on_cancel(self, env):
-        msg: CancelTurn = env.body
+    async def on_cancel(self, env: Envelope[CancelTurn]):
+        msg = env.body
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or (msg.turn_id and state.turn.turn_id != msg.turn_id):
             return Failure("no_turn_in_progress", f"session {msg.session_id} has no turn in progress")
