@@ -16,7 +16,7 @@ import trio
 from protocol.errors import RemoteError
 
 from .client import open_client
-from .render import render_cost, render_model_state, render_rules
+from .render import render_cost, render_model_state, render_reload, render_rules
 from .streaming import EXIT_OK, ask
 
 HELP = """commands:
@@ -47,13 +47,13 @@ async def _command(client, sid: str, line: str) -> None:
     elif cmd == "/rules":
         action = rest[0] if rest else "show"
         if action == "check":
-            from .cli import _check
+            from .check import check_home, print_report
+            from .paths import resolve_paths
 
-            _check(None, [])
+            # Reads every config file: in a thread, so the prompt's other tasks (Ctrl-C) stay live.
+            print_report(await trio.to_thread.run_sync(check_home, resolve_paths().home, []))
         elif action == "reload":
-            from .cli import reload_summary
-
-            print("\n".join(reload_summary(await client.reload_rules())))
+            print("\n".join(render_reload(await client.reload_rules())))
         else:
             print(render_rules(await client.rules()))
     elif cmd == "/cost":

@@ -22,7 +22,7 @@ from . import __version__
 from .client import DaemonUnreachable, _leaves, open_client
 from .paths import EndpointRefused, resolve_paths
 from .render import (
-    render_config_health, render_cost, render_model_state, render_rules, render_status, render_trace,
+    render_config_health, render_cost, render_model_state, render_reload, render_rules, render_status, render_trace,
 )
 
 from .streaming import EXIT_CANCELLED, EXIT_FAIL, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ask
@@ -303,19 +303,9 @@ async def _known_scope(client, scope: str) -> None:
 async def _reload(client) -> int:
     """``rules reload``: re-read the files and say what changed."""
     report = await client.reload_rules()
-    for line in reload_summary(report):
+    for line in render_reload(report):
         print(line)
     return EXIT_OK if report.ok else EXIT_FAIL
-
-
-def reload_summary(report) -> list[str]:
-    if report.errors:
-        return [*report.errors, "not reloaded: the last-known-good configuration stays active "
-                "(`orchestrator check` lists every error)"]
-    files = ", ".join(Path(p).name for p in report.source.values())
-    head = f"reloaded {files}: {len(report.rules)} rule(s) active"
-    changes = report.changes or ()
-    return [head, *(f"  {c}" for c in changes)] if changes else [head + "; no changes"]
 
 
 async def _status(client, as_json: bool) -> int:
@@ -343,7 +333,7 @@ async def _status(client, as_json: bool) -> int:
 
 
 def _check(args, files: list[str], *, models: str | None = None, routing_default: bool = False) -> int:
-    from .check import check_home
+    from .check import check_home, print_report
 
     paths = resolve_paths()
     report = check_home(paths.home, files, models_override=models, routing_default=routing_default)
@@ -351,12 +341,7 @@ def _check(args, files: list[str], *, models: str | None = None, routing_default
         _print_json({"ok": report.ok, "errors": list(report.errors), "warnings": list(report.warnings),
                      "files": list(report.files)})
     else:
-        for w in report.warnings:
-            print(f"warning: {w}", file=sys.stderr)
-        for e in report.errors:
-            print(e)
-        if report.ok:
-            print("ok")
+        print_report(report)
     return EXIT_OK if report.ok else EXIT_FAIL
 
 
