@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
 
     machine = machine_info()
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     print(f"# bench {'--quick ' if args.quick else ''}{started:%Y-%m-%d %H:%M UTC}")
     print(f"machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['ram_gib']} GiB RAM; "
           f"Python {machine['python']}, trio {machine['trio']}, pyzmq {machine['pyzmq']} "

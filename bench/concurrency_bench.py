@@ -210,7 +210,8 @@ def sections(quick: bool = False) -> list[dict]:
                     throughput=idle["open_per_s"], throughput_unit="sessions/s", baseline=None))
     notes.append(f"idle sessions: {idle['sessions']:,} OpenSession → RSS {idle['rss_before_kib'] / 1024:.0f} → "
                  f"{idle['rss_after_kib'] / 1024:.0f} MiB (×{idle['rss_after_kib'] / idle['rss_before_kib']:.2f}): "
-                 f"{idle['per_session_bytes']:,.0f} bytes per idle session; daemon reports {idle['daemon_sessions']:,} sessions")
+                 f"{idle['per_session_bytes']:,.0f} bytes per idle session; "
+                 f"daemon reports {idle['daemon_sessions']:,} sessions")
     return [{
         "title": f"5. Concurrency and memory ({CHUNKS}-chunk answers; fresh daemon per level)",
         "notes": notes, "rows": rows, "targets": targets, "raw": _strip(r),

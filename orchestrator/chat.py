@@ -8,7 +8,6 @@ line at an idle prompt; Ctrl-D or ``/quit`` leaves.
 """
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
@@ -17,7 +16,7 @@ import trio
 from protocol.errors import RemoteError
 
 from .client import open_client
-from .render import render_cost, render_model_state, render_rules
+from .render import render_cost, render_model_state, render_reload, render_rules
 from .streaming import EXIT_OK, ask
 
 HELP = """commands:
@@ -48,13 +47,13 @@ async def _command(client, sid: str, line: str) -> None:
     elif cmd == "/rules":
         action = rest[0] if rest else "show"
         if action == "check":
-            from .cli import _check
+            from .check import check_home, print_report
+            from .paths import resolve_paths
 
-            _check(None, [])
+            # Reads every config file: in a thread, so the prompt's other tasks (Ctrl-C) stay live.
+            print_report(await trio.to_thread.run_sync(check_home, resolve_paths().home, []))
         elif action == "reload":
-            from .cli import reload_summary
-
-            print("\n".join(reload_summary(await client.reload_rules())))
+            print("\n".join(render_reload(await client.reload_rules())))
         else:
             print(render_rules(await client.rules()))
     elif cmd == "/cost":
@@ -142,7 +141,7 @@ class _Chat:
 
 async def _chat(session: str | None, workspace: str | None) -> int:
     async with open_client() as client:
-        info = await client.open_session(session, os.path.abspath(workspace) if workspace else None)
+        info = await client.open_session(session, workspace)   # absolute: resolved by the CLI's parser
         print(f"session {info.session_id} · /help for commands · Ctrl-D to leave", file=sys.stderr)
         chat = _Chat(client, info.session_id)
         send, lines = trio.open_memory_channel[str | None](64)

@@ -8,8 +8,9 @@ the command line that does not exist is an error; with no names the home's files
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from attrs import frozen
 
@@ -200,3 +201,13 @@ def check_home(home: Path, names: list[str] | None = None, *, env: Mapping[str, 
             continue
         checks[kind](path)
     return c.report()
+
+
+def print_report(report: CheckReport) -> None:
+    """The text form of ``check``: warnings on stderr; each error, or "ok", on stdout."""
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for e in report.errors:
+        print(e)
+    if report.ok:
+        print("ok")

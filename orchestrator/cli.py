@@ -22,7 +22,7 @@ from . import __version__
 from .client import DaemonUnreachable, _leaves, open_client
 from .paths import EndpointRefused, resolve_paths
 from .render import (
-    render_config_health, render_cost, render_model_state, render_rules, render_status, render_trace,
+    render_config_health, render_cost, render_model_state, render_reload, render_rules, render_status, render_trace,
 )
 
 from .streaming import EXIT_CANCELLED, EXIT_FAIL, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ask
@@ -36,8 +36,15 @@ class CliError(Exception):
         self.code = code
 
 
+def _workspace_arg(value: str) -> str | None:
+    """--workspace as an absolute path, resolved while parsing so no async command touches the
+    filesystem for it; an empty value means no workspace."""
+    return os.path.abspath(value) if value else None
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="orchestrator", description="Route every agent turn to the right model, explainably.")
+    p = argparse.ArgumentParser(prog="orchestrator",
+                                description="Route every agent turn to the right model, explainably.")
     p.add_argument("--version", action="version", version=f"orchestrator {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -51,13 +58,13 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("ask", help="run one user turn and stream the answer")
     a.add_argument("--session")
-    a.add_argument("--workspace")
+    a.add_argument("--workspace", type=_workspace_arg)
     a.add_argument("--json", action="store_true", help="one JSON object per event")
     a.add_argument("text", nargs="+")
 
     c = sub.add_parser("chat", help="interactive session")
     c.add_argument("--session")
-    c.add_argument("--workspace")
+    c.add_argument("--workspace", type=_workspace_arg)
 
     m = sub.add_parser("model", help="the /model commands without a REPL")
     msub = m.add_subparsers(dest="model_command", required=True, metavar="ACTION")
@@ -103,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     rc.add_argument("--json", action="store_true")
     rw = rsub.add_parser("show", help="the active rules after validation")
     rw.add_argument("--json", action="store_true")
-    rw.add_argument("--workspace")
+    rw.add_argument("--workspace", type=_workspace_arg)
     rsub.add_parser("reload", help="force re-reading routing.yaml")
 
     t = sub.add_parser("trace", help='"why this model?" for a turn')
@@ -233,7 +240,7 @@ async def _client_command(args) -> int:
         if cmd == "rules":
             if args.rules_command == "reload":
                 return await _reload(client)
-            report = await client.rules(getattr(args, "workspace", None) and os.path.abspath(args.workspace))
+            report = await client.rules(getattr(args, "workspace", None))   # absolute: resolved by the parser
             if getattr(args, "json", False):
                 _print_json(converter.unstructure(report))
             else:
@@ -302,19 +309,9 @@ async def _known_scope(client, scope: str) -> None:
 async def _reload(client) -> int:
     """``rules reload``: re-read the files and say what changed."""
     report = await client.reload_rules()
-    for line in reload_summary(report):
+    for line in render_reload(report):
         print(line)
     return EXIT_OK if report.ok else EXIT_FAIL
-
-
-def reload_summary(report) -> list[str]:
-    if report.errors:
-        return [*report.errors, "not reloaded: the last-known-good configuration stays active "
-                "(`orchestrator check` lists every error)"]
-    files = ", ".join(Path(p).name for p in report.source.values())
-    head = f"reloaded {files}: {len(report.rules)} rule(s) active"
-    changes = report.changes or ()
-    return [head, *(f"  {c}" for c in changes)] if changes else [head + "; no changes"]
 
 
 async def _status(client, as_json: bool) -> int:
@@ -342,7 +339,7 @@ async def _status(client, as_json: bool) -> int:
 
 
 def _check(args, files: list[str], *, models: str | None = None, routing_default: bool = False) -> int:
-    from .check import check_home
+    from .check import check_home, print_report
 
     paths = resolve_paths()
     report = check_home(paths.home, files, models_override=models, routing_default=routing_default)
@@ -350,12 +347,7 @@ def _check(args, files: list[str], *, models: str | None = None, routing_default
         _print_json({"ok": report.ok, "errors": list(report.errors), "warnings": list(report.warnings),
                      "files": list(report.files)})
     else:
-        for w in report.warnings:
-            print(f"warning: {w}", file=sys.stderr)
-        for e in report.errors:
-            print(e)
-        if report.ok:
-            print("ok")
+        print_report(report)
     return EXIT_OK if report.ok else EXIT_FAIL
 
 

@@ -16,7 +16,8 @@ import errno
 import math
 import os
 import socket
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import trio
 import zmq
@@ -119,7 +120,7 @@ class Client:
     @contextlib.asynccontextmanager
     async def turn(self, session_id: str, text: str, *, images: tuple[ImageBlock, ...] = (),
                    tools: dict[str, tuple[ToolDefinition, ToolHandler]] | None = None,
-                   workspace: str | None = None) -> AsyncIterator["TurnHandle"]:
+                   workspace: str | None = None) -> AsyncIterator[TurnHandle]:
         """Start a turn; iterate the handle for its events. Client tools are answered automatically."""
         send, recv = trio.open_memory_channel[Any](4096)
         if session_id in self._sessions:
@@ -177,7 +178,7 @@ class TurnHandle:
         self._unanswered: ev.ToolCalled | None = None
         self.terminal: Any = None
 
-    def __aiter__(self) -> "TurnHandle":
+    def __aiter__(self) -> TurnHandle:
         return self
 
     async def __anext__(self):
@@ -272,7 +273,7 @@ async def open_client(endpoint: str | None = None, *, check: bool = True,
     if endpoint.startswith("ipc://"):
         _probe_ipc(endpoint[len("ipc://"):])
     timeout = _connect_timeout() if timeout is None else timeout
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     try:
         async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint,
                                    options={zmq.RCVHWM: PEER_HWM}) as sock:

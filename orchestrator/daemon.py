@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import attrs
@@ -36,8 +37,8 @@ from actors.planner.support import AdapterPool, ToolBox
 from protocol import events as ev
 from protocol.codec import converter
 from protocol.messages import (
-    ActorStatus, DrainTurns, Failure, GetActorStatus, GetSessionStats, GetStatus, GetTrace, GetUnavailableScopes, Ping, Pong,
-    ReloadRules, SessionStats, StatusReport, TraceReply, UnavailableScopes,
+    ActorStatus, DrainTurns, Failure, GetActorStatus, GetSessionStats, GetStatus, GetTrace, GetUnavailableScopes,
+    Ping, Pong, ReloadRules, SessionStats, StatusReport, TraceReply, UnavailableScopes,
 )
 
 from . import __version__
@@ -65,7 +66,7 @@ class SignalLatch:
             self.signum = signum
 
     @classmethod
-    def install(cls) -> "SignalLatch":
+    def install(cls) -> SignalLatch:
         latch = cls()
         for sig in STOP_SIGNALS:
             signal.signal(sig, latch)
@@ -80,7 +81,7 @@ class ControlActor(Actor):
 
     name = "control"
 
-    def __init__(self, system, daemon: "Daemon"):
+    def __init__(self, system, daemon: Daemon):
         super().__init__(system)
         self.daemon = daemon
 
@@ -112,7 +113,7 @@ class Daemon:
     wire_mode: bool = False
     env: dict | None = None
     demo_chunk_delay: float | None = None
-    clock: object = time.time            # the availability windows' clock; tests step it
+    clock: Callable[[], float] = time.time   # the availability windows' clock; tests step it
     started_at: float = attrs.field(factory=time.time)
     store: Store = attrs.field(init=False)
     system: ActorSystem = attrs.field(init=False)
@@ -177,7 +178,7 @@ class Daemon:
         prepare_endpoint(endpoint)
         from actors.router.loader import PolicyLoader
 
-        loader = PolicyLoader(self.paths.models_file, self.paths.routing_file, env=self.env)
+        loader = PolicyLoader(str(self.paths.models_file), str(self.paths.routing_file), env=self.env)
         loader.current()
 
         def registry() -> ModelRegistry:  # always the last-known-good registry

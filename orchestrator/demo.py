@@ -24,13 +24,14 @@ from .paths import Paths
 from .render import render_cost, render_model_state, render_trace
 from .settings import DaemonSettings
 
-TOUR = [
+# (why, what follows /model in this step or None, the message); "/model -" clears the sticky model.
+TOUR: list[tuple[str, str | None, str]] = [
     ("A plain question goes to the global default.", None, "What is a good name for a config loader?"),
     ("A message matching a rule goes where the rule says.", None, "/commit fix the auth token refresh"),
     ("An @alias at the start overrides everything, for this message only.", None,
      "@sage how should I split this service into modules?"),
-    ("/model sets a sticky model for the session: rules step aside.", ("set", "swift"), "Refactor this function for me."),
-    ("/model - clears it: routing by rules again.", ("clear", None), "Walk me through the architecture of this codebase."),
+    ("/model sets a sticky model for the session: rules step aside.", "swift", "Refactor this function for me."),
+    ("/model - clears it: routing by rules again.", "-", "Walk me through the architecture of this codebase."),
     ("A planner on a model that can delegate hands a mechanical task to the fast tier.", None,
      "Please delegate: list three edge cases for parsing ISO dates"),
 ]
@@ -71,12 +72,11 @@ async def _tour(endpoint: str, out: _Out, workspace: Path) -> None:
         info = await client.open_session(None, str(workspace))
         sid = info.session_id
         out.say(f"Session {sid} (workspace {workspace})\n")
-        for step, (why, model_cmd, text) in enumerate(TOUR, 1):
+        for step, (why, model_arg, text) in enumerate(TOUR, 1):
             out.say(f"── {step}. {why}")
-            if model_cmd is not None:
-                action, arg = model_cmd
-                state = await (client.set_model(sid, arg) if action == "set" else client.clear_model(sid))
-                out.say(f"  /model {arg if action == 'set' else '-'} → active model: {state.active_model or '(none)'}")
+            if model_arg is not None:
+                state = await (client.clear_model(sid) if model_arg == "-" else client.set_model(sid, model_arg))
+                out.say(f"  /model {model_arg} → active model: {state.active_model or '(none)'}")
             out.say(f"  you: {text}")
             out.say("  ")
             route = None

@@ -5,19 +5,20 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 
 def configure_logging(level: str = "info", *, json: bool | None = None, stream=None) -> None:
     stream = stream or sys.stderr
     if json is None:
         json = not stream.isatty()
-    processors = [
+    processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,
     ]
-    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Processor = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[*processors, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
@@ -29,7 +30,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None, stream=N
 _SECRET_KEYS = ("api_key", "authorization", "x-api-key", "token", "secret")
 
 
-def _redact(logger, method, event_dict):
+def _redact(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
     """Provider keys never reach a log line, whatever a caller binds."""
     for key in list(event_dict):
         if any(s in key.lower() for s in _SECRET_KEYS):

@@ -5,7 +5,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 import attrs
 
@@ -44,8 +44,10 @@ def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
 
 def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
     env = os.environ if env is None else env
-    home = Path(env["ORCHESTRATOR_HOME"]) if env.get("ORCHESTRATOR_HOME") else _xdg(env, "XDG_CONFIG_HOME", ".config") / "orchestrator"
-    state = Path(env["ORCHESTRATOR_STATE"]) if env.get("ORCHESTRATOR_STATE") else _xdg(env, "XDG_STATE_HOME", ".local/state") / "orchestrator"
+    home = (Path(env["ORCHESTRATOR_HOME"]) if env.get("ORCHESTRATOR_HOME")
+            else _xdg(env, "XDG_CONFIG_HOME", ".config") / "orchestrator")
+    state = (Path(env["ORCHESTRATOR_STATE"]) if env.get("ORCHESTRATOR_STATE")
+             else _xdg(env, "XDG_STATE_HOME", ".local/state") / "orchestrator")
     endpoint = env.get("ORCHESTRATOR_ENDPOINT") or default_endpoint(env, state)
     return Paths(home.expanduser(), state.expanduser(), endpoint)
 

@@ -1,6 +1,8 @@
 """Human-readable renderings of replies (the --json forms print the data itself)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from protocol.messages import CostReport, ModelState, RulesReport, StatusReport
 
 
@@ -113,3 +115,14 @@ def render_config_health(rules: RulesReport, units: list[str]) -> str:
     lines.append(f"service: unit installed at {', '.join(units)}" if units
                  else "service: no systemd unit installed (`orchestrator service install`)")
     return "\n".join(lines)
+
+
+def render_reload(report: RulesReport) -> list[str]:
+    """``rules reload``'s answer: what it changed, or why the last-known-good rules stay."""
+    if report.errors:
+        return [*report.errors, "not reloaded: the last-known-good configuration stays active "
+                "(`orchestrator check` lists every error)"]
+    files = ", ".join(Path(p).name for p in report.source.values())
+    head = f"reloaded {files}: {len(report.rules)} rule(s) active"
+    changes = report.changes or ()
+    return [head, *(f"  {c}" for c in changes)] if changes else [head + "; no changes"]

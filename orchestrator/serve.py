@@ -36,7 +36,7 @@ def run_serve(args) -> int:
     except EndpointRefused as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 1
-    if trio.run(_already_serving, paths.endpoint):
+    if _already_serving(paths.endpoint):
         print(f"orchestrator: a daemon is already serving {paths.endpoint}; stop it first "
               "(or set ORCHESTRATOR_ENDPOINT for a second one)", file=sys.stderr)
         return 1
@@ -57,10 +57,14 @@ def run_serve(args) -> int:
     return 0
 
 
-async def _already_serving(endpoint: str) -> bool:
+def _already_serving(endpoint: str) -> bool:
     """ZeroMQ would silently take over a live daemon's ipc socket: ask it first."""
     if endpoint.startswith("ipc://") and not os.path.exists(endpoint[len("ipc://"):]):
         return False
+    return trio.run(_answers, endpoint)
+
+
+async def _answers(endpoint: str) -> bool:
     try:
         async with open_client(endpoint, timeout=0.5):
             return True

@@ -12,7 +12,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 from attrs import frozen
 

@@ -5,7 +5,6 @@ Exit codes (DESIGN §4.1): 0 completed, 1 failed, 130 cancelled.
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import trio
@@ -21,13 +20,14 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_CANCELLED = 0, 1, 2, 3, 1
 
 async def ask(client, text: str, *, session: str | None, workspace: str | None, as_json: bool,
               out=None, on_started=None, sigint: bool = True) -> int:
-    """One turn, streamed. Ctrl-C cancels the turn (not the program) and waits for turn.cancelled.
+    """One turn, streamed (``workspace`` an absolute path). Ctrl-C cancels the turn (not the
+    program) and waits for turn.cancelled.
 
     Exit code: 0 completed, 1 failed, 130 cancelled. A closed stdout cancels the turn too — nobody
     reads the answer, so it must not keep running (and billing)."""
     out = out or sys.stdout
-    info = await client.open_session(session, os.path.abspath(workspace) if workspace else None)
-    async with client.turn(info.session_id, text, workspace=workspace and os.path.abspath(workspace)) as turn:
+    info = await client.open_session(session, workspace)   # absolute: resolved by the CLI's parser
+    async with client.turn(info.session_id, text, workspace=workspace) as turn:
         if on_started is not None:
             on_started(turn)
         with _cancel_on_sigint(client, turn, enabled=sigint):

@@ -6,7 +6,7 @@ the adapters.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar, Union
+from typing import ClassVar
 
 import attrs
 from attrs import frozen
@@ -57,7 +57,7 @@ class ThinkingBlock:
     signature: str | None = None
 
 
-ContentBlock = Union[TextBlock, ImageBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock]
+ContentBlock = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock
 CONTENT_BLOCK_TYPES: tuple[type, ...] = (TextBlock, ImageBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock)
 
 

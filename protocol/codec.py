@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from itertools import count
+from typing import Generic, TypeVar, get_args
 
 import attrs
 import cattrs
@@ -18,17 +19,23 @@ from cattrs.strategies import configure_tagged_union
 
 from .canonical import ContentBlock
 from .errors import FrameTooLarge, MalformedFrame, NotMsgpack, UnknownTag, UnsupportedVersion
-from .events import Event
+from .events import EVENT_TYPES, Event, TypedEvent
 from .messages import TAGS, TAG_OF
 
 PROTOCOL_VERSION = (1, 0)
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 
+_BLOCK_TYPES: tuple[type[ContentBlock], ...] = get_args(ContentBlock)
+# The wire tag of each union member, keyed as cattrs asks for it (by class).
+_BLOCK_TAG: dict[type, str] = {cls: cls.TAG for cls in _BLOCK_TYPES}
+_EVENT_TAG: dict[type, str] = {cls: cls.TYPE for cls in EVENT_TYPES}
+
+
 def _make_converter(detailed: bool) -> cattrs.Converter:
     conv = cattrs.Converter(detailed_validation=detailed)
-    configure_tagged_union(ContentBlock, conv, tag_name="type", tag_generator=lambda c: c.TAG)
-    configure_tagged_union(Event, conv, tag_name="type", tag_generator=lambda c: c.TYPE)
+    configure_tagged_union(ContentBlock, conv, tag_name="type", tag_generator=_BLOCK_TAG.__getitem__)
+    configure_tagged_union(Event, conv, tag_name="type", tag_generator=_EVENT_TAG.__getitem__)
     return conv
 
 
@@ -45,9 +52,14 @@ def new_id() -> str:
     return f"{_id_prefix}{next(_ids):x}"
 
 
+Body = TypeVar("Body", covariant=True)
+
+
 @frozen
-class Envelope:
-    body: object
+class Envelope(Generic[Body]):
+    """One message on its way; a handler names its message class as ``Envelope[StartTurn]``."""
+
+    body: Body
     recipient: str
     sender: str = ""
     msg_id: str = attrs.field(factory=new_id)
@@ -146,12 +158,13 @@ def try_peek_header(frame: bytes) -> tuple[str | None, str | None]:
         return (None, None)
 
 
-def event_to_json_obj(event: object) -> dict:
+def event_to_json_obj(event: TypedEvent) -> dict:
     """An event as the JSON object of DESIGN §4.4: ``type`` plus its fields."""
     data = converter.unstructure(event)
     return {"type": type(event).TYPE, **data}
 
 
-def event_from_json_obj(obj: dict) -> object:
-    return converter.structure(obj, Event)
+def event_from_json_obj(obj: dict) -> Event:
+    # cattrs structures unions at run time, but its signature only admits classes (type[T]).
+    return converter.structure(obj, Event)  # type: ignore[arg-type]
 

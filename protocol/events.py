@@ -1,7 +1,7 @@
 """Turn events (DESIGN §4.4). Each class's ``TYPE`` is its stable ``type`` on the wire and in JSON."""
 from __future__ import annotations
 
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Protocol, get_args
 
 import attrs
 from attrs import frozen
@@ -190,12 +190,18 @@ class StreamOverflow:
     message: str = ""
 
 
-Event = Union[
-    RouteDecided, TurnStarted, TextDelta, ThinkingDelta, ToolCalled, ToolReturned,
-    DelegateStarted, DelegateCompleted, DelegateFailed, Banner,
-    TurnCompleted, TurnFailed, TurnCancelled,
-    PolicyInvalid, ProviderUnavailable, ProviderRecovered, RouteOverridden, OverrideDismissed,
-    StreamOverflow,
-]
-EVENT_TYPES: tuple[type, ...] = Event.__args__  # type: ignore[attr-defined]
+Event = (
+    RouteDecided | TurnStarted | TextDelta | ThinkingDelta | ToolCalled | ToolReturned
+    | DelegateStarted | DelegateCompleted | DelegateFailed | Banner
+    | TurnCompleted | TurnFailed | TurnCancelled
+    | PolicyInvalid | ProviderUnavailable | ProviderRecovered | RouteOverridden | OverrideDismissed
+    | StreamOverflow
+)
+EVENT_TYPES: tuple[type[Event], ...] = get_args(Event)
+
+
+class TypedEvent(Protocol):
+    """Any event record with a wire ``type`` (the turn events above and the routing/provider ones)."""
+
+    TYPE: ClassVar[str]
 TERMINAL_EVENT_TYPES: tuple[type, ...] = (TurnCompleted, TurnFailed, TurnCancelled)

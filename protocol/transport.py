@@ -32,7 +32,7 @@ import tempfile
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import NoReturn, Protocol
+from typing import NoReturn, Protocol, cast
 
 import trio
 import zmq
@@ -406,7 +406,8 @@ class ZmqSocket:
 
     def _events(self) -> int:
         try:
-            events = _zmq_get(self._sock, _EVENTS)
+            # ZMQ_EVENTS is an int option; the backend's signature covers every option (int | bytes).
+            events = cast(int, _zmq_get(self._sock, _EVENTS))
         except zmq.ZMQError as exc:
             raise _translate(exc, "reading socket events") from exc
         self._events_seen = events
@@ -594,7 +595,8 @@ class ZmqSocket:
 
 def _peer_address_of(frame: zmq.Frame) -> str | None:
     try:
-        return frame.get("Peer-Address")  # type: ignore[return-value]
+        address = frame.get("Peer-Address")
+        return address if isinstance(address, str) else None
     except (zmq.ZMQError, KeyError, TypeError):
         return None
 
@@ -603,6 +605,7 @@ def _as_bytes(frame: object) -> bytes:
     # Checked here, in the caller's task: a bad frame reaching the owner
     # would take the socket down for every other user.
     try:
+        # memoryview() is the buffer check itself (3.11 has no Buffer ABC to narrow ``object`` with).
         return bytes(memoryview(frame))  # type: ignore[arg-type]
     except TypeError:
         raise TypeError(f"frame must be bytes-like, not {type(frame).__name__}") from None

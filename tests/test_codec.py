@@ -125,7 +125,8 @@ def test_random_bytes_never_raise_anything_but_frame_errors(data):
         pass
 
 
-json_like = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.text(max_size=8) | st.binary(max_size=8),
+json_like = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.text(max_size=8)
+                         | st.binary(max_size=8),
                          lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=5), c, max_size=4),
                          max_leaves=12)
 

@@ -83,7 +83,8 @@ async def test_8_1_sticky(nursery, files):
 
 
 async def test_8_2_rule_and_8_3_override(nursery, files):
-    system, _ = await start_router(nursery, files(BASE + 'rules:\n  - {name: "fast for commits", when: {message_matches: "^/commit"}, use: haiku}\n'))
+    system, _ = await start_router(nursery, files(
+        BASE + 'rules:\n  - {name: "fast for commits", when: {message_matches: "^/commit"}, use: haiku}\n'))
     d = await system.request("router", decide("/commit fix the auth bug"))
     assert steps(d.route)[-1] == ("rule", "chose", HAIKU) and d.route.chain[-1].rule_name == "fast for commits"
     d = await system.request("router", decide("@haiku what's a quick name?", sticky_model=SONNET))
@@ -92,10 +93,12 @@ async def test_8_2_rule_and_8_3_override(nursery, files):
 
 
 async def test_8_5_model_outage_falls_through_with_banner(nursery, files):
-    home = files(BASE.replace("sonnet", "haiku") + 'rules:\n  - {name: "deep for architecture", when: {message_matches: "architecture"}, use: opus}\n'
+    home = files(BASE.replace("sonnet", "haiku")
+                 + 'rules:\n  - {name: "deep for architecture", when: {message_matches: "architecture"}, use: opus}\n'
                  "workspaces:\n  /work/proj: {default: sonnet}\n")
     system, _ = await start_router(nursery, home, unavailable={OPUS: {"reason": f"{OPUS} model-specific outage"}})
-    d = await system.request("router", decide("Walk me through the architecture of this codebase", workspace="/work/proj"))
+    d = await system.request("router", decide("Walk me through the architecture of this codebase",
+                                              workspace="/work/proj"))
     assert steps(d.route)[2:] == [("rule", "rejected", OPUS), ("pattern", "not_applicable", None),
                                   ("workspace_default", "chose", SONNET)]
     assert d.route.chain[2].validation_failure == "provider_unavailable"
@@ -103,10 +106,12 @@ async def test_8_5_model_outage_falls_through_with_banner(nursery, files):
 
 
 async def test_8_6_provider_outage_is_a_hard_failure(nursery, files):
-    home = files("schema_version: 1\nglobal_default: haiku\nrules:\n  - {name: \"default override\", when: {}, use: opus}\n"
+    home = files("schema_version: 1\nglobal_default: haiku\n"
+                 "rules:\n  - {name: \"default override\", when: {}, use: opus}\n"
                  "workspaces:\n  /work/proj: {default: sonnet}\n")
     system, _ = await start_router(nursery, home, env=ANTHROPIC_ONLY,
-                                   unavailable={"anthropic": {"reason": "all anthropic models temporarily unavailable"}})
+                                   unavailable={"anthropic": {"reason":
+                                                              "all anthropic models temporarily unavailable"}})
     d = await system.request("router", decide("anything", workspace="/work/proj"))
     assert d.route.winner_index == -1 and d.route.chosen_model is None and d.error_code == "no_model_available"
     assert d.error.startswith("No model available for this turn.\nanthropic provider currently unavailable.")
@@ -116,7 +121,8 @@ async def test_8_7_capability_fallthrough(nursery, files):
     home = files(BASE + 'rules:\n  - {name: "long context", when: {estimated_input_tokens_gt: 80000}, use: haiku}\n'
                  "workspaces:\n  /work/proj: {default: opus}\n")
     system, _ = await start_router(nursery, home)
-    d = await system.request("router", decide("look", estimated_input_tokens=90000, has_images=True, workspace="/work/proj"))
+    d = await system.request("router", decide("look", estimated_input_tokens=90000, has_images=True,
+                                              workspace="/work/proj"))
     assert steps(d.route)[2:] == [("rule", "rejected", HAIKU), ("pattern", "not_applicable", None),
                                   ("workspace_default", "chose", OPUS)]
     assert d.route.chain[2].validation_failure == "no_vision_support"

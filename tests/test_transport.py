@@ -24,6 +24,7 @@ from protocol.transport import (
     ipc_endpoint,
     open_zmq_socket,
 )
+import trio.lowlevel
 
 PEER = Path(__file__).with_name("transport_peer.py")
 
@@ -132,7 +133,7 @@ async def test_heavy_interleaving_of_sends_and_receives_never_stalls(ctx, short_
             for i in range(per_task):
                 await dealer.send([b"%d:%d" % (n, i)])
                 if random.random() < 0.3:
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
 
         received = set()
         with trio.fail_after(20):
@@ -165,8 +166,8 @@ async def test_send_that_consumes_the_read_edge_still_wakes_the_reader(ctx, shor
                 identity, _ = router.recv_multipart()
                 got = []
 
-                async def reader():
-                    got.append(await dealer.receive())
+                async def reader(into: list = got):   # this iteration's list
+                    into.append(await dealer.receive())
 
                 with trio.fail_after(5):
                     async with trio.open_nursery() as nursery:
@@ -175,7 +176,7 @@ async def test_send_that_consumes_the_read_edge_still_wakes_the_reader(ctx, shor
                         router.send_multipart([identity, b"pong %d" % i])
                         # Block the loop (deliberately) so the reply lands before
                         # anyone in trio can notice, then let a send eat the edge.
-                        time.sleep(0.005)
+                        time.sleep(0.005)  # noqa: ASYNC251
                         await dealer.send([b"edge eater %d" % i])
                 assert got == [[b"pong %d" % i]]
                 assert router.poll(5000)
@@ -301,7 +302,7 @@ async def test_closing_fails_pending_receivers_and_stops_the_peer_cleanly(ctx):
 
         assert peer.returncode == 0
         assert len(outcomes) == 4 and "iteration ended" in outcomes
-        del dealer, peer, outcomes
+        dealer = peer = outcomes = None  # drop the last references (the closures hold them too) before collecting
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
 

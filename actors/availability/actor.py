@@ -6,8 +6,9 @@ them); nothing here awaits another actor, so a slow router never holds up the at
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
+from protocol.codec import Envelope
 from protocol.messages import (
     Ack, AvailabilityChanged, AvailabilityTransition, AvailabilityView, CallOutcome, GetAvailability,
     GetUnavailableScopes, ResetAvailability, UnavailableScope, UnavailableScopes,
@@ -30,8 +31,8 @@ class AvailabilityActor(Actor):
         return {CallOutcome: self.on_outcome, GetAvailability: self.on_get, ResetAvailability: self.on_reset,
                 GetUnavailableScopes: self.on_scopes}
 
-    async def on_outcome(self, env):
-        m: CallOutcome = env.body
+    async def on_outcome(self, env: Envelope[CallOutcome]):
+        m = env.body
         await self._publish(self.tracker.record(m.provider, m.model, m.ok, m.error_class, self.clock()))
         return None
 

@@ -108,7 +108,8 @@ class AvailabilityTracker:
     def _escalate_on_model_trips(self, provider: str, p: _ProviderState, now: float, changes: list) -> None:
         recent = [t for t in p.model_trips.values() if now - t <= PROVIDER_MODEL_ESCALATION_WINDOW_S]
         if len(recent) >= PROVIDER_MODEL_ESCALATION_THRESHOLD:
-            self._mark_provider(provider, p, now, f"{len(recent)} {provider} models unavailable within 2 minutes", changes)
+            self._mark_provider(provider, p, now, f"{len(recent)} {provider} models unavailable within 2 minutes",
+                                changes)
 
     def _mark_provider(self, provider: str, p: _ProviderState, now: float, why: str, changes: list) -> None:
         if p.unavailable_since is None:

@@ -16,13 +16,16 @@ import math
 import os
 import re
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import attrs
 from attrs import frozen
 
 from actors.config.yamlload import read_capped_text
-from actors.config.registry import DEFAULT_KEY_ENV, PROVIDER_KINDS, TIERS, ModelRegistry, ModelSpec, Pricing, ProviderSpec
+from actors.config.registry import (
+    DEFAULT_KEY_ENV, PROVIDER_KINDS, TIERS, ModelRegistry, ModelSpec, Pricing, ProviderSpec,
+)
 from actors.router.policy import RoutingPolicy
 from actors.router.policy_file import implicit_policy, parse_policy
 from actors.router.yamlpos import Problems, describe, item_line, join, key_line, parse_yaml, plain
@@ -83,7 +86,8 @@ def _parse_provider(name: Any, entry: Any, line: int, problems: Problems) -> Pro
         ok = False
     base_url = entry.get("base_url")
     if base_url is not None and (not isinstance(base_url, str) or not base_url):
-        problems.add(key_line(entry, "base_url", line), join(path, "base_url"), f"expected a URL, got {describe(base_url)}")
+        problems.add(key_line(entry, "base_url", line), join(path, "base_url"),
+                     f"expected a URL, got {describe(base_url)}")
         ok = False
     if "api_key_env" in entry:
         # An explicit null means "this provider needs no key" (local servers).
@@ -96,14 +100,17 @@ def _parse_provider(name: Any, entry: Any, line: int, problems: Problems) -> Pro
         key_env = DEFAULT_KEY_ENV.get(kind) if isinstance(kind, str) else None
     timeout = 600.0
     if "timeout_s" in entry:
-        timeout = _positive_number(entry["timeout_s"])
-        if timeout is None:
+        parsed = _positive_number(entry["timeout_s"])
+        if parsed is None:
             problems.add(key_line(entry, "timeout_s", line), join(path, "timeout_s"),
                          f"expected a positive number of seconds, got {describe(entry['timeout_s'])}")
             ok = False
+        else:
+            timeout = parsed
     options = entry.get("options", {})
     if not isinstance(options, dict):
-        problems.add(key_line(entry, "options", line), join(path, "options"), f"expected a mapping, got {describe(options)}")
+        problems.add(key_line(entry, "options", line), join(path, "options"),
+                     f"expected a mapping, got {describe(options)}")
         ok = False
     if not ok:
         return None
@@ -181,14 +188,15 @@ def _parse_model(model_id: Any, entry: Any, line: int, providers: Mapping[str, A
         problems.add(kl("tier"), join(path, "tier"), f"'{tier}' is not a tier (expected fast, balanced or deep)")
     can_delegate = entry.get("can_delegate", False)
     if not isinstance(can_delegate, bool):
-        problems.add(kl("can_delegate"), join(path, "can_delegate"), f"expected true or false, got {describe(can_delegate)}")
+        problems.add(kl("can_delegate"), join(path, "can_delegate"),
+                     f"expected true or false, got {describe(can_delegate)}")
     aliases = entry.get("aliases", [])
     if isinstance(aliases, str):
         aliases = [aliases]
     if not isinstance(aliases, list):
         problems.add(kl("aliases"), join(path, "aliases"), f"expected a list of names, got {describe(aliases)}")
         aliases = []
-    caps = AdapterCapabilities()
+    caps: AdapterCapabilities | None = AdapterCapabilities()   # None: the section had errors
     if "capabilities" in entry:
         caps = _parse_capabilities(entry["capabilities"], join(path, "capabilities"), kl("capabilities"), problems)
     pricing = None
@@ -198,19 +206,23 @@ def _parse_model(model_id: Any, entry: Any, line: int, providers: Mapping[str, A
     command = entry.get("command")
     if command is not None:
         if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
-            problems.add(kl("command"), join(path, "command"), f"expected a non-empty list of strings (argv), got {describe(command)}")
+            problems.add(kl("command"), join(path, "command"),
+                         f"expected a non-empty list of strings (argv), got {describe(command)}")
         elif kind is not None and kind != "cli":
-            problems.add(kl("command"), join(path, "command"), f"only models of a 'cli' provider take a command ('{provider}' is '{kind}')")
+            problems.add(kl("command"), join(path, "command"),
+                         f"only models of a 'cli' provider take a command ('{provider}' is '{kind}')")
     elif kind == "cli":
         problems.add(line, join(path, "command"), "missing: models of a 'cli' provider need an argv list")
     timeout = None
     if entry.get("timeout_s") is not None:
         timeout = _positive_number(entry["timeout_s"])
         if timeout is None:
-            problems.add(kl("timeout_s"), join(path, "timeout_s"), f"expected a positive number of seconds, got {describe(entry['timeout_s'])}")
+            problems.add(kl("timeout_s"), join(path, "timeout_s"),
+                         f"expected a positive number of seconds, got {describe(entry['timeout_s'])}")
     max_out = entry.get("max_output_tokens", 4096)
     if isinstance(max_out, bool) or not isinstance(max_out, int) or max_out <= 0:
-        problems.add(kl("max_output_tokens"), join(path, "max_output_tokens"), f"expected a positive integer, got {describe(max_out)}")
+        problems.add(kl("max_output_tokens"), join(path, "max_output_tokens"),
+                     f"expected a positive integer, got {describe(max_out)}")
     options = entry.get("options", {})
     if not isinstance(options, dict):
         problems.add(kl("options"), join(path, "options"), f"expected a mapping, got {describe(options)}")
@@ -394,8 +406,8 @@ def load_files(models_path: str, routing_path: str, *, home: str | None = None) 
         note = (f"{routing_name}:1: file not found; using the built-in policy "
                 f"(no rules, global_default {policy.global_default})")
         return CheckResult(errors=(), warnings=(note,), registry=registry, policy=policy)
-    policy, perrors, warnings = load_policy_text(routing_text, routing_name, registry, home=home)
-    return CheckResult(errors=tuple(perrors), warnings=tuple(warnings), registry=registry, policy=policy)
+    loaded, perrors, warnings = load_policy_text(routing_text, routing_name, registry, home=home)
+    return CheckResult(errors=tuple(perrors), warnings=tuple(warnings), registry=registry, policy=loaded)
 
 
 def check_files(models_path: str, routing_path: str, *, home: str | None = None) -> CheckResult:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal
-from typing import Mapping
+from collections.abc import Mapping
 
 import attrs
 from attrs import frozen

@@ -109,7 +109,8 @@ def _check_expansion(root: Node, uses: list[tuple[int, str, Node]]) -> None:
         sizes = _expanded_sizes(root)
     except _Cycle as cycle:
         line, key = next(((ln, k) for ln, k, n in uses if n is cycle.node), (uses[0][0], uses[0][1]))
-        raise YAMLLimitError(line, key, "alias refers to a node that contains it (recursive aliases are not supported)") from None
+        raise YAMLLimitError(line, key, "alias refers to a node that contains it "
+                                        "(recursive aliases are not supported)") from None
     if sizes[id(root)] <= MAX_EXPANDED_NODES:
         return
     line, key, _ = max(uses, key=lambda use: sizes[id(use[2])])

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal, InvalidOperation
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from protocol.bounds import MAX_ID_CHARS, MAX_INT, OutOfBounds, check_bounds
 from protocol.messages import CostAmount, CostReport, GetCost, GetCostToday, RecordUsage
@@ -71,7 +71,7 @@ def sane_record(m: RecordUsage, now: float) -> tuple[CostRow, dict, list[str]]:
 
 
 def utc_midnight(now: float) -> float:
-    day = datetime.fromtimestamp(now, tz=timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = datetime.fromtimestamp(now, tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return day.timestamp()
 
 
@@ -123,7 +123,8 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
     tree = {
         "session_id": root_session,
         "total_usd": fmt_usd(total),
-        "planner": {"models": sorted(planner_models), "cost_usd": fmt_usd(by_role["planner"]), "turns": len(planner_turns)},
+        "planner": {"models": sorted(planner_models), "cost_usd": fmt_usd(by_role["planner"]),
+                    "turns": len(planner_turns)},
         "workers": {
             "cost_usd": fmt_usd(by_role["worker"]),
             "delegations": len(workers),

@@ -10,21 +10,24 @@ from __future__ import annotations
 import json
 import time
 from contextlib import aclosing
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 import trio
 
 from protocol import events as ev
 from protocol.canonical import Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
+from protocol.codec import Envelope
 from protocol.messages import (
     Ack, CallOutcome, Failure, GetAvailability, RecordUsage, RunTurn, StopTurn, SubmitToolResult, TurnOutcome,
     TurnAlive, TurnProgress, TurnStatus,
 )
 
 from actors.runtime.kernel import Actor
+from actors.providers.base import (
+    Completed, ErrorClass, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk,
+)
 from actors.providers.toolinput import refusal
-from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, TextChunk, ThinkingChunk, ToolUseChunk
 from actors.config.registry import ModelRegistry, ModelSpec
 from actors.planner.support import AdapterPool, ToolBox, TurnTools, add_usage, price_call
 
@@ -49,7 +52,7 @@ class ActiveTurn:
     stop_reason: str | None = None
     delegated_usage: list[Usage] = attrs.field(factory=list)
     terminate_with: tuple[str, dict] | None = None   # a tool ended the session early (worker's _request_context)
-    state: "_LoopState | None" = None
+    state: _LoopState | None = None
     tools: TurnTools | None = None    # fixed at turn start: grants, tool context, instruction files
 
     def history(self) -> list[Message]:
@@ -62,8 +65,10 @@ class PlannerActor(Actor):
     name = "planner"
     role = "planner"
 
-    def __init__(self, system, *, registry: Callable[[], ModelRegistry], adapters: AdapterPool, tools: ToolBox,
-                 session: str = "session", cost: str = "cost", availability: str = "availability", name: str | None = None,
+    def __init__(self, system, *, registry: Callable[[], ModelRegistry], adapters: AdapterPool,
+                 tools: ToolBox[PlannerActor, ActiveTurn],
+                 session: str = "session", cost: str = "cost", availability: str = "availability",
+                 name: str | None = None,
                  clock: Callable[[], float] = time.time):
         super().__init__(system)
         if name:
@@ -94,8 +99,8 @@ class PlannerActor(Actor):
     async def setup(self, nursery: trio.Nursery) -> None:
         await self.adapters.preload()
 
-    async def on_run(self, env):
-        run: RunTurn = env.body
+    async def on_run(self, env: Envelope[RunTurn]):
+        run = env.body
         spec = self.registry().models.get(run.model)
         if spec is None:
             return Failure("unknown_model", f"model {run.model!r} is not registered")
@@ -103,8 +108,8 @@ class PlannerActor(Actor):
         self.spawn(self._drive, turn, spec, env.sender)
         return Ack(detail=run.turn_id)
 
-    async def on_stop(self, env):
-        msg: StopTurn = env.body
+    async def on_stop(self, env: Envelope[StopTurn]):
+        msg = env.body
         turn = self.turns.get(msg.turn_id)
         if turn is None:
             return Ack(detail="not running")
@@ -120,8 +125,8 @@ class PlannerActor(Actor):
             await turn.done.wait()
             await self._reply(env, Ack(detail="stopped"))
 
-    async def on_tool_result(self, env):
-        msg: SubmitToolResult = env.body
+    async def on_tool_result(self, env: Envelope[SubmitToolResult]):
+        msg = env.body
         turn = self.turns.get(msg.turn_id)
         chan = turn.client_results.get(msg.tool_use_id) if turn else None
         if chan is None:
@@ -216,7 +221,7 @@ class PlannerActor(Actor):
             return None
         return None
 
-    async def _loop(self, turn: ActiveTurn, spec: ModelSpec, state: "_LoopState") -> None:
+    async def _loop(self, turn: ActiveTurn, spec: ModelSpec, state: _LoopState) -> None:
         run = turn.run
         adapter = self.adapters.get(spec)
         turn.tools = await self.tools.prepare(run, spec, self.registry())
@@ -241,7 +246,8 @@ class PlannerActor(Actor):
                 return
         raise RuntimeError(f"turn exceeded {MAX_TOOL_ROUNDS} tool rounds")
 
-    async def _one_call(self, turn: ActiveTurn, spec: ModelSpec, adapter, request: LLMRequest, state: "_LoopState") -> Message:
+    async def _one_call(self, turn: ActiveTurn, spec: ModelSpec, adapter, request: LLMRequest,
+                        state: _LoopState) -> Message:
         run = turn.run
         completed: Completed | None = None
         state.partial = []
@@ -267,7 +273,8 @@ class PlannerActor(Actor):
                 await self._record(run, spec, exc.usage)
             raise
         if completed is None:
-            raise ProviderError(ErrorClass.SERVER_ERROR, "stream ended without a final message", partial_text="".join(state.partial))
+            raise ProviderError(ErrorClass.SERVER_ERROR, "stream ended without a final message",
+                                partial_text="".join(state.partial))
         state.partial = []
         priced = await self._record(run, spec, completed.usage)
         state.usage = add_usage(state.usage, priced)
@@ -336,7 +343,8 @@ class _LoopState:
         """Keep streamed-but-unfinished text in history, marked so nobody mistakes it for an answer."""
         text = "".join(self.partial)
         if text:
-            self.append(Message(Role.ASSISTANT, (TextBlock(text + "\n[incomplete: the provider call failed mid-answer]"),),
+            self.append(Message(Role.ASSISTANT,
+                                (TextBlock(text + "\n[incomplete: the provider call failed mid-answer]"),),
                                 stop_reason=StopReason.ERROR))
             self.partial = []
         return text

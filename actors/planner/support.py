@@ -5,22 +5,21 @@ import os
 from contextlib import aclosing
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncGenerator, Callable, Mapping
+from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
 import attrs
 import structlog
 import trio
 
 from protocol.canonical import ToolDefinition, ToolUseBlock, Usage
+from protocol.messages import RunTurn, TurnOutcome, TurnProgress
 
 from actors.providers.base import Adapter, LLMRequest, StreamEvent
-from actors.config.registry import DEFAULT_KEY_ENV, ModelRegistry, ModelSpec
+from actors.config.registry import DEFAULT_KEY_ENV, ModelRegistry, ModelSpec, ProviderSpec
 from actors.tools import ToolContext
 from actors.tools.instructions import with_instructions, workspace_instructions
 from actors.tools.workspace import WorkspaceSettings, load_workspace_settings
-
-if TYPE_CHECKING:
-    from actors.planner.actor import ActiveTurn, PlannerActor
 
 log = structlog.get_logger("planner")
 
@@ -97,12 +96,12 @@ def add_usage(a: Usage, b: Usage) -> Usage:
                  a.reasoning_tokens + b.reasoning_tokens, cost)
 
 
-def price_call(spec: ModelSpec, usage: Usage, provider=None) -> tuple[Usage, dict]:
+def price_call(spec: ModelSpec, usage: Usage, provider: ProviderSpec | None = None) -> tuple[Usage, dict[str, Any]]:
     """The call's usage with its Decimal cost filled in, plus the price that was used."""
     from actors.cost.pricing import price_usage
 
     priced = price_usage(spec, usage, provider=provider)
-    return priced.usage, priced.price
+    return priced.usage, dict(priced.price)
 
 
 @attrs.frozen
@@ -124,29 +123,59 @@ def _key_names(registry: ModelRegistry | None) -> set[str]:
     return names
 
 
+class TurnView(Protocol):
+    """What the tool box reads of a running turn (the planner's ActiveTurn)."""
+
+    @property
+    def run(self) -> RunTurn: ...
+
+    @property
+    def tools(self) -> TurnTools | None: ...
+
+
+# The host (the planner actor) and the turn type are parameters, so this module never needs the
+# planner's own classes: the planner imports this module, never the other way round.
+HostT = TypeVar("HostT")
+TurnT = TypeVar("TurnT", bound=TurnView)
+HostT_contra = TypeVar("HostT_contra", contravariant=True)
+TurnT_contra = TypeVar("TurnT_contra", bound=TurnView, contravariant=True)
+
+ToolHandler = Callable[[HostT, TurnT, ToolUseBlock], Awaitable[tuple[str, bool]]]
+
+
+class ExtraTools(Protocol[HostT_contra, TurnT_contra]):
+    """Tools plugged into the tool box beside the built-in ones (the worker's Delegator)."""
+
+    def definitions(self, run: RunTurn, spec: ModelSpec) -> tuple[ToolDefinition, ...]: ...
+
+    def handlers(self) -> Mapping[str, ToolHandler[HostT_contra, TurnT_contra]]: ...
+
+    def on_worker_message(self, msg: TurnProgress | TurnOutcome) -> bool: ...
+
+
 @attrs.define
-class ToolBox:
+class ToolBox(Generic[HostT, TurnT]):
     """Which tools a turn offers, and where a call goes."""
 
     workspace_settings: Callable[[str | None], WorkspaceSettings] = load_workspace_settings
-    delegator: object | None = None     # actors.worker.delegation.Delegator: delegate / _request_context
+    delegator: ExtraTools[HostT, TurnT] | None = None   # delegate / _request_context
     env: Mapping[str, str] | None = None  # the daemon's environment (None: os.environ) for run_command's base
 
     @property
-    def extra(self) -> dict:
+    def extra(self) -> Mapping[str, ToolHandler[HostT, TurnT]]:
         return self.delegator.handlers() if self.delegator is not None else {}
 
-    def extra_defs(self, run, spec) -> tuple[ToolDefinition, ...]:
+    def extra_defs(self, run: RunTurn, spec: ModelSpec) -> tuple[ToolDefinition, ...]:
         return self.delegator.definitions(run, spec) if self.delegator is not None else ()
 
-    def on_worker_message(self, msg) -> None:
+    def on_worker_message(self, msg: TurnProgress | TurnOutcome) -> None:
         if self.delegator is not None:
             self.delegator.on_worker_message(msg)
 
     def _read_workspace(self, workspace: str | None) -> tuple[WorkspaceSettings, str]:
         return self.workspace_settings(workspace), workspace_instructions(workspace)
 
-    async def prepare(self, run, spec: ModelSpec, registry: ModelRegistry | None = None) -> TurnTools:
+    async def prepare(self, run: RunTurn, spec: ModelSpec, registry: ModelRegistry | None = None) -> TurnTools:
         """The turn's snapshot: settings, tool context and definitions, instruction files.
 
         Read once, in a thread; the turn keeps it however the files change meanwhile, so nothing
@@ -172,10 +201,10 @@ class ToolBox:
         defs.extend(run.client_tools)
         return TurnTools(context, tuple(defs), instructions)
 
-    async def dispatch(self, planner: "PlannerActor", turn: "ActiveTurn", use: ToolUseBlock) -> tuple[str, bool]:
+    async def dispatch(self, planner: HostT, turn: TurnT, use: ToolUseBlock) -> tuple[str, bool]:
         handler = self.extra.get(use.name)
         if handler is not None:
-            return await handler(planner, turn, use)  # type: ignore[operator]
+            return await handler(planner, turn, use)
         run = turn.run
         context = turn.tools.context if turn.tools is not None else None
         if context is None:

@@ -14,7 +14,7 @@ thresholds and context windows:
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 from protocol.canonical import (
     ImageBlock,

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, Callable
+from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import attrs
 import httpx
@@ -86,7 +87,7 @@ class HTTPAdapter:
 
     async def post_events(
         self, path: str, headers: dict[str, str], body: dict, *, near_context_limit: bool = False
-    ) -> AsyncIterator[SSEvent | Any]:
+    ) -> AsyncGenerator[SSEvent | Any, None]:
         """Yield ``SSEvent``s of an event stream, or the one decoded body of a JSON answer.
 
         The framing follows the response's content type, not what we asked for, since proxies

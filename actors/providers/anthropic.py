@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 from contextlib import aclosing
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncGenerator
 
 from protocol.canonical import (
     ImageBlock, Message, Role, StopReason, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock, Usage,
@@ -22,7 +23,9 @@ from actors.providers import errors
 from actors.providers._http import HTTPAdapter, load_json
 from actors.providers.toolinput import parse_tool_arguments
 from actors.providers._sse import SSEvent
-from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk
+from actors.providers.base import (
+    Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk,
+)
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -59,7 +62,7 @@ def _wire_block(block: Any, role: str, request: LLMRequest) -> dict | None:
     if isinstance(block, ToolUseBlock) and role == "assistant":
         return {"type": "tool_use", "id": block.id, "name": block.name, "input": dict(block.input)}
     if isinstance(block, ToolResultBlock) and role == "user":
-        wire = {"type": "tool_result", "tool_use_id": block.tool_use_id, "content": block.content}
+        wire: dict[str, Any] = {"type": "tool_result", "tool_use_id": block.tool_use_id, "content": block.content}
         if block.is_error:
             wire["is_error"] = True
         return wire
@@ -129,8 +132,8 @@ class StreamState:
 
     def __init__(self, request: LLMRequest):
         self.structured = request.output_schema is not None
-        self.wrapped = self.structured and _structured_schema(request.output_schema)[1]
-        self.blocks: dict[int, dict] = {}
+        self.wrapped = request.output_schema is not None and _structured_schema(request.output_schema)[1]
+        self.blocks: dict[Any, dict] = {}   # keyed by the wire's "index" as sent (an int from a sane server)
         self.usage: dict[str, Any] = {}
         self.stop_reason: str | None = None
         self.message_id = ""
@@ -291,7 +294,7 @@ class AnthropicAdapter(HTTPAdapter):
             headers["x-api-key"] = self._api_key
         return headers
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         body = wire_request(request, stream=self.streaming)
         state = StreamState(request)
         items = self.post_events(

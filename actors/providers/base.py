@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import enum
-from typing import AsyncIterator, Protocol, Union
+from typing import Protocol
+from collections.abc import AsyncGenerator
 
 import attrs
 from attrs import frozen
@@ -88,11 +89,11 @@ class Completed:
     usage: Usage = attrs.field(factory=Usage)
 
 
-StreamEvent = Union[TextChunk, ThinkingChunk, ToolUseChunk, Completed]
+StreamEvent = TextChunk | ThinkingChunk | ToolUseChunk | Completed
 
 
 class Adapter(Protocol):
-    def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         """Yield chunks, then exactly one ``Completed``; raise ``ProviderError`` on failure."""
         ...
 

@@ -19,7 +19,8 @@ import json
 import os
 import subprocess
 import tempfile
-from typing import IO, AsyncIterator, Sequence
+from typing import IO
+from collections.abc import AsyncGenerator, Sequence
 
 import trio
 
@@ -111,7 +112,7 @@ class CliAdapter:
     async def aclose(self) -> None:
         pass
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         argv = build_argv(self.command, request.model or self.model)
         prompt = render_prompt(request)
         deadline = trio.current_time() + self.timeout_s

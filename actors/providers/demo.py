@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import trio
 
@@ -56,10 +56,10 @@ class DemoAdapter:
     async def aclose(self) -> None:
         pass
 
-    def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         return self._stream(request)
 
-    async def _stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+    async def _stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         last = request.messages[-1] if request.messages else Message(Role.USER, (TextBlock(""),))
         tool_names = {t.name for t in request.tools}
         call = self._scripted_tool_call(request, last, tool_names)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import httpx
 
@@ -114,10 +115,11 @@ def _error_fields(payload: Any) -> tuple[str | None, str | None, str]:
     err = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(err, dict):
         return None, None, ""
-    etype = err.get("type") if isinstance(err.get("type"), str) else None
-    code = err.get("code") if isinstance(err.get("code"), str) else None
-    message = err.get("message") if isinstance(err.get("message"), str) else ""
-    return etype, code, message
+    def text(name: str) -> str | None:
+        value = err.get(name)
+        return value if isinstance(value, str) else None
+
+    return text("type"), text("code"), text("message") or ""
 
 
 def from_payload(

@@ -1,7 +1,7 @@
 """Build the adapter for one registered model."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import httpx
 

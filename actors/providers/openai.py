@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 from contextlib import aclosing
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncGenerator
 
 from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 
@@ -21,7 +22,9 @@ from actors.providers import errors
 from actors.providers._http import HTTPAdapter, load_json
 from actors.providers.toolinput import parse_tool_arguments
 from actors.providers._sse import SSEvent
-from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk
+from actors.providers.base import (
+    Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -236,7 +239,7 @@ class OpenAIAdapter(HTTPAdapter):
             headers["authorization"] = f"Bearer {self._api_key}"
         return headers
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
         body = wire_request(request, stream=self.streaming, max_tokens_field=self.max_tokens_field)
         state = StreamState()
         items = self.post_events(

@@ -7,7 +7,7 @@ environment, plus the vendors' default variables — is replaced wherever it app
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from actors.config.registry import DEFAULT_KEY_ENV, ModelRegistry
 

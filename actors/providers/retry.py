@@ -14,7 +14,8 @@ from __future__ import annotations
 import inspect
 import random
 from contextlib import aclosing
-from typing import Any, AsyncGenerator, Callable
+from typing import Any
+from collections.abc import AsyncGenerator, Callable
 
 import trio
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 import trio
 
 from protocol import events as ev
-from protocol.codec import event_to_json_obj
+from protocol.codec import Envelope, event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.messages import (
     Ack, AvailabilityChanged, AvailabilityView, CostAmount, DecideRoute, GetAvailability, GetCostToday, ModelResolved,
@@ -125,16 +125,17 @@ class RouterActor(Actor):
 
     async def on_availability_change(self, env) -> None:
         for t in env.body.transitions:
-            cls = ev.ProviderUnavailable if t.kind == "unavailable" else ev.ProviderRecovered
-            event = cls(t.scope, t.reason) if cls is ev.ProviderRecovered else cls(t.scope, t.reason, iso_utc(t.at))
+            event: ev.ProviderUnavailable | ev.ProviderRecovered = (
+                ev.ProviderUnavailable(t.scope, t.reason, iso_utc(t.at)) if t.kind == "unavailable"
+                else ev.ProviderRecovered(t.scope, t.reason))
             if self.store is not None:
-                self.store.record_event(None, None, cls.TYPE, event_to_json_obj(event))
-            self.log.info(cls.TYPE, scope=t.scope, reason=t.reason)
+                self.store.record_event(None, None, event.TYPE, event_to_json_obj(event))
+            self.log.info(event.TYPE, scope=t.scope, reason=t.reason)
 
     # --- deciding --------------------------------------------------------------------------------
 
-    async def on_decide(self, env):
-        msg: DecideRoute = env.body
+    async def on_decide(self, env: Envelope[DecideRoute]):
+        msg = env.body
         engine, _ = self.engine()
         if engine is None:
             return _no_config(msg, self.loader.last_errors)

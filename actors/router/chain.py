@@ -33,8 +33,9 @@ with ``error_code == "no_model_available_for_tier"`` instead of falling through 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from typing import Callable, Mapping, Protocol, Sequence
+from datetime import datetime, UTC
+from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
 
 from attrs import frozen
 
@@ -92,7 +93,7 @@ class Decision:
         return self.chain[self.winner_index] if self.winner_index >= 0 else None
 
     def to_event(self, session_id: str, turn_id: str, timestamp: str | None = None) -> RouteDecided:
-        stamp = timestamp or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = timestamp or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return RouteDecided(session_id=session_id, turn_id=turn_id, timestamp=stamp, chain=self.chain,
                             winner_index=self.winner_index, chosen_model=self.chosen_model,
                             elapsed_ms=self.elapsed_ms, error=self.error)
@@ -242,7 +243,7 @@ class RoutingEngine:
             return self._finish(run, -1, None, start, failure, "no_model_available_for_tier")
 
         # 6. WORKSPACE_DEFAULT
-        if view.default is not None:
+        if view.default is not None and view.workspace is not None:   # a default comes with its workspace
             if self._try(run, ctx, availability, Policy.WORKSPACE_DEFAULT, view.default,
                          f"workspace {view.workspace.key} default"):
                 return self._win(run, ctx, start)
@@ -405,6 +406,7 @@ class RoutingEngine:
     def _win(self, run: _Run, ctx: TurnContext, start: float, winner: int | None = None) -> Decision:
         index = len(run.chain) - 1 if winner is None else winner
         chosen = run.chain[index]
+        chosen_model = chosen.candidate_model or ""   # a winning evaluation always names its model
         if run.tried:
             label = texts.policy_label(chosen)
             done: set[tuple[str | None, str]] = set()
@@ -415,10 +417,9 @@ class RoutingEngine:
                 key = (t.scope, t.provider if t.scope == "provider" else t.model)
                 if key not in done:
                     done.add(key)
-                    fell.append(texts.fell_through(t, chosen.candidate_model, label))
+                    fell.append(texts.fell_through(t, chosen_model, label))
             run.banners[:0] = fell
         if run.explicit:
-            chosen_model = chosen.candidate_model or ""
             run.banners[:0] = [
                 texts.explicit_rejected(who, model, rejection.failure,
                                         self.unconfigured_reason(model) or rejection.reason, chosen_model)

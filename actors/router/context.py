@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
-from typing import Iterable, Sequence
+from typing import Any
+from collections.abc import Iterable, Sequence
 
 import attrs
 from attrs import frozen
@@ -17,7 +18,7 @@ from attrs import frozen
 from actors.planner.tokens import estimate_input_tokens
 from protocol.canonical import ImageBlock, Message, Role, ToolDefinition, ToolResultBlock, ToolUseBlock
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @frozen
@@ -48,7 +49,11 @@ class TurnContext:
 
 # A path-ish token: optional dirs, a stem, then an extension starting with a letter. Requiring the
 # letter keeps version numbers ("1.2") and decimals out of the extension set.
-_PATHISH = re.compile(r"(?:^|[\s\"'(=:,\[])((?:[\w.~-]*/)*[\w~-][\w.-]*?\.([A-Za-z][A-Za-z0-9]{0,7}))(?=$|[\s\"'),:;\]])")
+_PATHISH = re.compile(
+    r"(?:^|[\s\"'(=:,\[])"                                   # start, or after a delimiter
+    r"((?:[\w.~-]*/)*[\w~-][\w.-]*?\.([A-Za-z][A-Za-z0-9]{0,7}))"  # dirs/name.ext (group 2: ext)
+    r"(?=$|[\s\"'),:;\]])"                                   # end, or before a delimiter
+)
 
 
 def _extensions_in(text: str, out: set[str]) -> None:
@@ -145,7 +150,9 @@ def context_from_request(
     """Build the snapshot from a ``protocol.messages.DecideRoute``-shaped request (read by attribute
     name). The router adds what only it knows: the override-stripped text, the skill matches, the
     ledger's cost since UTC midnight and the local wall clock."""
-    get = lambda name, default=None: getattr(request, name, default)  # noqa: E731
+    def get(name: str, default: Any = None) -> Any:   # read by name: any DecideRoute-shaped object
+        return getattr(request, name, default)
+
     return TurnContext(
         session_id=get("session_id", ""),
         turn_id=get("turn_id", ""),
@@ -167,5 +174,5 @@ def context_from_request(
     )
 
 
-def evolve(ctx: TurnContext, **changes: object) -> TurnContext:
+def evolve(ctx: TurnContext, **changes: Any) -> TurnContext:   # attrs.evolve checks the field names
     return attrs.evolve(ctx, **changes)

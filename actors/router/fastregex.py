@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 _CROSS_REFERENCE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
 _GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")

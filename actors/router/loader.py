@@ -16,7 +16,7 @@ invalid models.yaml with no earlier good version leaves ``engine`` as None: noth
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from attrs import frozen
 
@@ -126,9 +126,10 @@ class PolicyLoader:
             warnings.append(f"{name}:1: file not found; using the built-in policy "
                             f"(no rules, global_default {policy.global_default})")
         else:
-            policy, errors, warnings = load_policy_text(text, self.routing_path, registry, home=self.home)
-            if policy is None:
+            loaded, errors, warnings = load_policy_text(text, self.routing_path, registry, home=self.home)
+            if loaded is None:
                 return self._fail(tuple(errors))
+            policy = loaded
         self._engine = RoutingEngine(policy, registry, self.env)
         self._registry_sig = sigs[0]
         self._generation += 1

@@ -10,7 +10,7 @@ in both cases the turn must not start.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from attrs import frozen
 

@@ -21,7 +21,7 @@ store (:mod:`actors.patterns`) improves on; the store returns the same :class:`R
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from attrs import frozen
 

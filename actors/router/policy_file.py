@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from actors.config.registry import TIERS, ModelRegistry
 
@@ -110,10 +111,10 @@ class _Parser:
             self.problems.add(line, path, f"partial tier map: missing {', '.join(missing)} "
                                           "(define all three of fast, balanced, deep, or omit tiers)")
             return None
-        resolved = {t: self.model(block[t], join(path, t), key_line(block, t, line)) for t in TIERS}
-        if any(v is None for v in resolved.values()):
+        fast, balanced, deep = (self.model(block[t], join(path, t), key_line(block, t, line)) for t in TIERS)
+        if fast is None or balanced is None or deep is None:
             return None
-        return TierMap(**resolved)
+        return TierMap(fast=fast, balanced=balanced, deep=deep)
 
     def rules(self, items: Any, path: str, line: int, scope: str) -> tuple[Rule, ...]:
         if items is None:
@@ -192,9 +193,10 @@ class _Parser:
                 self.problems.add(wline, path, f"expected a mapping, got {describe(entry)}")
                 continue
             _keys(entry, _WORKSPACE_KEYS, path, wline, self.problems)
-            kl = lambda k: key_line(entry, k, wline)  # noqa: E731
+            kl = lambda k, e=entry, ln=wline: key_line(e, k, ln)  # noqa: E731  (binds this iteration's entry)
             default = self.model(entry["default"], join(path, "default"), kl("default")) if "default" in entry else None
-            pattern = self.pattern(entry["pattern"], join(path, "pattern"), kl("pattern")) if "pattern" in entry else None
+            pattern = (self.pattern(entry["pattern"], join(path, "pattern"), kl("pattern"))
+                       if "pattern" in entry else None)
             tiers = self.tiers(entry["tiers"], join(path, "tiers"), kl("tiers")) if "tiers" in entry else None
             rules = self.rules(entry.get("rules"), join(path, "rules"), kl("rules"), scope=key)
             out.append(WorkspacePolicy(key=key, path=root, default=default, pattern=pattern, tiers=tiers,
@@ -219,7 +221,8 @@ def parse_policy(text: str, filename: str, registry: ModelRegistry, *,
     if "schema_version" not in data:
         problems.add(1, "schema_version", f"missing (supported: {supported})")
     elif isinstance(version, bool) or version not in SUPPORTED_SCHEMA_VERSIONS:
-        problems.add(kl("schema_version"), "schema_version", f"unsupported version {plain(version)!r} (supported: {supported})")
+        problems.add(kl("schema_version"), "schema_version",
+                     f"unsupported version {plain(version)!r} (supported: {supported})")
     default = None
     if "global_default" not in data:
         problems.add(1, "global_default", "missing: the model used when nothing else applies")
@@ -233,10 +236,10 @@ def parse_policy(text: str, filename: str, registry: ModelRegistry, *,
                     if data.get("pattern_disagreement") is not None else DisagreementConfig())
     rules = p.rules(data.get("rules"), "rules", kl("rules"), scope="global")
     workspaces = p.workspaces(data.get("workspaces"), kl("workspaces"))
-    if problems or default is None:
+    if problems or default is None or not isinstance(version, int):   # no problems: version is supported
         return None, problems.sorted(), []
     policy = RoutingPolicy(
-        global_default=default, schema_version=int(version), tiers=tiers, pattern=pattern,
+        global_default=default, schema_version=version, tiers=tiers, pattern=pattern,
         pattern_disagreement=disagreement, rules=rules, workspaces=workspaces, source=filename,
     )
     warnings = shadow_warnings(rules, filename)

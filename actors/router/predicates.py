@@ -13,7 +13,8 @@ import difflib
 import math
 import re
 from decimal import Decimal
-from typing import Any, Callable, Hashable, Union
+from typing import Any
+from collections.abc import Callable, Hashable
 
 from attrs import frozen
 
@@ -49,20 +50,20 @@ class Leaf:
 
 @frozen
 class AllOf:
-    children: tuple["Node", ...]
+    children: tuple[Node, ...]
 
 
 @frozen
 class AnyOf:
-    children: tuple["Node", ...]
+    children: tuple[Node, ...]
 
 
 @frozen
 class Not:
-    child: "Node"
+    child: Node
 
 
-Node = Union[Leaf, AllOf, AnyOf, Not]
+Node = Leaf | AllOf | AnyOf | Not
 MATCH_ALL = AllOf(())
 
 
@@ -376,7 +377,8 @@ def compile_when(data: Any, *, path: str = "when", line: int = 0, problems: Prob
 def budget_limits(node: Node) -> tuple[Decimal, ...]:
     """Thresholds of ``cost_today_exceeds_usd`` leaves that count *for* a match (not under ``not``)."""
     if isinstance(node, Leaf):
-        return (node.arg,) if node.name == "cost_today_exceeds_usd" else ()
+        limit = node.arg
+        return (limit,) if node.name == "cost_today_exceeds_usd" and isinstance(limit, Decimal) else ()
     if isinstance(node, (AllOf, AnyOf)):
         return tuple(limit for child in node.children for limit in budget_limits(child))
     return ()

@@ -15,7 +15,8 @@ global rules still apply to sessions outside that workspace.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from decimal import Decimal
+from collections.abc import Sequence
 
 from actors.router.policy import Rule
 from actors.router.predicates import AllOf, AnyOf, Leaf, Node, Not, leaf_names
@@ -28,17 +29,22 @@ def _leaf_implies(a: Leaf, b: Leaf) -> bool:
         return False
     if a.arg == b.arg:
         return True
-    name = a.name
-    if name in _MONOTONE_UP:
-        return a.arg >= b.arg
-    if name == "estimated_input_tokens_lt":
-        return a.arg <= b.arg
+    name, x, y = a.name, a.arg, b.arg
+    # A leaf's arg type follows from its predicate name; the isinstance checks spell it out.
+    if isinstance(x, (int, Decimal)) and isinstance(y, (int, Decimal)):
+        if name in _MONOTONE_UP:
+            return x >= y
+        if name == "estimated_input_tokens_lt":
+            return x <= y
+        return False
+    if not (isinstance(x, frozenset) and isinstance(y, frozenset)):
+        return False
     if name in ("skills_matching_message_includes", "file_extensions_in_context"):
-        return a.arg <= b.arg
+        return x <= y
     if name == "message_contains_any":
         # Both sides are casefolded and evaluation compares casefolded texts, so "message
         # contains x" and "x contains y" give "message contains y" for any script.
-        return all(any(y in x for y in b.arg) for x in a.arg)
+        return all(any(needle in text for needle in y) for text in x)
     return False
 
 

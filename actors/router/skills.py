@@ -11,8 +11,8 @@ is named after its file stem, or after its folder when the file is ``SKILL.md``.
 
 Matching (deterministic, no model): both texts are lowercased and split into words of letters and
 digits; stopwords and one-character words are dropped; a light suffix stemmer maps "tests",
-"testing" and "tested" to "test" and "queries" to "query". A skill's *content words* are those of its description plus its
-name ("system_design" → system, design). A skill matches a message when they share
+"testing" and "tested" to "test" and "queries" to "query". A skill's *content words* are those of
+its description plus its name ("system_design" → system, design). A skill matches a message when they share
 
 * at least ``MIN_SHARED`` (2) content words, or
 * at least ``MIN_FRACTION`` (half) of the skill's content words.
@@ -28,7 +28,7 @@ import stat
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from attrs import frozen
 
@@ -118,7 +118,7 @@ class SkillIndex:
         self.skills: tuple[Skill, ...] = tuple(skills)
 
     @classmethod
-    def build(cls, workspace: str | None) -> "SkillIndex":
+    def build(cls, workspace: str | None) -> SkillIndex:
         if not workspace:
             return cls()
         found: dict[str, Skill] = {}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Sequence
+from collections.abc import Sequence
 
 from attrs import frozen
 

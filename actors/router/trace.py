@@ -47,7 +47,8 @@ def render_trace(event: RouteDecided) -> str:
     for i, ev in enumerate(event.chain, start=1):
         first, more = _detail(ev)
         number = f"[{i}]".ljust(5)
-        lines.append(f"  {number}{LABELS[ev.policy].ljust(_LABEL_W)}{ev.verdict.value.ljust(_VERDICT_W)}{first}".rstrip())
+        label, verdict = LABELS[ev.policy].ljust(_LABEL_W), ev.verdict.value.ljust(_VERDICT_W)
+        lines.append(f"  {number}{label}{verdict}{first}".rstrip())
         if more:
             lines.append(f"{indent}{more}")
     if event.error:

@@ -6,7 +6,8 @@ actor's state machine (spec §4.5) plugs in here without this module knowing abo
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
+from collections.abc import Callable, Mapping
 
 from attrs import frozen
 
@@ -17,9 +18,15 @@ from actors.router.context import TurnContext
 
 
 class AvailabilityLike(Protocol):
-    available: bool
-    scope: str | None
-    reason: str
+    # Read-only, so frozen records (AvailabilityVerdict) satisfy it.
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def scope(self) -> str | None: ...
+
+    @property
+    def reason(self) -> str: ...
 
 
 @frozen
@@ -116,7 +123,8 @@ class Validator:
         if ctx.has_system_prompt and not gate.system:
             return Rejection(ValidationFailure.NO_SYSTEM_PROMPT_SUPPORT, f"{model} does not support a system prompt")
         if ctx.requires_structured_output and not gate.structured:
-            return Rejection(ValidationFailure.NO_STRUCTURED_OUTPUT_SUPPORT, f"{model} does not support structured output")
+            return Rejection(ValidationFailure.NO_STRUCTURED_OUTPUT_SUPPORT,
+                             f"{model} does not support structured output")
         return None
 
 
@@ -135,7 +143,8 @@ def availability_from_snapshot(unavailable: Mapping[str, Mapping]) -> Availabili
                                        or f"all {provider} models temporarily unavailable")
         entry = unavailable.get(model)
         if entry is not None:
-            return AvailabilityVerdict(False, "model", str(entry.get("reason") or "") or f"{model} model-specific outage")
+            return AvailabilityVerdict(False, "model", str(entry.get("reason") or "")
+                                       or f"{model} model-specific outage")
         return AVAILABLE
 
     return availability

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 import structlog
 import trio
@@ -205,7 +206,7 @@ class _Drain:
         self.unyielded = 0
         self.parked_since = 0.0  # perf_counter() when it started waiting for mail; 0 while busy
 
-    def __aiter__(self) -> "_Drain":
+    def __aiter__(self) -> _Drain:
         return self
 
     async def __anext__(self) -> Envelope:
@@ -235,9 +236,10 @@ class Actor:
     """A thin message loop: ``handlers`` maps a message class to ``async def (env) -> reply | None``.
 
     A handler that raises answers *that* request with a ``Failure`` (the exception's own
-    ``failure_code`` if it has one, e.g. ``storage_error``, else ``internal_error``), is logged in one line and counted as a fault; the
-    loop goes on. A handler's bug must not cancel work it does not own (other sessions' turns live
-    in this actor's nursery), nor spend the supervisor's restart budget. Only an exception outside
+    ``failure_code`` if it has one, e.g. ``storage_error``, else ``internal_error``), is logged in
+    one line and counted as a fault; the loop goes on. A handler's bug must not cancel work it does
+    not own (other sessions' turns live in this actor's nursery), nor spend the supervisor's
+    restart budget. Only an exception outside
     the handlers (a background task started with ``nursery.start_soon`` that raises) ends the
     actor and lets the supervisor restart it; background work started with ``spawn`` is guarded
     like a handler.

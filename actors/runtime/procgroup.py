@@ -59,7 +59,8 @@ async def terminate_group(proc: trio.Process, grace_s: float = TERM_GRACE_S) -> 
     signal_group(pgid, signal.SIGTERM)
     with trio.move_on_after(grace_s) as grace:
         await proc.wait()
-        while group_alive(pgid):
+        # The group's other members are not our children: no event tells when they exit.
+        while group_alive(pgid):  # noqa: ASYNC110
             await trio.sleep(_POLL_S)
     # Only after an expired grace: then the group (or the unreaped leader) still holds the id,
     # so it cannot have been reused by an unrelated process.

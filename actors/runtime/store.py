@@ -13,7 +13,8 @@ import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
+from collections.abc import Iterable, Iterator
 
 import attrs
 
@@ -93,15 +94,15 @@ class _GuardedConnection(sqlite3.Connection):
     """Turns every sqlite3 error into a ``StorageError`` at the one seam where statements run, so
     the actors catch one exception type and a full disk fails a turn instead of crashing an actor."""
 
-    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
         with _as_storage_error():
             return super().execute(*args, **kwargs)
 
-    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
         with _as_storage_error():
             return super().executemany(*args, **kwargs)
 
-    def executescript(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:  # type: ignore[override]
+    def executescript(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
         with _as_storage_error():
             return super().executescript(*args, **kwargs)
 
@@ -131,6 +132,12 @@ class SessionRow:
     parent_tool_use_id: str | None
     is_worker: bool
     created_at: float
+
+
+def _session_row(r: tuple[Any, ...]) -> SessionRow:
+    """A SessionRow from the columns id, workspace, active_model, parent_session_id,
+    parent_tool_use_id, is_worker, created_at (in that order)."""
+    return SessionRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6])
 
 
 @attrs.frozen
@@ -202,12 +209,12 @@ class Store:
         row = self.db.execute(
             "SELECT id, workspace, active_model, parent_session_id, parent_tool_use_id, is_worker, created_at "
             "FROM sessions WHERE id=?", (session_id,)).fetchone()
-        return SessionRow(*row[:5], bool(row[5]), row[6]) if row else None
+        return _session_row(row) if row else None
 
     def list_sessions(self, include_workers: bool = False) -> list[SessionRow]:
         q = ("SELECT id, workspace, active_model, parent_session_id, parent_tool_use_id, is_worker, created_at "
              "FROM sessions" + ("" if include_workers else " WHERE is_worker=0") + " ORDER BY created_at")
-        return [SessionRow(*r[:5], bool(r[5]), r[6]) for r in self.db.execute(q)]
+        return [_session_row(r) for r in self.db.execute(q)]
 
     def set_active_model(self, session_id: str, model: str | None) -> None:
         self.db.execute("UPDATE sessions SET active_model=?, updated_at=? WHERE id=?", (model, time.time(), session_id))
@@ -285,7 +292,8 @@ class Store:
     def record_cost(self, row: CostRow, price: dict | None = None) -> None:
         self.db.execute(
             "INSERT INTO costs (session_id, parent_session_id, turn_id, model, role, input_tokens, output_tokens, "
-            "cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, price, at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, price, at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (row.session_id, row.parent_session_id, row.turn_id, row.model, row.role, row.input_tokens,
              row.output_tokens, row.cache_read_tokens, row.cache_write_tokens, row.reasoning_tokens,
              None if row.cost_usd is None else str(row.cost_usd), json.dumps(price or {}), row.at),
@@ -301,7 +309,8 @@ class Store:
         if since is not None:
             q += " AND at>=?"
             args.append(since)
-        return [CostRow(*r[:10], _stored_cost(r[10]), r[11]) for r in self.db.execute(q + " ORDER BY id", args)]
+        return [CostRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], _stored_cost(r[10]), r[11])
+                for r in self.db.execute(q + " ORDER BY id", args)]
 
     def cost_since(self, since: float) -> Decimal:
         costs = (_stored_cost(c) for (c,) in self.db.execute(

@@ -21,8 +21,8 @@ import attrs
 import trio
 
 from protocol import events as ev
-from protocol.canonical import Message, Role, TextBlock, Usage
-from protocol.codec import converter, event_to_json_obj
+from protocol.canonical import ContentBlock, Message, Role, TextBlock, Usage
+from protocol.codec import Envelope, converter, event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.identity import connection_of, principal_of
 from protocol.messages import (
@@ -128,7 +128,7 @@ class SessionActor(Actor):
         }
 
     async def setup(self, nursery: trio.Nursery) -> None:
-        for turn_id, session_id in self.store.interrupted_turns():
+        for turn_id, _session_id in self.store.interrupted_turns():
             # A crash (kill -9) left these running: close them so history stays valid.
             self.store.finish_turn(turn_id, "interrupted", error="daemon stopped during the turn")
 
@@ -183,8 +183,8 @@ class SessionActor(Actor):
         return SessionInfo(s.id, s.workspace, s.active_model, s.pending_model, s.turn.turn_id if s.turn else None,
                            self.store.turn_count(s.id), parent_session_id=s.parent_session_id)
 
-    async def on_open(self, env):
-        msg: OpenSession = env.body
+    async def on_open(self, env: Envelope[OpenSession]):
+        msg = env.body
         state = self._get(msg.session_id) if msg.session_id else None
         if denied := self._denied(env, state):
             return denied
@@ -273,8 +273,8 @@ class SessionActor(Actor):
 
     # --- turns --------------------------------------------------------------------------------------
 
-    async def on_start_turn(self, env):
-        msg: StartTurn = env.body
+    async def on_start_turn(self, env: Envelope[StartTurn]):
+        msg = env.body
         if not self.accepting:
             return Failure("shutting_down", "the daemon is shutting down and accepts no new turns")
         if denied := self._denied_or_claim(env, msg.session_id, msg.workspace):
@@ -337,7 +337,7 @@ class SessionActor(Actor):
 
     async def _turn_body(self, state: SessionState, turn: RunningTurn, msg: StartTurn) -> None:
         self._apply_pending_swap(state)
-        user_blocks = (TextBlock(msg.text), *msg.images)
+        user_blocks: tuple[ContentBlock, ...] = (TextBlock(msg.text), *msg.images)
         # Tools are offered when the turn has a workspace (the built-in tools) or client tools. The
         # delegate tool depends on the model chosen, so the router offers it only to a model that
         # supports tools (RouteDecision.can_delegate); it needs no gate here. The system prompt
@@ -348,7 +348,8 @@ class SessionActor(Actor):
             state.id, turn.turn_id, msg.text, has_images=bool(msg.images), has_tool_definitions=offers_tools,
             has_system_prompt=bool(state.workspace),
             has_tool_calls_in_history=any(m.tool_uses() for m in state.messages if m.role is Role.ASSISTANT),
-            estimated_input_tokens=estimate_input_tokens(None, msg.tools, [*state.messages, Message(Role.USER, user_blocks)]),
+            estimated_input_tokens=estimate_input_tokens(None, msg.tools,
+                                                         [*state.messages, Message(Role.USER, user_blocks)]),
             workspace=state.workspace, sticky_model=state.active_model,
             file_extensions=tuple(sorted(state.file_extensions)), is_worker=state.is_worker,
         )
@@ -357,14 +358,16 @@ class SessionActor(Actor):
         except (RemoteError, RequestTimeout) as exc:
             await self._finish(state, turn, ev.TurnFailed(state.id, turn.turn_id, "routing_error", str(exc)))
             return
-        self.store.start_turn(turn.turn_id, state.id, decision.route.chosen_model, converter.unstructure(decision.route))
+        self.store.start_turn(turn.turn_id, state.id, decision.route.chosen_model,
+                              converter.unstructure(decision.route))
         turn.recorded = True
         await self._emit(state, turn, decision.route, persist=False)
         for banner in decision.banners:
             await self._emit(state, turn, ev.Banner(banner, turn.turn_id, "routing"))
         if decision.error_code or decision.route.chosen_model is None:
-            await self._finish(state, turn, ev.TurnFailed(state.id, turn.turn_id, decision.error_code or "no_model_available",
-                                                          decision.error or "No model available for this turn."))
+            await self._finish(state, turn, ev.TurnFailed(
+                state.id, turn.turn_id, decision.error_code or "no_model_available",
+                decision.error or "No model available for this turn."))
             return
         model = turn.model = decision.route.chosen_model
         user = Message(Role.USER, (TextBlock(decision.text), *msg.images), id=f"{turn.turn_id}:u")
@@ -450,16 +453,16 @@ class SessionActor(Actor):
         if turn.client:
             await self.system.tell(turn.client, EventNotice(state.id, event), sender=self.system.address(self.name))
 
-    async def on_progress(self, env):
-        msg: TurnProgress = env.body
+    async def on_progress(self, env: Envelope[TurnProgress]):
+        msg = env.body
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or state.turn.turn_id != msg.turn_id:
             return None
         await self._emit(state, state.turn, msg.event)
         return None
 
-    async def on_outcome(self, env):
-        msg: TurnOutcome = env.body
+    async def on_outcome(self, env: Envelope[TurnOutcome]):
+        msg = env.body
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or state.turn.turn_id != msg.turn_id:
             return None
@@ -467,8 +470,8 @@ class SessionActor(Actor):
         state.turn.done.set()
         return None
 
-    async def on_tool_result(self, env):
-        msg: SubmitToolResult = env.body
+    async def on_tool_result(self, env: Envelope[SubmitToolResult]):
+        msg = env.body
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or state.turn.turn_id != msg.turn_id:
             return Failure("no_such_turn", f"turn {msg.turn_id} is not running")
@@ -482,8 +485,8 @@ class SessionActor(Actor):
         except RequestTimeout as exc:
             return Failure("planner_error", str(exc))
 
-    async def on_cancel(self, env):
-        msg: CancelTurn = env.body
+    async def on_cancel(self, env: Envelope[CancelTurn]):
+        msg = env.body
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or (msg.turn_id and state.turn.turn_id != msg.turn_id):
             return Failure("no_turn_in_progress", f"session {msg.session_id} has no turn in progress")

@@ -30,7 +30,7 @@ class _CappedBuffer:
         self.tail = bytearray()
         self.total = 0
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | bytearray) -> None:
         self.total += len(chunk)
         room = self._half - len(self.head)
         if room > 0:
@@ -111,14 +111,16 @@ async def run_command(
     except OSError as exc:
         raise ToolError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
 
+    stdout, stderr = proc.stdout, proc.stderr
+    assert stdout is not None and stderr is not None   # both are pipes (subprocess.PIPE above)
     out, err = _CappedBuffer(ctx.output_cap_bytes), _CappedBuffer(ctx.output_cap_bytes)
     finished = False
     try:
         with trio.move_on_after(limit) as deadline:
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_drain, proc.stdout, out)
-                    nursery.start_soon(_drain, proc.stderr, err)
+                    nursery.start_soon(_drain, stdout, out)
+                    nursery.start_soon(_drain, stderr, err)
             except BaseExceptionGroup as group:
                 raise _unwrap_cancelled(group) from None
             await proc.wait()
@@ -127,7 +129,7 @@ async def run_command(
         with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_BOUND_S):
             if not finished:
                 await terminate_group(proc)
-            for stream in (proc.stdout, proc.stderr):
+            for stream in (stdout, stderr):
                 await stream.aclose()
     status = _status(proc.returncode, timed_out=deadline.cancelled_caught, limit=limit)
     shown = command if isinstance(command, str) else shlex.join(argv)

@@ -1,8 +1,9 @@
 """What a tool call runs with (``ToolContext``) and what it gives back (``ToolOutcome``)."""
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 import attrs
 from attrs import frozen
@@ -14,8 +15,8 @@ class ToolError(Exception):
     """A failure the model should read and react to; ``dispatch`` turns it into an error outcome."""
 
 
-def _to_workspace(value: object) -> Path | None:
-    return None if value is None else Path(value)  # type: ignore[arg-type]
+def _to_workspace(value: str | PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def _check_absolute(instance: object, attribute: attrs.Attribute, value: Path | None) -> None:

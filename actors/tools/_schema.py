@@ -28,9 +28,10 @@ def _matches(value: object, schema: dict) -> bool:
         return False
     if not isinstance(value, _TYPES[kind]):
         return False
-    if kind == "array" and "items" in schema:
-        return all(_matches(item, schema["items"]) for item in value)  # type: ignore[union-attr]
-    if "minimum" in schema and value < schema["minimum"]:  # type: ignore[operator]
+    # The isinstance checks below only narrow for mypy: the type test above already passed.
+    if kind == "array" and "items" in schema and isinstance(value, (list, tuple)):
+        return all(_matches(item, schema["items"]) for item in value)
+    if "minimum" in schema and isinstance(value, (int, float)) and value < schema["minimum"]:
         return False
     return True
 

@@ -23,7 +23,7 @@ import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 from attrs import frozen

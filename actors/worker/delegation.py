@@ -18,17 +18,21 @@ import attrs
 import trio
 
 from protocol import events as ev
-from protocol.canonical import Message, Role, StopReason, TextBlock, ToolDefinition, ToolResultBlock, ToolUseBlock, Usage
+from protocol.canonical import (
+    Message, Role, StopReason, TextBlock, ToolDefinition, ToolResultBlock, ToolUseBlock, Usage,
+)
 from protocol.codec import converter
 from protocol.errors import RemoteError
-from protocol.messages import DecideRoute, RouteDecision, RunTurn, StopTurn, TurnOutcome
+from protocol.messages import DecideRoute, RouteDecision, RunTurn, StopTurn, TurnOutcome, TurnProgress
 
 from actors.runtime.kernel import RequestTimeout
 from actors.runtime.store import Store
 from actors.planner.tokens import estimate_input_tokens
 
 if TYPE_CHECKING:
+    from actors.config.registry import ModelSpec
     from actors.planner.actor import ActiveTurn, PlannerActor
+    from actors.planner.support import ToolHandler
 
 TIERS = ("fast", "balanced", "deep")
 STOP_WAIT_S = 5.0
@@ -133,15 +137,15 @@ class Delegator:
 
     # --- what the ToolBox asks ---------------------------------------------------------------------
 
-    def definitions(self, run: RunTurn, spec) -> tuple[ToolDefinition, ...]:
+    def definitions(self, run: RunTurn, spec: ModelSpec) -> tuple[ToolDefinition, ...]:
         if run.is_worker:
             return (REQUEST_CONTEXT_DEF,)
         return (DELEGATE_TOOL,) if run.can_delegate else ()
 
-    def handlers(self) -> dict:
+    def handlers(self) -> dict[str, ToolHandler[PlannerActor, ActiveTurn]]:
         return {"delegate": self.delegate, REQUEST_CONTEXT_TOOL: self.request_context}
 
-    def on_worker_message(self, msg) -> bool:
+    def on_worker_message(self, msg: TurnProgress | TurnOutcome) -> bool:
         """Progress and outcomes of worker turns come back to the planner; route them here."""
         wr = self.runs.get(msg.turn_id)
         if wr is None:
@@ -155,7 +159,7 @@ class Delegator:
 
     # --- _request_context (workers only) ----------------------------------------------------------------
 
-    async def request_context(self, planner: "PlannerActor", turn: "ActiveTurn", use: ToolUseBlock):
+    async def request_context(self, planner: PlannerActor, turn: ActiveTurn, use: ToolUseBlock) -> tuple[str, bool]:
         if not turn.run.is_worker:
             return f"unknown tool: {REQUEST_CONTEXT_TOOL}", True
         import jsonschema
@@ -169,7 +173,7 @@ class Delegator:
 
     # --- delegate ---------------------------------------------------------------------------------
 
-    async def delegate(self, planner: "PlannerActor", turn: "ActiveTurn", use: ToolUseBlock):
+    async def delegate(self, planner: PlannerActor, turn: ActiveTurn, use: ToolUseBlock) -> tuple[str, bool]:
         parent = turn.run
         if parent.is_worker:
             return "unknown tool: delegate — workers cannot delegate", True
@@ -216,12 +220,13 @@ class Delegator:
         if allowed is not None and not (isinstance(allowed, list) and all(isinstance(t, str) for t in allowed)):
             raise DelegationError("allowed_tools must be a list of tool names")
         max_tokens = raw.get("max_tokens")
-        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
+                                       or max_tokens < 1):
             raise DelegationError("max_tokens must be a positive integer")
         return {"tier": tier, "task": task.strip(), "context": context, "output_schema": schema,
                 "allowed_tools": allowed, "max_tokens": max_tokens}
 
-    def _context(self, args: dict, parent: RunTurn, turn: "ActiveTurn") -> tuple[str, bool]:
+    def _context(self, args: dict, parent: RunTurn, turn: ActiveTurn) -> tuple[str, bool]:
         """The context summary of §6.4: files by reference, everything else inlined."""
         context = args["context"]
         if context["mode"] == "minimal":
@@ -239,7 +244,8 @@ class Delegator:
                     raise DelegationError(f"include[{i}]: a {kind} needs a path inside the workspace")
                 full = os.path.realpath(os.path.join(parent.workspace, path))
                 if not full.startswith(os.path.realpath(parent.workspace) + os.sep) or not os.path.isfile(full):
-                    raise DelegationError(f"include[{i}]: unknown reference: file {path!r} does not exist in the workspace")
+                    raise DelegationError(f"include[{i}]: unknown reference: file {path!r} "
+                                          "does not exist in the workspace")
                 if kind == "file":
                     lines.append(f"- file {path} (read it with read_file)")
                 else:
@@ -283,7 +289,8 @@ class Delegator:
 
         decide = DecideRoute(worker_sid, wturn, args["task"], has_images=has_images, has_tool_definitions=True,
                              requires_structured_output=args["output_schema"] is not None,
-                             estimated_input_tokens=estimate_input_tokens(None, (), [Message(Role.USER, (TextBlock(args["task"] + brief),))]),
+                             estimated_input_tokens=estimate_input_tokens(
+                                 None, (), [Message(Role.USER, (TextBlock(args["task"] + brief),))]),
                              workspace=parent.workspace, delegate_tier=args["tier"], is_worker=True)
         try:
             decision: RouteDecision = await planner.request(self.router, decide, timeout=30)
@@ -291,14 +298,15 @@ class Delegator:
             return failed(f"worker_error: routing failed: {exc}")
         model = decision.route.chosen_model
         self.store.start_turn(wturn, worker_sid, model, converter.unstructure(decision.route))
-        await planner.emit(parent, ev.DelegateStarted(parent.turn_id, use.id, worker_sid, args["tier"], model, args["task"],
-                                                          wturn))
+        await planner.emit(parent, ev.DelegateStarted(parent.turn_id, use.id, worker_sid, args["tier"], model,
+                                                      args["task"], wturn))
         if model is None:
             self.store.finish_turn(wturn, "failed", error=decision.error)
             return failed("no_model_available_for_tier")
         summary["model"] = model
         allowed = args["allowed_tools"]
-        tools_line = ", ".join(allowed) if allowed is not None else "same as the planner (read/list/write/edit files, load_skill, run_command if granted)"
+        tools_line = (", ".join(allowed) if allowed is not None
+                      else "same as the planner (read/list/write/edit files, load_skill, run_command if granted)")
         schema_line = (f"- Your final response must conform to this schema:\n{json.dumps(args['output_schema'])}\n"
                        if args["output_schema"] is not None else "")
         system = WORKER_PROMPT.format(worker_model=model, task=args["task"], context_summary=brief,
@@ -306,8 +314,8 @@ class Delegator:
         user = Message(Role.USER, (TextBlock(args["task"] + ("\n\n" + brief if brief else "")),), id=f"{wturn}:u")
         self.store.append_messages(worker_sid, wturn, [user])
         run = RunTurn(worker_sid, wturn, model, (user,), parent.workspace, (), False, True, parent.session_id,
-                      system, tuple(allowed) if allowed is not None else None, args["max_tokens"], args["output_schema"],
-                      reply_to=planner.system.address(planner.name))
+                      system, tuple(allowed) if allowed is not None else None, args["max_tokens"],
+                      args["output_schema"], reply_to=planner.system.address(planner.name))
         wr = self.runs[wturn] = WorkerRun(wturn)
         try:
             await planner.request(self.worker, run, timeout=30)
@@ -338,7 +346,8 @@ class Delegator:
         u = out.usage
         summary.update(turns=1, tool_calls=sum(len(m.tool_uses()) for m in out.messages), input_tokens=u.input_tokens,
                        output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
-                       cache_write_tokens=u.cache_write_tokens, reasoning_tokens=u.reasoning_tokens, cost_usd=u.cost_usd)
+                       cache_write_tokens=u.cache_write_tokens, reasoning_tokens=u.reasoning_tokens,
+                       cost_usd=u.cost_usd)
         self.store.finish_turn(wturn, out.status, converter.unstructure(u), out.message)
 
     def _result(self, worker_sid: str, wturn: str, wr: WorkerRun, summary: dict, args: dict) -> DelegateResult:

@@ -32,6 +32,19 @@ def test_model_typed_during_a_turn_shows_the_pending_banner_and_applies_next_tur
         stop_daemon(proc)
 
 
+def test_rules_check_and_reload_in_the_chat_answer_like_the_cli(env):
+    proc = start_daemon(env)
+    try:
+        out = subprocess.run([PY, "-m", "orchestrator", "chat"], env=env, input="/rules check\n/rules reload\n",
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert "ok" in lines                                                      # the check of the home's files
+        assert any(line.startswith("reloaded ") for line in lines), out.stdout   # the reload summary
+    finally:
+        stop_daemon(proc)
+
+
 def test_cancel_typed_during_a_turn_cancels_it(env):
     slow_demo(env, "0.2")
     proc = start_daemon(env)

@@ -45,7 +45,8 @@ async def test_cancel_ends_a_streaming_turn_quickly_and_the_session_takes_the_ne
     assert trio.current_time() - started < 1.0
     _, events = await run_turn(client, info.session_id, "next")
     assert isinstance(events[-1], ev.TurnCompleted)
-    history = await client.request("session", __import__("protocol.messages", fromlist=["GetHistory"]).GetHistory(info.session_id))
+    get_history = __import__("protocol.messages", fromlist=["GetHistory"]).GetHistory
+    history = await client.request("session", get_history(info.session_id))
     roles = [m.role.value for m in history.messages]
     assert roles[0] == "user" and roles[-1] == "assistant"
 

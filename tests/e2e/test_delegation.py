@@ -74,7 +74,8 @@ async def stack(nursery, short_tmp, wire_mode, monkeypatch):
 
 
 def delegate_call(id_, tier="fast", task="rename `foo` to `bar` in src/", context=None, **extra):
-    return ToolCall("delegate", {"tier": tier, "task": task, "context": context or {"mode": "minimal"}, **extra}, id=id_)
+    args = {"tier": tier, "task": task, "context": context or {"mode": "minimal"}, **extra}
+    return ToolCall("delegate", args, id=id_)
 
 
 def tool_results(request_json):
@@ -218,8 +219,9 @@ async def test_explicit_context_passes_files_by_reference_and_inlines_notes(stac
 async def test_capability_upgrade_fast_to_balanced_through_the_router_actor(stack):
     """Spec test 13: a worker task with images and a text-only fast model is upgraded."""
     client, sid, *_ = stack
-    decision = await client.daemon.system.request("router", DecideRoute("w_x", "t_x", "describe the screenshot", has_images=True,
-                                                          delegate_tier="fast", is_worker=True))
+    decision = await client.daemon.system.request(
+        "router", DecideRoute("w_x", "t_x", "describe the screenshot", has_images=True,
+                              delegate_tier="fast", is_worker=True))
     assert decision.route.chosen_model == "balco:mid"
     last = decision.route.chain[-1]
     assert last.policy == "delegate_request" and "upgraded to balanced" in last.reason

@@ -155,7 +155,8 @@ async def test_a_client_declared_tool_round_trips_through_the_client_library(sta
         seen.append(args)
         return json.dumps({"id": args["id"], "state": "open"})
 
-    tool = ToolDefinition("lookup_ticket", "Look up a ticket", {"type": "object", "properties": {"id": {"type": "string"}}})
+    tool = ToolDefinition("lookup_ticket", "Look up a ticket",
+                          {"type": "object", "properties": {"id": {"type": "string"}}})
     info = await client.open_session(workspace=str(ws))
     _, events = await run_turn(client, info.session_id, "status of T-7?", tools={"lookup_ticket": (tool, lookup)})
     assert seen == [{"id": "T-7"}]
@@ -173,7 +174,8 @@ async def test_a_cut_mid_stream_fails_the_turn_and_keeps_the_partial_text(stack)
     failed = events[-1]
     assert isinstance(failed, ev.TurnFailed) and failed.partial_text == "partial answer "
     assert len(oai.requests) == 1  # no silent retry that would duplicate the streamed text
-    history = await client.request("session", __import__("protocol.messages", fromlist=["GetHistory"]).GetHistory(info.session_id))
+    get_history = __import__("protocol.messages", fromlist=["GetHistory"]).GetHistory
+    history = await client.request("session", get_history(info.session_id))
     assert "[incomplete" in history.messages[-1].text
 
 
@@ -233,7 +235,8 @@ async def test_a_failing_provider_is_marked_unavailable_and_the_next_turn_falls_
 async def test_availability_reset_forces_recovery(stack):
     client, oai, anth, ws, root = stack
     (root / "home" / "routing.yaml").write_text(
-        f"schema_version: 1\nglobal_default: anthropic:claude-haiku-4-5\nworkspaces:\n  {ws}:\n    default: local:llama\n")
+        "schema_version: 1\nglobal_default: anthropic:claude-haiku-4-5\n"
+        f"workspaces:\n  {ws}:\n    default: local:llama\n")
     oai.script(Fail(401, "invalid_api_key"))
     info = await client.open_session(workspace=str(ws))
     _, events = await run_turn(client, info.session_id, "first")

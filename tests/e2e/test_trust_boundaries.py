@@ -127,7 +127,8 @@ async def test_the_cost_actor_keeps_hostile_numbers_out_of_the_ledger(daemon, cl
     for usage, price in [(Usage(cost_usd="NaN"), {}), (Usage(cost_usd="abc"), {}),
                          (Usage(input_tokens=2**64 - 1, cost_usd="0.5"), {}), (Usage(cost_usd="-Infinity"), deep),
                          (Usage(output_tokens=3, cost_usd="0.25"), {})]:
-        await daemon.system.tell("cost", RecordUsage("s_x", "t_x", "demo:steady", "planner", usage, None, price, math.nan))
+        await daemon.system.tell("cost", RecordUsage("s_x", "t_x", "demo:steady", "planner", usage, None, price,
+                                                     math.nan))
     today = await daemon.system.request("cost", GetCostToday())
     assert isinstance(today, CostAmount) and Decimal(today.usd) == Decimal("0.75")
     report = await client.cost()

@@ -35,8 +35,9 @@ async def open_stack(short_tmp, nursery, *, api_key=None, key_env="null", suppor
     async with open_fake_openai(api_key=api_key) as fake:
         home = short_tmp / "home"
         home.mkdir(exist_ok=True)
-        (home / "models.yaml").write_text(MODELS.format(url=fake.base_url, key_env=key_env, supports_tools=supports_tools,
-                                                        supports_system=supports_system, can_delegate=can_delegate))
+        (home / "models.yaml").write_text(MODELS.format(url=fake.base_url, key_env=key_env,
+                                                        supports_tools=supports_tools, supports_system=supports_system,
+                                                        can_delegate=can_delegate))
         (home / "routing.yaml").write_text(routing or "schema_version: 1\nglobal_default: loc:main\n")
         ws = short_tmp / "ws"
         ws.mkdir(exist_ok=True)
@@ -118,7 +119,8 @@ async def test_a_grant_made_during_a_turn_applies_from_the_next_turn(short_tmp, 
 async def test_run_command_in_a_turn_does_not_see_the_daemons_provider_keys(short_tmp, nursery, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-daemon-secret-1")
     monkeypatch.setenv("LOC_KEY", "loc-daemon-secret-22")
-    async with open_stack(short_tmp, nursery, api_key="loc-daemon-secret-22", key_env="LOC_KEY") as (client, sid, fake, ws, _):
+    async with open_stack(short_tmp, nursery, api_key="loc-daemon-secret-22",
+                          key_env="LOC_KEY") as (client, sid, fake, ws, _):
         (ws / ".orchestrator").mkdir()
         (ws / ".orchestrator" / "workspace.yaml").write_text(
             "tools: {run_command: true}\npass_env: [LOC_KEY]\nenv: {GREETING: hello-from-workspace}\n")
@@ -167,8 +169,10 @@ async def test_instruction_files_are_capped_and_never_read_through_a_symlink_out
 
 @pytest.mark.parametrize("caps", [{"supports_tools": "false"}, {"supports_system": "false"}],
                          ids=["no_tools", "no_system_prompt"])
-async def test_a_model_lacking_tools_or_system_prompt_serves_a_turn_without_workspace_or_client_tools(short_tmp, nursery, wire_mode, caps):
-    async with open_stack(short_tmp, nursery, workspace=False, wire_mode=wire_mode, **caps) as (client, sid, fake, ws, _):
+async def test_a_model_lacking_tools_or_system_prompt_serves_a_turn_without_workspace_or_client_tools(
+        short_tmp, nursery, wire_mode, caps):
+    async with open_stack(short_tmp, nursery, workspace=False, wire_mode=wire_mode,
+                          **caps) as (client, sid, fake, ws, _):
         fake.script(Answer(text=("plain answer",)))
         _, events = await run_turn(client, sid, "hello")
         assert isinstance(events[-1], ev.TurnCompleted), events[-1]

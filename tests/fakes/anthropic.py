@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import re
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 from .base import FakeProvider, StreamSteps
 from .http import CUT, Plan, json_plan, serve
@@ -206,7 +207,8 @@ class FakeAnthropic(FakeProvider):
                 steps = (steps[0][: len(steps[0]) // 2], CUT)
             return Plan(200, plan.headers, steps, headers_delay=answer.headers_delay)
 
-        steps = StreamSteps(answer, lambda fail: _sse({"type": "error", "error": {"type": fail.type, "message": fail.message}}))
+        steps = StreamSteps(answer, lambda fail: _sse({"type": "error",
+                                                       "error": {"type": fail.type, "message": fail.message}}))
         steps.event(_sse({"type": "message_start", "message": dict(message, usage=dict(usage, output_tokens=1))}))
         steps.event(_sse({"type": "ping"}))
         for index, (start, deltas, _) in enumerate(blocks):

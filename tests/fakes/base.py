@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .http import CUT, FakeHTTPServer, Plan, RecordedRequest, Step, json_plan
 from .script import Answer, Drop, Fail, Reply

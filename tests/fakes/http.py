@@ -10,14 +10,15 @@ from __future__ import annotations
 import functools
 import json
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable, Union
+from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import attrs
 import h11
 import trio
 
 CUT = object()
-Step = Union[bytes, float, object]
+Step = bytes | float | object
 
 
 @attrs.frozen
@@ -122,7 +123,8 @@ class FakeHTTPServer:
 async def serve(handler: Callable[[RecordedRequest], Plan]) -> AsyncIterator[FakeHTTPServer]:
     server = FakeHTTPServer(handler)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, server._serve_connection, 0, host="127.0.0.1"))
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, server._serve_connection, 0,
+                                                          host="127.0.0.1"))
         server.port = listeners[0].socket.getsockname()[1]
         try:
             yield server

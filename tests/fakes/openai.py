@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import re
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 from .base import FakeProvider, StreamSteps
 from .http import CUT, Plan, json_plan, serve
@@ -62,7 +63,8 @@ def validate_messages(messages: Any) -> list[str]:
         if role != "tool" and open_calls:
             problems.append(
                 "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
-                f"'tool_call_id'. The following tool_call_ids did not have response messages: {', '.join(sorted(open_calls))}"
+                "'tool_call_id'. The following tool_call_ids did not have response messages: "
+                f"{', '.join(sorted(open_calls))}"
             )
             open_calls = set()
         if role == "tool":
@@ -85,9 +87,11 @@ def validate_messages(messages: Any) -> list[str]:
                 problems += _check_parts(f"{where}.content", m["content"], allow_images=False)
             for k, call in enumerate(calls or []):
                 function = call.get("function") if isinstance(call, dict) else None
-                if not (isinstance(call.get("id"), str) and call.get("type") == "function" and isinstance(function, dict)
-                        and isinstance(function.get("name"), str) and isinstance(function.get("arguments"), str)):
-                    problems.append(f"{where}.tool_calls[{k}]: needs id, type 'function', function.name, function.arguments (a string)")
+                if not (isinstance(call.get("id"), str) and call.get("type") == "function"
+                        and isinstance(function, dict) and isinstance(function.get("name"), str)
+                        and isinstance(function.get("arguments"), str)):
+                    problems.append(f"{where}.tool_calls[{k}]: needs id, type 'function', function.name, "
+                                    "function.arguments (a string)")
                 else:
                     open_calls.add(call["id"])
             answering = bool(open_calls)
@@ -173,7 +177,7 @@ class FakeOpenAI(FakeProvider):
             if answer.tool_calls:
                 message["tool_calls"] = [
                     {"id": i, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
-                    for i, c in zip(ids, answer.tool_calls)
+                    for i, c in zip(ids, answer.tool_calls, strict=True)
                 ]
             whole = dict(base, object="chat.completion", usage=_usage(answer.usage),
                          choices=[{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}])
@@ -192,9 +196,10 @@ class FakeOpenAI(FakeProvider):
         for text in answer.text:
             steps.delta(chunk({"content": text}))
         fragments = []
-        for index, (call_id, call) in enumerate(zip(ids, answer.tool_calls)):
+        for index, (call_id, call) in enumerate(zip(ids, answer.tool_calls, strict=True)):
             head = {"index": index, "id": call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}
-            fragments.append([head] + [{"index": index, "function": {"arguments": a}} for a in call.argument_fragments()])
+            fragments.append([head] + [{"index": index, "function": {"arguments": a}}
+                                       for a in call.argument_fragments()])
         if answer.interleave_tool_calls:
             order = [f for group in _round_robin(fragments) for f in group]
         else:

@@ -48,14 +48,16 @@ async def test_anthropic_fake_rejects_what_the_real_api_rejects(change, complain
 async def test_anthropic_fake_checks_key_and_version_headers():
     async with open_fake_anthropic() as srv, httpx.AsyncClient() as http:
         no_key = await http.post(srv.base_url + "/v1/messages", json=OK_ANTHROPIC, headers={"anthropic-version": "x"})
-        no_version = await http.post(srv.base_url + "/v1/messages", json=OK_ANTHROPIC, headers={"x-api-key": "test-key"})
+        no_version = await http.post(srv.base_url + "/v1/messages", json=OK_ANTHROPIC,
+                                     headers={"x-api-key": "test-key"})
     assert no_key.status_code == 401 and no_key.json()["error"]["type"] == "authentication_error"
     assert no_version.status_code == 400 and "anthropic-version" in no_version.json()["error"]["message"]
 
 
 async def test_anthropic_fake_answers_a_valid_tool_round_trip_and_records_it():
     body = {**OK_ANTHROPIC, "messages": [
-        {"role": "user", "content": "a"}, TOOL_USE, {"role": "user", "content": [result("t1"), {"type": "text", "text": "go"}]}]}
+        {"role": "user", "content": "a"}, TOOL_USE,
+        {"role": "user", "content": [result("t1"), {"type": "text", "text": "go"}]}]}
     async with open_fake_anthropic() as srv, httpx.AsyncClient() as http:
         srv.script(Answer(text="done"))
         resp = await http.post(srv.base_url + "/v1/messages", json=body, headers=ANTHROPIC_HEADERS)
@@ -78,7 +80,8 @@ CALLS = {"role": "assistant", "content": None, "tool_calls": [
      "preceding message"),
     ({"stream_options": {"include_usage": True}}, "only allowed when 'stream' is enabled"),
     ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, "json_schema.name"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///x"}}]}]}, "image_url"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///x"}}]}]},
+     "image_url"),
     ({"max_tokens": 0}, "max_tokens"),
     ({"tools": [{"name": "f"}]}, "tools[0]"),
     ({"system": "top-level system is Anthropic's"}, "Unrecognized request argument"),
@@ -86,7 +89,8 @@ CALLS = {"role": "assistant", "content": None, "tool_calls": [
 async def test_openai_fake_rejects_what_the_real_api_rejects(change, complaint):
     body = {**OK_OPENAI, **change}
     async with open_fake_openai() as srv, httpx.AsyncClient() as http:
-        resp = await http.post(srv.base_url + "/chat/completions", json=body, headers={"authorization": "Bearer test-key"})
+        resp = await http.post(srv.base_url + "/chat/completions", json=body,
+                               headers={"authorization": "Bearer test-key"})
     assert resp.status_code == 400
     error = resp.json()["error"]
     assert error["type"] == "invalid_request_error" and complaint in error["message"]
@@ -108,7 +112,8 @@ async def test_openai_fake_streams_chunks_usage_and_done():
     body = {**OK_OPENAI, "stream": True, "stream_options": {"include_usage": True}}
     async with open_fake_openai() as srv, httpx.AsyncClient() as http:
         srv.script(Answer(text=("a", "b")))
-        resp = await http.post(srv.base_url + "/chat/completions", json=body, headers={"authorization": "Bearer test-key"})
+        resp = await http.post(srv.base_url + "/chat/completions", json=body,
+                               headers={"authorization": "Bearer test-key"})
     lines = [line for line in resp.text.splitlines() if line]
     assert resp.headers["content-type"].startswith("text/event-stream")
     assert lines[-1] == "data: [DONE]" and '"usage"' in lines[-2] and '"choices": []' in lines[-2]

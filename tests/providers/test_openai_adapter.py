@@ -88,12 +88,14 @@ async def test_several_tool_calls_are_assembled_from_fragments_by_index(interlea
 async def test_tool_results_round_trip_as_tool_messages_accepted_by_the_strict_fake():
     async with fake_and_adapter() as (srv, adapter):
         srv.script(
-            Answer(text="Looking up.", tool_calls=(ToolCall("lookup", {"word": "a"}), ToolCall("lookup", {"word": "b"}))),
+            Answer(text="Looking up.",
+                   tool_calls=(ToolCall("lookup", {"word": "a"}), ToolCall("lookup", {"word": "b"}))),
             Answer(text="Done."),
         )
         first = await drain(adapter.stream(request(user("look up a and b"), tools=(LOOKUP,))))
         ids = [c.id for c in first.tool_uses]
-        results = Message(Role.TOOL, (ToolResultBlock(ids[0], "A!"), ToolResultBlock(ids[1], "no such word", is_error=True)))
+        results = Message(Role.TOOL, (ToolResultBlock(ids[0], "A!"),
+                                      ToolResultBlock(ids[1], "no such word", is_error=True)))
         second = await drain(adapter.stream(request(
             user("look up a and b"), first.completed.message, results, user("thanks"), tools=(LOOKUP,))))
     assert second.completed.message.text == "Done."

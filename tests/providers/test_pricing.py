@@ -28,8 +28,10 @@ def by_hand(price: dict, usage: Usage) -> Decimal:
 
 
 def test_models_yaml_pricing_wins_and_prices_each_kind_of_token():
-    pricing = Pricing(Decimal("3"), Decimal("15"), cache_read_per_mtok=Decimal("0.3"), cache_write_per_mtok=Decimal("3.75"))
-    priced = price_usage(model("claude-x", pricing=pricing), Usage(1_000_000, 100_000, 2_000_000, 400_000), provider=ANTHROPIC)
+    pricing = Pricing(Decimal("3"), Decimal("15"), cache_read_per_mtok=Decimal("0.3"),
+                      cache_write_per_mtok=Decimal("3.75"))
+    priced = price_usage(model("claude-x", pricing=pricing), Usage(1_000_000, 100_000, 2_000_000, 400_000),
+                         provider=ANTHROPIC)
     # 3 + 1.5 + 0.6 + 1.5
     assert priced.usage.cost_usd == "6.6"
     assert priced.price["source"] == "models.yaml"

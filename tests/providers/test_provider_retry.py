@@ -12,6 +12,7 @@ from actors.providers.openai import OpenAIAdapter
 from actors.providers.retry import backoff_delay, call_with_retries
 from protocol.canonical import Message, Role, TextBlock
 from tests.fakes import Answer, Drop, Fail, drain, open_fake_anthropic, open_fake_openai
+import trio.lowlevel
 
 REQUEST = LLMRequest(model="m", messages=(Message(Role.USER, (TextBlock("hi"),)),))
 
@@ -107,7 +108,7 @@ async def test_an_async_on_attempt_callback_is_awaited(autojump_clock):
     seen = []
 
     async def on_attempt(ok, error_class):
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         seen.append((ok, error_class))
 
     async with anthropic() as (srv, adapter):

@@ -1,7 +1,7 @@
 """Shared fixtures-as-functions for the routing tests: the spec's model registry and small builders."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
 
 from actors.config.files import load_policy_text, load_registry_text
@@ -50,7 +50,7 @@ models:
 
 BOTH_KEYS = {"ANTHROPIC_API_KEY": "test-a", "OPENAI_API_KEY": "test-o"}
 ANTHROPIC_ONLY = {"ANTHROPIC_API_KEY": "test-a"}
-NOON = datetime(2026, 5, 8, 12, 0, tzinfo=timezone.utc)
+NOON = datetime(2026, 5, 8, 12, 0, tzinfo=UTC)
 
 
 def registry(text: str = MODELS_YAML):

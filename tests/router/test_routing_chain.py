@@ -142,7 +142,8 @@ def test_missing_api_key_rejects_with_not_configured_before_availability():
                              "routing.yaml", reg)
     d = RoutingEngine(pol, reg, {}).decide(ctx("x"), availability=down("anthropic"))
     assert d.chain[2].validation_failure is ValidationFailure.NOT_CONFIGURED
-    assert d.chain[2].reason == "anthropic:claude-keyed: provider anthropic has no API key (ANTHROPIC_API_KEY is not set)"
+    assert d.chain[2].reason == ("anthropic:claude-keyed: provider anthropic has no API key "
+                                 "(ANTHROPIC_API_KEY is not set)")
     assert RoutingEngine(pol, reg, {"ANTHROPIC_API_KEY": "k"}).decide(ctx("x")).chosen_model == "anthropic:claude-keyed"
 
 
@@ -195,7 +196,8 @@ def test_9_pattern_below_min_confidence_or_samples_returns_none():
 
 
 def test_pattern_source_receives_the_workspace_pattern_config_which_replaces_global():
-    text = BASE + "pattern: {cost_weight: 0.2, min_sample_size: 3}\nworkspaces:\n  /ws:\n    pattern: {cost_weight: 0.7}\n"
+    text = (BASE + "pattern: {cost_weight: 0.2, min_sample_size: 3}\n"
+            "workspaces:\n  /ws:\n    pattern: {cost_weight: 0.7}\n")
     src = recommending(OPUS, 0.9, 4)
     d = engine(text).decide(ctx("x", workspace="/ws"), pattern=src)
     cfg = src.calls[0][1]

@@ -50,6 +50,8 @@ def test_parse_override_accepts_a_registry():
 
 
 def test_engine_reports_which_predicates_its_rules_read():
-    eng = engine(BASE + "rules:\n  - {when: {any_of: [{skills_matching_message_includes: x}, {not: {has_images: true}}]}, use: opus}\n")
+    eng = engine(BASE + "rules:\n"
+                 "  - {when: {any_of: [{skills_matching_message_includes: x}, {not: {has_images: true}}]},"
+                 " use: opus}\n")
     assert eng.predicates_used == {"skills_matching_message_includes", "has_images"}
     assert engine(BASE).predicates_used == frozenset()

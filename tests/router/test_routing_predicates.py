@@ -1,6 +1,6 @@
 """The closed predicate set (spec §5.3) and the §10.2 properties: closure and determinism."""
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from decimal import Decimal
 
 import pytest
@@ -89,13 +89,16 @@ TIMES = [f"{h:02d}:{m:02d}" for h in (0, 6, 9, 17, 22, 23) for m in (0, 30)]
 
 leaves = st.one_of(
     st.builds(lambda r: {"message_matches": r}, st.sampled_from(REGEXES)),
-    st.builds(lambda xs: {"message_contains_any": xs}, st.lists(st.text("abcSQLß ", min_size=1, max_size=4), min_size=1, max_size=3)),
+    st.builds(lambda xs: {"message_contains_any": xs},
+              st.lists(st.text("abcSQLß ", min_size=1, max_size=4), min_size=1, max_size=3)),
     st.builds(lambda n: {"estimated_input_tokens_gt": n}, st.integers(0, 200_000)),
     st.builds(lambda n: {"estimated_input_tokens_lt": n}, st.integers(0, 200_000)),
     st.builds(lambda b: {"has_images": b}, st.booleans()),
     st.builds(lambda b: {"has_tool_calls_in_history": b}, st.booleans()),
-    st.builds(lambda xs: {"skills_matching_message_includes": xs}, st.lists(st.sampled_from("abc"), min_size=1, max_size=2)),
-    st.builds(lambda xs: {"file_extensions_in_context": xs}, st.lists(st.sampled_from([".py", "sql", ".MD"]), min_size=1, max_size=2)),
+    st.builds(lambda xs: {"skills_matching_message_includes": xs},
+              st.lists(st.sampled_from("abc"), min_size=1, max_size=2)),
+    st.builds(lambda xs: {"file_extensions_in_context": xs},
+              st.lists(st.sampled_from([".py", "sql", ".MD"]), min_size=1, max_size=2)),
     st.builds(lambda r: {"workspace_path_matches": r}, st.sampled_from(REGEXES + ["/code/"])),
     st.builds(lambda a, b: {"time_of_day_between": [a, b]}, st.sampled_from(TIMES), st.sampled_from(TIMES))
     .filter(lambda d: d["time_of_day_between"][0] != d["time_of_day_between"][1]),
@@ -133,7 +136,7 @@ contexts = st.builds(
     file_extensions=st.frozensets(st.sampled_from([".py", ".sql", ".md"])),
     matched_skills=st.frozensets(st.sampled_from("abc")),
     cost_today_usd=st.decimals(min_value=0, max_value=30, places=3),
-    now_local=st.datetimes(timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-7))])),
+    now_local=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7))])),
 )
 
 

@@ -1,5 +1,5 @@
 """Skill index matching, offline token estimates, and TurnContext construction."""
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal
 
 from actors.router.context import TurnContext, build_turn_context, extract_file_extensions
@@ -65,7 +65,7 @@ def test_build_turn_context_derives_flags():
     user = Message(Role.USER, (TextBlock("hi"), ImageBlock(url="http://x")))
     c = build_turn_context(session_id="s", turn_id="t", message_text="hi", user_message=user, history=history,
                            system="sys", tools=(ToolDefinition("x"),), output_schema={"type": "object"},
-                           cost_today_usd=Decimal("1"), now_local=datetime(2026, 1, 1, tzinfo=timezone.utc))
+                           cost_today_usd=Decimal("1"), now_local=datetime(2026, 1, 1, tzinfo=UTC))
     assert c.has_images and c.has_tool_calls_in_history and c.has_tool_definitions and c.has_system_prompt
     assert c.requires_structured_output and c.file_extensions == {".rs"} and c.estimated_input_tokens > IMAGE_TOKENS
     assert c.message_folded == "hi"

@@ -121,7 +121,8 @@ workspaces:
         ("workspace_default", "rejected", SONNET),
         ("global_default", "rejected", HAIKU),
     ]
-    assert all(e.reason == "all anthropic models temporarily unavailable" for e in d.chain if e.verdict.value == "rejected")
+    assert all(e.reason == "all anthropic models temporarily unavailable"
+               for e in d.chain if e.verdict.value == "rejected")
     assert d.winner_index == -1 and d.chosen_model is None and d.error_code == "no_model_available"
     assert d.error == (
         "No model available for this turn.\n"
@@ -159,7 +160,8 @@ def test_8_8_pattern_disagreement_is_deferred_and_surfaced():
     assert d.winner_index == 2 and d.chosen_model == HAIKU
     deferred = d.chain[3]
     assert (deferred.confidence, deferred.sample_size) == (0.87, 23)
-    assert deferred.reason == ("suggested anthropic:claude-sonnet-4-6 (confidence 0.87, 23 samples) — outranked by rule")
+    assert deferred.reason == ("suggested anthropic:claude-sonnet-4-6 (confidence 0.87, 23 samples) "
+                               "— outranked by rule")
     assert d.banners == (
         '→ Routing to anthropic:claude-haiku-4-5 per rule "fast for commits"\n'
         "Pattern store suggests: anthropic:claude-sonnet-4-6 (confidence 0.87, 23 similar tasks)\n"

@@ -5,7 +5,8 @@ import pytest
 
 from actors.tools import TOOL_NAMES, ToolContext, builtin_tool_definitions, dispatch
 
-FILE_AND_STATE_TOOLS = {"read_file", "list_files", "write_file", "edit_file", "memory_add", "memory_replace", "load_skill"}
+FILE_AND_STATE_TOOLS = {"read_file", "list_files", "write_file", "edit_file", "memory_add", "memory_replace",
+                        "load_skill"}
 
 
 def names(ctx, allowed=None):

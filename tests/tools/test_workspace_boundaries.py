@@ -166,8 +166,10 @@ def test_workspace_yaml_is_parsed_once_per_change(workspace):
 def test_an_oversized_or_alias_bomb_workspace_yaml_grants_nothing(workspace):
     big = parse_settings("tools: {run_command: true}\n" + "#" * (64 * 1024))
     assert not big.run_command and "larger than" in big.errors[0]
-    bomb = parse_settings("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-                          "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+    bomb = parse_settings("a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                          "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                          "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                          "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
                           "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\ntools: {run_command: true}\n")
     assert not bomb.run_command and "aliases expand" in bomb.errors[0]
 
