@@ -37,7 +37,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Iterable, Sequence  # noqa: E402
+from collections.abc import Iterable, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -46,7 +46,7 @@ from actors.patterns.store import StoreParams
 from orchestrator.patterns_cli import DEFAULT_COST_WEIGHTS, route_eval
 
 DATA = Path(os.environ.get("ROUTING_EVAL", "/work/shared/routing-eval"))
-_trapz = getattr(np, "trapezoid", None) or getattr(np, "trapz")
+_trapz = getattr(np, "trapezoid", None) or np.trapz
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 RB_WEAK = "mistralai/mixtral-8x7b-chat"   # RouterBench's name for the same weak model
 # Two models: the strong one wins iff (1−w)·gain > w, i.e. gain > w/(1−w); gains live in ±0.5,
@@ -84,7 +84,8 @@ def outcome_rows(prompts: Iterable[dict[str, str]], outcomes: Outcomes, models: 
 
 
 def decisions(train: list[dict[str, str]], rows: list[tuple[str, str, float, float]], test: list[dict[str, str]],
-              weights: Sequence[float], fingerprint: str, via_cli: bool, params: StoreParams | None = None) -> list[dict[str, object]]:
+              weights: Sequence[float], fingerprint: str, via_cli: bool,
+              params: StoreParams | None = None) -> list[dict[str, object]]:
     """Route-eval's output lines, in process (fast, for tuning) or through the real CLI."""
     if not via_cli:
         return list(route_eval({p["prompt_id"]: p["text"] for p in train}, rows,
@@ -140,7 +141,8 @@ def aiq(points: np.ndarray, max_x: float) -> float:
     return float(_trapz(h[:, 1], h[:, 0]) / max_x)
 
 
-def router_points(lines: list[dict[str, object]], ids: set[str], outcomes: Outcomes) -> dict[float, tuple[float, float]]:
+def router_points(lines: list[dict[str, object]], ids: set[str],
+                  outcomes: Outcomes) -> dict[float, tuple[float, float]]:
     """cost weight → (mean cost, mean quality) over ``ids``."""
     acc: dict[float, list[tuple[float, float]]] = defaultdict(list)
     for d in lines:
@@ -156,7 +158,7 @@ def single_points(ids: set[str], outcomes: Outcomes, models: Sequence[str]) -> d
 
 
 def oracle_point(ids: set[str], outcomes: Outcomes, models: Sequence[str]) -> tuple[float, float]:
-    best = [min(((-outcomes[(i, m)][0], outcomes[(i, m)][1]) for m in models)) for i in ids]
+    best = [min((-outcomes[(i, m)][0], outcomes[(i, m)][1]) for m in models) for i in ids]
     return float(np.mean([c for _, c in best])), float(np.mean([-q for q, _ in best]))
 
 
@@ -203,7 +205,8 @@ def pct_strong_for(xs: np.ndarray, ys: np.ndarray, target: float) -> float:
 # --------------------------------------------------------------------------------- experiments
 
 def routerbench(fingerprint: str = "hashed", via_cli: bool = False, text_column: str = "prompt_text",
-                weights: Sequence[float] = DEFAULT_COST_WEIGHTS, params: StoreParams | None = None) -> dict[str, object]:
+                weights: Sequence[float] = DEFAULT_COST_WEIGHTS,
+                params: StoreParams | None = None) -> dict[str, object]:
     prompts, outcomes = load("routerbench_subset", text_column)
     models = sorted({m for _, m in outcomes})
     train = [p for p in prompts if p["split"] == "train"]
@@ -220,7 +223,8 @@ def routerbench(fingerprint: str = "hashed", via_cli: bool = False, text_column:
         pts = router_points(lines, ids, outcomes)
         rnd = [outcomes[(i, rng.choice(models))] for i in sorted(ids)]
         oracle = oracle_point(ids, outcomes, models)
-        share = {w: float(np.mean([d["source"] == "pattern" for d in lines if d["prompt_id"] in ids and d["cost_weight"] == w]))
+        share = {w: float(np.mean([d["source"] == "pattern" for d in lines
+                                   if d["prompt_id"] in ids and d["cost_weight"] == w]))
                  for w in weights}
         result["groups"][g] = {   # type: ignore[index]
             "n": len(ids),
@@ -250,7 +254,7 @@ def _two_model_summary(lines: list[dict[str, object]], groups: dict[str, set[str
         rand95 = 100 * max(0.0, (0.95 * qs - qw) / (qs - qw)) if qs > qw else 0.0
         out[g] = {"n": len(ids), "weak": qw, "strong": qs, "apgr": apgr(xs, ys, qw, qs),
                   "pct_strong_95": pct_strong_for(xs, ys, 0.95 * qs), "random_pct_strong_95": rand95,
-                  "curve": list(zip(xs.tolist(), ys.tolist())), "random_check": float(rng.random() * 0)}
+                  "curve": list(zip(xs.tolist(), ys.tolist(), strict=True)), "random_check": float(rng.random() * 0)}
     return out
 
 
@@ -360,7 +364,7 @@ def plot_routerbench(r: dict[str, object], path: Path) -> None:
     import matplotlib.pyplot as plt
     groups = r["groups"]   # type: ignore[assignment]
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4.2))
-    for ax, (g, v) in zip(axes, groups.items()):   # type: ignore[attr-defined]
+    for ax, (g, v) in zip(axes, groups.items(), strict=True):   # type: ignore[attr-defined]
         singles = np.array(list(v["singles"].values())) * [1e3, 1]
         zero = ndch(singles)
         pts = np.array(list(v["points"].values())) * [1e3, 1]
@@ -388,8 +392,8 @@ def plot_two_model(panels: dict[str, dict[str, dict[str, object]]], path: Path, 
     import matplotlib.pyplot as plt
     cells = [(name, g, v) for name, groups in panels.items() for g, v in groups.items()]
     fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 4))
-    for ax, (name, g, v) in zip(np.atleast_1d(axes), cells):
-        xs, ys = zip(*v["curve"])   # type: ignore[call-overload]
+    for ax, (name, g, v) in zip(np.atleast_1d(axes), cells, strict=True):
+        xs, ys = zip(*v["curve"], strict=True)   # type: ignore[call-overload]
         ax.plot(np.array(xs) * 100, ys, c="C0", marker=".", label=f"pattern store (APGR {v['apgr']:.2f})")
         ax.plot([0, 100], [v["weak"], v["strong"]], c="grey", ls="--", label="random (APGR 0.50)")
         ax.axhline(0.95 * float(v["strong"]), c="C3", lw=0.8, ls=":", label="95 % of GPT-4")  # type: ignore[arg-type]

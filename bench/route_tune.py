@@ -66,7 +66,8 @@ def main() -> None:
     rows.sort(key=lambda r: -r[1]["ALL"])
     print("k power alpha scale | pooled " + " ".join(CATEGORIES))
     for (k, power, alpha, scale), r in rows:
-        print(f"{k:4d} {power:3g} {alpha:4g} {scale:6s} | {r['ALL']:.4f} " + " ".join(f"{r[g]:.4f}" for g in CATEGORIES))
+        per_category = " ".join(f"{r[g]:.4f}" for g in CATEGORIES)
+        print(f"{k:4d} {power:3g} {alpha:4g} {scale:6s} | {r['ALL']:.4f} " + per_category)
 
 
 if __name__ == "__main__":

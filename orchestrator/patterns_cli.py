@@ -11,7 +11,8 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, TextIO
+from collections.abc import Callable, Iterator, Sequence
 
 from actors.patterns import DEFAULT_FINGERPRINT, FINGERPRINT_NAMES
 
@@ -27,7 +28,7 @@ class InputError(Exception):
     """Bad input files: one line for the user, exit 1."""
 
 
-def add_subparser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_subparser(sub: argparse._SubParsersAction) -> None:
     patterns = sub.add_parser("patterns", help="the pattern store (offline evaluation)")
     psub = patterns.add_subparsers(dest="patterns_command", required=True)
     ev = psub.add_parser("route-eval", help="build a store from training CSVs and route test prompts")
@@ -114,7 +115,7 @@ def build_store(prompts: dict[str, str], outcomes: Sequence[tuple[str, str, floa
     used = sorted({pid for pid, *_ in outcomes if pid in prompts})
     if not used:
         raise InputError("no training outcome matches a training prompt_id")
-    vecs = dict(zip(used, store.fp.many([prompts[p] for p in used])))
+    vecs = dict(zip(used, store.fp.many([prompts[p] for p in used]), strict=True))
     for pid, model, quality, cost in outcomes:
         vec = vecs.get(pid)
         if vec is not None:
@@ -134,8 +135,8 @@ def route_eval(train_prompts: dict[str, str], outcomes: Sequence[tuple[str, str,
     batch = 256
     for lo in range(0, len(ids), batch):
         chunk = ids[lo:lo + batch]
-        for pid, vec in zip(chunk, store.fp.many([test_prompts[p] for p in chunk])):
-            for w, d in zip(weights, store.decide(vec, weights)):
+        for pid, vec in zip(chunk, store.fp.many([test_prompts[p] for p in chunk]), strict=True):
+            for w, d in zip(weights, store.decide(vec, weights), strict=True):
                 assert d is not None  # the store has outcomes, so the prior always has a model
                 yield {"prompt_id": pid, "cost_weight": w, "model": d.model, "source": d.source,
                        "confidence": round(d.confidence, 4)}

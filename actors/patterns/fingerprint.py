@@ -20,7 +20,8 @@ import functools
 import os
 import re
 import zlib
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -134,7 +135,7 @@ class MiniLMFingerprinter:
                 self._cache.clear()
             emb = self._model.encode([_clip(t) for t in todo], batch_size=64, normalize_embeddings=True,
                                      convert_to_numpy=True, show_progress_bar=False)
-            self._cache.update(zip(todo, np.asarray(emb, dtype=np.float32)))
+            self._cache.update(zip(todo, np.asarray(emb, dtype=np.float32), strict=True))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
             out[i] = self._cache[t]

@@ -2,7 +2,8 @@
 
 Outcomes with the same fingerprint share a row of per-model aggregates (count, quality sum), so
 a query costs one nearest-neighbour search over the distinct fingerprints (:mod:`.index`: exact up
-to 20k rows, an inverted-file index above) plus a k × models product. Persistence is the caller's: :meth:`PatternStore.add_row` loads
+to 20k rows, an inverted-file index above) plus a k × models product. Persistence is the caller's:
+:meth:`PatternStore.add_row` loads
 :class:`OutcomeRow` values (e.g. from the state database), :meth:`PatternStore.rows` gives every row
 back in insertion order.
 
@@ -14,7 +15,7 @@ public routing data, routes worse than always using the best single model; docs/
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from attrs import frozen
@@ -177,7 +178,7 @@ class PatternStore:
                                        min_confidence=min_confidence, min_sample_size=min_sample_size,
                                        min_similarity=self.params.min_similarity, cost_scale=self.params.cost_scale)
         out: list[Decision | None] = []
-        for w, (rec, why) in zip(cost_weights, gated):
+        for w, (rec, why) in zip(cost_weights, gated, strict=True):
             if rec is not None:
                 out.append(Decision(rec.model, "pattern", rec.confidence, why))
                 continue

@@ -1,5 +1,5 @@
 """The store plugs into the policy chain's slot 4 as it is (the phase-B adapter is one lambda)."""
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from actors.config.files import load_policy_text, load_registry_text
 from actors.patterns.fingerprint import HashedFingerprinter
@@ -16,7 +16,8 @@ models:
   anthropic:claude-sonnet-4-6: {tier: balanced, aliases: [sonnet]}
   anthropic:claude-opus-4-7: {tier: deep, aliases: [opus]}
 """
-ROUTING = "schema_version: 1\nglobal_default: sonnet\npattern: {cost_weight: 0.05, min_confidence: 0.5, min_sample_size: 5}\n"
+ROUTING = ("schema_version: 1\nglobal_default: sonnet\n"
+           "pattern: {cost_weight: 0.05, min_confidence: 0.5, min_sample_size: 5}\n")
 TEXT = "review the database migration script for locking problems, case {i}"
 
 
@@ -30,7 +31,7 @@ def engine() -> RoutingEngine:
 
 def turn(text: str) -> TurnContext:
     return TurnContext(session_id="s", turn_id="t", message_text=text,
-                       now_local=datetime(2026, 5, 8, 12, tzinfo=timezone.utc))
+                       now_local=datetime(2026, 5, 8, 12, tzinfo=UTC))
 
 
 def source(store: PatternStore):
