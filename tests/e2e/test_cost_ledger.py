@@ -32,6 +32,9 @@ models:
     aliases: [slow]
     capabilities: {{max_context_tokens: 32000}}
     pricing: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}
+  "local:unpriced-model":
+    aliases: [unpriced]
+    capabilities: {{max_context_tokens: 32000}}
   "fastco:mini":
     tier: fast
     aliases: [mini]
@@ -172,3 +175,17 @@ async def test_a_worker_call_cancelled_with_its_parent_is_in_the_ledger_and_the_
     assert cancelled.usage.output_tokens == sum(r[3] for r in rows)
     report = await client.cost(sid)
     assert Decimal(report.total_usd) == total and Decimal(report.by_role["worker"]) == Decimal(cost)
+
+
+async def test_an_unpriced_session_reports_null_costs_through_the_daemon_never_zero(stack):
+    client, _, sid, planner_srv, _ = stack
+    planner_srv.script(Answer(text=("one",)), Answer(text=("two",)))
+    for _ in range(2):
+        _, events = await run_turn(client, sid, "@unpriced hello")
+        assert events[-1].usage.cost_usd is None
+    report = await client.cost(sid)
+    assert report.by_role["planner"] is None and report.tree["planner"]["cost_usd"] is None
+    assert report.total_usd == "0" and report.unknown_cost_calls == 2
+    text = render_cost(report, sid)
+    assert "planner (local:unpriced-model): unknown (2 call(s) of unknown cost), 2 turns" in text
+    assert "$0," not in text.split("└─ workers")[0]
