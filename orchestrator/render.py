@@ -44,23 +44,41 @@ def render_rules(report: RulesReport) -> str:
     return "\n".join(lines)
 
 
+def _calls(n: int) -> str:
+    return f"{n} call(s)"
+
+
+def render_money(cost_usd: str | None, unknown_calls: int = 0) -> str:
+    """A cost for text output: ``$0.0123``, ``$0.0123 + 3 calls of unknown cost`` or ``unknown``.
+
+    Unknown is never shown as $0 (DESIGN §4.5): a cost with no priced call behind it is ``unknown``;
+    priced calls beside unpriced ones show their sum and how many were not priced.
+    """
+    if cost_usd is None:
+        return f"unknown ({_calls(unknown_calls)} of unknown cost)" if unknown_calls else "unknown"
+    if unknown_calls:
+        return f"${cost_usd} + {_calls(unknown_calls)} of unknown cost"
+    return f"${cost_usd}"
+
+
 def render_cost(report: CostReport, session: str | None) -> str:
     title = f"Session {session}" if session else "Today (since UTC midnight)"
     tree = report.tree or {}
     planner = tree.get("planner", {})
     workers = tree.get("workers", {})
-    total = f"{title} — total ${report.total_usd}"
-    if report.unknown_cost_calls:
-        # Unknown is never 0: the total covers the priced calls only, and says so.
-        total += f" + {report.unknown_cost_calls} call(s) of unknown cost"
-    lines = [total]
+    # total_usd is the sum of the priced calls only; with no priced call at all it is not a total.
+    priced_calls = sum(m.get("calls", 0) - m.get("unknown_cost_calls", 0) for m in report.by_model)
+    total_usd = report.total_usd if priced_calls or not report.unknown_cost_calls else None
+    lines = [f"{title} — total {render_money(total_usd, report.unknown_cost_calls)}"]
     models = ", ".join(planner.get("models", [])) or "-"
-    lines.append(f"├─ planner ({models}): ${planner.get('cost_usd', '0')}, {planner.get('turns', 0)} turns")
+    planner_cost = render_money(planner.get("cost_usd", "0"), planner.get("unknown_cost_calls", 0))
+    lines.append(f"├─ planner ({models}): {planner_cost}, {planner.get('turns', 0)} turns")
     items = workers.get("items", [])
-    lines.append(f"└─ workers: ${workers.get('cost_usd', '0')}, {workers.get('delegations', 0)} delegations")
+    workers_cost = render_money(workers.get("cost_usd", "0"), workers.get("unknown_cost_calls", 0))
+    lines.append(f"└─ workers: {workers_cost}, {workers.get('delegations', 0)} delegations")
     for i, w in enumerate(items):
         branch = "└─" if i == len(items) - 1 else "├─"
-        cost = f"${w['cost_usd']}" if w.get("cost_usd") is not None else "cost unknown"
+        cost = render_money(w.get("cost_usd"), w.get("unknown_cost_calls", 0))
         lines.append(f"   {branch} {w['worker_session_id']} → {w['model']}: {cost}, {w['turns']} turn(s)")
     if report.by_model:
         lines.append("")

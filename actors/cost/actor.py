@@ -83,6 +83,8 @@ def fmt_usd(d: Decimal) -> str:
 def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> CostReport:
     by_model: dict[tuple[str, str], dict] = {}
     by_role = {"planner": Decimal(0), "worker": Decimal(0)}
+    role_calls = {"planner": 0, "worker": 0}
+    role_unknown = {"planner": 0, "worker": 0}
     total = Decimal(0)
     unknown = 0
     workers: dict[str, dict] = {}
@@ -92,15 +94,18 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
         key = (r.model, r.role)
         entry = by_model.setdefault(key, {"model": r.model, "role": r.role, "calls": 0, "cost": Decimal(0),
                                           **{f: 0 for f in TOKEN_FIELDS}, "unknown_cost_calls": 0})
+        role = r.role if r.role in by_role else "planner"
         entry["calls"] += 1
+        role_calls[role] += 1
         for f in TOKEN_FIELDS:
             entry[f] += getattr(r, f)
         if r.cost_usd is None:
             unknown += 1
             entry["unknown_cost_calls"] += 1
+            role_unknown[role] += 1
         else:
             entry["cost"] += r.cost_usd
-            by_role[r.role if r.role in by_role else "planner"] += r.cost_usd
+            by_role[role] += r.cost_usd
             total += r.cost_usd
         if r.role == "worker":
             w = workers.setdefault(r.session_id, {"worker_session_id": r.session_id, "model": r.model,
@@ -120,13 +125,21 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
         # Unknown is not free: a model none of whose calls has a price has no cost (null), not 0.
         known = e["calls"] > e["unknown_cost_calls"]
         models.append({**e, "cost_usd": fmt_usd(cost) if known else None})
+
+    def role_cost(role: str) -> str | None:
+        # Unknown is not free: a role none of whose calls has a price has no cost (null), not 0;
+        # with some priced calls it is their sum, and the unknown ones are counted beside it.
+        return None if role_calls[role] and role_unknown[role] == role_calls[role] else fmt_usd(by_role[role])
+
     tree = {
         "session_id": root_session,
         "total_usd": fmt_usd(total),
-        "planner": {"models": sorted(planner_models), "cost_usd": fmt_usd(by_role["planner"]),
-                    "turns": len(planner_turns)},
+        "unknown_cost_calls": unknown,
+        "planner": {"models": sorted(planner_models), "cost_usd": role_cost("planner"),
+                    "unknown_cost_calls": role_unknown["planner"], "turns": len(planner_turns)},
         "workers": {
-            "cost_usd": fmt_usd(by_role["worker"]),
+            "cost_usd": role_cost("worker"),
+            "unknown_cost_calls": role_unknown["worker"],
             "delegations": len(workers),
             "items": [{"worker_session_id": w["worker_session_id"], "model": w["model"],
                        "cost_usd": fmt_usd(w["cost"]) if w["calls"] > w["unknown"] else None,
@@ -134,7 +147,7 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
                       for w in workers.values()],
         },
     }
-    return CostReport(fmt_usd(total), tuple(models), {k: fmt_usd(v) for k, v in by_role.items()}, tree, unknown)
+    return CostReport(fmt_usd(total), tuple(models), {role: role_cost(role) for role in by_role}, tree, unknown)
 
 
 class CostActor(Actor):

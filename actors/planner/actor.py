@@ -30,11 +30,13 @@ from actors.providers.base import (
 from actors.providers.toolinput import refusal
 from actors.config.registry import ModelRegistry, ModelSpec
 from actors.planner.support import AdapterPool, ToolBox, TurnTools, add_usage, price_call
+from actors.planner.tokens import estimate_input_tokens, estimate_text_tokens
 
 CLIENT_TOOL_TIMEOUT_S = 300.0
 # Bounds the shielded send of a turn's outcome (also when this actor is going down).
 OUTCOME_SEND_S = 5.0
 ABANDON_SEND_S = 2.0   # the same while this actor goes down: shutdown must not wait long for it
+RECORD_SEND_S = 2.0    # bounds the shielded send of a ledger row (also from a cancelled call)
 MAX_TOOL_ROUNDS = 50
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -144,7 +146,7 @@ class PlannerActor(Actor):
     async def _drive(self, turn: ActiveTurn, spec: ModelSpec, reply_to: str) -> None:
         run = turn.run
         log = self.log.bind(session_id=run.session_id, turn_id=run.turn_id, model=run.model)
-        state = turn.state = _LoopState(list(run.messages))
+        state = turn.state = _LoopState(list(run.messages), model=spec.id)
         outcome: TurnOutcome
         try:
             with turn.scope:
@@ -248,8 +250,16 @@ class PlannerActor(Actor):
 
     async def _one_call(self, turn: ActiveTurn, spec: ModelSpec, adapter, request: LLMRequest,
                         state: _LoopState) -> Message:
+        """One provider call; it writes exactly one ledger row once the provider answered at all.
+
+        A call that streamed anything and then failed or was cancelled was billed for what it
+        consumed: when the provider did not report that, it is estimated (and marked so), never
+        left out — the ledger, the daily limit and the turn's usage would read $0.
+        """
         run = turn.run
         completed: Completed | None = None
+        started = False           # the provider answered: from here on the call is billed
+        streamed: list[str] = []  # everything that came back, for an output estimate
         state.partial = []
 
         async def on_attempt(ok: bool, error_class) -> None:
@@ -259,20 +269,35 @@ class PlannerActor(Actor):
         try:
             async with aclosing(self.adapters.stream(adapter, request, on_attempt)) as stream:
                 async for item in stream:
+                    started = True
                     if isinstance(item, TextChunk):
                         state.partial.append(item.text)
+                        streamed.append(item.text)
                         await self._progress(run, ev.TextDelta(run.turn_id, item.text))
                     elif isinstance(item, ThinkingChunk):
+                        streamed.append(item.text)
                         await self._progress(run, ev.ThinkingDelta(run.turn_id, item.text))
                     elif isinstance(item, ToolUseChunk):
-                        pass  # announced as tool.called when dispatched
+                        streamed.append(item.block.name + json.dumps(item.block.input, default=str))
                     elif isinstance(item, Completed):
                         completed = item
         except ProviderError as exc:
             if exc.usage is not None:
-                await self._record(run, spec, exc.usage)
+                state.usage = add_usage(state.usage, await self._record(run, spec, exc.usage))
+            elif started:
+                await self._record_estimate(run, spec, request, streamed, state)
+            raise
+        except BaseException:
+            # Cancelled (StopTurn, or this actor going down) while the call ran: what was streamed
+            # is billed all the same. Recorded from the shielded, bounded send; the Cancelled goes on.
+            if completed is not None:
+                state.usage = add_usage(state.usage, await self._record(run, spec, completed.usage))
+            elif started:
+                await self._record_estimate(run, spec, request, streamed, state)
             raise
         if completed is None:
+            if started:
+                await self._record_estimate(run, spec, request, streamed, state)
             raise ProviderError(ErrorClass.SERVER_ERROR, "stream ended without a final message",
                                 partial_text="".join(state.partial))
         state.partial = []
@@ -281,10 +306,26 @@ class PlannerActor(Actor):
         msg = completed.message
         return attrs.evolve(msg, id=msg.id or f"{run.turn_id}:a{len(state.new)}", model=spec.id)
 
-    async def _record(self, run: RunTurn, spec: ModelSpec, usage: Usage) -> Usage:
+    async def _record_estimate(self, run: RunTurn, spec: ModelSpec, request: LLMRequest, streamed: list[str],
+                               state: _LoopState) -> None:
+        """Record a call the provider reported no usage for: input from the request, output from
+        what streamed back; the row's price says it is an estimate. The turn's usage includes it."""
+        usage = Usage(estimate_input_tokens(request.system, request.tools, request.messages),
+                      estimate_text_tokens("".join(streamed)))
+        state.usage = add_usage(state.usage, await self._record(run, spec, usage, estimated=True))
+
+    async def _record(self, run: RunTurn, spec: ModelSpec, usage: Usage, *, estimated: bool = False) -> Usage:
         priced, price = price_call(spec, usage, self.registry().providers.get(spec.provider))
-        await self.system.tell(self.cost, RecordUsage(run.session_id, run.turn_id, spec.id, self.role, priced,
-                                                      run.parent_session_id, price, self.clock()))
+        if estimated:
+            price["estimated"] = True
+        record = RecordUsage(run.session_id, run.turn_id, spec.id, self.role, priced, run.parent_session_id, price,
+                             self.clock())
+        # Shielded and bounded: a call that is being cancelled is still written to the ledger.
+        with trio.CancelScope(shield=True), trio.move_on_after(RECORD_SEND_S):
+            try:
+                await self.system.tell(self.cost, record)
+            except Exception as exc:
+                self.log.error("ledger row not delivered", turn_id=run.turn_id, model=spec.id, error=repr(exc))
         return priced
 
     async def _progress(self, run: RunTurn, event) -> None:
@@ -334,6 +375,7 @@ class _LoopState:
     new: list[Message] = attrs.field(factory=list)
     usage: Usage = attrs.field(factory=lambda: Usage(cost_usd="0"))
     partial: list[str] = attrs.field(factory=list)
+    model: str | None = None   # the turn's locked model: it produced every partial answer kept here
 
     def append(self, msg: Message) -> None:
         self.messages.append(msg)
@@ -345,7 +387,7 @@ class _LoopState:
         if text:
             self.append(Message(Role.ASSISTANT,
                                 (TextBlock(text + "\n[incomplete: the provider call failed mid-answer]"),),
-                                stop_reason=StopReason.ERROR))
+                                model=self.model, stop_reason=StopReason.ERROR))
             self.partial = []
         return text
 
@@ -353,7 +395,8 @@ class _LoopState:
         """History stays valid for the next turn: every tool_use gets a result, synthetic if need be."""
         if self.partial:
             text = "".join(self.partial)
-            self.append(Message(Role.ASSISTANT, (TextBlock(text),), stop_reason=StopReason.CANCELLED))
+            self.append(Message(Role.ASSISTANT, (TextBlock(text),), model=self.model,
+                                stop_reason=StopReason.CANCELLED))
             self.partial = []
         if not self.new:
             return

@@ -328,6 +328,7 @@ class Delegator:
                 except (RemoteError, RequestTimeout):
                     pass
                 self._finish(worker_sid, wturn, wr, summary)
+                turn.delegated_usage.append(_usage(summary))  # the cancelled parent's usage counts its worker
                 await planner.emit(parent, ev.DelegateFailed(parent.turn_id, use.id, worker_sid, "cancelled_by_user",
                                                              _partial(wr), _usage(summary)))
             raise
