@@ -3,8 +3,9 @@
 Slash commands: /model <id>, /model -, /model show, /rules check|show|reload, /route override|ignore,
 /cost, /cancel, /quit, /help. ``@alias`` at the start of a message overrides the model for that
 message. Input is read while a turn streams, so ``/model`` during a turn is queued (the pending
-banner shows at once) and ``/cancel`` stops it. Ctrl-C cancels the running turn, or clears the
-line at an idle prompt; Ctrl-D or ``/quit`` leaves.
+banner shows at once, once) and ``/cancel`` stops it. Ctrl-C cancels the running turn, or clears
+the line at an idle prompt; Ctrl-D or ``/quit`` leaves — on a terminal, Ctrl-D during a turn cancels
+it first (at the end of piped input the running turn is let finish instead).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import sys
 import trio
 
 from protocol.errors import RemoteError
+
+from protocol.messages import ModelState
 
 from .client import open_client
 from .render import render_cost, render_model_state, render_reload, render_rules
@@ -29,9 +32,30 @@ HELP = """commands:
   /cancel             cancel the running turn
   /quit               leave (also Ctrl-D)
   @alias message      use that model for this message only
-  Ctrl-C cancels the running turn, or clears the line when idle"""
+  Ctrl-C cancels the running turn, or clears the line when idle
+  Ctrl-D leaves; during a turn it cancels the turn first"""
 
 PROMPT = "you> "
+
+
+def _print_swap(state: ModelState) -> None:
+    # Queued behind a running turn: that turn's stream shows the pending banner on its own line
+    # (streaming prints Banner events); printing the state here too would show it twice, inside
+    # the streamed answer.
+    if not (state.pending_model or state.pending_clear):
+        print(render_model_state(state, with_trace=False))
+
+
+async def _warn_if_not_configured(client, state: ModelState) -> None:
+    """``/model X`` is accepted for a model the daemon cannot use (its key is not set): say so now,
+    not at the next turn, which would fall through past it."""
+    model = state.pending_model or state.active_model
+    if model is None:
+        return
+    why = (await client.rules()).not_configured.get(model)
+    if why:
+        print(f"warning: {model} is not_configured ({why}); turns will fall through past it "
+              "until it is (`orchestrator status` lists every such model)", file=sys.stderr)
 
 
 async def _command(client, sid: str, line: str) -> None:
@@ -41,9 +65,11 @@ async def _command(client, sid: str, line: str) -> None:
         if not rest or rest[0] == "show":
             print(render_model_state(await client.show_model(sid)))
         elif rest[0] == "-":
-            print(render_model_state(await client.clear_model(sid), with_trace=False))
+            _print_swap(await client.clear_model(sid))
         else:
-            print(render_model_state(await client.set_model(sid, rest[0]), with_trace=False))
+            state = await client.set_model(sid, rest[0])
+            _print_swap(state)
+            await _warn_if_not_configured(client, state)
     elif cmd == "/rules":
         action = rest[0] if rest else "show"
         if action == "check":
@@ -91,11 +117,15 @@ class _Chat:
         self.turn = None                    # the running turn's handle, if any
         self.turn_done = trio.Event()
         self.turn_done.set()
+        # The prompt is on screen and no line was read since: both the input loop and the end of
+        # a turn ask for a prompt, and whichever comes second must not print another one.
+        self.prompted = False
 
     def prompt(self) -> None:
-        if self.turn is None:
+        if self.turn is None and not self.prompted:
             sys.stderr.write(PROMPT)
             sys.stderr.flush()
+            self.prompted = True
 
     async def cancel(self) -> bool:
         turn = self.turn
@@ -136,6 +166,7 @@ class _Chat:
                 if not await self.cancel():
                     # Idle: the terminal dropped the typed line (ISIG flushes it); show a fresh prompt.
                     sys.stderr.write("\n(Ctrl-D or /quit to leave)\n")
+                    self.prompted = False
                     self.prompt()
 
 
@@ -144,14 +175,20 @@ async def _chat(session: str | None, workspace: str | None) -> int:
         info = await client.open_session(session, workspace)   # absolute: resolved by the CLI's parser
         print(f"session {info.session_id} · /help for commands · Ctrl-D to leave", file=sys.stderr)
         chat = _Chat(client, info.session_id)
+        interactive = sys.stdin.isatty()
         send, lines = trio.open_memory_channel[str | None](64)
         async with trio.open_nursery() as nursery:
             await nursery.start(chat.on_sigint)
             nursery.start_soon(_read_lines, send)
             chat.prompt()
             async for line in lines:
+                chat.prompted = False
                 if line is None or line.strip() in ("/quit", "/exit"):
-                    if line is not None:
+                    # Ctrl-D on a terminal is the user leaving, as /quit: cancel the running turn.
+                    # The end of piped input is not: the last message's answer is let finish.
+                    if line is not None or interactive:
+                        if chat.turn is not None:
+                            print("\n(leaving: cancelling the running turn)", file=sys.stderr)
                         await chat.cancel()
                     await chat.turn_done.wait()
                     print(file=sys.stderr)

@@ -149,11 +149,15 @@ class _Checker:
                                      f"(no rules, global_default {policy.global_default})")
             return
         self.files.append(str(path))
-        registry = registry_check.registry if registry_check is not None else ModelRegistry()
-        if registry_check is None:
-            self.errors.append(f"{path.name}:1: model references not checked: no readable {models_path.name}")
-            return
+        # No registry to check against (models.yaml missing, unreadable, not YAML, or declaring no
+        # model): the rest of routing.yaml is checked, its model references are not, and this is
+        # said once instead of one "is not registered" per reference.
+        registry: ModelRegistry | None = None
+        if registry_check is not None and registry_check.registry.models:
+            registry = registry_check.registry
         _, errors, warnings = load_policy_text(text, path.name, registry, home=self.env.get("HOME"))
+        if registry is None:
+            errors.insert(0, f"{path.name}:1: model references not checked: {models_path.name} could not be read")
         self.errors.extend(errors)
         self.warnings.extend(warnings)
 
@@ -193,6 +197,10 @@ def check_home(home: Path, names: list[str] | None = None, *, env: Mapping[str, 
         path = Path(name)
         if not path.exists():
             c.errors.append(f"{path.name}:1: file not found ({path})")
+            continue
+        if path.is_dir():
+            c.errors.append(f"{path}: is a directory, not a config file; to check the home in it, run "
+                            f"`ORCHESTRATOR_HOME={path} orchestrator check`")
             continue
         kind = kind_of(path) or ("routing" if routing_default else None)
         if kind is None:

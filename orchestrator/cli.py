@@ -100,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
         scope.add_argument("--user", dest="scope", action="store_const", const="user", help="a user unit (default)")
         scope.add_argument("--system", dest="scope", action="store_const", const="system", help="a system unit")
         sp.add_argument("--now", action="store_true", help="also run systemctl (enable and start / stop and disable)")
-        sp.add_argument("--unit-dir", help=argparse.SUPPRESS)
+        sp.add_argument("--unit-dir", metavar="DIR",
+                        help="use DIR instead of systemd's unit folder (also $ORCHESTRATOR_UNIT_DIR; for packaging)")
 
     r = sub.add_parser("rules", help="validate or show routing rules")
     rsub = r.add_subparsers(dest="rules_command", required=True, metavar="ACTION")

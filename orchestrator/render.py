@@ -1,6 +1,7 @@
 """Human-readable renderings of replies (the --json forms print the data itself)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from protocol.messages import CostReport, ModelState, RulesReport, StatusReport
@@ -26,6 +27,30 @@ def render_model_state(state: ModelState, *, with_trace: bool = True) -> str:
     return "\n".join(lines)
 
 
+def _flow(value: object) -> str:
+    """A value in YAML flow style, as one would write it in routing.yaml."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def render_when(when: object) -> str:
+    """A rule's ``when`` for ``rules show``: ``message_matches: "x", has_images: true``."""
+    if isinstance(when, dict):
+        if not when:
+            return "{} (every turn)"
+        return ", ".join(f"{k}: {_flow(v)}" for k, v in when.items())
+    return _flow(when)
+
+
 def render_rules(report: RulesReport) -> str:
     lines = []
     for e in report.errors:
@@ -39,7 +64,7 @@ def render_rules(report: RulesReport) -> str:
         where = "" if scope == "global" else f" [workspace {r.get('workspace') or scope}]"
         synthetic = " (synthetic name)" if r.get("synthetic") else ""
         lines.append(f"{i + 1:>3}. {r.get('name')}{synthetic}{where}")
-        lines.append(f"     when: {r.get('when')}")
+        lines.append(f"     when: {render_when(r.get('when'))}")
         lines.append(f"     use:  {r.get('use')}")
     return "\n".join(lines)
 

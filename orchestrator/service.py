@@ -71,13 +71,41 @@ def _quote(arg: str) -> str:
     return arg if arg and all(c.isalnum() or c in "/._-+:@%" for c in arg) else '"' + arg.replace('"', '\\"') + '"'
 
 
-def render_unit(scope: str, command: list[str], keys_file: Path, paths: Paths, env: Mapping[str, str],
-                user: str | None = None) -> str:
-    exec_start = " ".join(_quote(a) for a in [*command, "serve"])
-    environment = [f"Environment={_quote('ORCHESTRATOR_HOME=' + str(paths.home))}"]
+_PRIVATE_TMP_DIRS = (Path("/tmp"), Path("/var/tmp"))    # what PrivateTmp= replaces for the service
+
+
+def _unit_env(paths: Paths, env: Mapping[str, str]) -> dict[str, str]:
+    """The ORCHESTRATOR_* variables the unit sets: the home always, state and endpoint if set here."""
+    out = {"ORCHESTRATOR_HOME": str(paths.home)}
     for var in ("ORCHESTRATOR_STATE", "ORCHESTRATOR_ENDPOINT"):
         if env.get(var):
-            environment.append(f"Environment={_quote(var + '=' + env[var])}")
+            out[var] = env[var]
+    return out
+
+
+def tmp_paths(paths: Paths, env: Mapping[str, str]) -> dict[str, str]:
+    """The unit's ORCHESTRATOR_* paths under /tmp or /var/tmp. With PrivateTmp= the service would
+    see its own empty /tmp there: no config, and a socket no client can reach."""
+    found = {}
+    for var, value in _unit_env(paths, env).items():
+        if var == "ORCHESTRATOR_ENDPOINT":
+            if not value.startswith("ipc://"):
+                continue
+            value = value[len("ipc://"):]
+        resolved = Path(os.path.abspath(os.path.expanduser(value)))
+        if any(resolved == d or d in resolved.parents for d in _PRIVATE_TMP_DIRS):
+            found[var] = value
+    return found
+
+
+def render_unit(scope: str, command: list[str], keys_file: Path, paths: Paths, env: Mapping[str, str],
+                user: str | None = None, key_vars: list[str] | None = None) -> str:
+    exec_start = " ".join(_quote(a) for a in [*command, "serve"])
+    environment = [f"Environment={_quote(var + '=' + value)}" for var, value in _unit_env(paths, env).items()]
+    keys_hint = ", ".join(f"{v}=…" for v in key_vars) if key_vars else "none needed by models.yaml now"
+    under_tmp = tmp_paths(paths, env)
+    private_tmp = (["PrivateTmp=yes"] if not under_tmp else
+                   [f"# No PrivateTmp: {', '.join(under_tmp)} under /tmp must be the one clients see."])
     lines = [
         f"# Written by `orchestrator service install` (orchestrator {__version__}).",
         "# After an upgrade or a move of the installation run it again; remove with `orchestrator service uninstall`.",
@@ -100,7 +128,7 @@ def render_unit(scope: str, command: list[str], keys_file: Path, paths: Paths, e
         "WatchdogSec=30",
         "TimeoutStopSec=30",
         *environment,
-        "# Provider keys (ANTHROPIC_API_KEY=…, OPENAI_API_KEY=…), one per line; mode 0600.",
+        f"# Provider keys ({keys_hint}), one per line; mode 0600.",
         f"EnvironmentFile={_quote(str(keys_file))}",
     ]
     if scope == "system" and user:
@@ -110,7 +138,7 @@ def render_unit(scope: str, command: list[str], keys_file: Path, paths: Paths, e
         "# Hardening. The home directory stays writable on purpose: the file tools edit the workspaces",
         "# (your projects) the sessions run in.",
         "NoNewPrivileges=yes",
-        "PrivateTmp=yes",
+        *private_tmp,
         "ProtectSystem=full",
         "RestrictSUIDSGID=yes",
         "RestrictRealtime=yes",
@@ -142,7 +170,9 @@ def ensure_keys_file(path: Path, key_vars: list[str]) -> bool:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write("# Provider keys for the orchestrator service (systemd EnvironmentFile): NAME=value per line.\n")
-        for var in key_vars or ["ANTHROPIC_API_KEY"]:
+        if not key_vars:
+            fh.write("# (no provider in models.yaml needs a key now; add NAME=value lines when one does)\n")
+        for var in key_vars:
             fh.write(f"#{var}=\n")
     return True
 
@@ -171,17 +201,22 @@ def install(paths: Paths, *, scope: str, now: bool, unit_dir_override: str | Non
         raise ServiceError("not installing: fix the config first (`orchestrator check`; "
                            "`orchestrator init` writes a starter home):\n" + "\n".join(report.errors))
     keys_file = paths.home / KEYS_FILE
-    created = ensure_keys_file(keys_file, _key_vars(paths.home))
+    key_vars = _key_vars(paths.home)
+    created = ensure_keys_file(keys_file, key_vars)
     user = env.get("SUDO_USER") or env.get("USER")
-    text = render_unit(scope, exec_command(), keys_file, paths, env, user)
+    text = render_unit(scope, exec_command(), keys_file, paths, env, user, key_vars)
     target = unit_dir(scope, env, unit_dir_override) / UNIT_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     existed = target.exists()
     target.write_text(text, encoding="utf-8")
+    keys_what = (f"put {' and '.join(f'{v}=…' for v in key_vars)} there" if key_vars
+                 else "models.yaml names no key variable, nothing to add now")
     out = [f"{'Updated' if existed else 'Installed'} {target}",
            f"  ExecStart={text.split('ExecStart=', 1)[1].splitlines()[0]}",
-           f"Keys: {keys_file} ({'created, ' if created else ''}mode 0600) — put your provider keys there, "
-           "e.g. ANTHROPIC_API_KEY=…"]
+           f"Keys: {keys_file} ({'created, ' if created else ''}mode 0600) — {keys_what}"]
+    for var, value in tmp_paths(paths, env).items():
+        out.append(f"warning: {var}={value} is under /tmp, so the unit runs without PrivateTmp= (clients "
+                   "must see the same /tmp); /tmp is emptied at boot — a path under your home is safer")
     if now:
         _systemctl(scope, "daemon-reload")
         _systemctl(scope, "enable", "--now", "orchestrator")

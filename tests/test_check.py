@@ -137,3 +137,78 @@ def test_check_json_lists_errors_warnings_and_files(home):
     data = json.loads(out.stdout)
     assert data["ok"] is True and data["errors"] == []
     assert [Path(f).name for f in data["files"]] == ["models.yaml", "routing.yaml"]
+
+
+LOCAL_MODELS = """\
+providers:
+  local: {kind: openai_compatible, base_url: "BASE", api_key_env: null}
+models:
+  "local:llama":
+    aliases: [llama]
+    pricing: {input_per_mtok: 0, output_per_mtok: 0}
+"""
+
+
+@pytest.mark.parametrize(("base_url", "problem"), [
+    ("notaurl", "'notaurl' is not an http:// or https:// URL"),
+    ("ftp://x", "'ftp://x' is not an http:// or https:// URL"),
+    ("http://", "'http://' has no host"),
+    ("http://h:port/v1", "'http://h:port/v1' is not a valid URL"),
+])
+def test_a_provider_base_url_must_be_an_http_url_with_a_host(tmp_path, base_url, problem):
+    (tmp_path / "models.yaml").write_text(LOCAL_MODELS.replace("BASE", base_url))
+    report = check_home(tmp_path, env={})
+    assert [e for e in report.errors if "base_url" in e] == [
+        f"models.yaml:2: providers.local.base_url: {problem} (e.g. http://127.0.0.1:8000/v1)"
+        if "valid" not in problem else f"models.yaml:2: providers.local.base_url: {problem}"]
+
+
+def test_an_http_or_https_base_url_is_accepted(tmp_path):
+    for url in ("http://127.0.0.1:8000/v1", "https://api.example.com/v1"):
+        (tmp_path / "models.yaml").write_text(LOCAL_MODELS.replace("BASE", url))
+        assert check_home(tmp_path, env={}).errors == ()
+
+
+def test_init_with_a_base_url_that_is_not_a_url_fails_its_check(tmp_path):
+    home = tmp_path / "h"
+    out = cli(tmp_path, "init", "--provider", "openai_compatible", "--base-url", "notaurl", "--model", "llama",
+              "--home", str(home))
+    assert "providers.local.base_url: 'notaurl' is not an http:// or https:// URL" in out.stdout + out.stderr
+    assert "check: ok" not in out.stdout
+
+
+def test_a_partial_tier_map_also_reports_its_unregistered_model(tmp_path):
+    (tmp_path / "models.yaml").write_text(LOCAL_MODELS.replace("BASE", "http://127.0.0.1:9/v1"))
+    (tmp_path / "routing.yaml").write_text("schema_version: 1\nglobal_default: llama\n"
+                                           "tiers: {fast: local:llama, balanced: nosuch}\n")
+    report = check_home(tmp_path, env={})
+    assert report.errors == (
+        "routing.yaml:3: tiers.balanced: model 'nosuch' is not registered",
+        "routing.yaml:3: tiers: partial tier map: missing deep (define all three of fast, balanced, deep, "
+        "or omit tiers)",
+    )
+
+
+@pytest.mark.parametrize("broken", ["providers: [unclosed\n", b"\xff\xfe\x00binary"])
+def test_an_unreadable_models_yaml_says_once_that_routing_references_were_not_checked(home, broken):
+    if isinstance(broken, bytes):
+        (home / "models.yaml").write_bytes(broken)
+    else:
+        (home / "models.yaml").write_text(broken)
+    (home / "routing.yaml").write_text("schema_version: 1\nglobal_default: demo:sage\nbogus: 1\nrules:\n"
+                                       "  - {when: {}, use: demo:swift}\n")
+    report = check_home(home, env={})
+    routing = [e for e in report.errors if e.startswith("routing.yaml")]
+    assert routing == [
+        "routing.yaml:1: model references not checked: models.yaml could not be read",
+        "routing.yaml:3: bogus: unknown key (expected one of: schema_version, global_default, tiers, pattern, "
+        "pattern_disagreement, rules, workspaces)",
+    ]
+
+
+def test_check_on_a_directory_is_one_clear_error_naming_it(home):
+    out = cli(home.parent, "check", "home")
+    assert out.returncode == 1
+    assert out.stdout.splitlines() == [
+        "home: is a directory, not a config file; to check the home in it, run "
+        "`ORCHESTRATOR_HOME=home orchestrator check`"]

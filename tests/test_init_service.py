@@ -142,3 +142,56 @@ def test_service_uninstall_removes_the_unit_and_its_wants_link(env):
     assert not (unit_dir / "default.target.wants" / "orchestrator.service").is_symlink()
     assert (paths.home / "env").exists()     # keys and config are kept
     assert uninstall and cli(env, "service", "uninstall").returncode == 1
+
+
+MY_KEY_MODELS = """\
+providers:
+  mine: {kind: openai_compatible, base_url: "http://127.0.0.1:9/v1", api_key_env: MY_MISSING_KEY}
+models:
+  "mine:llama":
+    pricing: {input_per_mtok: 0, output_per_mtok: 0}
+"""
+
+
+def _home_paths(tmp_path, state: Path) -> Paths:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models.yaml").write_text(MY_KEY_MODELS)
+    return Paths(home, state, f"ipc://{state}/run/daemon.sock")
+
+
+def test_service_install_names_the_key_variables_models_yaml_uses(tmp_path):
+    paths = _home_paths(tmp_path, tmp_path / "state")
+    env = {"ORCHESTRATOR_UNIT_DIR": str(tmp_path / "units"), "USER": "u"}
+    out = "\n".join(install(paths, scope="user", now=False, env=env))
+    assert "MY_MISSING_KEY=…" in out and "ANTHROPIC_API_KEY" not in out
+    unit = (tmp_path / "units" / "orchestrator.service").read_text()
+    assert "MY_MISSING_KEY=…" in unit and "ANTHROPIC_API_KEY" not in unit
+    keys = (paths.home / "env").read_text()
+    assert "#MY_MISSING_KEY=" in keys and "ANTHROPIC_API_KEY" not in keys
+
+
+def test_service_install_with_state_under_tmp_warns_and_leaves_private_tmp_off(tmp_path):
+    state = Path("/tmp") / f"orch-state-{os.getpid()}-{tmp_path.name}"
+    paths = _home_paths(tmp_path, state)
+    env = {"ORCHESTRATOR_UNIT_DIR": str(tmp_path / "units"), "USER": "u", "ORCHESTRATOR_STATE": str(state)}
+    out = install(paths, scope="user", now=False, env=env)
+    assert any(line.startswith(f"warning: ORCHESTRATOR_STATE={state} is under /tmp") for line in out)
+    unit = (tmp_path / "units" / "orchestrator.service").read_text()
+    assert "PrivateTmp=yes" not in unit and f"ORCHESTRATOR_STATE={state}" in unit
+
+
+def test_service_install_keeps_private_tmp_when_no_path_is_under_tmp(tmp_path):
+    state = Path.home() / ".local" / "state" / "orchestrator"
+    paths = Paths(Path("/srv/orch-home"), state, f"ipc://{state}/run/daemon.sock")
+    env = {"ORCHESTRATOR_STATE": str(state), "ORCHESTRATOR_ENDPOINT": "ipc:///var/tmp/orch.sock"}
+    unit = render_unit("user", ["/opt/orch/bin/orchestrator"], Path("/srv/orch-home/env"), paths, env)
+    assert "PrivateTmp=yes" not in unit           # the endpoint is under /var/tmp
+    del env["ORCHESTRATOR_ENDPOINT"]
+    unit = render_unit("user", ["/opt/orch/bin/orchestrator"], Path("/srv/orch-home/env"), paths, env)
+    assert "PrivateTmp=yes" in unit
+
+
+def test_service_install_help_documents_the_unit_dir_redirect(env):
+    out = cli(env, "service", "install", "--help")
+    assert out.returncode == 0 and "--unit-dir" in out.stdout and "ORCHESTRATOR_UNIT_DIR" in out.stdout

@@ -18,6 +18,7 @@ import re
 from decimal import Decimal
 from typing import Any
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import attrs
 from attrs import frozen
@@ -68,6 +69,22 @@ def _price(value: Any) -> Decimal | None:
     return price if price is not None and price.is_finite() and price >= 0 else None
 
 
+def _url_problem(value: Any) -> str | None:
+    """Why ``value`` is not an http(s) URL with a host, or None when it is one."""
+    if not isinstance(value, str) or not value:
+        return f"expected an http:// or https:// URL, got {describe(value)}"
+    try:
+        parts = urlsplit(value)
+        parts.port   # noqa: B018  (raises ValueError on a port that is not a number)
+    except ValueError:
+        return f"'{value}' is not a valid URL"
+    if parts.scheme not in ("http", "https"):
+        return f"'{value}' is not an http:// or https:// URL (e.g. http://127.0.0.1:8000/v1)"
+    if not parts.hostname:
+        return f"'{value}' has no host (e.g. http://127.0.0.1:8000/v1)"
+    return None
+
+
 def _parse_provider(name: Any, entry: Any, line: int, problems: Problems) -> ProviderSpec | None:
     path = join("providers", name)
     if not isinstance(name, str) or not _NAME.match(name):
@@ -85,10 +102,11 @@ def _parse_provider(name: Any, entry: Any, line: int, problems: Problems) -> Pro
                      f"{shown} (expected one of: {', '.join(PROVIDER_KINDS)})")
         ok = False
     base_url = entry.get("base_url")
-    if base_url is not None and (not isinstance(base_url, str) or not base_url):
-        problems.add(key_line(entry, "base_url", line), join(path, "base_url"),
-                     f"expected a URL, got {describe(base_url)}")
-        ok = False
+    if base_url is not None:
+        problem = _url_problem(base_url)
+        if problem:
+            problems.add(key_line(entry, "base_url", line), join(path, "base_url"), problem)
+            ok = False
     if "api_key_env" in entry:
         # An explicit null means "this provider needs no key" (local servers).
         key_env = entry["api_key_env"]
@@ -354,9 +372,11 @@ def key_warnings(check: RegistryCheck, filename: str, env: Mapping[str, str], wh
     return warnings
 
 
-def load_policy_text(text: str, filename: str, registry: ModelRegistry, *,
+def load_policy_text(text: str, filename: str, registry: ModelRegistry | None, *,
                      home: str | None = None) -> tuple[RoutingPolicy | None, list[str], list[str]]:
-    """Parse routing.yaml against ``registry``; ``home`` expands ``~`` in workspace paths."""
+    """Parse routing.yaml against ``registry``; ``home`` expands ``~`` in workspace paths.
+
+    ``registry`` None: models.yaml could not be read; model references are not checked."""
     return parse_policy(text, os.path.basename(filename), registry, home=home)
 
 

@@ -36,16 +36,21 @@ def _keys(mapping: Mapping, allowed: tuple[str, ...], path: str, line: int, prob
 
 
 class _Parser:
-    def __init__(self, registry: ModelRegistry, problems: Problems, home: str | None):
+    def __init__(self, registry: ModelRegistry | None, problems: Problems, home: str | None):
         self.problems = problems
         self.home = home
-        self.refs: dict[str, str] = {m: m for m in registry.models}
-        self.refs.update(registry.alias_table())
+        # None: the registry could not be read, so references are taken as written (and not checked).
+        self.refs: dict[str, str] | None = None
+        if registry is not None:
+            self.refs = {m: m for m in registry.models}
+            self.refs.update(registry.alias_table())
 
     def model(self, value: Any, path: str, line: int) -> str | None:
         if not isinstance(value, str) or not value:
             self.problems.add(line, path, f"expected a model id or alias, got {describe(value)}")
             return None
+        if self.refs is None:
+            return value
         resolved = self.refs.get(value)
         if resolved is None:
             self.problems.add(line, path, f"model '{value}' is not registered")
@@ -106,12 +111,14 @@ class _Parser:
             self.problems.add(line, path, f"expected a mapping of fast/balanced/deep to models, got {describe(block)}")
             return None
         _keys(block, TIERS, path, line, self.problems)
+        # Every tier that is present is checked even when others are missing: every error in one pass.
+        models = {t: self.model(block[t], join(path, t), key_line(block, t, line)) for t in TIERS if t in block}
         missing = [t for t in TIERS if t not in block]
         if missing:
             self.problems.add(line, path, f"partial tier map: missing {', '.join(missing)} "
                                           "(define all three of fast, balanced, deep, or omit tiers)")
             return None
-        fast, balanced, deep = (self.model(block[t], join(path, t), key_line(block, t, line)) for t in TIERS)
+        fast, balanced, deep = (models[t] for t in TIERS)
         if fast is None or balanced is None or deep is None:
             return None
         return TierMap(fast=fast, balanced=balanced, deep=deep)
@@ -204,8 +211,9 @@ class _Parser:
         return tuple(out)
 
 
-def parse_policy(text: str, filename: str, registry: ModelRegistry, *,
+def parse_policy(text: str, filename: str, registry: ModelRegistry | None, *,
                  home: str | None = None) -> tuple[RoutingPolicy | None, list[str], list[str]]:
+    """``registry`` None: check everything but the model references (models.yaml is unreadable)."""
     problems = Problems(filename)
     data, ok = parse_yaml(text, problems)
     if not ok:

@@ -124,9 +124,17 @@ def shadowed_by(rules: Sequence[Rule]) -> list[tuple[Rule, Rule]]:
     return pairs
 
 
+def _as_written(rule: Rule) -> str:
+    """The rule as the user wrote it: ``rules[2] "name"``, or ``rules[2]`` for an unnamed rule
+    (its ``rule_<i>`` name is synthetic and appears nowhere in the file)."""
+    where = "rules" if rule.scope == "global" else f"workspaces[{rule.scope!r}].rules"
+    return f"{where}[{rule.index}]" if rule.synthetic else f'{where}[{rule.index}] "{rule.name}"'
+
+
 def shadow_warnings(rules: Sequence[Rule], filename: str) -> list[str]:
-    return [
-        f'{filename}:{later.line}: {later.label}: shadowed by {earlier.label} '
-        f'(every message that matches it matches "{earlier.name}" first)'
-        for later, earlier in shadowed_by(rules)
-    ]
+    out = []
+    for later, earlier in shadowed_by(rules):
+        first = f"rules[{earlier.index}]" if earlier.synthetic else f'"{earlier.name}"'
+        out.append(f"{filename}:{later.line}: {_as_written(later)}: shadowed by {_as_written(earlier)} "
+                   f"(every message that matches it matches {first} first)")
+    return out

@@ -158,3 +158,93 @@ def test_ctrl_c_during_a_turn_cancels_the_turn_not_the_chat(env):
         os.close(fd)
     finally:
         stop_daemon(proc)
+
+
+def _start_a_slow_turn(env):
+    chat, fd = spawn_chat_on_a_terminal(env)
+    screen = Screen(fd)
+    screen.expect(b"you> ")
+    os.write(fd, b"tell me a long story\n")
+    screen.expect(b"\xe2\x86\x92 demo:")      # "→ demo:…": the turn started
+    return chat, fd, screen
+
+
+def _leave(chat, fd):
+    os.write(fd, b"/quit\n")
+    assert wait_exit(chat, fd) == 0
+    os.close(fd)
+
+
+def test_model_during_a_turn_prints_the_pending_banner_once_on_its_own_line(env):
+    slow_demo(env, "0.2")
+    proc = start_daemon(env)
+    try:
+        chat, fd, screen = _start_a_slow_turn(env)
+        os.write(fd, b"/model swift\n")
+        os.write(fd, b"/cancel\n")
+        seen = screen.expect(b"[turn cancelled: cancelled_by_user]")
+        os.write(fd, b"/help\n")
+        seen += screen.expect(b"commands:")
+        assert seen.count(b"Model swap pending: demo:swift") == 1, seen
+        assert b"Pending for next turn" not in seen
+        line = next(ln for ln in seen.split(b"\r\n") if b"Model swap pending" in ln)
+        assert line.startswith("» ".encode()), line
+        _leave(chat, fd)
+    finally:
+        stop_daemon(proc)
+
+
+def test_after_cancel_the_prompt_shows_once(env):
+    slow_demo(env, "0.2")
+    proc = start_daemon(env)
+    try:
+        chat, fd, screen = _start_a_slow_turn(env)
+        for round in range(4):          # the second prompt came from a race: give it several chances
+            if round:
+                os.write(fd, b"tell me a long story\n")
+                screen.expect(b"\xe2\x86\x92 demo:")
+            os.write(fd, b"/cancel\n")
+            screen.expect(b"[turn cancelled: cancelled_by_user]")
+            # Every prompt the cancel causes is written before the next line is read.
+            screen.expect(b"you> ")
+            os.write(fd, b"/help\n")
+            seen = screen.expect(b"commands:")
+            assert b"you> " not in seen, seen
+            assert b"Ctrl-D leaves; during a turn it cancels the turn first" in screen.expect(b"turn first")
+            screen.expect(b"you> ")
+        _leave(chat, fd)
+    finally:
+        stop_daemon(proc)
+
+
+def test_ctrl_d_during_a_turn_cancels_it_and_leaves(env):
+    slow_demo(env, "0.2")
+    proc = start_daemon(env)
+    try:
+        chat, fd, screen = _start_a_slow_turn(env)
+        os.write(fd, b"\x04")                     # Ctrl-D on an empty line
+        screen.expect(b"(leaving: cancelling the running turn)")
+        screen.expect(b"[turn cancelled: cancelled_by_user]")
+        assert wait_exit(chat, fd) == 0
+        os.close(fd)
+    finally:
+        stop_daemon(proc)
+
+
+def test_model_set_to_a_model_whose_key_is_missing_warns_at_once(env):
+    models = Path(env["ORCHESTRATOR_HOME"]) / "models.yaml"
+    models.write_text(models.read_text().replace(
+        "providers:\n", "providers:\n  keyed: {kind: openai, api_key_env: MY_MISSING_KEY}\n")
+        + '  "keyed:gpt":\n    pricing: {input_per_mtok: 1, output_per_mtok: 1}\n')
+    env = {k: v for k, v in env.items() if k != "MY_MISSING_KEY"}
+    proc = start_daemon(env)
+    try:
+        out = subprocess.run([PY, "-m", "orchestrator", "chat"], env=env, input="/model keyed:gpt\n/model swift\n",
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        warnings = [ln.removeprefix("you> ") for ln in out.stderr.splitlines() if "not_configured" in ln]
+        assert warnings == [
+            "warning: keyed:gpt is not_configured (MY_MISSING_KEY is not set in the daemon's environment); turns "
+            "will fall through past it until it is (`orchestrator status` lists every such model)"], out.stderr
+    finally:
+        stop_daemon(proc)

@@ -111,3 +111,14 @@ def test_implication_is_never_wrong(pair, samples):
     if implies(a.node, b.node):
         for context in samples:
             assert not a(context) or b(context)
+
+
+def test_a_shadow_warning_names_both_rules_as_written_unnamed_ones_by_position():
+    assert warnings_for("""\
+        - {when: {message_matches: "architecture"}, use: opus}
+        - {name: later, when: {message_matches: "architecture"}, use: opus}
+        - {when: {message_matches: "architecture"}, use: opus}
+        """) == [
+        'routing.yaml:5: rules[1] "later": shadowed by rules[0] (every message that matches it matches rules[0] first)',
+        'routing.yaml:6: rules[2]: shadowed by rules[0] (every message that matches it matches rules[0] first)',
+    ]
