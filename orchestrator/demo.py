@@ -114,10 +114,18 @@ async def _main(as_json: bool, fast: bool) -> None:
         daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=2.0), demo_chunk_delay=0.0 if fast else None)
         out = _Out(as_json)
         out.say("orchestrator demo — offline; every model here is a labelled demo model.\n")
+        output_gone: OSError | None = None
         async with trio.open_nursery() as nursery:
             endpoint = await nursery.start(daemon.run)
-            await _tour(endpoint, out, workspace)
-            daemon.request_stop("demo finished")
+            try:
+                await _tour(endpoint, out, workspace)
+            except OSError as exc:  # stdout closed (`| head`) or full: nobody reads the rest
+                output_gone = exc
+                # The daemon stops with the tour's turn undelivered: that is expected, not news.
+                configure_logging("critical")
+            daemon.request_stop("demo finished" if output_gone is None else "demo output closed")
+        if output_gone is not None:
+            raise output_gone
         out.say("\nDemo finished; the daemon stopped cleanly.")
     finally:
         shutil.rmtree(root, ignore_errors=True)
