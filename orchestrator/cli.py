@@ -9,6 +9,7 @@ from __future__ import annotations
 # Only light imports here: ``serve`` installs its stop-signal latch before trio, zmq and the daemon
 # are imported (see ``main``), and every command imports what it needs when it runs.
 import argparse
+import errno
 import json
 import os
 import sys
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             code = _main(args_list, latch)
-            sys.stdout.flush()
+            _flush_stdout()
             return code
         except BaseExceptionGroup as group:  # nurseries wrap; the user wants the one real error
             raise _sole_leaf(group) from None
@@ -153,17 +154,35 @@ def _serve_latch(args: list[str]) -> object | None:
     imported — so a stop request during startup leads to a clean exit 0, not a kill."""
     if args[:1] != ["serve"]:
         return None
+    import signal
+
     from .signals import SignalLatch
 
+    current = signal.getsignal(signal.SIGTERM)
+    if isinstance(current, SignalLatch):  # installed by ``python -m orchestrator`` already
+        return current
     try:
         return SignalLatch.install()
     except ValueError:  # not the main thread (an in-process caller): run_serve installs its own
         return None
 
 
+class StdoutUnwritable(OSError):
+    """stdout takes no more output (a full disk, /dev/full, an I/O error)."""
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise StdoutUnwritable(exc.errno, exc.strerror) from None
+
+
 def _last_resort_text(exc: Exception) -> str:
     if isinstance(exc, OSError):
-        if exc.filename is None and _stdout_unwritable():
+        if isinstance(exc, StdoutUnwritable) or (exc.filename is None and exc.errno == errno.ENOSPC):
             return f"cannot write to stdout: {exc.strerror or exc}"
         where = f": {exc.filename}" if exc.filename is not None else ""
         return f"{exc.strerror or exc}{where}"

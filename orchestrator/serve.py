@@ -82,12 +82,12 @@ def _invalid_config(paths: Paths) -> int | None:
 def _unusable_folders(paths: Paths) -> str | None:
     """The state folder and the socket's folder, created now so a bad path is one clear line."""
     if "://" not in str(paths.state):   # a database URL is not a folder
+        if paths.state.exists() and not paths.state.is_dir():
+            return f"cannot use the state folder {paths.state} (ORCHESTRATOR_STATE): not a directory"
         try:
             paths.state.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             return f"cannot use the state folder {paths.state} (ORCHESTRATOR_STATE): {exc.strerror or exc}"
-        if not paths.state.is_dir():
-            return f"cannot use the state folder {paths.state} (ORCHESTRATOR_STATE): not a directory"
     try:
         prepare_endpoint(paths.endpoint)
     except OSError as exc:

@@ -47,6 +47,9 @@ async def ask(client, text: str, *, session: str | None, workspace: str | None, 
                         out.flush()
                     else:
                         printer.event(event)
+            except DaemonUnreachable:  # a ConnectionError, but about the daemon, not the output
+                printer.end_line()  # the error that follows starts on a line of its own
+                raise
             except OSError as exc:  # BrokenPipeError, ENOSPC, EIO: the answer cannot be written
                 with trio.move_on_after(5) as scope:
                     scope.shield = True
