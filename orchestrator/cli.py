@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 a failure the user can act on; 2 usage error; 3 daemon not reachable;
 130 the turn was cancelled. Errors go to stderr as one clear line — also when stdout is a closed
-pipe (``… | head``), which ends the command quietly.
+pipe (``… | head``), which ends the command quietly with exit 0. An error nobody expected is one
+line too, naming the exception; ``ORCHESTRATOR_DEBUG=1`` shows its traceback instead.
 """
 from __future__ import annotations
 
