@@ -148,7 +148,7 @@ class _Chat:
 
         try:
             await ask(self.client, text, session=self.sid, workspace=None, as_json=False,
-                      on_started=on_started, sigint=False)
+                      on_started=on_started, sigint=False, in_chat=True)
         except RemoteError as exc:
             print(f"error: {exc.message} [{exc.code}]", file=sys.stderr)
         finally:

@@ -2,38 +2,30 @@
 
 Exit codes: 0 success; 1 a failure the user can act on; 2 usage error; 3 daemon not reachable;
 130 the turn was cancelled. Errors go to stderr as one clear line — also when stdout is a closed
-pipe (``… | head``), which ends the command quietly.
+pipe (``… | head``), which ends the command quietly with exit 0. An error nobody expected is one
+line too, naming the exception; ``ORCHESTRATOR_DEBUG=1`` shows its traceback instead.
 """
 from __future__ import annotations
 
+# Only light imports here: ``serve`` installs its stop-signal latch before trio, zmq and the daemon
+# are imported (see ``main``), and every command imports what it needs when it runs.
 import argparse
+import errno
 import json
 import os
 import sys
 from pathlib import Path
-
-import attrs
-import trio
-
-from protocol.codec import converter, event_to_json_obj
-from protocol.errors import RemoteError
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .client import DaemonUnreachable, _leaves, open_client
-from .paths import EndpointRefused, resolve_paths
-from .render import (
-    render_config_health, render_cost, render_model_state, render_reload, render_rules, render_status, render_trace,
-)
+from .exitcodes import EXIT_CANCELLED, EXIT_FAIL, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CliError
 
-from .streaming import EXIT_CANCELLED, EXIT_FAIL, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ask
+if TYPE_CHECKING:
+    from protocol.errors import RemoteError
 
-__all__ = ["EXIT_CANCELLED", "EXIT_FAIL", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "ask", "main"]
+__all__ = ["EXIT_CANCELLED", "EXIT_FAIL", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "main"]
 
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = EXIT_FAIL):
-        super().__init__(message)
-        self.code = code
+DEBUG_VAR = "ORCHESTRATOR_DEBUG"
 
 
 def _workspace_arg(value: str) -> str | None:
@@ -136,19 +128,91 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    latch = _serve_latch(args_list)
     try:
-        code = _main(argv)
-        sys.stdout.flush()
-        return code
+        try:
+            code = _main(args_list, latch)
+            _flush_stdout()
+            return code
+        except BaseExceptionGroup as group:  # nurseries wrap; the user wants the one real error
+            raise _sole_leaf(group) from None
     except BrokenPipeError:
-        # `… | head` closed our stdout: stop quietly. Point stdout at /dev/null so the interpreter's
-        # final flush does not raise (and print) the same error again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # `… | head` closed our stdout: nobody reads on, which is not a failure — stop quietly.
+        _settle_stdout()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_CANCELLED
+    except Exception as exc:  # the last resort: one line, never a traceback, never silent
+        if os.environ.get(DEBUG_VAR) == "1":
+            raise
+        print(f"orchestrator: {_last_resort_text(exc)}", file=sys.stderr)
+        _settle_stdout()
         return EXIT_FAIL
 
 
-def _main(argv: list[str] | None) -> int:
+def _serve_latch(args: list[str]) -> object | None:
+    """``serve`` holds SIGTERM/SIGINT from the very start — before trio, zmq and the daemon are
+    imported — so a stop request during startup leads to a clean exit 0, not a kill."""
+    if args[:1] != ["serve"]:
+        return None
+    import signal
+
+    from .signals import SignalLatch
+
+    current = signal.getsignal(signal.SIGTERM)
+    if isinstance(current, SignalLatch):  # installed by ``python -m orchestrator`` already
+        return current
+    try:
+        return SignalLatch.install()
+    except ValueError:  # not the main thread (an in-process caller): run_serve installs its own
+        return None
+
+
+class StdoutUnwritable(OSError):
+    """stdout takes no more output (a full disk, /dev/full, an I/O error)."""
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise StdoutUnwritable(exc.errno, exc.strerror) from None
+
+
+def _last_resort_text(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        if isinstance(exc, StdoutUnwritable) or (exc.filename is None and exc.errno == errno.ENOSPC):
+            return f"cannot write to stdout: {exc.strerror or exc}"
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        return f"{exc.strerror or exc}{where}"
+    return (f"unexpected error: {type(exc).__name__}: {exc} (a bug; set {DEBUG_VAR}=1 to see the "
+            "traceback, and the daemon's log for its side)")
+
+
+def _stdout_unwritable() -> bool:
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return True
+    return False
+
+
+def _settle_stdout() -> None:
+    """Point stdout at /dev/null if it cannot take more, so the interpreter's final flush does not
+    raise (and print) the same error again."""
+    if not _stdout_unwritable():
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _main(argv: list[str], latch: object | None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -156,24 +220,29 @@ def _main(argv: list[str] | None) -> int:
         return int(exc.code or 0)
     try:
         try:
-            return _dispatch(args)
+            return _dispatch(args, latch)
         except BaseExceptionGroup as group:  # nurseries wrap; the user wants the one real error
             raise _sole_leaf(group) from None
     except CliError as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return exc.code
-    except DaemonUnreachable as exc:
-        print(f"orchestrator: daemon not reachable ({exc}). Start it with `orchestrator serve` "
-              "or `systemctl --user start orchestrator`.", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except RemoteError as exc:
-        print(f"orchestrator: {_remote_error_text(exc)}", file=sys.stderr)
-        return EXIT_FAIL
-    except EndpointRefused as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    except KeyboardInterrupt:
-        return 130
+    except Exception as exc:
+        from protocol.errors import RemoteError
+
+        from .client import DaemonUnreachable
+        from .paths import EndpointRefused
+
+        if isinstance(exc, DaemonUnreachable):
+            print(f"orchestrator: daemon not reachable ({exc}). Start it with `orchestrator serve` "
+                  "or `systemctl --user start orchestrator`.", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        if isinstance(exc, RemoteError):
+            print(f"orchestrator: {_remote_error_text(exc)}", file=sys.stderr)
+            return EXIT_FAIL
+        if isinstance(exc, EndpointRefused):
+            print(f"orchestrator: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        raise
 
 
 def _remote_error_text(exc: RemoteError) -> str:
@@ -183,16 +252,42 @@ def _remote_error_text(exc: RemoteError) -> str:
 
 
 def _sole_leaf(group: BaseExceptionGroup) -> BaseException:
+    import trio
+
+    from .client import _leaves
+
     leaves = _leaves(group)
     interesting = [e for e in leaves if not isinstance(e, (trio.Cancelled, KeyboardInterrupt))] or leaves
     return interesting[0] if len(interesting) == 1 else group
 
 
-def _dispatch(args) -> int:
+_DAEMON_COMMANDS = frozenset({"ask", "chat", "model", "rules", "trace", "cost", "status", "availability"})
+
+
+def _check_edges(args: argparse.Namespace) -> None:
+    """What the command line can refuse before anything runs: a usage error, one line, exit 2."""
+    from protocol.bounds import SESSION_ID_RULE, is_valid_session_id
+
+    session = getattr(args, "session", None)
+    if session is not None and not is_valid_session_id(session):
+        raise CliError(f"invalid session id {session!r}: use {SESSION_ID_RULE}", EXIT_USAGE)
+    workspace = getattr(args, "workspace", None)
+    if workspace is not None and not os.path.isdir(workspace):
+        raise CliError(f"workspace {workspace} is not a directory", EXIT_USAGE)
+    needs_daemon = args.command in _DAEMON_COMMANDS and not (
+        args.command == "rules" and args.rules_command == "check")
+    if needs_daemon:
+        from .paths import check_endpoint_syntax
+
+        check_endpoint_syntax(os.environ)
+
+
+def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
+    _check_edges(args)
     cmd = args.command
     if cmd == "serve":
         from .serve import run_serve
-        return run_serve(args)
+        return run_serve(args, latch)
     if cmd == "demo":
         from .demo import run_demo
         return run_demo(json_output=args.json, fast=args.fast)
@@ -210,6 +305,8 @@ def _dispatch(args) -> int:
     if cmd == "patterns":
         from .patterns_cli import run as run_patterns
         return run_patterns(args)
+    import trio
+
     return trio.run(_client_command, args)
 
 
@@ -218,15 +315,24 @@ def _print_json(obj) -> None:
 
 
 async def _client_command(args) -> int:
-    if args.command == "ask" and not " ".join(args.text).strip():
-        raise CliError("empty message: nothing to send (usage: orchestrator ask TEXT)", EXIT_USAGE)
+    from protocol.codec import converter, event_to_json_obj
+
+    from .render import render_cost, render_model_state, render_rules, render_trace
+    from protocol.errors import RemoteError
+
+    from .client import open_client
+    from .streaming import ask
+
+    if args.command == "ask":
+        _check_message(" ".join(args.text))
     async with open_client() as client:
         cmd = args.command
         if cmd == "ask":
             return await ask(client, " ".join(args.text), session=args.session, workspace=args.workspace,
                              as_json=args.json)
         if cmd == "model":
-            if args.model_command == "set":
+            if args.model_command == "set":  # `model set` acts on a session; chat/ask create them
+                await _known_session(client, args.session)
                 state = await client.set_model(args.session, args.model)
             elif args.model_command == "clear":
                 await _known_session(client, args.session)
@@ -282,12 +388,22 @@ async def _client_command(args) -> int:
 
 async def _known_session(client, session_id: str):
     """One rule for every command about an existing session: unknown → exit 1, "unknown session"."""
+    from protocol.errors import RemoteError
+
     try:
         return await client.show_model(session_id)
     except RemoteError as exc:
         if exc.code == "unknown_session":
             raise CliError(f"unknown session {session_id!r}") from None
         raise
+
+
+def _check_message(text: str) -> None:
+    """An empty message — also one that is only an @alias — is a usage error: no turn, no bill."""
+    words = text.split()
+    if not words or (len(words) == 1 and words[0].startswith("@")):
+        what = f"{words[0]} with no text" if words else "nothing to send"
+        raise CliError(f"empty message: {what} (usage: orchestrator ask [@ALIAS] TEXT)", EXIT_USAGE)
 
 
 async def _known_scope(client, scope: str) -> None:
@@ -309,6 +425,8 @@ async def _known_scope(client, scope: str) -> None:
 
 async def _reload(client) -> int:
     """``rules reload``: re-read the files and say what changed."""
+    from .render import render_reload
+
     report = await client.reload_rules()
     for line in render_reload(report):
         print(line)
@@ -316,6 +434,12 @@ async def _reload(client) -> int:
 
 
 async def _status(client, as_json: bool) -> int:
+    import attrs
+
+    from protocol.codec import converter
+
+    from .paths import resolve_paths
+    from .render import render_config_health, render_status
     from .service import installed_units
 
     from .settings import SettingsError, load_settings
@@ -340,6 +464,7 @@ async def _status(client, as_json: bool) -> int:
 
 
 def _check(args, files: list[str], *, models: str | None = None, routing_default: bool = False) -> int:
+    from .paths import resolve_paths
     from .check import check_home, print_report
 
     paths = resolve_paths()
@@ -353,6 +478,7 @@ def _check(args, files: list[str], *, models: str | None = None, routing_default
 
 
 def _init(args) -> int:
+    from .paths import resolve_paths
     from .init import InitError, run_init
 
     home = Path(args.home).expanduser() if args.home else resolve_paths().home
@@ -363,6 +489,7 @@ def _init(args) -> int:
 
 
 def _service(args) -> int:
+    from .paths import resolve_paths
     from .service import ServiceError, install, uninstall
 
     scope = args.scope or "user"

@@ -15,7 +15,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from types import FrameType
 
 import attrs
 import structlog
@@ -45,35 +44,12 @@ from . import __version__
 from .paths import Paths, check_endpoint, prepare_endpoint
 from .sdnotify import notify, watchdog_interval
 from .settings import DaemonSettings, load_settings, workspace_settings
+from .signals import STOP_SIGNALS, SignalLatch
 
 log = structlog.get_logger("daemon")
 
 # How long ``status`` waits for each actor's own answer.
 STATUS_ASK_S = 2.0
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-class SignalLatch:
-    """A Python-level handler for SIGTERM/SIGINT outside ``Daemon.run``: a signal that arrives
-    while the process starts up is remembered (and starts the clean shutdown once the daemon
-    listens); one that arrives after the daemon stopped is ignored instead of killing the process."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is None:
-            self.signum = signum
-
-    @classmethod
-    def install(cls) -> SignalLatch:
-        latch = cls()
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, latch)
-        # A reload request while starting (the files are being read anyway) or after stopping
-        # must not kill the process, which is SIGHUP's default.
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        return latch
 
 
 class ControlActor(Actor):

@@ -5,12 +5,14 @@ through the client library like any user would, prints what happened and why, st
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
+from collections.abc import Iterator
 
 import trio
 
@@ -43,9 +45,14 @@ class _Out:
 
     def say(self, text: str = "") -> None:
         if not self.as_json:
-            print(text, flush=True)
+            with _quiet_if_output_gone():
+                print(text, flush=True)
 
     def event(self, event) -> None:
+        with _quiet_if_output_gone():
+            self._event(event)
+
+    def _event(self, event) -> None:
         if self.as_json:
             print(json.dumps(event_to_json_obj(event), default=str), flush=True)
         elif isinstance(event, ev.TextDelta):
@@ -59,6 +66,37 @@ class _Out:
             print(f"  ⇠ worker done ({event.model}, ${event.usage.cost_usd})", flush=True)
         elif isinstance(event, ev.TurnFailed):
             print(f"\n  ✗ turn failed: {event.message}", flush=True)
+
+
+@contextlib.contextmanager
+def _quiet_if_output_gone() -> Iterator[None]:
+    """stdout closed (`| head`) or full: the tour ends, and the daemon stops with the tour's turn
+    undelivered — expected, so its log lines about that must not reach the terminal."""
+    try:
+        yield
+    except OSError:
+        _LOG_STREAM.muted = True
+        raise
+
+
+class _MutableStderr:
+    """The demo daemon's log stream: stderr until muted (the daemon's loggers keep the stream they
+    were bound with, so reconfiguring logging would not reach them)."""
+
+    muted = False
+
+    def write(self, text: str) -> int:
+        return len(text) if self.muted else sys.stderr.write(text)
+
+    def flush(self) -> None:
+        if not self.muted:
+            sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+_LOG_STREAM = _MutableStderr()
 
 
 def _write_home(home: Path) -> None:
@@ -114,16 +152,22 @@ async def _main(as_json: bool, fast: bool) -> None:
         daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=2.0), demo_chunk_delay=0.0 if fast else None)
         out = _Out(as_json)
         out.say("orchestrator demo — offline; every model here is a labelled demo model.\n")
+        output_gone: OSError | None = None
         async with trio.open_nursery() as nursery:
             endpoint = await nursery.start(daemon.run)
-            await _tour(endpoint, out, workspace)
-            daemon.request_stop("demo finished")
+            try:
+                await _tour(endpoint, out, workspace)
+            except OSError as exc:  # stdout closed or full (see _quiet_if_output_gone)
+                output_gone = exc
+            daemon.request_stop("demo finished" if output_gone is None else "demo output closed")
+        if output_gone is not None:
+            raise output_gone
         out.say("\nDemo finished; the daemon stopped cleanly.")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 def run_demo(*, json_output: bool = False, fast: bool = False) -> int:
-    configure_logging("warning")
+    configure_logging("warning", stream=_LOG_STREAM)
     trio.run(_main, json_output, fast)
     return 0

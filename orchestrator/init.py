@@ -163,11 +163,16 @@ def write_home(home: Path, p: Plan, *, force: bool) -> list[Path]:
     if existing and not force:
         raise InitError(f"{existing[0]} already exists; nothing written (use --force to overwrite "
                         f"{', '.join(f.name for f in existing)})")
-    home.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in files.items():
-        (home / name).write_text(text, encoding="utf-8")
-        written.append(home / name)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (home / name).write_text(text, encoding="utf-8")
+            written.append(home / name)
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else home
+        done = f" (written before the error: {', '.join(f.name for f in written)})" if written else ""
+        raise InitError(f"cannot write the home {home}: {exc.strerror or exc}: {where}{done}") from None
     return written
 
 

@@ -59,6 +59,7 @@ def default_endpoint(env: Mapping[str, str], state: Path) -> str:
 
 
 ALLOW_TCP_VAR = "ORCHESTRATOR_ALLOW_TCP"
+ENDPOINT_VAR = "ORCHESTRATOR_ENDPOINT"
 
 # tcp://HOST:PORT and nothing else: no user-info, path, query, interface name or source address
 # (ZeroMQ reads ``tcp://a;b`` as "from a to b" and ``tcp://eth0:1`` as an interface).
@@ -98,7 +99,20 @@ def check_endpoint(endpoint: str, env: Mapping[str, str] | None = None) -> str:
                 f"refusing tcp endpoint {endpoint}: on tcp ANY local user can connect, read every session "
                 f"and run turns; use ipc:// (private to you), or set {ALLOW_TCP_VAR}=1 to accept that")
         return endpoint
-    raise EndpointRefused(f"unsupported endpoint {endpoint!r}: use ipc://PATH or tcp://127.0.0.1:PORT")
+    raise EndpointRefused(f"unsupported endpoint {endpoint!r} (from {ENDPOINT_VAR} or the default): "
+                          "use ipc://PATH or tcp://127.0.0.1:PORT")
+
+
+def check_endpoint_syntax(env: Mapping[str, str]) -> None:
+    """A client's check of ``ORCHESTRATOR_ENDPOINT``: a scheme ZeroMQ cannot connect to is a
+    configuration error to fix, not a daemon that happens to be down."""
+    value = env.get(ENDPOINT_VAR)
+    if not value:
+        return  # unset or empty: the default
+    scheme, sep, _ = value.partition("://")
+    if not sep or scheme not in ("ipc", "tcp"):
+        raise EndpointRefused(f"{ENDPOINT_VAR}={value!r} is not an endpoint: use ipc://PATH or "
+                              "tcp://127.0.0.1:PORT (or unset it for the default)")
 
 
 def _is_loopback(host: str) -> bool:

@@ -146,7 +146,7 @@ def render_config_health(rules: RulesReport, units: list[str]) -> str:
         first = rules.errors[0]
         broken = first.split(":", 1)[0]
         more = f" (+{len(rules.errors) - 1} more)" if len(rules.errors) > 1 else ""
-        lines.append(f"config: {broken} is INVALID — the daemon keeps using the last good version")
+        lines.append(f"config: {broken} is INVALID — a running daemon keeps its last good version; serve refuses it")
         lines.append(f"  {first}{more}")
         lines.append("  run `orchestrator check` to see every error")
     else:

@@ -1,25 +1,45 @@
-"""``orchestrator serve``: the daemon in the foreground."""
+"""``orchestrator serve``: the daemon in the foreground.
+
+It refuses to start — exit 1, one line (or the ``check`` errors) — on what would make it useless:
+an invalid config, a state folder or socket folder it cannot create, an endpoint it cannot bind.
+"""
 from __future__ import annotations
 
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-import trio
+from .paths import EndpointRefused, Paths, check_endpoint, prepare_endpoint, resolve_paths
+from .signals import STOP_SIGNALS, SignalLatch
 
-from actors.runtime.supervisor import SupervisorGaveUp
-
-from .client import DaemonUnreachable, open_client
-from .daemon import STOP_SIGNALS, Daemon, SignalLatch
-from .logs import configure_logging
-from .paths import EndpointRefused, check_endpoint, resolve_paths
-from .settings import SettingsError, load_settings
+if TYPE_CHECKING:
+    import argparse
 
 
-def run_serve(args) -> int:
+def run_serve(args: argparse.Namespace, latch: object | None = None) -> int:
     # From here on a SIGTERM/SIGINT never kills the process mid-way: before the daemon listens it
     # is remembered (and starts the clean shutdown at once), after the daemon stopped it is ignored.
-    latch = SignalLatch.install()
+    # ``orchestrator serve`` installs the latch in ``cli.main`` before the heavy imports below.
+    signal_latch = latch if isinstance(latch, SignalLatch) else SignalLatch.install()
+    try:
+        return _serve(args, signal_latch)
+    finally:
+        # The daemon has stopped (or never started); the interpreter's finalization would put back
+        # the default handlers (which kill), but leaves an ignored signal ignored.
+        for sig in (*STOP_SIGNALS, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _fail(message: str) -> int:
+    print(f"orchestrator: {message}", file=sys.stderr)
+    return 1
+
+
+def _serve(args: argparse.Namespace, latch: SignalLatch) -> int:
+    from .logs import configure_logging
+    from .settings import SettingsError, load_settings
+
     paths = resolve_paths()
     try:
         settings = load_settings(paths.daemon_file)
@@ -28,32 +48,78 @@ def run_serve(args) -> int:
         return 1
     configure_logging(args.log_level or settings.log_level)
     if not paths.models_file.exists():
-        print(f"orchestrator: no model registry at {paths.models_file}; `orchestrator init` writes a starter "
-              "home (or run `orchestrator demo` for an offline tour)", file=sys.stderr)
-        return 1
+        return _fail(f"no model registry at {paths.models_file}; `orchestrator init` writes a starter "
+                     "home (or run `orchestrator demo` for an offline tour)")
+    if (refused := _invalid_config(paths)) is not None:
+        return refused
     try:
         check_endpoint(paths.endpoint)
     except EndpointRefused as exc:
-        print(f"orchestrator: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc))
+    if (unusable := _unusable_folders(paths)) is not None:
+        return _fail(unusable)
     if _already_serving(paths.endpoint):
-        print(f"orchestrator: a daemon is already serving {paths.endpoint}; stop it first "
-              "(or set ORCHESTRATOR_ENDPOINT for a second one)", file=sys.stderr)
-        return 1
+        return _fail(f"a daemon is already serving {paths.endpoint}; stop it first "
+                     "(or set ORCHESTRATOR_ENDPOINT for a second one)")
+    return _run_daemon(args, paths, settings, latch)
+
+
+def _invalid_config(paths: Paths) -> int | None:
+    """Refuse an invalid models.yaml/routing.yaml at start: there is no last-known-good version yet
+    to keep using (a broken edit of a *running* daemon keeps its last good one)."""
+    from .check import check_home
+
+    report = check_home(paths.home, price_check=False)
+    if report.ok:
+        return None
+    print(f"orchestrator: refusing to start: the config in {paths.home} is invalid "
+          "(`orchestrator check` shows the same):", file=sys.stderr)
+    for error in report.errors:
+        print(error, file=sys.stderr)
+    return 1
+
+
+def _unusable_folders(paths: Paths) -> str | None:
+    """The state folder and the socket's folder, created now so a bad path is one clear line."""
+    if "://" not in str(paths.state):   # a database URL is not a folder
+        if paths.state.exists() and not paths.state.is_dir():
+            return f"cannot use the state folder {paths.state} (ORCHESTRATOR_STATE): not a directory"
+        try:
+            paths.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            return f"cannot use the state folder {paths.state} (ORCHESTRATOR_STATE): {exc.strerror or exc}"
+    try:
+        prepare_endpoint(paths.endpoint)
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else paths.endpoint
+        return f"cannot create the socket folder for {paths.endpoint} (ORCHESTRATOR_ENDPOINT): " \
+               f"{exc.strerror or exc}: {where}"
+    return None
+
+
+def _run_daemon(args: argparse.Namespace, paths: Paths, settings: object, latch: SignalLatch) -> int:
+    import trio
+
+    from actors.runtime.supervisor import SupervisorGaveUp
+    from protocol.transport import EndpointError
+
+    from .daemon import Daemon
+    from .settings import DaemonSettings
+
+    assert isinstance(settings, DaemonSettings)
     daemon = Daemon(paths, settings, wire_mode=args.wire_mode, signal_latch=latch)
     try:
         trio.run(daemon.run)
     except BaseException as exc:  # noqa: BLE001 — report the cause in one line, exit non-zero
-        gave_up = _find(exc, SupervisorGaveUp)
-        if gave_up is None:
-            raise
-        print(f"orchestrator: {gave_up}; exiting so the service manager can restart the daemon", file=sys.stderr)
-        return 1
-    finally:
-        # The daemon has stopped; the interpreter's finalization would put back the default
-        # handlers (which kill), but leaves an ignored signal ignored.
-        for sig in (*STOP_SIGNALS, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
+        if (gave_up := _find(exc, SupervisorGaveUp)) is not None:
+            return _fail(f"{gave_up}; exiting so the service manager can restart the daemon")
+        if (bad_endpoint := _find(exc, EndpointError)) is not None:
+            return _fail(f"cannot listen on {paths.endpoint} (ORCHESTRATOR_ENDPOINT): {bad_endpoint}")
+        if (os_error := _find(exc, OSError)) is not None:
+            assert isinstance(os_error, OSError)
+            where = f": {os_error.filename}" if os_error.filename is not None else ""
+            return _fail(f"the daemon stopped: {os_error.strerror or os_error}{where}")
+        raise
     return 0
 
 
@@ -61,10 +127,14 @@ def _already_serving(endpoint: str) -> bool:
     """ZeroMQ would silently take over a live daemon's ipc socket: ask it first."""
     if endpoint.startswith("ipc://") and not os.path.exists(endpoint[len("ipc://"):]):
         return False
+    import trio
+
     return trio.run(_answers, endpoint)
 
 
 async def _answers(endpoint: str) -> bool:
+    from .client import DaemonUnreachable, open_client
+
     try:
         async with open_client(endpoint, timeout=0.5):
             return True

@@ -1,6 +1,7 @@
 """One streamed turn for the terminal (``ask``, and each message of ``chat``).
 
-Exit codes (DESIGN §4.1): 0 completed, 1 failed, 130 cancelled.
+Exit codes (DESIGN §4.1): 0 completed, 1 failed (also: cancelled by a daemon shutdown), 130
+cancelled by the user.
 """
 from __future__ import annotations
 
@@ -14,19 +15,27 @@ from protocol.codec import event_to_json_obj
 from protocol.errors import RemoteError
 
 from .client import DaemonUnreachable
+from .exitcodes import EXIT_CANCELLED, EXIT_FAIL, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CliError
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_CANCELLED = 0, 1, 2, 3, 130
+__all__ = ["EXIT_CANCELLED", "EXIT_FAIL", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "ask", "cli_failure_line"]
+
+# Reasons a turn.cancelled carries when the user (Ctrl-C, /cancel, CancelTurn) stopped it: only
+# these exit 130; any other (daemon_shutdown, internal_error) is a failure, exit 1.
+USER_CANCEL_REASONS = frozenset({"cancelled_by_user"})
 
 
 async def ask(client, text: str, *, session: str | None, workspace: str | None, as_json: bool,
-              out=None, on_started=None, sigint: bool = True) -> int:
+              out=None, on_started=None, sigint: bool = True, in_chat: bool = False) -> int:
     """One turn, streamed (``workspace`` an absolute path). Ctrl-C cancels the turn (not the
     program) and waits for turn.cancelled.
 
-    Exit code: 0 completed, 1 failed, 130 cancelled. A closed stdout cancels the turn too — nobody
-    reads the answer, so it must not keep running (and billing)."""
+    Exit code: 0 completed, 1 failed, 130 cancelled by the user. A closed or full stdout cancels the
+    turn too — nobody reads the answer, so it must not keep running (and billing). ``in_chat``: a
+    failure is printed as the daemon wrote it (its advice is chat's /commands); otherwise as one
+    line with the command-line equivalents."""
     out = out or sys.stdout
     info = await client.open_session(session, workspace)   # absolute: resolved by the CLI's parser
+    printer = _Printer(out, info.session_id, in_chat)
     async with client.turn(info.session_id, text, workspace=workspace) as turn:
         if on_started is not None:
             on_started(turn)
@@ -37,21 +46,84 @@ async def ask(client, text: str, *, session: str | None, workspace: str | None, 
                         out.write(json.dumps(event_to_json_obj(event), default=str) + "\n")
                         out.flush()
                     else:
-                        _print_event(event, out)
-            except BrokenPipeError:
+                        printer.event(event)
+            except DaemonUnreachable:  # a ConnectionError, but about the daemon, not the output
+                printer.end_line()  # the error that follows starts on a line of its own
+                raise
+            except OSError as exc:  # BrokenPipeError, ENOSPC, EIO: the answer cannot be written
                 with trio.move_on_after(5) as scope:
                     scope.shield = True
                     try:
                         await turn.cancel()
                     except (RemoteError, DaemonUnreachable):
                         pass
+                if isinstance(exc, BrokenPipeError):
+                    raise
+                raise CliError(f"cannot write the answer to stdout: {exc.strerror or exc} "
+                               f"(turn {turn.turn_id} cancelled)") from None
+            except BaseException:
+                printer.end_line()  # the error that follows starts on a line of its own
                 raise
     if not as_json:
-        out.write("\n" if not isinstance(turn.terminal, ev.TurnFailed) else "")
+        printer.end_line()
         print(f"[session {info.session_id} · turn {turn.turn_id}]", file=sys.stderr)
     if isinstance(turn.terminal, ev.TurnCancelled):
-        return EXIT_CANCELLED
+        if turn.terminal.reason in USER_CANCEL_REASONS:
+            return EXIT_CANCELLED
+        if not as_json:
+            print(f"orchestrator: {_cancel_reason_text(turn.terminal.reason)}", file=sys.stderr)
+        return EXIT_FAIL
     return EXIT_FAIL if isinstance(turn.terminal, ev.TurnFailed) else EXIT_OK
+
+
+def _cancel_reason_text(reason: str) -> str:
+    if reason == "daemon_shutdown":
+        return "the daemon shut down during the turn; it was cancelled (start the daemon and ask again)"
+    return f"the turn was cancelled by the daemon ({reason})"
+
+
+def cli_failure_line(message: str, session_id: str) -> str:
+    """A turn failure for the command line: the daemon's (spec) text on one line, its chat advice
+    replaced by the commands that exist outside chat."""
+    text = message.replace(
+        "Run /model <id>",
+        f"Run `orchestrator model set ID --session {session_id}` (or start the message with @ALIAS)")
+    text = text.replace("/rules check", "`orchestrator check`")
+    return " · ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+class _Printer:
+    """The text form of a turn's events: the answer on stdout, everything else one line on stderr."""
+
+    def __init__(self, out, session_id: str, in_chat: bool):
+        self.out, self.session_id, self.in_chat = out, session_id, in_chat
+        self.mid_line = False   # answer text was written and its line is not ended yet
+
+    def end_line(self) -> None:
+        if self.mid_line:
+            self.mid_line = False
+            try:
+                self.out.write("\n")
+                self.out.flush()
+            except OSError:
+                pass  # the output is gone; the error about it is reported elsewhere
+
+    def event(self, event) -> None:
+        if isinstance(event, ev.TextDelta):
+            if event.text:
+                self.out.write(event.text)
+                self.out.flush()
+                self.mid_line = not event.text.endswith("\n")
+            return
+        if isinstance(event, ev.TurnFailed) and not self.in_chat:
+            self.end_line()
+            print(f"orchestrator: turn failed: {cli_failure_line(event.message, self.session_id)} "
+                  f"[{event.error}]", file=sys.stderr)
+            return
+        if isinstance(event, (ev.Banner, ev.ToolCalled, ev.DelegateStarted, ev.TurnFailed, ev.TurnCancelled,
+                              ev.StreamOverflow)):
+            self.end_line()
+        _print_event(event, self.out)
 
 
 def _print_event(event, out) -> None:
@@ -59,19 +131,19 @@ def _print_event(event, out) -> None:
         out.write(event.text)
         out.flush()
     elif isinstance(event, ev.Banner):
-        print(f"\n» {event.text}", file=sys.stderr)
+        print(f"» {event.text}", file=sys.stderr)
     elif isinstance(event, ev.TurnStarted):
         print(f"→ {event.model}", file=sys.stderr)
     elif isinstance(event, ev.ToolCalled):
-        print(f"\n⚙ {event.name}({json.dumps(event.input)[:200]})", file=sys.stderr)
+        print(f"⚙ {event.name}({json.dumps(event.input)[:200]})", file=sys.stderr)
     elif isinstance(event, ev.DelegateStarted):
-        print(f"\n⇢ delegating to {event.tier} tier: {event.task[:120]}", file=sys.stderr)
+        print(f"⇢ delegating to {event.tier} tier: {event.task[:120]}", file=sys.stderr)
     elif isinstance(event, ev.TurnFailed):
-        print(f"\norchestrator: turn failed: {event.message} [{event.error}]", file=sys.stderr)
+        print(f"orchestrator: turn failed: {event.message} [{event.error}]", file=sys.stderr)
     elif isinstance(event, ev.TurnCancelled):
-        print(f"\n[turn cancelled: {event.reason}]", file=sys.stderr)
+        print(f"[turn cancelled: {event.reason}]", file=sys.stderr)
     elif isinstance(event, ev.StreamOverflow):
-        print(f"\norchestrator: {event.message} [stream.overflow]", file=sys.stderr)
+        print(f"orchestrator: {event.message} [stream.overflow]", file=sys.stderr)
 
 
 class _cancel_on_sigint:

@@ -11,6 +11,7 @@ A new client command must be added to ``CLIENT_MESSAGES``; until then the node r
 from __future__ import annotations
 
 import math
+import re
 from typing import cast
 
 import attrs
@@ -73,6 +74,16 @@ _PATH_FIELDS = frozenset({"workspace", "url"})
 _LONG_FIELDS = frozenset({"text", "content", "data", "description"})
 
 
+# A session id names a row and may end up in a file name or a log line: letters, digits, '_', '.',
+# '-', not starting with '.', so "../../etc" or a control character never passes the edge.
+SESSION_ID_RULE = "1-128 characters of A-Z a-z 0-9 _ . - , not starting with '.'"
+_SESSION_ID = re.compile(r"(?!\.)[A-Za-z0-9_.-]{1,128}")
+
+
+def is_valid_session_id(value: str) -> bool:
+    return _SESSION_ID.fullmatch(value) is not None
+
+
 class OutOfBounds(ValueError):
     """A field of a message breaks its bounds; the message names the field."""
 
@@ -112,6 +123,8 @@ def _check(value: object, path: str, field: str, depth: int) -> None:
         cap = _string_cap(field)
         if len(value) > cap:
             raise OutOfBounds(f"{path}: string of {len(value)} characters exceeds {cap}")
+        if field == "session_id" and not is_valid_session_id(value):
+            raise OutOfBounds(f"{path}: invalid session id {value[:40]!r} (allowed: {SESSION_ID_RULE})")
         return
     if isinstance(value, int):
         if not -MAX_INT <= value <= MAX_INT:

@@ -213,4 +213,4 @@ async def test_commands_writing_into_a_closed_pipe_print_no_traceback(served):
         fake.script(Answer(text=("y",)))
         out = await trio.to_thread.run_sync(closed_pipe_run, env, *args)
         assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, (args, out.stderr)
-        assert out.returncode != 0, args
+        assert out.returncode == 0, args   # a closed stdout is not a failure
