@@ -17,7 +17,6 @@ import os
 from collections import OrderedDict
 from itertools import islice
 
-import attrs
 import trio
 
 from protocol import events as ev
@@ -36,6 +35,9 @@ from actors.runtime.kernel import Actor, RequestTimeout
 from actors.router.context import extract_file_extensions
 from actors.runtime.store import StorageError, Store
 from actors.planner.tokens import estimate_input_tokens
+from actors.session.state import (
+    DAEMON_OWNER, RunningTurn, SessionState, answer_text, new_session_id, new_turn_id, owns, swap_banner,
+)
 
 STOP_GRACE_S = 5.0
 # Bounds the shielded cleanup of a turn whose actor is going down (StopTurn, terminal event).
@@ -52,52 +54,6 @@ Terminal = ev.TurnCompleted | ev.TurnFailed | ev.TurnCancelled
 PERSISTED_EVENT_TYPES = frozenset(
     t.TYPE for t in ev.EVENT_TYPES if t not in (ev.TextDelta, ev.ThinkingDelta)
 )
-
-
-def new_turn_id() -> str:
-    return "t_" + os.urandom(6).hex()
-
-
-def new_session_id() -> str:
-    return "s_" + os.urandom(6).hex()
-
-
-def swap_banner(model: str | None) -> str:
-    if model is None:
-        return "Model swap pending: sticky model cleared. Applies to next turn."
-    return f"Model swap pending: {model}. Applies to next turn."
-
-
-@attrs.define(eq=False)
-class RunningTurn:
-    turn_id: str
-    client: str
-    model: str | None = None
-    outcome: TurnOutcome | None = None
-    done: trio.Event = attrs.field(factory=trio.Event)
-    stop_requested: str | None = None
-    recorded: bool = False           # the turns table has its row
-    finished: bool = False           # the terminal event went out (there is exactly one)
-    partial_text: str | None = None  # the answer as streamed, for a turn.failed after the stream
-
-
-@attrs.define
-class SessionState:
-    id: str
-    workspace: str | None
-    active_model: str | None = None
-    pending_model: str | None = None
-    pending_clear: bool = False
-    turn: RunningTurn | None = None
-    messages: list[Message] = attrs.field(factory=list)
-    file_extensions: frozenset[str] = frozenset()
-    parent_session_id: str | None = None
-    is_worker: bool = False
-    owner: str | None = None         # principal that opened it (None: the daemon's user; docs/security.md)
-
-
-# Sessions from the database and those the daemon's actors open belong to the daemon's own user.
-DAEMON_OWNER = f"uid:{os.getuid()}"
 
 
 class SessionActor(Actor):
@@ -196,7 +152,7 @@ class SessionActor(Actor):
         principal = principal_of(env.sender)
         rows = self.store.list_sessions(env.body.include_workers) if principal in (None, DAEMON_OWNER) else []
         listed = [SessionInfo(r.id, r.workspace, r.active_model, parent_session_id=r.parent_session_id) for r in rows
-                  if self._visible(principal, self.sessions.get(r.id))]
+                  if owns(principal, self.sessions.get(r.id))]
         if principal not in (None, DAEMON_OWNER):  # their sessions live only in memory (never the daemon user's)
             listed += [self._info(s) for s in self.sessions.values() if s.owner == principal]
         return SessionListing(tuple(listed))
@@ -389,7 +345,7 @@ class SessionActor(Actor):
         outcome = turn.outcome
         assert outcome is not None
         new = [m for m in outcome.messages]
-        turn.partial_text = outcome.partial_text or _answer_text(new) or None
+        turn.partial_text = outcome.partial_text or answer_text(new) or None
         self.store.append_messages(state.id, turn.turn_id, new)
         state.messages.extend(new)
         state.file_extensions |= extract_file_extensions(new)
@@ -539,9 +495,7 @@ class SessionActor(Actor):
     # --- ownership (docs/security.md) ------------------------------------------------------------------
 
     def _denied(self, env, state: SessionState | None) -> Failure | None:
-        """A client acts only on sessions of its own principal; the daemon's actors on any."""
-        principal = principal_of(env.sender)
-        if principal is None or state is None or (state.owner or DAEMON_OWNER) == principal:
+        if state is None or owns(principal_of(env.sender), state):
             return None
         return Failure("forbidden_session", f"session {state.id} belongs to another user or connection")
 
@@ -557,11 +511,3 @@ class SessionActor(Actor):
         principal = principal_of(env.sender)
         state.owner = None if principal == DAEMON_OWNER else principal
         return state
-
-    @staticmethod
-    def _visible(principal: str | None, state: SessionState | None) -> bool:
-        return principal is None or state is None or (state.owner or DAEMON_OWNER) == principal
-
-def _answer_text(messages: list[Message]) -> str:
-    """The assistant text of a turn's new messages: what the client saw streamed."""
-    return "".join(b.text for m in messages if m.role is Role.ASSISTANT for b in m.content if isinstance(b, TextBlock))

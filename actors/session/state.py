@@ -1,0 +1,70 @@
+"""What the session actor keeps per session and per running turn, and who owns a session.
+
+Plain data and pure checks: no trio scheduling, no store, no sockets.
+"""
+from __future__ import annotations
+
+import os
+
+import attrs
+import trio
+
+from protocol.canonical import Message, Role, TextBlock
+from protocol.messages import TurnOutcome
+
+
+def new_turn_id() -> str:
+    return "t_" + os.urandom(6).hex()
+
+
+def new_session_id() -> str:
+    return "s_" + os.urandom(6).hex()
+
+
+def swap_banner(model: str | None) -> str:
+    if model is None:
+        return "Model swap pending: sticky model cleared. Applies to next turn."
+    return f"Model swap pending: {model}. Applies to next turn."
+
+
+@attrs.define(eq=False)
+class RunningTurn:
+    turn_id: str
+    client: str
+    model: str | None = None
+    outcome: TurnOutcome | None = None
+    done: trio.Event = attrs.field(factory=trio.Event)
+    stop_requested: str | None = None
+    recorded: bool = False           # the turns table has its row
+    finished: bool = False           # the terminal event went out (there is exactly one)
+    partial_text: str | None = None  # the answer as streamed, for a turn.failed after the stream
+
+
+@attrs.define
+class SessionState:
+    id: str
+    workspace: str | None
+    active_model: str | None = None
+    pending_model: str | None = None
+    pending_clear: bool = False
+    turn: RunningTurn | None = None
+    messages: list[Message] = attrs.field(factory=list)
+    file_extensions: frozenset[str] = frozenset()
+    parent_session_id: str | None = None
+    is_worker: bool = False
+    owner: str | None = None         # principal that opened it (None: the daemon's user; docs/security.md)
+
+
+# Sessions from the database and those the daemon's actors open belong to the daemon's own user.
+DAEMON_OWNER = f"uid:{os.getuid()}"
+
+
+def owns(principal: str | None, state: SessionState | None) -> bool:
+    """A client acts only on sessions of its own principal; the daemon's actors (no principal) on
+    any; a session that does not exist yet is nobody's (docs/security.md)."""
+    return principal is None or state is None or (state.owner or DAEMON_OWNER) == principal
+
+
+def answer_text(messages: list[Message]) -> str:
+    """The assistant text of a turn's new messages: what the client saw streamed."""
+    return "".join(b.text for m in messages if m.role is Role.ASSISTANT for b in m.content if isinstance(b, TextBlock))
