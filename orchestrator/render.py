@@ -91,10 +91,7 @@ def render_cost(report: CostReport, session: str | None) -> str:
     tree = report.tree or {}
     planner = tree.get("planner", {})
     workers = tree.get("workers", {})
-    # total_usd is the sum of the priced calls only; with no priced call at all it is not a total.
-    priced_calls = sum(m.get("calls", 0) - m.get("unknown_cost_calls", 0) for m in report.by_model)
-    total_usd = report.total_usd if priced_calls or not report.unknown_cost_calls else None
-    lines = [f"{title} — total {render_money(total_usd, report.unknown_cost_calls)}"]
+    lines = [f"{title} — total {render_money(report.total_usd, report.unknown_cost_calls)}"]
     models = ", ".join(planner.get("models", [])) or "-"
     planner_cost = render_money(planner.get("cost_usd", "0"), planner.get("unknown_cost_calls", 0))
     lines.append(f"├─ planner ({models}): {planner_cost}, {planner.get('turns', 0)} turns")

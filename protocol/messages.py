@@ -235,7 +235,7 @@ class GetCost:
 @message("cost")
 @frozen
 class CostReport:
-    total_usd: str
+    total_usd: str | None            # null when no call has a known price (never 0 for unknown)
     by_model: tuple[dict, ...] = ()
     by_role: dict = attrs.field(factory=dict)
     tree: dict = attrs.field(factory=dict)

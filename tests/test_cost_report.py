@@ -17,7 +17,8 @@ def test_a_role_whose_calls_are_all_unpriced_has_null_cost_not_zero():
     assert report.by_role["planner"] is None
     assert report.tree["planner"]["cost_usd"] is None
     assert report.tree["planner"]["unknown_cost_calls"] == 2
-    assert report.total_usd == "0" and report.unknown_cost_calls == 2   # the known sum, counted apart
+    # No call has a price: there is no total to state (null), never "0" (DESIGN §4.5).
+    assert report.total_usd is None and report.tree["total_usd"] is None and report.unknown_cost_calls == 2
     assert report.tree["unknown_cost_calls"] == 2
     assert report.by_role["worker"] == "0"   # no worker calls at all: that really is 0
 

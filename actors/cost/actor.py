@@ -80,6 +80,12 @@ def fmt_usd(d: Decimal) -> str:
     return decimal_str(d) if d else "0"
 
 
+def known_cost(cost: Decimal, calls: int, unknown_calls: int) -> str | None:
+    """Unknown is not free: calls none of which has a price have no cost (null), not 0; with some
+    priced calls it is their sum, and the unknown ones are counted beside it. No calls: 0."""
+    return None if calls and unknown_calls == calls else fmt_usd(cost)
+
+
 def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> CostReport:
     by_model: dict[tuple[str, str], dict] = {}
     by_role = {"planner": Decimal(0), "worker": Decimal(0)}
@@ -122,18 +128,15 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
     models = []
     for e in sorted(by_model.values(), key=lambda e: (-e["cost"], e["model"], e["role"])):
         cost = e.pop("cost")
-        # Unknown is not free: a model none of whose calls has a price has no cost (null), not 0.
-        known = e["calls"] > e["unknown_cost_calls"]
-        models.append({**e, "cost_usd": fmt_usd(cost) if known else None})
+        models.append({**e, "cost_usd": known_cost(cost, e["calls"], e["unknown_cost_calls"])})
 
     def role_cost(role: str) -> str | None:
-        # Unknown is not free: a role none of whose calls has a price has no cost (null), not 0;
-        # with some priced calls it is their sum, and the unknown ones are counted beside it.
-        return None if role_calls[role] and role_unknown[role] == role_calls[role] else fmt_usd(by_role[role])
+        return known_cost(by_role[role], role_calls[role], role_unknown[role])
 
+    total_usd = known_cost(total, sum(role_calls.values()), unknown)
     tree = {
         "session_id": root_session,
-        "total_usd": fmt_usd(total),
+        "total_usd": total_usd,
         "unknown_cost_calls": unknown,
         "planner": {"models": sorted(planner_models), "cost_usd": role_cost("planner"),
                     "unknown_cost_calls": role_unknown["planner"], "turns": len(planner_turns)},
@@ -142,12 +145,12 @@ def build_report(rows: Iterable[CostRow], root_session: str | None = None) -> Co
             "unknown_cost_calls": role_unknown["worker"],
             "delegations": len(workers),
             "items": [{"worker_session_id": w["worker_session_id"], "model": w["model"],
-                       "cost_usd": fmt_usd(w["cost"]) if w["calls"] > w["unknown"] else None,
+                       "cost_usd": known_cost(w["cost"], w["calls"], w["unknown"]),
                        "turns": len(w["turns"]), "calls": w["calls"], "unknown_cost_calls": w["unknown"]}
                       for w in workers.values()],
         },
     }
-    return CostReport(fmt_usd(total), tuple(models), {role: role_cost(role) for role in by_role}, tree, unknown)
+    return CostReport(total_usd, tuple(models), {role: role_cost(role) for role in by_role}, tree, unknown)
 
 
 class CostActor(Actor):
