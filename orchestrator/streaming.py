@@ -147,28 +147,33 @@ def _print_event(event, out) -> None:
 
 
 class _cancel_on_sigint:
-    """While a turn streams, Ctrl-C sends CancelTurn instead of killing the program."""
+    """While a turn streams, Ctrl-C — and SIGTERM (``timeout``, a service manager) or SIGHUP (the
+    terminal closed) — sends CancelTurn instead of killing the program, so the turn stops in the
+    daemon too instead of running on, and billing, for a client that is gone."""
+
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
     def __init__(self, client, turn, *, enabled: bool = True):
         self.client, self.turn, self.enabled = client, turn, enabled
+        self._old: dict[int, object] = {}
 
     def __enter__(self):
         import signal
 
         if not self.enabled:  # the caller (chat) handles SIGINT itself
-            self._old = None
             return self
-
         self._token = trio.lowlevel.current_trio_token()
-        self._old = signal.getsignal(signal.SIGINT)
 
         def handler(signum, frame):
             self._token.run_sync_soon(self._spawn_cancel)
 
-        try:
-            signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread
-            self._old = None
+        for name in self.SIGNALS:
+            sig = getattr(signal, name)
+            try:
+                self._old[sig] = signal.getsignal(sig)
+                signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                self._old.pop(sig, None)
         return self
 
     def _spawn_cancel(self):
@@ -183,6 +188,6 @@ class _cancel_on_sigint:
     def __exit__(self, *exc):
         import signal
 
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
         return False

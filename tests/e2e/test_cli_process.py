@@ -181,3 +181,25 @@ def test_demo_runs_offline_and_shows_every_step_of_the_tour(env):
                      "delegate(tier=fast)", "DELEGATE_REQUEST        chose", "└─ workers:",
                      "Demo finished; the daemon stopped cleanly."):
         assert expected in text, expected
+
+
+def test_sigterm_to_ask_cancels_the_turn_in_the_daemon_too(env):
+    """`timeout 2 orchestrator ask …` killed the client while the daemon ran the turn to its end
+    and billed it. SIGTERM (and SIGHUP) now cancel the turn like Ctrl-C."""
+    home = Path(env["ORCHESTRATOR_HOME"])
+    models = home / "models.yaml"
+    models.write_text(models.read_text().replace("demo: {kind: demo}", "demo: {kind: demo, options: {chunk_delay: 0.2}}"))
+    proc = start_daemon(env)
+    try:
+        ask = subprocess.Popen([PY, "-m", "orchestrator", "ask", "--json", "a long answer please"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = ask.stdout.readline()  # route.decided: the turn is running
+        assert json.loads(first)["type"] == "route.decided"
+        ask.send_signal(signal.SIGTERM)
+        out, err = ask.communicate(timeout=20)
+        assert ask.returncode == 130, err
+        last = json.loads(out.splitlines()[-1])
+        assert last["type"] == "turn.cancelled"
+        assert json.loads(cli(env, "status", "--json").stdout)["turns_running"] == 0
+    finally:
+        assert stop_daemon(proc) == 0
