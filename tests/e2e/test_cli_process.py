@@ -188,7 +188,8 @@ def test_sigterm_to_ask_cancels_the_turn_in_the_daemon_too(env):
     and billed it. SIGTERM (and SIGHUP) now cancel the turn like Ctrl-C."""
     home = Path(env["ORCHESTRATOR_HOME"])
     models = home / "models.yaml"
-    models.write_text(models.read_text().replace("demo: {kind: demo}", "demo: {kind: demo, options: {chunk_delay: 0.2}}"))
+    slow = "demo: {kind: demo, options: {chunk_delay: 0.2}}"
+    models.write_text(models.read_text().replace("demo: {kind: demo}", slow))
     proc = start_daemon(env)
     try:
         ask = subprocess.Popen([PY, "-m", "orchestrator", "ask", "--json", "a long answer please"],
