@@ -19,6 +19,7 @@ from protocol.errors import RemoteError
 from protocol.messages import ModelState
 
 from .client import open_client
+from .model_hints import warn_if_not_configured
 from .render import render_cost, render_model_state, render_reload, render_rules
 from .streaming import EXIT_OK, ask
 
@@ -46,18 +47,6 @@ def _print_swap(state: ModelState) -> None:
         print(render_model_state(state, with_trace=False))
 
 
-async def _warn_if_not_configured(client, state: ModelState) -> None:
-    """``/model X`` is accepted for a model the daemon cannot use (its key is not set): say so now,
-    not at the next turn, which would fall through past it."""
-    model = state.pending_model or state.active_model
-    if model is None:
-        return
-    why = (await client.rules()).not_configured.get(model)
-    if why:
-        print(f"warning: {model} is not_configured ({why}); turns will fall through past it "
-              "until it is (`orchestrator status` lists every such model)", file=sys.stderr)
-
-
 async def _command(client, sid: str, line: str) -> None:
     parts = line.split()
     cmd, rest = parts[0], parts[1:]
@@ -69,7 +58,7 @@ async def _command(client, sid: str, line: str) -> None:
         else:
             state = await client.set_model(sid, rest[0])
             _print_swap(state)
-            await _warn_if_not_configured(client, state)
+            await warn_if_not_configured(client, state)
     elif cmd == "/rules":
         action = rest[0] if rest else "show"
         if action == "check":

@@ -334,6 +334,9 @@ async def _client_command(args) -> int:
             if args.model_command == "set":  # `model set` acts on a session; chat/ask create them
                 await _known_session(client, args.session)
                 state = await client.set_model(args.session, args.model)
+                from .model_hints import warn_if_not_configured
+
+                await warn_if_not_configured(client, state)
             elif args.model_command == "clear":
                 await _known_session(client, args.session)
                 state = await client.clear_model(args.session)

@@ -248,3 +248,22 @@ def test_model_set_to_a_model_whose_key_is_missing_warns_at_once(env):
             "will fall through past it until it is (`orchestrator status` lists every such model)"], out.stderr
     finally:
         stop_daemon(proc)
+
+
+def test_model_set_from_the_cli_warns_like_chat_about_a_model_whose_key_is_missing(env):
+    models = Path(env["ORCHESTRATOR_HOME"]) / "models.yaml"
+    models.write_text(models.read_text().replace(
+        "providers:\n", "providers:\n  keyed: {kind: openai, api_key_env: MY_MISSING_KEY}\n")
+        + '  "keyed:gpt":\n    pricing: {input_per_mtok: 1, output_per_mtok: 1}\n')
+    env = {k: v for k, v in env.items() if k != "MY_MISSING_KEY"}
+    proc = start_daemon(env)
+    try:
+        run = [PY, "-m", "orchestrator"]
+        assert subprocess.run([*run, "ask", "--session", "s_cli", "hi"], env=env, capture_output=True,
+                              timeout=60).returncode == 0
+        out = subprocess.run([*run, "model", "set", "keyed:gpt", "--session", "s_cli"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "warning: keyed:gpt is not_configured (MY_MISSING_KEY is not set" in out.stderr
+    finally:
+        stop_daemon(proc)
