@@ -6,6 +6,7 @@ cancelled by the user.
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import trio
@@ -89,6 +90,10 @@ def cli_failure_line(message: str, session_id: str) -> str:
         "Run /model <id>",
         f"Run `orchestrator model set ID --session {session_id}` (or start the message with @ALIAS)")
     text = text.replace("/rules check", "`orchestrator check`")
+    outage = re.search(r"^(\S+) provider currently unavailable\.$", message, re.MULTILINE)
+    if outage:  # recovery is automatic after 5 quiet minutes; say how to force it now
+        text = text.replace("or wait for recovery.",
+                            f"or wait for recovery (`orchestrator availability reset {outage.group(1)}` forces it).")
     return " · ".join(line.strip() for line in text.splitlines() if line.strip())
 
 

@@ -147,7 +147,7 @@ def test_the_cli_failure_line_joins_the_spec_text_and_replaces_chat_advice():
     assert line == ("No model available for this turn. · anthropic provider currently unavailable. · "
                     "Tried: opus, sonnet — all on anthropic. · Run `orchestrator model set ID --session s_1` "
                     "(or start the message with @ALIAS) to choose a model from a configured provider, "
-                    "or wait for recovery.")
+                    "or wait for recovery (`orchestrator availability reset anthropic` forces it).")
     other = cli_failure_line(no_model([], []), "s_1")
     assert "\n" not in other and "`orchestrator check`" in other and "/rules" not in other
 
