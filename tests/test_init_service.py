@@ -215,3 +215,11 @@ def test_init_into_a_home_that_is_a_file_says_it_is_not_a_directory(env):
     out = cli(env, "init", "--provider", "anthropic", "--home", str(home))
     assert out.returncode == 1 and "is not a directory" in out.stderr and "File exists" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_service_install_warning_names_the_endpoint_as_configured(tmp_path):
+    paths = _home_paths(tmp_path, tmp_path / "state")
+    endpoint = f"ipc:///tmp/orch-{os.getpid()}-{tmp_path.name}/d.sock"
+    env = {"ORCHESTRATOR_UNIT_DIR": str(tmp_path / "units"), "USER": "u", "ORCHESTRATOR_ENDPOINT": endpoint}
+    out = install(paths, scope="user", now=False, env=env)
+    assert any(line.startswith(f"warning: ORCHESTRATOR_ENDPOINT={endpoint} is under /tmp") for line in out), out
