@@ -5,7 +5,8 @@ Slash commands: /model <id>, /model -, /model show, /rules check|show|reload, /r
 message. Input is read while a turn streams, so ``/model`` during a turn is queued (the pending
 banner shows at once, once) and ``/cancel`` stops it. Ctrl-C cancels the running turn, or clears
 the line at an idle prompt; Ctrl-D or ``/quit`` leaves — on a terminal, Ctrl-D during a turn cancels
-it first (at the end of piped input the running turn is let finish instead).
+it first (at the end of piped input the running turn is let finish instead). Piped messages run
+one after the other: a message line waits for the running turn to end.
 """
 from __future__ import annotations
 
@@ -193,9 +194,12 @@ async def _chat(session: str | None, workspace: str | None) -> int:
                             print("no turn is running", file=sys.stderr)
                     elif line.startswith("/"):
                         await _command(client, info.session_id, line)
-                    elif chat.turn is not None:
+                    elif chat.turn is not None and interactive:
                         print("a turn is running: wait for it, or /cancel it", file=sys.stderr)
                     else:
+                        # Piped input is a script: its messages run in order, each after the
+                        # previous answer (commands before it have already applied).
+                        await chat.turn_done.wait()
                         # Returns once the daemon accepted the turn, so a following /model is queued.
                         await nursery.start(chat.run_turn, line)
                         continue

@@ -37,7 +37,7 @@ from protocol import events as ev
 from protocol.codec import converter
 from protocol.messages import (
     ActorStatus, DrainTurns, Failure, GetActorStatus, GetSessionStats, GetStatus, GetTrace, GetUnavailableScopes,
-    Ping, Pong, ReloadRules, SessionStats, StatusReport, TraceReply, UnavailableScopes,
+    Ping, Pong, ReloadRules, RulesReport, SessionStats, StatusReport, TraceReply, UnavailableScopes,
 )
 
 from . import __version__
@@ -45,6 +45,7 @@ from .paths import Paths, check_endpoint, prepare_endpoint
 from .sdnotify import notify, watchdog_interval
 from .settings import DaemonSettings, load_settings, workspace_settings
 from .signals import STOP_SIGNALS, SignalLatch
+from .statelock import StateLock
 
 log = structlog.get_logger("daemon")
 
@@ -151,6 +152,17 @@ class Daemon:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         endpoint = check_endpoint(self.paths.endpoint)
+        lock = None
+        if "://" not in str(self.paths.state):   # a database URL is not a folder to lock
+            lock = StateLock(self.paths.state)
+            lock.acquire(endpoint)               # StateLocked: another daemon uses this state
+        try:
+            await self._run_locked(endpoint, lock, task_status)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def _run_locked(self, endpoint: str, lock: StateLock | None, task_status) -> None:
         prepare_endpoint(endpoint)
         from actors.router.loader import PolicyLoader
 
@@ -178,6 +190,7 @@ class Daemon:
         children = [ChildSpec(a.name, a.run, Restart.PERMANENT) for a in cast]
         self.supervisor = Supervisor(children, max_restarts=self.settings.max_restarts,
                                      window_s=self.settings.restart_window_s)
+        started = False
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             try:
                 async with trio.open_nursery() as nursery:
@@ -186,6 +199,9 @@ class Daemon:
                         self.request_stop(signal.Signals(self.signal_latch.signum).name)  # arrived during startup
                     await nursery.start(self.supervisor.run)
                     await nursery.start(self.node.serve, endpoint)
+                    started = True
+                    if lock is not None:
+                        lock.record(self.node.endpoint or endpoint)
                     interval = watchdog_interval()
                     if interval:
                         nursery.start_soon(self._watchdog, interval)
@@ -204,7 +220,8 @@ class Daemon:
                 if endpoint.startswith("ipc://"):
                     with contextlib.suppress(OSError):
                         os.unlink(endpoint[len("ipc://"):])
-                log.info("daemon stopped", reason=self.stop_reason)
+                if started:   # a daemon that never listened (e.g. a busy port) did not "stop"
+                    log.info("daemon stopped", reason=self.stop_reason)
                 if self.signal_latch is not None:
                     # `serve` only: trio closes its signal wakeup socket before it restores the
                     # previous wakeup fd, and a signal in that window prints a traceback. Held
@@ -227,7 +244,12 @@ class Daemon:
                 except Exception as exc:  # a reload that fails must not end signal handling
                     log.error("config reload on SIGHUP failed", error=repr(exc))
                     continue
-                log.info("config reloaded on SIGHUP", ok=getattr(report, "ok", None))
+                if isinstance(report, RulesReport) and not report.ok:
+                    # The last-known-good config stays active; say why the new one was not taken.
+                    log.warning("config reload on SIGHUP rejected; keeping the last good config",
+                                errors=list(report.errors[:3]), error_count=len(report.errors))
+                else:
+                    log.info("config reloaded on SIGHUP", ok=getattr(report, "ok", None))
             elif self._stop.is_set():
                 log.info("already stopping", signal=signal.Signals(signum).name)
             else:

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 
 from attrs import frozen
 
+from actors.config.files import url_problem
+
 from .check import KEYS_FILE, check_home
 
 PRESETS = ("anthropic", "openai", "openai_compatible", "ollama")
@@ -83,6 +85,10 @@ def plan(providers: Sequence[str], *, base_url: str | None = None, model: str | 
         raise InitError("--provider openai_compatible needs --base-url URL and --model NAME", 2)
     if api_key_env and local is None:
         raise InitError("--api-key-env is for --provider openai_compatible or ollama", 2)
+    if base_url is not None and (problem := url_problem(base_url)):
+        # Checked before anything is written: a bad URL must not leave a home that a fixed
+        # re-run then refuses to overwrite.
+        raise InitError(f"--base-url: {problem}", 2)
 
     providers_lines: list[str] = []
     model_lines: list[str] = []
@@ -159,6 +165,8 @@ def plan(providers: Sequence[str], *, base_url: str | None = None, model: str | 
 
 def write_home(home: Path, p: Plan, *, force: bool) -> list[Path]:
     files = {"models.yaml": p.models_yaml, "routing.yaml": p.routing_yaml, "daemon.yaml": p.daemon_yaml}
+    if home.exists() and not home.is_dir():
+        raise InitError(f"cannot write the home {home}: it is not a directory")
     existing = [home / name for name in files if (home / name).exists()]
     if existing and not force:
         raise InitError(f"{existing[0]} already exists; nothing written (use --force to overwrite "

@@ -99,8 +99,7 @@ def check_endpoint(endpoint: str, env: Mapping[str, str] | None = None) -> str:
                 f"refusing tcp endpoint {endpoint}: on tcp ANY local user can connect, read every session "
                 f"and run turns; use ipc:// (private to you), or set {ALLOW_TCP_VAR}=1 to accept that")
         return endpoint
-    raise EndpointRefused(f"unsupported endpoint {endpoint!r} (from {ENDPOINT_VAR} or the default): "
-                          "use ipc://PATH or tcp://127.0.0.1:PORT")
+    raise EndpointRefused(_not_an_endpoint(endpoint))
 
 
 def check_endpoint_syntax(env: Mapping[str, str]) -> None:
@@ -111,8 +110,13 @@ def check_endpoint_syntax(env: Mapping[str, str]) -> None:
         return  # unset or empty: the default
     scheme, sep, _ = value.partition("://")
     if not sep or scheme not in ("ipc", "tcp"):
-        raise EndpointRefused(f"{ENDPOINT_VAR}={value!r} is not an endpoint: use ipc://PATH or "
-                              "tcp://127.0.0.1:PORT (or unset it for the default)")
+        raise EndpointRefused(_not_an_endpoint(value))
+
+
+def _not_an_endpoint(value: str) -> str:
+    # The default is always ipc://, so a scheme nobody supports came from the variable.
+    return (f"{ENDPOINT_VAR}={value!r} is not an endpoint: use ipc://PATH or tcp://127.0.0.1:PORT "
+            "(or unset it for the default)")
 
 
 def _is_loopback(host: str) -> bool:

@@ -105,6 +105,7 @@ def _run_daemon(args: argparse.Namespace, paths: Paths, settings: object, latch:
 
     from .daemon import Daemon
     from .settings import DaemonSettings
+    from .statelock import StateLocked
 
     assert isinstance(settings, DaemonSettings)
     daemon = Daemon(paths, settings, wire_mode=args.wire_mode, signal_latch=latch)
@@ -113,6 +114,8 @@ def _run_daemon(args: argparse.Namespace, paths: Paths, settings: object, latch:
     except BaseException as exc:  # noqa: BLE001 — report the cause in one line, exit non-zero
         if (gave_up := _find(exc, SupervisorGaveUp)) is not None:
             return _fail(f"{gave_up}; exiting so the service manager can restart the daemon")
+        if (locked := _find(exc, StateLocked)) is not None:
+            return _fail(str(locked))
         if (bad_endpoint := _find(exc, EndpointError)) is not None:
             return _fail(f"cannot listen on {paths.endpoint} (ORCHESTRATOR_ENDPOINT): {bad_endpoint}")
         if (os_error := _find(exc, OSError)) is not None:

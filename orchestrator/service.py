@@ -88,13 +88,14 @@ def tmp_paths(paths: Paths, env: Mapping[str, str]) -> dict[str, str]:
     see its own empty /tmp there: no config, and a socket no client can reach."""
     found = {}
     for var, value in _unit_env(paths, env).items():
+        path = value
         if var == "ORCHESTRATOR_ENDPOINT":
             if not value.startswith("ipc://"):
                 continue
-            value = value[len("ipc://"):]
-        resolved = Path(os.path.abspath(os.path.expanduser(value)))
+            path = value[len("ipc://"):]
+        resolved = Path(os.path.abspath(os.path.expanduser(path)))
         if any(resolved == d or d in resolved.parents for d in _PRIVATE_TMP_DIRS):
-            found[var] = value
+            found[var] = value      # as configured: the endpoint keeps its ipc:// prefix
     return found
 
 

@@ -195,3 +195,31 @@ def test_service_install_keeps_private_tmp_when_no_path_is_under_tmp(tmp_path):
 def test_service_install_help_documents_the_unit_dir_redirect(env):
     out = cli(env, "service", "install", "--help")
     assert out.returncode == 0 and "--unit-dir" in out.stdout and "ORCHESTRATOR_UNIT_DIR" in out.stdout
+
+
+def test_init_with_a_bad_base_url_writes_nothing_so_a_fixed_rerun_succeeds(env):
+    home = Path(env["ORCHESTRATOR_HOME"])
+    bad = cli(env, "init", "--provider", "openai_compatible", "--base-url", "notaurl", "--model", "qwen")
+    assert bad.returncode == 2 and "--base-url" in bad.stderr and "notaurl" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert not home.exists() or not list(home.iterdir())
+    good = cli(env, "init", "--provider", "openai_compatible", "--base-url", "http://127.0.0.1:8000/v1",
+               "--model", "qwen")
+    assert good.returncode == 0, good.stderr
+
+
+def test_init_into_a_home_that_is_a_file_says_it_is_not_a_directory(env):
+    home = Path(env["ORCHESTRATOR_HOME"])
+    home.parent.mkdir(parents=True, exist_ok=True)
+    home.write_text("not a folder")
+    out = cli(env, "init", "--provider", "anthropic", "--home", str(home))
+    assert out.returncode == 1 and "is not a directory" in out.stderr and "File exists" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_service_install_warning_names_the_endpoint_as_configured(tmp_path):
+    paths = _home_paths(tmp_path, tmp_path / "state")
+    endpoint = f"ipc:///tmp/orch-{os.getpid()}-{tmp_path.name}/d.sock"
+    env = {"ORCHESTRATOR_UNIT_DIR": str(tmp_path / "units"), "USER": "u", "ORCHESTRATOR_ENDPOINT": endpoint}
+    out = install(paths, scope="user", now=False, env=env)
+    assert any(line.startswith(f"warning: ORCHESTRATOR_ENDPOINT={endpoint} is under /tmp") for line in out), out

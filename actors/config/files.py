@@ -69,7 +69,7 @@ def _price(value: Any) -> Decimal | None:
     return price if price is not None and price.is_finite() and price >= 0 else None
 
 
-def _url_problem(value: Any) -> str | None:
+def url_problem(value: Any) -> str | None:
     """Why ``value`` is not an http(s) URL with a host, or None when it is one."""
     if not isinstance(value, str) or not value:
         return f"expected an http:// or https:// URL, got {describe(value)}"
@@ -103,7 +103,7 @@ def _parse_provider(name: Any, entry: Any, line: int, problems: Problems) -> Pro
         ok = False
     base_url = entry.get("base_url")
     if base_url is not None:
-        problem = _url_problem(base_url)
+        problem = url_problem(base_url)
         if problem:
             problems.add(key_line(entry, "base_url", line), join(path, "base_url"), problem)
             ok = False

@@ -267,3 +267,18 @@ def test_model_set_from_the_cli_warns_like_chat_about_a_model_whose_key_is_missi
         assert "warning: keyed:gpt is not_configured (MY_MISSING_KEY is not set" in out.stderr
     finally:
         stop_daemon(proc)
+
+
+def test_piped_messages_run_in_order_each_after_the_previous_answer(env):
+    slow_demo(env)
+    proc = start_daemon(env)
+    try:
+        out = subprocess.run([PY, "-m", "orchestrator", "chat", "--session", "s_piped"], env=env,
+                             input="hello\n/model swift\nsecond\n", capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "a turn is running" not in out.stderr
+        cost = subprocess.run([PY, "-m", "orchestrator", "cost", "--session", "s_piped", "--json"], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert "demo:swift" in cost.stdout        # "second" ran, on the model /model queued for it
+    finally:
+        stop_daemon(proc)

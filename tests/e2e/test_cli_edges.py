@@ -59,6 +59,7 @@ def test_serve_with_an_unusable_path_or_endpoint_says_so_in_one_line(env, short_
     assert "Traceback" not in out.stderr, out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("orchestrator: ")]
     assert len(errors) == 1 and expected in errors[0], out.stderr
+    assert "daemon stopped" not in out.stderr      # it never started
 
 
 def test_init_into_an_unwritable_home_says_so_in_one_line(env):
@@ -213,6 +214,41 @@ def test_an_endpoint_with_an_unknown_scheme_is_a_config_error_naming_the_variabl
     out = cli({**env, "ORCHESTRATOR_ENDPOINT": endpoint}, "status")
     assert out.returncode == 1
     assert "ORCHESTRATOR_ENDPOINT" in one_line_error(out)
+    served = cli({**env, "ORCHESTRATOR_ENDPOINT": endpoint}, "serve")
+    assert served.returncode == 1 and one_line_error(served) == one_line_error(out)
+
+
+def test_a_second_daemon_on_the_same_state_folder_refuses_naming_the_first(env, short_tmp):
+    first = start_daemon(env)
+    try:
+        lock = Path(env["ORCHESTRATOR_STATE"]) / "daemon.lock"
+        assert lock.stat().st_mode & 0o777 == 0o600
+        out = cli({**env, "ORCHESTRATOR_ENDPOINT": f"ipc://{short_tmp}/other.sock"}, "serve")
+        assert out.returncode == 1
+        line = one_line_error(out)
+        assert env["ORCHESTRATOR_STATE"] in line and str(first.pid) in line and env["ORCHESTRATOR_ENDPOINT"] in line
+    finally:
+        first.kill()        # no clean shutdown: the lock file stays behind, the kernel drops the lock
+        first.wait()
+    second = start_daemon({**env, "ORCHESTRATOR_ENDPOINT": f"ipc://{short_tmp}/other.sock"})
+    assert stop_daemon(second) == 0
+
+
+def test_sighup_with_a_broken_models_yaml_warns_with_the_error(env):
+    proc = start_daemon(env)
+    log = Path(env["ORCHESTRATOR_STATE"] + ".log")
+    try:
+        models = Path(env["ORCHESTRATOR_HOME"]) / "models.yaml"
+        models.write_text(models.read_text() + "bogus_top_level_key: 1\n")
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "SIGHUP" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        entry = next(json.loads(line) for line in log.read_text().splitlines() if "SIGHUP" in line)
+        assert entry["level"] == "warning" and "models.yaml" in " ".join(entry["errors"]), entry
+    finally:
+        stop_daemon(proc)
 
 
 # --- 8. closed pipes -------------------------------------------------------------------------------
