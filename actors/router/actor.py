@@ -28,6 +28,7 @@ from actors.runtime.kernel import Actor, RequestTimeout
 from actors.router import texts
 from actors.router.chain import RoutingEngine
 from actors.router.context import TurnContext
+from actors.router.learned import LivePatterns
 from actors.router.loader import PolicyLoader
 from actors.router.policy import RoutingPolicy, rule_rows
 from actors.router.skills import SkillCache
@@ -58,11 +59,17 @@ class RouterActor(Actor):
         self.availability = availability
         self.cost = cost
         self.env = env
-        self.pattern = pattern
+        self.pattern = pattern    # a fixed pattern source (tests); else the live store below
+        self.patterns = LivePatterns()
         self.skills = SkillCache()
 
     async def setup(self, nursery) -> None:
         self.engine()   # load now, so an invalid config is logged at start, not at the first turn
+        if self.store is not None and self.pattern is None:
+            rows = self.store.outcomes()
+            # Fingerprinting thousands of texts takes a while: off the event loop.
+            self.patterns = await trio.to_thread.run_sync(LivePatterns.from_outcomes, rows)
+            self.log.info("pattern store loaded", outcomes=len(self.patterns.store))
 
     def handlers(self):
         return {DecideRoute: self.on_decide, ShowRules: self.on_show_rules, ReloadRules: self.on_reload,
@@ -154,7 +161,7 @@ class RouterActor(Actor):
         )
 
         decision = engine.decide(ctx, override=override, availability=availability_from_snapshot(unavailable),
-                                 pattern=self.pattern)
+                                 pattern=self._pattern_source(engine))
         route = decision.to_event(msg.session_id, msg.turn_id)
         banners = tuple(decision.banners)
         if self.loader.last_errors:
@@ -165,6 +172,11 @@ class RouterActor(Actor):
         return RouteDecision(route, override.body, banners, decision.error_code, decision.error,
                              can_delegate=bool(chosen and chosen.can_delegate and chosen.capabilities.supports_tools
                                                and not msg.is_worker))
+
+    def _pattern_source(self, engine: RoutingEngine):
+        if self.pattern is not None:
+            return self.pattern
+        return self.patterns.source(engine.registry.models) if self.store is not None else None
 
     async def _unavailable(self) -> dict:
         try:
