@@ -1,6 +1,6 @@
 """``orchestrator chat``: an interactive session.
 
-Slash commands: /model <id>, /model -, /model show, /rules check|show|reload, /route override|ignore,
+Slash commands: /model <id>, /model -, /model show, /rules check|show|reload, /route override|ignore, /rate,
 /cost, /cancel, /quit, /help. ``@alias`` at the start of a message overrides the model for that
 message. Input is read while a turn streams, so ``/model`` during a turn is queued (the pending
 banner shows at once, once) and ``/cancel`` stops it. Ctrl-C cancels the running turn, or clears
@@ -28,6 +28,7 @@ HELP = """commands:
   /model show         active model and the last turn's chain
   /rules check|show|reload
   /route override|ignore   answer a pattern-store suggestion
+  /rate good|bad|0.7  rate the last turn's answer (teaches the pattern store)
   /cost               this session's cost by model and role
   /cancel             cancel the running turn
   /quit               leave (also Ctrl-D)
@@ -93,6 +94,19 @@ async def _command(client, sid: str, line: str) -> None:
             return
         reply = await client.request("router", RouteChoice(sid, action))
         print(reply.detail)
+    elif cmd == "/rate":
+        from protocol.errors import RemoteError
+
+        from .rating import SCORE_USAGE, parse_score, rate, rated_line
+
+        score = parse_score(rest[0]) if len(rest) == 1 else None
+        if score is None:
+            print(f"usage: /rate good|bad|0.7 ({SCORE_USAGE})")
+            return
+        try:
+            print(rated_line(await rate(client, "", score, sid)))
+        except RemoteError as exc:
+            print(exc.message)
     elif cmd in ("/help", "/?"):
         print(HELP)
     else:

@@ -17,8 +17,9 @@ from protocol import events as ev
 from protocol.codec import Envelope, event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.messages import (
-    Ack, AvailabilityChanged, AvailabilityView, CostAmount, DecideRoute, GetAvailability, GetCostToday, ModelResolved,
-    ReloadRules, ResolveModel, RouteChoice, RouteDecision, RulesReport, ShowRules,
+    Ack, AvailabilityChanged, AvailabilityView, CostAmount, DecideRoute, Failure, GetAvailability, GetCostToday,
+    GetPatternStats, ModelResolved, PatternStats, RateTurn, ReloadRules, ResolveModel, RouteChoice, RouteDecision,
+    RulesReport, ShowRules, TurnRated,
 )
 
 import attrs
@@ -33,7 +34,7 @@ from actors.router.loader import PolicyLoader
 from actors.router.policy import RoutingPolicy, rule_rows
 from actors.router.skills import SkillCache
 from actors.router.validation import availability_from_snapshot
-from actors.runtime.store import Store
+from actors.runtime.store import PatternOutcome, Store
 
 def policy_invalid_banner(errors: tuple[str, ...]) -> str:
     """Names the broken file (models.yaml or routing.yaml), its first error and the CLI command."""
@@ -74,7 +75,7 @@ class RouterActor(Actor):
     def handlers(self):
         return {DecideRoute: self.on_decide, ShowRules: self.on_show_rules, ReloadRules: self.on_reload,
                 RouteChoice: self.on_route_choice, AvailabilityChanged: self.on_availability_change,
-                ResolveModel: self.on_resolve_model}
+                ResolveModel: self.on_resolve_model, RateTurn: self.on_rate, GetPatternStats: self.on_pattern_stats}
 
     # --- config ----------------------------------------------------------------------------------
 
@@ -126,6 +127,31 @@ class RouterActor(Actor):
 
     async def on_route_choice(self, env):
         return Ack(ok=False, detail="no pattern-store suggestion is pending for this session")
+
+    async def on_rate(self, env: Envelope[RateTurn]) -> TurnRated | Failure:
+        """An explicit outcome: stored in the state database, then learned by the live store at once."""
+        msg = env.body
+        if not 0.0 <= msg.score <= 1.0:
+            return Failure("invalid_score", f"score {msg.score} is outside [0, 1]")
+        if self.store is None:
+            return Failure("no_store", "this router has no state database")
+        turn_id = msg.turn_id or (self.store.last_turn_id(msg.session_id) if msg.session_id else None)
+        if not turn_id:
+            return Failure("unknown_turn", "no turn to rate in this session yet")
+        facts = self.store.turn_facts(turn_id)
+        if facts is None:
+            return Failure("unknown_turn", f"no turn {turn_id!r} in the database")
+        if not facts.model or not facts.text:
+            return Failure("unrateable_turn", f"turn {turn_id!r} has no model or no user text to learn from")
+        outcome = PatternOutcome(turn_id, facts.session_id, facts.workspace, facts.text, facts.model, msg.score,
+                                 facts.cost_usd, time.time())
+        self.store.record_outcome(outcome)
+        self.patterns.add(outcome)
+        self.log.info("turn rated", turn_id=turn_id, model=facts.model, score=msg.score)
+        return TurnRated(turn_id, facts.model, msg.score, len(self.patterns.store))
+
+    async def on_pattern_stats(self, env) -> PatternStats:
+        return PatternStats(self.patterns.store.stats())
 
     async def on_resolve_model(self, env) -> ModelResolved:
         return ModelResolved(env.body.name, self.resolve_model_name(env.body.name))
