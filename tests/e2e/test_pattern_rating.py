@@ -59,3 +59,27 @@ async def test_rate_with_only_a_session_rates_its_last_turn(client):
     _, events = await run_turn(client, "s1", "hello there")
     rated = await client.request("router", RateTurn("", 0.7, "s1"))
     assert rated.turn_id == events[0].turn_id and rated.score == 0.7
+
+
+def test_rate_and_patterns_stats_from_the_command_line(env):
+    import json
+
+    from .test_cli_process import cli, start_daemon, stop_daemon
+
+    proc = start_daemon(env)
+    try:
+        out = cli(env, "ask", "--json", "--session", "s1", "@sage " + TEXT.format(i=1))
+        turn_id = json.loads(out.stdout.splitlines()[0])["turn_id"]
+        rated = cli(env, "rate", turn_id, "good")
+        assert rated.returncode == 0 and "demo:sage" in rated.stdout, rated.stderr
+        unknown = cli(env, "rate", "no-such-turn", "0.5")
+        assert unknown.returncode == 1 and "unknown turn" in unknown.stderr
+        bad = cli(env, "rate", turn_id, "1.5")
+        assert bad.returncode == 2 and "invalid score" in bad.stderr
+        stats = cli(env, "patterns", "stats", "--json")
+        assert stats.returncode == 0, stats.stderr
+        data = json.loads(stats.stdout)
+        assert data["outcomes"] == 1 and data["fingerprint"] == "hashed" and list(data["models"]) == ["demo:sage"]
+        assert "outcomes: 1" in cli(env, "patterns", "stats").stdout
+    finally:
+        stop_daemon(proc)
