@@ -83,3 +83,19 @@ def test_rate_and_patterns_stats_from_the_command_line(env):
         assert "outcomes: 1" in cli(env, "patterns", "stats").stdout
     finally:
         stop_daemon(proc)
+
+
+def test_chat_rate_rates_the_sessions_last_turn(env):
+    import subprocess
+
+    from .test_cli_process import PY, cli, start_daemon, stop_daemon
+
+    proc = start_daemon(env)
+    try:
+        assert cli(env, "ask", "--session", "s_r", "@swift " + TEXT.format(i=2)).returncode == 0
+        out = subprocess.run([PY, "-m", "orchestrator", "chat", "--session", "s_r"], env=env,
+                             input="/rate bad\n/rate meh\n", capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "(demo:swift): 0" in out.stdout and "usage: /rate good|bad|0.7" in out.stdout
+    finally:
+        stop_daemon(proc)
