@@ -19,6 +19,7 @@ from protocol.errors import RemoteError
 from protocol.messages import ModelState
 
 from .client import open_client
+from .rating import override_message
 from .render import render_cost, render_model_state, render_reload, render_rules
 from .streaming import EXIT_OK, ask
 
@@ -59,7 +60,8 @@ async def _warn_if_not_configured(client, state: ModelState) -> None:
               "until it is (`orchestrator status` lists every such model)", file=sys.stderr)
 
 
-async def _command(client, sid: str, line: str) -> None:
+async def _command(client, sid: str, line: str) -> str | None:
+    """Run a slash command; a message to send as a new turn comes back (``/route override``)."""
     parts = line.split()
     cmd, rest = parts[0], parts[1:]
     if cmd == "/model":
@@ -91,9 +93,11 @@ async def _command(client, sid: str, line: str) -> None:
         action = rest[0] if rest else ""
         if action not in ("override", "ignore"):
             print("usage: /route override|ignore")
-            return
+            return None
         reply = await client.request("router", RouteChoice(sid, action))
         print(reply.detail)
+        if reply.ok and reply.model:
+            return override_message(reply.model, reply.text)
     elif cmd == "/rate":
         from protocol.errors import RemoteError
 
@@ -102,7 +106,7 @@ async def _command(client, sid: str, line: str) -> None:
         score = parse_score(rest[0]) if len(rest) == 1 else None
         if score is None:
             print(f"usage: /rate good|bad|0.7 ({SCORE_USAGE})")
-            return
+            return None
         try:
             print(rated_line(await rate(client, "", score, sid)))
         except RemoteError as exc:
@@ -111,6 +115,7 @@ async def _command(client, sid: str, line: str) -> None:
         print(HELP)
     else:
         print(f"unknown command {cmd}; /help lists them")
+    return None
 
 
 async def _read_lines(send: trio.MemorySendChannel[str | None]) -> None:
@@ -217,7 +222,10 @@ async def _chat(session: str | None, workspace: str | None) -> int:
                         if not await chat.cancel():
                             print("no turn is running", file=sys.stderr)
                     elif line.startswith("/"):
-                        await _command(client, info.session_id, line)
+                        redo = await _command(client, info.session_id, line)
+                        if redo is not None and chat.turn is None:
+                            await nursery.start(chat.run_turn, redo)
+                            continue
                     elif chat.turn is not None:
                         print("a turn is running: wait for it, or /cancel it", file=sys.stderr)
                     else:

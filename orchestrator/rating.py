@@ -58,3 +58,8 @@ def render_stats(s: dict, as_json: bool) -> str:
 
 def unknown_turn(exc: RemoteError) -> bool:
     return exc.code == "unknown_turn"
+
+
+def override_message(model: str, text: str) -> str:
+    """The re-dispatched turn of `/route override`: the same text with an @model override."""
+    return f"@{model} {text}"

@@ -422,6 +422,18 @@ class RouteChoice:
     action: str
 
 
+@message("route.choice_result")
+@frozen
+class RouteChoiceResult:
+    """The answer to RouteChoice. On ``override``: the suggested ``model`` and the turn's ``text``, which
+    the client re-dispatches as a new turn with an ``@model`` override (one route.decided per turn)."""
+
+    ok: bool
+    detail: str
+    model: str | None = None
+    text: str = ""
+
+
 @message("pattern.rate_turn")
 @frozen
 class RateTurn:

@@ -17,8 +17,9 @@ from protocol import events as ev
 from protocol.codec import Envelope, event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.messages import (
-    Ack, AvailabilityChanged, AvailabilityView, CostAmount, DecideRoute, Failure, GetAvailability, GetCostToday,
-    GetPatternStats, ModelResolved, PatternStats, RateTurn, ReloadRules, ResolveModel, RouteChoice, RouteDecision,
+    AvailabilityChanged, AvailabilityView, CostAmount, DecideRoute, Failure, GetAvailability, GetCostToday,
+    GetPatternStats, ModelResolved, PatternStats, RateTurn, ReloadRules, ResolveModel, RouteChoice,
+    RouteChoiceResult, RouteDecision,
     RulesReport, ShowRules, TurnRated,
 )
 
@@ -29,7 +30,7 @@ from actors.runtime.kernel import Actor, RequestTimeout
 from actors.router import texts
 from actors.router.chain import RoutingEngine
 from actors.router.context import TurnContext
-from actors.router.learned import LivePatterns
+from actors.router.learned import LivePatterns, PendingSuggestions, surfaced_suggestion
 from actors.router.loader import PolicyLoader
 from actors.router.policy import RoutingPolicy, rule_rows
 from actors.router.skills import SkillCache
@@ -62,6 +63,7 @@ class RouterActor(Actor):
         self.env = env
         self.pattern = pattern    # a fixed pattern source (tests); else the live store below
         self.patterns = LivePatterns()
+        self.pending = PendingSuggestions()
         self.skills = SkillCache()
 
     async def setup(self, nursery) -> None:
@@ -125,8 +127,26 @@ class RouterActor(Actor):
     async def on_reload(self, env):
         return await self.reload()
 
-    async def on_route_choice(self, env):
-        return Ack(ok=False, detail="no pattern-store suggestion is pending for this session")
+    async def on_route_choice(self, env: Envelope[RouteChoice]) -> RouteChoiceResult:
+        """/route override|ignore (spec §5.6): act on the session's surfaced suggestion, once."""
+        msg = env.body
+        if msg.action not in ("override", "ignore"):
+            return RouteChoiceResult(False, f"unknown action {msg.action!r}: use override or ignore")
+        s = self.pending.take(msg.session_id)
+        if s is None:
+            return RouteChoiceResult(False, "no pattern-store suggestion is pending for this session")
+        event: ev.RouteOverridden | ev.OverrideDismissed
+        if msg.action == "ignore":
+            event = ev.OverrideDismissed(msg.session_id, s.turn_id, s.to_model)
+            detail = f"dismissed: keeping {s.from_model} (the store suggested {s.to_model})"
+            result = RouteChoiceResult(True, detail)
+        else:
+            event = ev.RouteOverridden(msg.session_id, s.turn_id, s.from_model, s.to_model)
+            result = RouteChoiceResult(True, f"re-running the turn on {s.to_model}", s.to_model, s.text)
+        if self.store is not None:
+            self.store.record_event(msg.session_id, s.turn_id, event.TYPE, event_to_json_obj(event))
+        self.log.info(event.TYPE, session_id=msg.session_id, turn_id=s.turn_id)
+        return result
 
     async def on_rate(self, env: Envelope[RateTurn]) -> TurnRated | Failure:
         """An explicit outcome: stored in the state database, then learned by the live store at once."""
@@ -189,6 +209,10 @@ class RouterActor(Actor):
         decision = engine.decide(ctx, override=override, availability=availability_from_snapshot(unavailable),
                                  pattern=self._pattern_source(engine))
         route = decision.to_event(msg.session_id, msg.turn_id)
+        if not msg.is_worker:
+            self.pending.set(msg.session_id, surfaced_suggestion(
+                msg.turn_id, override.body, decision.chain, decision.chosen_model,
+                engine.policy.pattern_disagreement))
         banners = tuple(decision.banners)
         if self.loader.last_errors:
             banners = (policy_invalid_banner(self.loader.last_errors),) + banners

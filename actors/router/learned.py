@@ -6,13 +6,16 @@ module only turns them into :class:`PatternStore` outcomes and answers the chain
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+
+from attrs import frozen
 
 from actors.patterns.store import PatternStore
 from actors.router.chain import NoRecommendation, PatternSource
 from actors.router.context import TurnContext
-from actors.router.policy import PatternConfig
+from actors.router.policy import DisagreementConfig, PatternConfig
 from actors.runtime.store import PatternOutcome
+from protocol.routing import Policy, PolicyEvaluation, Verdict
 
 
 class LivePatterns:
@@ -47,3 +50,44 @@ class LivePatterns:
                                           cfg.min_sample_size, self.clock())
             return rec if rec is not None else NoRecommendation(why)
         return recommend
+
+
+@frozen
+class Suggestion:
+    """A surfaced disagreement (spec §5.6): the rule's model, the store's, and the turn to re-dispatch."""
+    turn_id: str
+    from_model: str
+    to_model: str
+    text: str
+
+
+def surfaced_suggestion(turn_id: str, text: str, chain: Sequence[PolicyEvaluation], chosen: str | None,
+                        d: DisagreementConfig) -> Suggestion | None:
+    """The suggestion the disagreement banner showed for this decision, if it showed one."""
+    if not d.surface or chosen is None:
+        return None
+    for e in chain:
+        if (e.policy is Policy.PATTERN and e.verdict is Verdict.DEFERRED and e.candidate_model
+                and e.candidate_model != chosen and (e.confidence or 0.0) >= d.min_confidence
+                and (e.sample_size or 0) >= d.min_sample_size):
+            return Suggestion(turn_id, chosen, e.candidate_model, text)
+    return None
+
+
+class PendingSuggestions:
+    """At most one pending suggestion per session (its last turn's), bounded in sessions."""
+
+    def __init__(self, cap: int = 1024) -> None:
+        self.cap = cap
+        self._by_session: dict[str, Suggestion] = {}
+
+    def set(self, session_id: str, s: Suggestion | None) -> None:
+        self._by_session.pop(session_id, None)    # a newer turn replaces (or clears) the old suggestion
+        if s is None:
+            return
+        if len(self._by_session) >= self.cap:
+            del self._by_session[next(iter(self._by_session))]
+        self._by_session[session_id] = s
+
+    def take(self, session_id: str) -> Suggestion | None:
+        return self._by_session.pop(session_id, None)

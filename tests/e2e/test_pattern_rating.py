@@ -81,6 +81,9 @@ def test_rate_and_patterns_stats_from_the_command_line(env):
         data = json.loads(stats.stdout)
         assert data["outcomes"] == 1 and data["fingerprint"] == "hashed" and list(data["models"]) == ["demo:sage"]
         assert "outcomes: 1" in cli(env, "patterns", "stats").stdout
+        nothing = cli(env, "route", "ignore", "--session", "s1")
+        assert nothing.returncode == 1 and "no pattern-store suggestion" in nothing.stdout
+        assert cli(env, "route", "override", "--session", "nobody").returncode == 1
     finally:
         stop_daemon(proc)
 
