@@ -1,6 +1,7 @@
 """Spec §10.1 test 10 against the live store: a surfaced disagreement, then /route override|ignore."""
 import pytest
 
+from orchestrator.chat import _command
 from orchestrator.rating import override_message
 from protocol.messages import RateTurn, RouteChoice
 
@@ -44,9 +45,9 @@ async def test_10_route_override_reruns_on_the_suggestion_and_ignore_dismisses_i
         ("pattern", "deferred", "demo:sage")]
     assert any("Pattern store suggests: demo:sage" in getattr(e, "text", "") for e in events)
 
-    choice = await client.request("router", RouteChoice("s1", "override"))
-    assert choice.ok and choice.model == "demo:sage" and choice.text == TEXT.format(i=50)
-    _, events = await run_turn(client, "s1", override_message(choice.model, choice.text))
+    redo = await _command(client, "s1", "/route override")       # the chat's path
+    assert redo == override_message("demo:sage", TEXT.format(i=50))
+    _, events = await run_turn(client, "s1", redo)
     assert events[0].chosen_model == "demo:sage"
     overridden = daemon.store.events(turn_id=route.turn_id, type_="route.overridden")
     assert overridden and overridden[0]["from_model"] == "demo:swift" and overridden[0]["to_model"] == "demo:sage"
