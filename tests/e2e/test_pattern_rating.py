@@ -1,6 +1,7 @@
 """Rating turns teaches the live pattern store (issue 14 phase B): through the daemon, demo provider."""
 import pytest
 
+from orchestrator.render import render_trace
 from protocol.errors import RemoteError
 from protocol.messages import GetPatternStats, RateTurn
 
@@ -40,6 +41,9 @@ async def test_rated_turns_move_the_next_similar_turns_recommendation(client):
     warm = events[0]
     assert warm.chosen_model == "demo:sage"
     assert pattern_entry(warm).verdict == "chose"
+    shown = render_trace((await client.trace(warm.turn_id)).route)     # what `orchestrator trace` prints
+    assert "Chose: demo:sage (pattern recommendation)" in shown
+    assert any(line.split()[1:4] == ["PATTERN_RECOMMENDATION", "chose", "demo:sage"] for line in shown.splitlines())
 
     stats = (await client.request("router", GetPatternStats())).stats
     assert stats["outcomes"] == 12 and set(stats["models"]) == {"demo:sage", "demo:swift"}
