@@ -1,6 +1,6 @@
 """``orchestrator chat``: an interactive session.
 
-Slash commands: /model <id>, /model -, /model show, /rules check|show|reload, /route override|ignore,
+Slash commands: /model <id>, /model -, /model show, /rules check|show|reload, /route override|ignore, /rate,
 /cost, /cancel, /quit, /help. ``@alias`` at the start of a message overrides the model for that
 message. Input is read while a turn streams, so ``/model`` during a turn is queued (the pending
 banner shows at once, once) and ``/cancel`` stops it. Ctrl-C cancels the running turn, or clears
@@ -21,6 +21,7 @@ from protocol.messages import ModelState
 
 from .client import open_client
 from .model_hints import warn_if_not_configured
+from .rating import override_message
 from .render import render_cost, render_model_state, render_reload, render_rules
 from .streaming import EXIT_OK, ask
 
@@ -30,6 +31,7 @@ HELP = """commands:
   /model show         active model and the last turn's chain
   /rules check|show|reload
   /route override|ignore   answer a pattern-store suggestion
+  /rate good|bad|0.7  rate the last turn's answer (teaches the pattern store)
   /cost               this session's cost by model and role
   /cancel             cancel the running turn
   /quit               leave (also Ctrl-D)
@@ -48,7 +50,8 @@ def _print_swap(state: ModelState) -> None:
         print(render_model_state(state, with_trace=False))
 
 
-async def _command(client, sid: str, line: str) -> None:
+async def _command(client, sid: str, line: str) -> str | None:
+    """Run a slash command; a message to send as a new turn comes back (``/route override``)."""
     parts = line.split()
     cmd, rest = parts[0], parts[1:]
     if cmd == "/model":
@@ -80,13 +83,29 @@ async def _command(client, sid: str, line: str) -> None:
         action = rest[0] if rest else ""
         if action not in ("override", "ignore"):
             print("usage: /route override|ignore")
-            return
+            return None
         reply = await client.request("router", RouteChoice(sid, action))
         print(reply.detail)
+        if reply.ok and reply.model:
+            return override_message(reply.model, reply.text)
+    elif cmd == "/rate":
+        from protocol.errors import RemoteError
+
+        from .rating import SCORE_USAGE, parse_score, rate, rated_line
+
+        score = parse_score(rest[0]) if len(rest) == 1 else None
+        if score is None:
+            print(f"usage: /rate good|bad|0.7 ({SCORE_USAGE})")
+            return None
+        try:
+            print(rated_line(await rate(client, "", score, sid)))
+        except RemoteError as exc:
+            print(exc.message)
     elif cmd in ("/help", "/?"):
         print(HELP)
     else:
         print(f"unknown command {cmd}; /help lists them")
+    return None
 
 
 async def _read_lines(send: trio.MemorySendChannel[str | None]) -> None:
@@ -193,7 +212,10 @@ async def _chat(session: str | None, workspace: str | None) -> int:
                         if not await chat.cancel():
                             print("no turn is running", file=sys.stderr)
                     elif line.startswith("/"):
-                        await _command(client, info.session_id, line)
+                        redo = await _command(client, info.session_id, line)
+                        if redo is not None and chat.turn is None:
+                            await nursery.start(chat.run_turn, redo)
+                            continue
                     elif chat.turn is not None and interactive:
                         print("a turn is running: wait for it, or /cancel it", file=sys.stderr)
                     else:

@@ -106,6 +106,14 @@ def _parser() -> argparse.ArgumentParser:
     rw.add_argument("--workspace", type=_workspace_arg)
     rsub.add_parser("reload", help="force re-reading routing.yaml")
 
+    ro = sub.add_parser("route", help="answer a pattern-store suggestion (the chat's /route)")
+    ro.add_argument("action", choices=("override", "ignore"))
+    ro.add_argument("--session", required=True)
+
+    ra = sub.add_parser("rate", help="rate a turn's answer for the pattern store (good, bad or 0..1)")
+    ra.add_argument("turn_id")
+    ra.add_argument("score")
+
     t = sub.add_parser("trace", help='"why this model?" for a turn')
     t.add_argument("turn_id")
     t.add_argument("--json", action="store_true")
@@ -261,7 +269,8 @@ def _sole_leaf(group: BaseExceptionGroup) -> BaseException:
     return interesting[0] if len(interesting) == 1 else group
 
 
-_DAEMON_COMMANDS = frozenset({"ask", "chat", "model", "rules", "trace", "cost", "status", "availability"})
+_DAEMON_COMMANDS = frozenset({"ask", "chat", "model", "rules", "trace", "cost", "status", "availability", "rate",
+                              "route"})
 
 
 def _check_edges(args: argparse.Namespace) -> None:
@@ -325,6 +334,13 @@ async def _client_command(args) -> int:
 
     if args.command == "ask":
         _check_message(" ".join(args.text))
+    score = 0.0
+    if args.command == "rate":
+        from .rating import SCORE_USAGE, parse_score
+        parsed = parse_score(args.score)
+        if parsed is None:
+            raise CliError(f"invalid score {args.score!r}: {SCORE_USAGE}", EXIT_USAGE)
+        score = parsed
     async with open_client() as client:
         cmd = args.command
         if cmd == "ask":
@@ -381,6 +397,28 @@ async def _client_command(args) -> int:
             return EXIT_OK
         if cmd == "status":
             return await _status(client, args.json)
+        if cmd == "route":
+            from protocol.messages import RouteChoice
+
+            from .rating import override_message
+            await _known_session(client, args.session)
+            choice = await client.request("router", RouteChoice(args.session, args.action))
+            print(choice.detail, file=sys.stderr if choice.ok and choice.model else sys.stdout)
+            if not choice.ok:
+                return EXIT_FAIL
+            if choice.model:   # override: the turn re-runs on the suggestion, streamed like `ask`
+                return await ask(client, override_message(choice.model, choice.text), session=args.session,
+                                 workspace=None, as_json=False)
+            return EXIT_OK
+        if cmd == "rate":
+            from .rating import rate, rated_line
+            try:
+                print(rated_line(await rate(client, args.turn_id, score)))
+            except RemoteError as exc:
+                if exc.code == "unknown_turn":
+                    raise CliError(f"unknown turn {args.turn_id!r}") from None
+                raise
+            return EXIT_OK
         if cmd == "availability":
             await _known_scope(client, args.scope)
             ack = await client.reset_availability(args.scope)

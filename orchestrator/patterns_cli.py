@@ -29,8 +29,10 @@ class InputError(Exception):
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
-    patterns = sub.add_parser("patterns", help="the pattern store (offline evaluation)")
+    patterns = sub.add_parser("patterns", help="the pattern store: stats, offline evaluation")
     psub = patterns.add_subparsers(dest="patterns_command", required=True)
+    st = psub.add_parser("stats", help="the daemon's pattern store: outcomes, models, fingerprint")
+    st.add_argument("--json", action="store_true")
     ev = psub.add_parser("route-eval", help="build a store from training CSVs and route test prompts")
     ev.add_argument("--train-prompts", required=True, type=Path, metavar="P.csv")
     ev.add_argument("--train-outcomes", required=True, type=Path, metavar="O.csv")
@@ -42,6 +44,9 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.patterns_command == "stats":
+        import trio
+        return trio.run(_stats, args.json)
     if args.patterns_command != "route-eval":
         raise AssertionError(args.patterns_command)
     weights = tuple(args.cost_weights) if args.cost_weights else DEFAULT_COST_WEIGHTS
@@ -61,6 +66,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except BrokenPipeError:
         return 0
+    return 0
+
+
+async def _stats(as_json: bool) -> int:
+    from .client import open_client
+    from .rating import render_stats, stats
+    async with open_client() as client:
+        print(render_stats(await stats(client), as_json))
     return 0
 
 

@@ -103,6 +103,9 @@ def _run_daemon(args: argparse.Namespace, paths: Paths, settings: object, latch:
     from actors.runtime.supervisor import SupervisorGaveUp
     from protocol.transport import EndpointError
 
+    # The pattern store's small products run faster single-threaded (docs/patterns.md); this
+    # must be set before numpy loads, which the import of the daemon below does.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from .daemon import Daemon
     from .settings import DaemonSettings
     from .statelock import StateLocked

@@ -21,11 +21,13 @@ from .messages import (
     ClearModel,
     GetCost,
     GetHistory,
+    GetPatternStats,
     GetStatus,
     GetTrace,
     ListSessions,
     OpenSession,
     Ping,
+    RateTurn,
     ReloadRules,
     ResetAvailability,
     RouteChoice,
@@ -55,6 +57,8 @@ CLIENT_MESSAGES: dict[type, frozenset[str] | None] = {
     ShowRules: frozenset({"router"}),
     ReloadRules: frozenset({"router"}),
     RouteChoice: frozenset({"router"}),
+    RateTurn: frozenset({"router"}),
+    GetPatternStats: frozenset({"router"}),
     ResetAvailability: frozenset({"availability"}),
 }
 

@@ -422,6 +422,54 @@ class RouteChoice:
     action: str
 
 
+@message("route.choice_result")
+@frozen
+class RouteChoiceResult:
+    """The answer to RouteChoice. On ``override``: the suggested ``model`` and the turn's ``text``, which
+    the client re-dispatches as a new turn with an ``@model`` override (one route.decided per turn)."""
+
+    ok: bool
+    detail: str
+    model: str | None = None
+    text: str = ""
+
+
+@message("pattern.rate_turn")
+@frozen
+class RateTurn:
+    """`orchestrator rate TURN_ID SCORE` / chat `/rate`: an explicit outcome for the pattern store.
+
+    ``turn_id`` empty with a ``session_id``: the session's last turn. ``score`` in [0, 1].
+    """
+
+    turn_id: str
+    score: float
+    session_id: str | None = None
+
+
+@message("pattern.rated")
+@frozen
+class TurnRated:
+    turn_id: str
+    model: str
+    score: float
+    outcomes: int          # outcomes in the store after this one
+
+
+@message("pattern.get_stats")
+@frozen
+class GetPatternStats:
+    pass
+
+
+@message("pattern.stats")
+@frozen
+class PatternStats:
+    """`orchestrator patterns stats`: outcomes, distinct texts, fingerprint, per-model figures."""
+
+    stats: dict = attrs.field(factory=dict)
+
+
 # --- robustness: actor status, typed turn statuses, boundaries as messages ------------------------
 
 

@@ -17,8 +17,10 @@ from protocol import events as ev
 from protocol.codec import Envelope, event_to_json_obj
 from protocol.errors import RemoteError
 from protocol.messages import (
-    Ack, AvailabilityChanged, AvailabilityView, CostAmount, DecideRoute, GetAvailability, GetCostToday, ModelResolved,
-    ReloadRules, ResolveModel, RouteChoice, RouteDecision, RulesReport, ShowRules,
+    AvailabilityChanged, AvailabilityView, CostAmount, DecideRoute, Failure, GetAvailability, GetCostToday,
+    GetPatternStats, ModelResolved, PatternStats, RateTurn, ReloadRules, ResolveModel, RouteChoice,
+    RouteChoiceResult, RouteDecision,
+    RulesReport, ShowRules, TurnRated,
 )
 
 import attrs
@@ -28,11 +30,12 @@ from actors.runtime.kernel import Actor, RequestTimeout
 from actors.router import texts
 from actors.router.chain import RoutingEngine
 from actors.router.context import TurnContext
+from actors.router.learned import LivePatterns, PendingSuggestions, surfaced_suggestion
 from actors.router.loader import PolicyLoader
 from actors.router.policy import RoutingPolicy, rule_rows
 from actors.router.skills import SkillCache
 from actors.router.validation import availability_from_snapshot
-from actors.runtime.store import Store
+from actors.runtime.store import PatternOutcome, Store
 
 def policy_invalid_banner(errors: tuple[str, ...]) -> str:
     """Names the broken file (models.yaml or routing.yaml), its first error and the CLI command."""
@@ -58,16 +61,23 @@ class RouterActor(Actor):
         self.availability = availability
         self.cost = cost
         self.env = env
-        self.pattern = pattern
+        self.pattern = pattern    # a fixed pattern source (tests); else the live store below
+        self.patterns = LivePatterns()
+        self.pending = PendingSuggestions()
         self.skills = SkillCache()
 
     async def setup(self, nursery) -> None:
         self.engine()   # load now, so an invalid config is logged at start, not at the first turn
+        if self.store is not None and self.pattern is None:
+            rows = self.store.outcomes()
+            # Fingerprinting thousands of texts takes a while: off the event loop.
+            self.patterns = await trio.to_thread.run_sync(LivePatterns.from_outcomes, rows)
+            self.log.info("pattern store loaded", outcomes=len(self.patterns.store))
 
     def handlers(self):
         return {DecideRoute: self.on_decide, ShowRules: self.on_show_rules, ReloadRules: self.on_reload,
                 RouteChoice: self.on_route_choice, AvailabilityChanged: self.on_availability_change,
-                ResolveModel: self.on_resolve_model}
+                ResolveModel: self.on_resolve_model, RateTurn: self.on_rate, GetPatternStats: self.on_pattern_stats}
 
     # --- config ----------------------------------------------------------------------------------
 
@@ -117,8 +127,51 @@ class RouterActor(Actor):
     async def on_reload(self, env):
         return await self.reload()
 
-    async def on_route_choice(self, env):
-        return Ack(ok=False, detail="no pattern-store suggestion is pending for this session")
+    async def on_route_choice(self, env: Envelope[RouteChoice]) -> RouteChoiceResult:
+        """/route override|ignore (spec §5.6): act on the session's surfaced suggestion, once."""
+        msg = env.body
+        if msg.action not in ("override", "ignore"):
+            return RouteChoiceResult(False, f"unknown action {msg.action!r}: use override or ignore")
+        s = self.pending.take(msg.session_id)
+        if s is None:
+            return RouteChoiceResult(False, "no pattern-store suggestion is pending for this session")
+        event: ev.RouteOverridden | ev.OverrideDismissed
+        if msg.action == "ignore":
+            event = ev.OverrideDismissed(msg.session_id, s.turn_id, s.to_model)
+            detail = f"dismissed: keeping {s.from_model} (the store suggested {s.to_model})"
+            result = RouteChoiceResult(True, detail)
+        else:
+            event = ev.RouteOverridden(msg.session_id, s.turn_id, s.from_model, s.to_model)
+            result = RouteChoiceResult(True, f"re-running the turn on {s.to_model}", s.to_model, s.text)
+        if self.store is not None:
+            self.store.record_event(msg.session_id, s.turn_id, event.TYPE, event_to_json_obj(event))
+        self.log.info(event.TYPE, session_id=msg.session_id, turn_id=s.turn_id)
+        return result
+
+    async def on_rate(self, env: Envelope[RateTurn]) -> TurnRated | Failure:
+        """An explicit outcome: stored in the state database, then learned by the live store at once."""
+        msg = env.body
+        if not 0.0 <= msg.score <= 1.0:
+            return Failure("invalid_score", f"score {msg.score} is outside [0, 1]")
+        if self.store is None:
+            return Failure("no_store", "this router has no state database")
+        turn_id = msg.turn_id or (self.store.last_turn_id(msg.session_id) if msg.session_id else None)
+        if not turn_id:
+            return Failure("unknown_turn", "no turn to rate in this session yet")
+        facts = self.store.turn_facts(turn_id)
+        if facts is None:
+            return Failure("unknown_turn", f"no turn {turn_id!r} in the database")
+        if not facts.model or not facts.text:
+            return Failure("unrateable_turn", f"turn {turn_id!r} has no model or no user text to learn from")
+        outcome = PatternOutcome(turn_id, facts.session_id, facts.workspace, facts.text, facts.model, msg.score,
+                                 facts.cost_usd, time.time())
+        self.store.record_outcome(outcome)
+        self.patterns.add(outcome)
+        self.log.info("turn rated", turn_id=turn_id, model=facts.model, score=msg.score)
+        return TurnRated(turn_id, facts.model, msg.score, len(self.patterns.store))
+
+    async def on_pattern_stats(self, env) -> PatternStats:
+        return PatternStats(self.patterns.store.stats())
 
     async def on_resolve_model(self, env) -> ModelResolved:
         return ModelResolved(env.body.name, self.resolve_model_name(env.body.name))
@@ -154,8 +207,12 @@ class RouterActor(Actor):
         )
 
         decision = engine.decide(ctx, override=override, availability=availability_from_snapshot(unavailable),
-                                 pattern=self.pattern)
+                                 pattern=self._pattern_source(engine))
         route = decision.to_event(msg.session_id, msg.turn_id)
+        if not msg.is_worker:
+            self.pending.set(msg.session_id, surfaced_suggestion(
+                msg.turn_id, override.body, decision.chain, decision.chosen_model,
+                engine.policy.pattern_disagreement))
         banners = tuple(decision.banners)
         if self.loader.last_errors:
             banners = (policy_invalid_banner(self.loader.last_errors),) + banners
@@ -165,6 +222,11 @@ class RouterActor(Actor):
         return RouteDecision(route, override.body, banners, decision.error_code, decision.error,
                              can_delegate=bool(chosen and chosen.can_delegate and chosen.capabilities.supports_tools
                                                and not msg.is_worker))
+
+    def _pattern_source(self, engine: RoutingEngine):
+        if self.pattern is not None:
+            return self.pattern
+        return self.patterns.source(engine.registry.models) if self.store is not None else None
 
     async def _unavailable(self) -> dict:
         try:

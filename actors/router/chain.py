@@ -60,7 +60,13 @@ class RecommendationLike(Protocol):
     alternatives: Sequence[ModelOption]
 
 
-PatternSource = Callable[[TurnContext, PatternConfig], "RecommendationLike | None"]
+@frozen
+class NoRecommendation:
+    """A pattern source's abstention with its reason (e.g. "insufficient samples (3 < 5)"), shown in the trace."""
+    reason: str
+
+
+PatternSource = Callable[[TurnContext, PatternConfig], "RecommendationLike | NoRecommendation | None"]
 
 # Constant trace entries are shared: they are immutable and building them per turn is the
 # single largest avoidable cost of a decision.
@@ -309,6 +315,8 @@ class RoutingEngine:
             return None, PolicyEvaluation(Policy.PATTERN, NA, reason=f"pattern store error ({type(exc).__name__})")
         if rec is None:
             return None, _NO_RECOMMENDATION
+        if isinstance(rec, NoRecommendation):
+            return None, PolicyEvaluation(Policy.PATTERN, NA, reason=rec.reason)
         if rec.sample_size < cfg.min_sample_size:
             return None, PolicyEvaluation(
                 Policy.PATTERN, NA, reason=f"insufficient samples ({rec.sample_size} < {cfg.min_sample_size})",

@@ -81,6 +81,17 @@ CREATE TABLE IF NOT EXISTS costs (
 CREATE INDEX IF NOT EXISTS costs_by_session ON costs(session_id);
 CREATE INDEX IF NOT EXISTS costs_by_parent ON costs(parent_session_id);
 CREATE INDEX IF NOT EXISTS costs_by_time ON costs(at);
+CREATE TABLE IF NOT EXISTS pattern_outcomes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    turn_id TEXT,
+    session_id TEXT,
+    workspace TEXT,
+    text TEXT NOT NULL,
+    model TEXT NOT NULL,
+    score REAL NOT NULL,
+    cost_usd REAL NOT NULL,
+    at REAL NOT NULL
+);
 """
 
 
@@ -154,6 +165,31 @@ class CostRow:
     reasoning_tokens: int
     cost_usd: Decimal | None
     at: float
+
+
+@attrs.frozen
+class PatternOutcome:
+    """One rated turn (issue 14): the text, not a fingerprint, so a store of any fingerprint can be
+    rebuilt from these rows."""
+    turn_id: str | None
+    session_id: str | None
+    workspace: str | None
+    text: str
+    model: str
+    score: float
+    cost_usd: float
+    at: float
+
+
+@attrs.frozen
+class TurnFacts:
+    """What rating a turn needs: who ran it, on which model, what the user asked, what it cost."""
+    turn_id: str
+    session_id: str
+    workspace: str | None
+    model: str | None
+    text: str
+    cost_usd: float
 
 
 def _make_private(db: Path) -> None:
@@ -316,3 +352,37 @@ class Store:
         costs = (_stored_cost(c) for (c,) in self.db.execute(
             "SELECT cost_usd FROM costs WHERE at>=? AND cost_usd IS NOT NULL", (since,)))
         return sum((c for c in costs if c is not None), Decimal(0))
+
+    # --- pattern outcomes (issue 14) ------------------------------------------------------------
+
+    def record_outcome(self, o: PatternOutcome) -> None:
+        self.db.execute("INSERT INTO pattern_outcomes (turn_id, session_id, workspace, text, model, score, "
+                        "cost_usd, at) VALUES (?,?,?,?,?,?,?,?)",
+                        (o.turn_id, o.session_id, o.workspace, o.text, o.model, o.score, o.cost_usd, o.at))
+
+    def outcomes(self) -> list[PatternOutcome]:
+        return [PatternOutcome(*r) for r in self.db.execute(
+            "SELECT turn_id, session_id, workspace, text, model, score, cost_usd, at FROM pattern_outcomes "
+            "ORDER BY id")]
+
+    def turn_facts(self, turn_id: str) -> TurnFacts | None:
+        """The turn's session, model, first user message text and ledger cost; None for an unknown turn."""
+        row = self.db.execute("SELECT t.session_id, s.workspace, t.model FROM turns t LEFT JOIN sessions s "
+                              "ON s.id = t.session_id WHERE t.id=?", (turn_id,)).fetchone()
+        if row is None:
+            return None
+        text = ""
+        for (d,) in self.db.execute("SELECT data FROM messages WHERE turn_id=? AND role='user' ORDER BY seq",
+                                    (turn_id,)):
+            text = converter.structure(json.loads(d), Message).text
+            if text:
+                break
+        costs = (_stored_cost(c) for (c,) in self.db.execute(
+            "SELECT cost_usd FROM costs WHERE turn_id=? AND cost_usd IS NOT NULL", (turn_id,)))
+        cost = sum((c for c in costs if c is not None), Decimal(0))
+        return TurnFacts(turn_id, row[0], row[1], row[2], text, float(cost))
+
+    def last_turn_id(self, session_id: str) -> str | None:
+        row = self.db.execute("SELECT id FROM turns WHERE session_id=? ORDER BY started_at DESC LIMIT 1",
+                              (session_id,)).fetchone()
+        return row[0] if row else None

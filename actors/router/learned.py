@@ -1,0 +1,93 @@
+"""The live pattern store behind slot 4 (issue 14 phase B): rated outcomes in, a chain source out.
+
+Sans-IO: the router actor loads the rows (from the state database) and feeds rated turns in; this
+module only turns them into :class:`PatternStore` outcomes and answers the chain's questions.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from attrs import frozen
+
+from actors.patterns.store import PatternStore
+from actors.router.chain import NoRecommendation, PatternSource
+from actors.router.context import TurnContext
+from actors.router.policy import DisagreementConfig, PatternConfig
+from actors.runtime.store import PatternOutcome
+from protocol.routing import Policy, PolicyEvaluation, Verdict
+
+
+class LivePatterns:
+    def __init__(self, store: PatternStore | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.store = store if store is not None else PatternStore()
+        self.clock = clock
+
+    @classmethod
+    def from_outcomes(cls, outcomes: Iterable[PatternOutcome]) -> LivePatterns:
+        live = cls()
+        for o in outcomes:
+            live.add(o)
+        return live
+
+    def add(self, o: PatternOutcome) -> bool:
+        """Learn one outcome; a row out of range (a corrupt database) is skipped, never fatal."""
+        if not o.text or not 0.0 <= o.score <= 1.0 or not o.cost_usd >= 0.0:
+            return False
+        self.store.add_outcome(o.text, o.model, o.score, o.cost_usd, workspace=o.workspace or "", at=o.at)
+        return True
+
+    def source(self, candidates: Iterable[str] | None = None) -> PatternSource:
+        allowed = tuple(candidates) if candidates is not None else None
+
+        def recommend(ctx: TurnContext, cfg: PatternConfig):
+            if len(self.store) == 0:
+                return NoRecommendation("no rated outcomes yet (`orchestrator rate`)")
+            cands = [m for m in self.store.models if allowed is None or m in allowed]
+            if not cands:
+                return NoRecommendation("no rated outcomes for a configured model")
+            rec, why = self.store.explain(ctx.message_text, cands, cfg.cost_weight, cfg.min_confidence,
+                                          cfg.min_sample_size, self.clock())
+            return rec if rec is not None else NoRecommendation(why)
+        return recommend
+
+
+@frozen
+class Suggestion:
+    """A surfaced disagreement (spec §5.6): the rule's model, the store's, and the turn to re-dispatch."""
+    turn_id: str
+    from_model: str
+    to_model: str
+    text: str
+
+
+def surfaced_suggestion(turn_id: str, text: str, chain: Sequence[PolicyEvaluation], chosen: str | None,
+                        d: DisagreementConfig) -> Suggestion | None:
+    """The suggestion the disagreement banner showed for this decision, if it showed one."""
+    if not d.surface or chosen is None:
+        return None
+    for e in chain:
+        if (e.policy is Policy.PATTERN and e.verdict is Verdict.DEFERRED and e.candidate_model
+                and e.candidate_model != chosen and (e.confidence or 0.0) >= d.min_confidence
+                and (e.sample_size or 0) >= d.min_sample_size):
+            return Suggestion(turn_id, chosen, e.candidate_model, text)
+    return None
+
+
+class PendingSuggestions:
+    """At most one pending suggestion per session (its last turn's), bounded in sessions."""
+
+    def __init__(self, cap: int = 1024) -> None:
+        self.cap = cap
+        self._by_session: dict[str, Suggestion] = {}
+
+    def set(self, session_id: str, s: Suggestion | None) -> None:
+        self._by_session.pop(session_id, None)    # a newer turn replaces (or clears) the old suggestion
+        if s is None:
+            return
+        if len(self._by_session) >= self.cap:
+            del self._by_session[next(iter(self._by_session))]
+        self._by_session[session_id] = s
+
+    def take(self, session_id: str) -> Suggestion | None:
+        return self._by_session.pop(session_id, None)
