@@ -169,12 +169,13 @@ def test_an_http_or_https_base_url_is_accepted(tmp_path):
         assert check_home(tmp_path, env={}).errors == ()
 
 
-def test_init_with_a_base_url_that_is_not_a_url_fails_its_check(tmp_path):
+def test_init_with_a_base_url_that_is_not_a_url_is_refused_with_the_checks_own_words(tmp_path):
     home = tmp_path / "h"
     out = cli(tmp_path, "init", "--provider", "openai_compatible", "--base-url", "notaurl", "--model", "llama",
               "--home", str(home))
-    assert "providers.local.base_url: 'notaurl' is not an http:// or https:// URL" in out.stdout + out.stderr
-    assert "check: ok" not in out.stdout
+    # init validates its arguments with the config check's rule before writing anything.
+    assert out.returncode == 2 and "'notaurl' is not an http:// or https:// URL" in out.stderr
+    assert "check: ok" not in out.stdout and not home.exists()
 
 
 def test_a_partial_tier_map_also_reports_its_unregistered_model(tmp_path):
