@@ -50,7 +50,9 @@ async def test_a_peer_that_stops_reading_is_parked_while_others_are_served(ctx, 
                 await router.send([fast_id, b"%d" % i])
             got_fast = [int((await fast.receive())[-1]) for _ in range(total)]
             assert got_fast == list(range(total))  # never held up by the slow peer
-            assert policy.parked and router.parked  # the slow peer's pipe did fill up
+            # The slow peer's pipe did fill up. (Whether some are still parked right now depends on
+            # how much the kernel's socket buffer took meanwhile: not asserted.)
+            assert policy.parked
             got_slow = [int((await slow.receive())[-1]) for _ in range(total)]
         assert got_slow == list(range(total))  # parked, not dropped: in order once it read again
         with trio.fail_after(10):
