@@ -230,13 +230,17 @@ def test_ctrl_d_during_a_turn_cancels_it_and_leaves(env):
     finally:
         stop_daemon(proc)
 
-
-def test_model_set_to_a_model_whose_key_is_missing_warns_at_once(env):
+def with_unconfigured_model(env: dict) -> dict:
+    """The demo home plus ``keyed:gpt``, whose key variable is not set in the daemon's environment."""
     models = Path(env["ORCHESTRATOR_HOME"]) / "models.yaml"
     models.write_text(models.read_text().replace(
         "providers:\n", "providers:\n  keyed: {kind: openai, api_key_env: MY_MISSING_KEY}\n")
         + '  "keyed:gpt":\n    pricing: {input_per_mtok: 1, output_per_mtok: 1}\n')
-    env = {k: v for k, v in env.items() if k != "MY_MISSING_KEY"}
+    return {k: v for k, v in env.items() if k != "MY_MISSING_KEY"}
+
+
+def test_model_set_to_a_model_whose_key_is_missing_warns_at_once(env):
+    env = with_unconfigured_model(env)
     proc = start_daemon(env)
     try:
         out = subprocess.run([PY, "-m", "orchestrator", "chat"], env=env, input="/model keyed:gpt\n/model swift\n",
@@ -251,11 +255,7 @@ def test_model_set_to_a_model_whose_key_is_missing_warns_at_once(env):
 
 
 def test_model_set_from_the_cli_warns_like_chat_about_a_model_whose_key_is_missing(env):
-    models = Path(env["ORCHESTRATOR_HOME"]) / "models.yaml"
-    models.write_text(models.read_text().replace(
-        "providers:\n", "providers:\n  keyed: {kind: openai, api_key_env: MY_MISSING_KEY}\n")
-        + '  "keyed:gpt":\n    pricing: {input_per_mtok: 1, output_per_mtok: 1}\n')
-    env = {k: v for k, v in env.items() if k != "MY_MISSING_KEY"}
+    env = with_unconfigured_model(env)
     proc = start_daemon(env)
     try:
         run = [PY, "-m", "orchestrator"]
