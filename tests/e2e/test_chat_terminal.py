@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .test_cli_process import PY, start_daemon, stop_daemon
+from .test_cli_process import PY, running_daemon
 
 
 def slow_demo(env, delay="0.05"):
@@ -19,8 +19,7 @@ def slow_demo(env, delay="0.05"):
 
 def test_model_typed_during_a_turn_shows_the_pending_banner_and_applies_next_turn(env):
     slow_demo(env)
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         out = subprocess.run([PY, "-m", "orchestrator", "chat", "--session", "s_chat"], env=env,
                              input="tell me a story\n/model swift\n", capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
@@ -28,33 +27,25 @@ def test_model_typed_during_a_turn_shows_the_pending_banner_and_applies_next_tur
         show = subprocess.run([PY, "-m", "orchestrator", "model", "show", "--session", "s_chat"], env=env,
                               capture_output=True, text=True, timeout=60)
         assert "Pending for next turn: demo:swift" in show.stdout   # queued for the next turn
-    finally:
-        stop_daemon(proc)
 
 
 def test_rules_check_and_reload_in_the_chat_answer_like_the_cli(env):
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         out = subprocess.run([PY, "-m", "orchestrator", "chat"], env=env, input="/rules check\n/rules reload\n",
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         lines = out.stdout.splitlines()
         assert "ok" in lines                                                      # the check of the home's files
         assert any(line.startswith("reloaded ") for line in lines), out.stdout   # the reload summary
-    finally:
-        stop_daemon(proc)
 
 
 def test_cancel_typed_during_a_turn_cancels_it(env):
     slow_demo(env, "0.2")
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         out = subprocess.run([PY, "-m", "orchestrator", "chat"], env=env, input="tell me a long story\n/cancel\n",
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0
         assert "[turn cancelled: cancelled_by_user]" in out.stderr
-    finally:
-        stop_daemon(proc)
 
 
 def spawn_chat_on_a_terminal(env):
@@ -107,8 +98,7 @@ class Screen:
 
 
 def test_ctrl_c_at_an_idle_prompt_clears_the_line_and_ctrl_d_leaves(env):
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         chat, fd = spawn_chat_on_a_terminal(env)
         screen = Screen(fd)
         screen.expect(b"you> ")
@@ -120,14 +110,11 @@ def test_ctrl_c_at_an_idle_prompt_clears_the_line_and_ctrl_d_leaves(env):
         os.write(fd, b"\x04")                     # Ctrl-D on an empty line leaves: the half line is gone
         assert wait_exit(chat, fd) == 0
         os.close(fd)
-    finally:
-        stop_daemon(proc)
 
 
 def test_a_cancelled_ask_exits_130(env):
     slow_demo(env, "0.2")
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         ask = subprocess.Popen([PY, "-m", "orchestrator", "ask", "tell me a long story"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         os.set_blocking(ask.stdout.fileno(), True)
@@ -136,14 +123,11 @@ def test_a_cancelled_ask_exits_130(env):
         _, err = ask.communicate(timeout=60)
         assert ask.returncode == 130, err
         assert b"turn cancelled" in err
-    finally:
-        stop_daemon(proc)
 
 
 def test_ctrl_c_during_a_turn_cancels_the_turn_not_the_chat(env):
     slow_demo(env, "0.2")
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         chat, fd = spawn_chat_on_a_terminal(env)
         screen = Screen(fd)
         screen.expect(b"you> ")
@@ -156,8 +140,6 @@ def test_ctrl_c_during_a_turn_cancels_the_turn_not_the_chat(env):
         os.write(fd, b"/quit\n")
         assert wait_exit(chat, fd) == 0
         os.close(fd)
-    finally:
-        stop_daemon(proc)
 
 
 def _start_a_slow_turn(env):
@@ -177,8 +159,7 @@ def _leave(chat, fd):
 
 def test_model_during_a_turn_prints_the_pending_banner_once_on_its_own_line(env):
     slow_demo(env, "0.2")
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         chat, fd, screen = _start_a_slow_turn(env)
         os.write(fd, b"/model swift\n")
         os.write(fd, b"/cancel\n")
@@ -190,14 +171,11 @@ def test_model_during_a_turn_prints_the_pending_banner_once_on_its_own_line(env)
         line = next(ln for ln in seen.split(b"\r\n") if b"Model swap pending" in ln)
         assert line.startswith("» ".encode()), line
         _leave(chat, fd)
-    finally:
-        stop_daemon(proc)
 
 
 def test_after_cancel_the_prompt_shows_once(env):
     slow_demo(env, "0.2")
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         chat, fd, screen = _start_a_slow_turn(env)
         for round in range(4):          # the second prompt came from a race: give it several chances
             if round:
@@ -213,22 +191,17 @@ def test_after_cancel_the_prompt_shows_once(env):
             assert b"Ctrl-D leaves; during a turn it cancels the turn first" in screen.expect(b"turn first")
             screen.expect(b"you> ")
         _leave(chat, fd)
-    finally:
-        stop_daemon(proc)
 
 
 def test_ctrl_d_during_a_turn_cancels_it_and_leaves(env):
     slow_demo(env, "0.2")
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         chat, fd, screen = _start_a_slow_turn(env)
         os.write(fd, b"\x04")                     # Ctrl-D on an empty line
         screen.expect(b"(leaving: cancelling the running turn)")
         screen.expect(b"[turn cancelled: cancelled_by_user]")
         assert wait_exit(chat, fd) == 0
         os.close(fd)
-    finally:
-        stop_daemon(proc)
 
 def with_unconfigured_model(env: dict) -> dict:
     """The demo home plus ``keyed:gpt``, whose key variable is not set in the daemon's environment."""
@@ -241,8 +214,7 @@ def with_unconfigured_model(env: dict) -> dict:
 
 def test_model_set_to_a_model_whose_key_is_missing_warns_at_once(env):
     env = with_unconfigured_model(env)
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         out = subprocess.run([PY, "-m", "orchestrator", "chat"], env=env, input="/model keyed:gpt\n/model swift\n",
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
@@ -250,14 +222,11 @@ def test_model_set_to_a_model_whose_key_is_missing_warns_at_once(env):
         assert warnings == [
             "warning: keyed:gpt is not_configured (MY_MISSING_KEY is not set in the daemon's environment); turns "
             "will fall through past it until it is (`orchestrator status` lists every such model)"], out.stderr
-    finally:
-        stop_daemon(proc)
 
 
 def test_model_set_from_the_cli_warns_like_chat_about_a_model_whose_key_is_missing(env):
     env = with_unconfigured_model(env)
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         run = [PY, "-m", "orchestrator"]
         assert subprocess.run([*run, "ask", "--session", "s_cli", "hi"], env=env, capture_output=True,
                               timeout=60).returncode == 0
@@ -265,14 +234,11 @@ def test_model_set_from_the_cli_warns_like_chat_about_a_model_whose_key_is_missi
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert "warning: keyed:gpt is not_configured (MY_MISSING_KEY is not set" in out.stderr
-    finally:
-        stop_daemon(proc)
 
 
 def test_piped_messages_run_in_order_each_after_the_previous_answer(env):
     slow_demo(env)
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         out = subprocess.run([PY, "-m", "orchestrator", "chat", "--session", "s_piped"], env=env,
                              input="hello\n/model swift\nsecond\n", capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
@@ -280,5 +246,3 @@ def test_piped_messages_run_in_order_each_after_the_previous_answer(env):
         cost = subprocess.run([PY, "-m", "orchestrator", "cost", "--session", "s_piped", "--json"], env=env,
                               capture_output=True, text=True, timeout=60)
         assert "demo:swift" in cost.stdout        # "second" ran, on the model /model queued for it
-    finally:
-        stop_daemon(proc)

@@ -1,4 +1,5 @@
 """The CLI against a real `orchestrator serve` process, as a user runs it."""
+import contextlib
 import json
 import os
 import signal
@@ -41,6 +42,15 @@ def stop_daemon(proc, sig=signal.SIGTERM, timeout=15):
             proc.kill()
 
 
+@contextlib.contextmanager
+def running_daemon(env):
+    proc = start_daemon(env)
+    try:
+        yield proc
+    finally:
+        stop_daemon(proc)
+
+
 def test_ask_json_prints_one_object_per_event_ending_in_turn_completed(env):
     proc = start_daemon(env)
     try:
@@ -79,14 +89,11 @@ def test_sigterm_during_a_turn_exits_zero_and_history_survives_a_restart(env):
     models.write_text(fast_config)
     last = json.loads(slow_out.splitlines()[-1])
     assert last["type"] == "turn.cancelled" and last["reason"] == "daemon_shutdown"
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         out = cli(env, "ask", "--session", "s_keep", "--json", "third question")
         assert out.returncode == 0, out.stderr
         show = cli(env, "model", "show", "--session", "s_keep", "--json")
         assert show.returncode == 0
-    finally:
-        stop_daemon(proc)
     import sqlite3
     db = sqlite3.connect(env["ORCHESTRATOR_STATE"] + "/orchestrator.db")
     request_close = db.close
@@ -118,11 +125,8 @@ def test_serve_refuses_a_non_loopback_tcp_endpoint(env):
 
 def test_serve_creates_the_socket_folder_private(env, short_tmp):
     env = {**env, "ORCHESTRATOR_ENDPOINT": f"ipc://{short_tmp}/run/d.sock"}
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         assert (os.stat(short_tmp / "run").st_mode & 0o777) == 0o700
-    finally:
-        stop_daemon(proc)
 
 
 def test_cost_after_kill_9_mid_turn_equals_the_committed_calls(env):
@@ -148,8 +152,7 @@ def test_cost_after_kill_9_mid_turn_equals_the_committed_calls(env):
     _, err = slow.communicate(timeout=20)
     assert slow.returncode == 3 and "lost the daemon" in err   # the client notices, it does not hang
     models.write_text(fast_config)
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         report = json.loads(cli(env, "cost", "--session", "s_cost", "--json").stdout)
         assert Decimal(report["total_usd"]) == sum(completed)
         assert sum(m["calls"] for m in report["by_model"]) == 2
@@ -158,18 +161,13 @@ def test_cost_after_kill_9_mid_turn_equals_the_committed_calls(env):
         assert Decimal(today["total_usd"]) == sum(completed)
         out = cli(env, "ask", "--session", "s_cost", "--json", "four")   # the session still works
         assert out.returncode == 0
-    finally:
-        stop_daemon(proc)
 
 
 def test_a_second_serve_on_the_same_endpoint_is_refused(env):
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         second = cli(env, "serve", timeout=30)
         assert second.returncode == 1 and "already serving" in second.stderr
         assert cli(env, "status").returncode == 0   # the first daemon is untouched
-    finally:
-        stop_daemon(proc)
 
 
 def test_demo_runs_offline_and_shows_every_step_of_the_tour(env):

@@ -1,4 +1,7 @@
 """Rating turns teaches the live pattern store (issue 14 phase B): through the daemon, demo provider."""
+import json
+import subprocess
+
 import pytest
 
 from orchestrator.render import render_trace
@@ -6,6 +9,7 @@ from protocol.errors import RemoteError
 from protocol.messages import GetPatternStats, RateTurn
 
 from .conftest import run_turn
+from .test_cli_process import PY, cli, running_daemon
 
 ROUTING = """\
 schema_version: 1
@@ -66,12 +70,7 @@ async def test_rate_with_only_a_session_rates_its_last_turn(client):
 
 
 def test_rate_and_patterns_stats_from_the_command_line(env):
-    import json
-
-    from .test_cli_process import cli, start_daemon, stop_daemon
-
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         out = cli(env, "ask", "--json", "--session", "s1", "@sage " + TEXT.format(i=1))
         turn_id = json.loads(out.stdout.splitlines()[0])["turn_id"]
         rated = cli(env, "rate", turn_id, "good")
@@ -88,21 +87,12 @@ def test_rate_and_patterns_stats_from_the_command_line(env):
         nothing = cli(env, "route", "ignore", "--session", "s1")
         assert nothing.returncode == 1 and "no pattern-store suggestion" in nothing.stdout
         assert cli(env, "route", "override", "--session", "nobody").returncode == 1
-    finally:
-        stop_daemon(proc)
 
 
 def test_chat_rate_rates_the_sessions_last_turn(env):
-    import subprocess
-
-    from .test_cli_process import PY, cli, start_daemon, stop_daemon
-
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         assert cli(env, "ask", "--session", "s_r", "@swift " + TEXT.format(i=2)).returncode == 0
         out = subprocess.run([PY, "-m", "orchestrator", "chat", "--session", "s_r"], env=env,
                              input="/rate bad\n/rate meh\n", capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert "(demo:swift): 0" in out.stdout and "usage: /rate good|bad|0.7" in out.stdout
-    finally:
-        stop_daemon(proc)

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from .test_cli_process import cli, start_daemon, stop_daemon
+from .test_cli_process import cli, running_daemon, start_daemon, stop_daemon
 
 ROUTING = """\
 schema_version: 1
@@ -112,12 +112,9 @@ def test_rules_show_json_lists_rules_with_synthetic_names(env):
     home = Path(env["ORCHESTRATOR_HOME"])
     (home / "routing.yaml").write_text("schema_version: 1\nglobal_default: demo:steady\nrules:\n"
                                        "  - {when: {message_matches: x}, use: demo:swift}\n")
-    proc = start_daemon(env)
-    try:
+    with running_daemon(env):
         out = cli(env, "rules", "show", "--json")
         data = json.loads(out.stdout)
         assert data["ok"] and data["rules"][0]["name"] == "rule_0" and data["rules"][0]["synthetic"]
         human = cli(env, "rules", "show")
         assert "rule_0 (synthetic name)" in human.stdout
-    finally:
-        stop_daemon(proc)
