@@ -26,8 +26,8 @@ TERMINAL_TYPES = {ev.TurnCompleted.TYPE, ev.TurnFailed.TYPE, ev.TurnCancelled.TY
 FAULTS = 8   # more than the supervisor's restart budget (5 within 30 s)
 
 
-class FragileSession(SessionActor):
-    """A session actor that dies outside its handlers when told to (a background task raises)."""
+class Detonator:
+    """Mixin: the actor dies outside its handlers (a background task raises) when told to."""
 
     async def setup(self, nursery):
         await super().setup(nursery)
@@ -36,18 +36,15 @@ class FragileSession(SessionActor):
 
     async def _bomb(self):
         await self.detonate.wait()
-        raise RuntimeError("session actor died outside its handlers")
+        raise RuntimeError(f"{type(self).__name__} died outside its handlers")
 
 
-class FragilePlanner(PlannerActor):
-    async def setup(self, nursery):
-        await super().setup(nursery)
-        self.detonate = trio.Event()
-        nursery.start_soon(self._bomb)
+class FragileSession(Detonator, SessionActor):
+    pass
 
-    async def _bomb(self):
-        await self.detonate.wait()
-        raise RuntimeError("planner actor died outside its handlers")
+
+class FragilePlanner(Detonator, PlannerActor):
+    pass
 
 
 @pytest.fixture
