@@ -92,5 +92,6 @@ def _resolve(args: argparse.Namespace) -> int:
     print(f"tier:      {tier}")
     print(f"model:     {resolved.model}")
     print(f"fallbacks: {', '.join(resolved.fallbacks) or 'none'}")
-    print(f"cost_tier: {resolved.cost_tier} · latency_tier: {resolved.latency_tier} · effort: {resolved.effort or 'none'}")
+    print(f"cost_tier: {resolved.cost_tier} · latency_tier: {resolved.latency_tier} · "
+          f"effort: {resolved.effort or 'none'}")
     return EXIT_OK

@@ -47,13 +47,13 @@ def _agents_and_consumers(config: RolesConfig, lines: Lines, problems: Problems)
         cpath = join(join("roles", role.name), "consumers")
         for consumer in role.consumers:
             line = lines.at(join(cpath, consumer), lines.at(cpath))
-            agent = config.agents.get(consumer)
-            if agent is None:
+            consumer_agent = config.agents.get(consumer)
+            if consumer_agent is None:
                 if not _declared(lines, "agents", consumer):
                     problems.add(line, cpath, f"consumer '{consumer}' is not an agent under agents")
-            elif agent.role != role.name:
+            elif consumer_agent.role != role.name:
                 problems.add(line, cpath, f"consumer '{consumer}' is listed by role '{role.name}' but "
-                                          f"agents.{consumer}.role is '{agent.role}'")
+                                          f"agents.{consumer}.role is '{consumer_agent.role}'")
 
 
 def _pins(config: RolesConfig, lines: Lines, problems: Problems) -> None:

@@ -142,8 +142,9 @@ def _by_tier(raw: Any, path: str, line: int, problems: Problems, lines: Lines) -
                              "is supported")
                 ok = False
             if extra:
-                problems.add(tline, tpath, f"inherit_from cannot be mixed with other keys ({', '.join(map(str, extra))})"
-                                           ": write a full row or {inherit_from: default}")
+                mixed = ", ".join(map(str, extra))
+                problems.add(tline, tpath, f"inherit_from cannot be mixed with other keys ({mixed}): "
+                                           "write a full row or {inherit_from: default}")
                 ok = False
             continue
         unknown = [k for k in entry if k not in _ROW_KEYS]
@@ -225,7 +226,8 @@ def _agent(name: Any, entry: Any, line: int, problems: Problems, lines: Lines) -
     role = entry.get("role")
     if not _name(role):
         problems.add(key_line(entry, "role", line), join(path, "role"),
-                     "missing: the role this agent uses" if role is None else f"expected a role name, got {describe(role)}")
+                     "missing: the role this agent uses" if role is None
+                     else f"expected a role name, got {describe(role)}")
     mode = _enum(entry, "mode", MODES, path, line, problems, required=True)
     model = None
     if entry.get("model") is not None:
@@ -251,7 +253,8 @@ def parse_roles(text: str, filename: str = "roles.yaml") -> tuple[RolesConfig | 
         return None, problems, lines
     for key in data:
         if key not in _TOP_KEYS:
-            problems.add(key_line(data, key, 1), join("", key), f"unknown key (expected one of: {', '.join(_TOP_KEYS)})")
+            problems.add(key_line(data, key, 1), join("", key),
+                         f"unknown key (expected one of: {', '.join(_TOP_KEYS)})")
     version = data.get("schema_version", 1)
     if version != 1 or isinstance(version, bool):
         problems.add(key_line(data, "schema_version", 1), "schema_version",

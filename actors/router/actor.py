@@ -89,8 +89,8 @@ class RouterActor(Actor):
         if state.errors:
             self.log.warning("config invalid; keeping the last-known-good version", errors=list(state.errors))
         if state.errors and self.store is not None:
-            broken = self.loader.roles_path if state.errors[0].startswith(os.path.basename(self.loader.roles_path) + ":") \
-                else self.loader.routing_path
+            roles_broken = state.errors[0].startswith(os.path.basename(self.loader.roles_path) + ":")
+            broken = self.loader.roles_path if roles_broken else self.loader.routing_path
             self.store.record_event(None, None, ev.PolicyInvalid.TYPE,
                                     event_to_json_obj(ev.PolicyInvalid(state.errors, str(broken))))
         return state.engine, state.errors

@@ -162,7 +162,8 @@ class PolicyLoader:
         self._roles, self._roles_errors = roles, ()
         return (), changed
 
-    def _load_policy(self, sigs: tuple[Signature, Signature, Signature], force: bool) -> LoadState:        # Compared with the models.yaml that is *active*, not the last one seen: while models.yaml
+    def _load_policy(self, sigs: tuple[Signature, Signature, Signature], force: bool) -> LoadState:
+        # Compared with the models.yaml that is *active*, not the last one seen: while models.yaml
         # is broken, an edit to routing.yaml alone must not activate against the old registry.
         models_changed = force or self._engine is None or sigs[0] != self._registry_sig
         registry = self._engine.registry if self._engine else None

@@ -57,7 +57,8 @@ def tier_name(registry: ModelRegistry, model: str, row: TierRow | None = None) -
     return f"cost_tier {row.cost_tier}" if row is not None else "no tier"
 
 
-def floor_problem(registry: ModelRegistry, delegated_by: str | None, model: str, row: TierRow | None = None) -> str | None:
+def floor_problem(registry: ModelRegistry, delegated_by: str | None, model: str,
+                  row: TierRow | None = None) -> str | None:
     """Why ``model`` may not run for a worker of ``delegated_by`` (the tier floor), or None."""
     if not delegated_by:
         return None
@@ -65,7 +66,8 @@ def floor_problem(registry: ModelRegistry, delegated_by: str | None, model: str,
     rank = model_rank(registry, model, row)
     if ceiling is None or rank is None or rank <= ceiling:
         return None
-    return (f"tier floor: {model} ({tier_name(registry, model, row)}) is above the delegating model {delegated_by} ({tier_name(registry, delegated_by)})")
+    return (f"tier floor: {model} ({tier_name(registry, model, row)}) is above the delegating model "
+            f"{delegated_by} ({tier_name(registry, delegated_by)})")
 
 
 def role_step(roles: RolesConfig | None, registry: ModelRegistry, validator: Validator, ctx: TurnContext,

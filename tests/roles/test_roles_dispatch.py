@@ -108,8 +108,8 @@ def test_a_target_named_only_in_prose_is_not_a_delegation_target():
 def test_auto_agents_omit_their_model_and_only_pinned_agents_must_name_one():
     """Negative case 4 (auto-mode omission allowance)."""
     assert parse_roles_text(ROLES_TEXT, "roles.yaml", fixture_registry())[1] == []
-    unpinned = ROLES_TEXT.replace('plan-auditor: {role: capable-reviewer, mode: pinned, model: "anthropic:claude-opus-4-8"}',
-                                  "plan-auditor: {role: capable-reviewer, mode: pinned}")
+    pinned = 'plan-auditor: {role: capable-reviewer, mode: pinned, model: "anthropic:claude-opus-4-8"}'
+    unpinned = ROLES_TEXT.replace(pinned, "plan-auditor: {role: capable-reviewer, mode: pinned}")
     _, errors = parse_roles_text(unpinned, "roles.yaml", fixture_registry())
     assert errors == ["roles.yaml:59: agents.plan-auditor.model: missing: a pinned agent names its model "
                       "(role 'capable-reviewer''s top-level primary 'anthropic:claude-opus-4-8')"]

@@ -138,7 +138,8 @@ def test_every_model_must_be_registered_in_models_yaml():
 
 
 def test_all_errors_come_in_one_pass_with_file_and_line():
-    text = ROLES_TEXT.replace("cost_tier: low", "cost_tier: cheap").replace("mode: auto}\n  core", "mode: sometimes}\n  core")
+    text = ROLES_TEXT.replace("cost_tier: low", "cost_tier: cheap")
+    text = text.replace("mode: auto}\n  core", "mode: sometimes}\n  core")
     errors = errors_of(text)
     assert any(":52: roles.fast-readonly.cost_tier: 'cheap' is not one of: low, medium, high" in e for e in errors)
     assert any("agents.code-reviewer.mode: 'sometimes' is not one of: auto, pinned" in e for e in errors)
