@@ -3,7 +3,8 @@
 Every problem is ``roles.yaml:LINE: key.path: problem``, all of them in one pass; the parser
 never raises on any YAML shape (a property test feeds it arbitrary documents). Entry-local
 problems (types, enums, the by_tier shape) are found here; the cross-entry drift checks and the
-tier-floor invariant are in :mod:`actors.roles.checks`, run on what parsed.
+tier-floor invariant are in :mod:`actors.roles.checks`, run on what parsed
+(:func:`actors.roles.validate.parse_roles_text` does both).
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import re
 from typing import Any
 from collections.abc import Mapping
 
-from actors.config.registry import ModelRegistry
 from actors.router import yamlpos
 from actors.router.yamlpos import Problems, describe, item_line, key_line, parse_yaml
 
@@ -291,17 +291,3 @@ def parse_roles(text: str, filename: str = "roles.yaml") -> tuple[RolesConfig | 
                 agents[agent.name] = agent
     config = RolesConfig(roles, agents, str(orchestrator) if orchestrator is not None else None, 1)
     return config, problems, lines
-
-
-def parse_roles_text(text: str, filename: str = "roles.yaml",
-                     registry: ModelRegistry | None = None) -> tuple[RolesConfig | None, list[str]]:
-    """The whole check: entry-local problems, then (on what parsed) drift and the tier floor.
-
-    ``registry`` None: models.yaml could not be read; model references are not checked."""
-    from actors.roles.checks import drift_problems
-
-    config, problems, lines = parse_roles(text, filename)
-    if config is not None:
-        drift_problems(config, lines, registry, problems)
-    errors = problems.sorted()
-    return (config if not errors else None), errors
