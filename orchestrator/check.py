@@ -3,7 +3,7 @@
 Errors are ``file:line: key: problem``, every error of every file; warnings (a provider key that
 is not set, a shadowed rule, a model without a known price) never fail the check. A file named on
 the command line that does not exist is an error; with no names the home's files are checked
-(models.yaml required, routing.yaml and daemon.yaml optional).
+(models.yaml required, routing.yaml, daemon.yaml and roles.yaml optional).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from actors.router.policy_file import implicit_policy
 
 from .settings import parse_settings_text
 
-KINDS = ("models", "routing", "daemon")
+KINDS = ("models", "routing", "daemon", "roles")
 KEYS_FILE = "env"     # in the home: KEY=value lines, the service's EnvironmentFile
 
 
@@ -48,6 +48,8 @@ def kind_of(path: Path) -> str | None:
     heads = {line.split(":", 1)[0].strip() for line in text.splitlines() if line[:1].isalpha() and ":" in line}
     if heads & {"providers", "models"}:
         return "models"
+    if heads & {"roles", "agents"}:
+        return "roles"
     if heads & {"schema_version", "global_default", "rules", "tiers", "workspaces"}:
         return "routing"
     if heads & {"shutdown_grace_s", "max_restarts", "restart_window_s", "log_level", "retry_max_attempts",
@@ -169,6 +171,20 @@ class _Checker:
         _, errors = parse_settings_text(text, path.name)
         self.errors.extend(errors)
 
+    def roles(self, path: Path, models_path: Path, *, required: bool) -> None:
+        from actors.roles import parse_roles_text
+
+        registry_check = self.models(models_path)
+        text = self._read(path, required=required)
+        if text is None:
+            return
+        self.files.append(str(path))
+        registry = registry_check.registry if registry_check is not None and registry_check.registry.models else None
+        _, errors = parse_roles_text(text, path.name, registry)
+        if registry is None:
+            errors.insert(0, f"{path.name}:1: model references not checked: {models_path.name} could not be read")
+        self.errors.extend(errors)
+
     def report(self) -> CheckReport:
         return CheckReport(tuple(self.errors), tuple(self.warnings), tuple(self.files))
 
@@ -186,12 +202,15 @@ def check_home(home: Path, names: list[str] | None = None, *, env: Mapping[str, 
         c.models(models)
         c.routing(home / "routing.yaml", models, required=False)
         c.daemon(home / "daemon.yaml", required=False)
+        c.roles(home / "roles.yaml", models, required=False)
         return c.report()
     checks: dict[str, Callable[[Path], object]] = {
         "models": c.models,
         "routing": lambda p: c.routing(p, Path(models_override) if models_override else p.parent / "models.yaml",
                                        required=True),
         "daemon": lambda p: c.daemon(p, required=True),
+        "roles": lambda p: c.roles(p, Path(models_override) if models_override else p.parent / "models.yaml",
+                                   required=True),
     }
     for name in names:
         path = Path(name)

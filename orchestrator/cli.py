@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--session")
     a.add_argument("--workspace", type=_workspace_arg)
     a.add_argument("--json", action="store_true", help="one JSON object per event")
+    a.add_argument("--role", help="dispatch by role (roles.yaml): the model comes from the role's tier row")
+    a.add_argument("--tier", help="with --role: the complexity tier (TRIVIAL, SMALL, MEDIUM, LARGE)")
     a.add_argument("text", nargs="+")
 
     c = sub.add_parser("chat", help="interactive session")
@@ -132,6 +134,8 @@ def _parser() -> argparse.ArgumentParser:
 
     from .patterns_cli import add_subparser as add_patterns_parser
     add_patterns_parser(sub)
+    from .roles_cli import add_subparser as add_roles_parser
+    add_roles_parser(sub)
     return p
 
 
@@ -314,6 +318,9 @@ def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
     if cmd == "patterns":
         from .patterns_cli import run as run_patterns
         return run_patterns(args)
+    if cmd == "roles":
+        from .roles_cli import run as run_roles
+        return run_roles(args)
     import trio
 
     return trio.run(_client_command, args)
@@ -334,6 +341,7 @@ async def _client_command(args) -> int:
 
     if args.command == "ask":
         _check_message(" ".join(args.text))
+        _check_role_args(args)
     score = 0.0
     if args.command == "rate":
         from .rating import SCORE_USAGE, parse_score
@@ -345,7 +353,7 @@ async def _client_command(args) -> int:
         cmd = args.command
         if cmd == "ask":
             return await ask(client, " ".join(args.text), session=args.session, workspace=args.workspace,
-                             as_json=args.json)
+                             as_json=args.json, role=args.role, tier=args.tier)
         if cmd == "model":
             if args.model_command == "set":  # `model set` acts on a session; chat/ask create them
                 await _known_session(client, args.session)
@@ -496,12 +504,27 @@ async def _status(client, as_json: bool) -> int:
         data = converter.unstructure(report)
         data["config"] = {"ok": rules.ok, "errors": list(rules.errors), "files": rules.source}
         data["not_configured"] = rules.not_configured
+        data["waiting_approval"] = list(rules.waiting_approval)
         data["service"] = {"installed": bool(units), "units": units}
         _print_json(data)
         return EXIT_OK
     print(render_status(report))
     print(render_config_health(rules, units))
     return EXIT_OK
+
+
+def _check_role_args(args) -> None:
+    """``ask --role R [--tier T]``: a tier needs a role, and is one of the four (usage errors, exit 2)."""
+    if args.tier is not None and not args.role:
+        raise CliError("--tier goes with --role (usage: orchestrator ask --role ROLE [--tier T] TEXT)", EXIT_USAGE)
+    if args.role is not None and not args.role.strip():
+        raise CliError("--role needs a role name of roles.yaml", EXIT_USAGE)
+    if args.tier is not None:
+        from actors.roles import RoleError, normalize_tier
+        try:
+            args.tier = normalize_tier(args.tier)
+        except RoleError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
 
 
 def _check(args, files: list[str], *, models: str | None = None, routing_default: bool = False) -> int:

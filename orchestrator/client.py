@@ -120,8 +120,11 @@ class Client:
     @contextlib.asynccontextmanager
     async def turn(self, session_id: str, text: str, *, images: tuple[ImageBlock, ...] = (),
                    tools: dict[str, tuple[ToolDefinition, ToolHandler]] | None = None,
-                   workspace: str | None = None) -> AsyncIterator[TurnHandle]:
-        """Start a turn; iterate the handle for its events. Client tools are answered automatically."""
+                   workspace: str | None = None, role: str | None = None,
+                   tier: str | None = None) -> AsyncIterator[TurnHandle]:
+        """Start a turn; iterate the handle for its events. Client tools are answered automatically.
+
+        ``role`` (and its complexity ``tier``) dispatches by role (roles.yaml, DESIGN §4.8)."""
         send, recv = trio.open_memory_channel[Any](4096)
         if session_id in self._sessions:
             raise RuntimeError(f"this client already follows a turn of session {session_id}")
@@ -129,7 +132,7 @@ class Client:
         try:
             defs = tuple(d for d, _ in (tools or {}).values())
             accepted: TurnAccepted = await self.request(
-                "session", StartTurn(session_id, text, images, defs, workspace))
+                "session", StartTurn(session_id, text, images, defs, workspace, role=role, tier=tier))
             yield TurnHandle(self, accepted.session_id, accepted.turn_id, recv, tools or {})
         finally:
             self._sessions.pop(session_id, None)
@@ -313,12 +316,13 @@ class SyncClient:
                 return await fn(client)
         return trio.run(main)
 
-    def ask(self, text: str, session_id: str | None = None, workspace: str | None = None) -> tuple[str, list]:
-        """Run one turn; returns (answer text, all events)."""
+    def ask(self, text: str, session_id: str | None = None, workspace: str | None = None, *,
+            role: str | None = None, tier: str | None = None) -> tuple[str, list]:
+        """Run one turn (by ``role`` at ``tier`` when given); returns (answer text, all events)."""
         async def go(client: Client):
             info = await client.open_session(session_id, workspace)
             events, text_parts = [], []
-            async with client.turn(info.session_id, text) as turn:
+            async with client.turn(info.session_id, text, role=role, tier=tier) as turn:
                 async for e in turn:
                     events.append(e)
                     if isinstance(e, ev.TextDelta):

@@ -148,6 +148,9 @@ def render_config_health(rules: RulesReport, units: list[str]) -> str:
         lines.append("  run `orchestrator check` to see every error")
     else:
         lines.append("config: ok (" + ", ".join(str(p) for p in rules.source.values()) + ")")
+    for w in rules.waiting_approval:   # dispatch by role: every configured model of the row is down
+        lines.append(f"waiting approval: role {w['role']} tier {w['tier'] or 'none'} since {w['since']} "
+                     f"(turn {w['turn_id']}): {', '.join(w['tried'])}; no unconfigured substitute is used")
     if rules.not_configured:
         lines.append("not configured (routing falls through past these):")
         for model, why in rules.not_configured.items():

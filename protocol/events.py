@@ -147,6 +147,20 @@ class PolicyInvalid:
 
 
 @frozen
+class WaitingApproval:
+    """Every configured model of a role's tier row failed validation: the dispatch waits for a
+    human (an explicit model choice, or a recovery) instead of using an unconfigured substitute."""
+
+    TYPE: ClassVar[str] = "role.waiting_approval"
+    session_id: str
+    turn_id: str
+    role: str
+    tier: str | None
+    tried: tuple[str, ...] = ()        # "model (why)" for each configured candidate, in order
+    at: str = ""                       # ISO 8601 UTC
+
+
+@frozen
 class ProviderUnavailable:
     TYPE: ClassVar[str] = "routing.provider_unavailable"
     scope: str

@@ -109,6 +109,8 @@ class StartTurn:
     images: tuple[ImageBlock, ...] = ()
     tools: tuple[ToolDefinition, ...] = ()
     workspace: str | None = None
+    role: str | None = None              # dispatch by role (roles.yaml): the model comes from the role's row
+    tier: str | None = None              # the role's complexity tier: TRIVIAL, SMALL, MEDIUM or LARGE
 
 
 @message("turn.accepted")
@@ -264,6 +266,7 @@ class RulesReport:
     source: dict = attrs.field(factory=dict)
     not_configured: dict = attrs.field(factory=dict)   # model id → why it cannot be used
     changes: tuple[str, ...] | None = None             # rules reload: what it changed (None: not a reload)
+    waiting_approval: tuple[dict, ...] = ()            # role dispatches whose configured models are all down
 
 
 @message("availability.reset")
@@ -325,6 +328,10 @@ class DecideRoute:
     file_extensions: tuple[str, ...] = ()
     delegate_tier: str | None = None
     is_worker: bool = False
+    role: str | None = None              # dispatch by role: candidates are the role row's configured models only
+    role_tier: str | None = None         # complexity tier of the role row (None: the top-level row)
+    high_risk: bool = False              # an unresolved high risk: a reviewer role reviews at LARGE
+    delegated_by: str | None = None      # the delegating model: a worker never runs above its cost tier
 
 
 @message("route.decision")
@@ -336,6 +343,7 @@ class RouteDecision:
     error_code: str | None = None    # set when the turn must not start
     error: str | None = None
     can_delegate: bool = False
+    effort: str | None = None            # the role's reasoning_effort_hint, passed on as is
 
 
 @message("turn.run")
@@ -357,6 +365,7 @@ class RunTurn:
     max_tokens: int | None = None
     output_schema: dict | None = None
     reply_to: str | None = None      # where progress and the outcome go (default: the session actor)
+    effort: str | None = None        # reasoning effort (a role's hint); the provider adapter maps it
 
 
 @message("turn.stop")

@@ -51,3 +51,5 @@ class PolicyEvaluation:
     pattern_alternatives: tuple[ModelOption, ...] | None = None
     validation_failure: ValidationFailure | None = None
     sample_size: int | None = None
+    role: str | None = None              # dispatch by role (DESIGN §4.8): the role this candidate came from
+    tier: str | None = None              # …and its effective complexity tier (None: the role's top-level row)

@@ -32,6 +32,7 @@ from actors.router.chain import RoutingEngine
 from actors.router.context import TurnContext
 from actors.router.learned import LivePatterns, PendingSuggestions, surfaced_suggestion
 from actors.router.loader import PolicyLoader
+from actors.router.rolestep import WAITING_APPROVAL
 from actors.router.policy import RoutingPolicy, rule_rows
 from actors.router.skills import SkillCache
 from actors.router.validation import availability_from_snapshot
@@ -65,6 +66,7 @@ class RouterActor(Actor):
         self.patterns = LivePatterns()
         self.pending = PendingSuggestions()
         self.skills = SkillCache()
+        self.waiting: dict[tuple[str, str | None], dict] = {}   # role dispatches waiting for approval
 
     async def setup(self, nursery) -> None:
         self.engine()   # load now, so an invalid config is logged at start, not at the first turn
@@ -87,8 +89,10 @@ class RouterActor(Actor):
         if state.errors:
             self.log.warning("config invalid; keeping the last-known-good version", errors=list(state.errors))
         if state.errors and self.store is not None:
+            roles_broken = state.errors[0].startswith(os.path.basename(self.loader.roles_path) + ":")
+            broken = self.loader.roles_path if roles_broken else self.loader.routing_path
             self.store.record_event(None, None, ev.PolicyInvalid.TYPE,
-                                    event_to_json_obj(ev.PolicyInvalid(state.errors, str(self.loader.routing_path))))
+                                    event_to_json_obj(ev.PolicyInvalid(state.errors, str(broken))))
         return state.engine, state.errors
 
     def resolve_model_name(self, name: str) -> str | None:
@@ -117,9 +121,11 @@ class RouterActor(Actor):
         if workspace and engine is not None:
             rows = rules_for_workspace(engine.policy, rows, workspace)
         errors = self.loader.last_errors
-        return RulesReport(not errors, tuple(rows), tuple(errors), tuple(self.loader.last_warnings),
-                           {"routing": str(self.loader.routing_path), "models": str(self.loader.models_path)},
-                           engine.not_configured() if engine else {})
+        source = {"routing": str(self.loader.routing_path), "models": str(self.loader.models_path)}
+        if self.loader.roles is not None or os.path.exists(self.loader.roles_path):
+            source["roles"] = str(self.loader.roles_path)
+        return RulesReport(not errors, tuple(rows), tuple(errors), tuple(self.loader.last_warnings), source,
+                           engine.not_configured() if engine else {}, waiting_approval=tuple(self.waiting.values()))
 
     async def on_show_rules(self, env):
         return self._report(env.body.workspace)
@@ -204,11 +210,14 @@ class RouterActor(Actor):
             sticky_model=msg.sticky_model, file_extensions=frozenset(msg.file_extensions),
             matched_skills=matched_skills, cost_today_usd=Decimal(0) if cost_today is None else cost_today,
             now_local=datetime.now().astimezone(), delegate_tier=msg.delegate_tier, is_worker=msg.is_worker,
+            role=msg.role, role_tier=msg.role_tier, high_risk=msg.high_risk, delegated_by=msg.delegated_by,
         )
 
         decision = engine.decide(ctx, override=override, availability=availability_from_snapshot(unavailable),
                                  pattern=self._pattern_source(engine))
         route = decision.to_event(msg.session_id, msg.turn_id)
+        if msg.role:
+            self._note_role_dispatch(msg, decision)
         if not msg.is_worker:
             self.pending.set(msg.session_id, surfaced_suggestion(
                 msg.turn_id, override.body, decision.chain, decision.chosen_model,
@@ -221,7 +230,25 @@ class RouterActor(Actor):
         chosen = engine.registry.models.get(decision.chosen_model) if decision.chosen_model else None
         return RouteDecision(route, override.body, banners, decision.error_code, decision.error,
                              can_delegate=bool(chosen and chosen.can_delegate and chosen.capabilities.supports_tools
-                                               and not msg.is_worker))
+                                               and not msg.is_worker), effort=decision.effort)
+
+    def _note_role_dispatch(self, msg: DecideRoute, decision) -> None:
+        """A role dispatch whose configured models are all down waits for approval: an event, and
+        an entry ``status`` shows until a later dispatch of the same role and tier succeeds."""
+        entry = decision.chain[-1] if decision.chain else None
+        key = (msg.role or "", entry.tier if entry is not None else msg.role_tier)
+        if decision.error_code != WAITING_APPROVAL:
+            if decision.ok:
+                self.waiting.pop(key, None)
+            return
+        tried = tuple(f"{e.candidate_model} ({e.validation_failure.value if e.validation_failure else e.reason})"
+                      for e in decision.chain if e.role is not None and e.candidate_model)
+        event = ev.WaitingApproval(msg.session_id, msg.turn_id, key[0], key[1], tried, iso_utc(time.time()))
+        self.waiting[key] = {"role": key[0], "tier": key[1], "turn_id": msg.turn_id, "session_id": msg.session_id,
+                             "since": event.at, "tried": list(tried)}
+        if self.store is not None:
+            self.store.record_event(msg.session_id, msg.turn_id, event.TYPE, event_to_json_obj(event))
+        self.log.warning(event.TYPE, role=key[0], tier=key[1], tried=list(tried))
 
     def _pattern_source(self, engine: RoutingEngine):
         if self.pattern is not None:

@@ -48,6 +48,8 @@ from actors.router.context import TurnContext
 from actors.router.override import Override, model_refs, parse_override
 from actors.router.policy import PatternConfig, Rule, RoutingPolicy, TierMap
 from actors.router.predicates import leaf_names
+from actors.router.rolestep import TIER_FLOOR, floor_problem, model_rank, role_step, tier_name
+from actors.roles import RolesConfig
 from actors.router.validation import Availability, Rejection, Validator
 
 NA, REJECTED, CHOSE, DEFERRED = Verdict.NOT_APPLICABLE, Verdict.REJECTED, Verdict.CHOSE, Verdict.DEFERRED
@@ -88,7 +90,8 @@ class Decision:
     banners: tuple[str, ...] = ()
     error: str | None = None             # hard-failure text shown to the user
     error_code: str | None = None        # no_model_available | no_model_available_for_tier | invalid_override
-    elapsed_ms: float = 0.0
+    elapsed_ms: float = 0.0              # (+ waiting_approval | tier_floor | unknown_role for a role)
+    effort: str | None = None            # the role's reasoning_effort_hint when a role chose
 
     @property
     def ok(self) -> bool:
@@ -123,9 +126,10 @@ class _View:
 class _Run:
     """Per-decision scratch state."""
 
-    __slots__ = ("chain", "tried", "banners", "explicit")
+    __slots__ = ("chain", "tried", "banners", "explicit", "code")
 
     def __init__(self) -> None:
+        self.code = "no_model_available_for_tier"   # how a failed delegate_request step ends
         self.chain: list[PolicyEvaluation] = []
         self.tried: list[texts.Tried] = []
         self.banners: list[str] = []
@@ -136,9 +140,11 @@ class _Run:
 class RoutingEngine:
     _VIEW_CACHE_MAX = 1024
 
-    def __init__(self, policy: RoutingPolicy, registry: ModelRegistry, env: Mapping[str, str] | None = None):
+    def __init__(self, policy: RoutingPolicy, registry: ModelRegistry, env: Mapping[str, str] | None = None, *,
+                 roles: RolesConfig | None = None):
         self.policy = policy
         self.registry = registry
+        self.roles = roles
         self.validator = Validator(registry, env)
         self.refs: dict[str, str] = model_refs(registry)
         self.short = {m.id: (m.aliases[0] if m.aliases else m.id) for m in registry.models.values()}
@@ -195,6 +201,11 @@ class RoutingEngine:
         else:
             chain.append(_ESCAPED if override is not None and override.escaped else _NO_OVERRIDE)
 
+        # A turn or delegation naming a role: the role's tier row decides, with its configured
+        # fallbacks only — never falling through to the defaults below (DESIGN §4.8).
+        if ctx.role:
+            return self._role(run, ctx, availability, start)
+
         # 2. MANUAL_STICKY
         if ctx.sticky_model:
             model = self.refs.get(ctx.sticky_model, ctx.sticky_model)
@@ -215,6 +226,9 @@ class RoutingEngine:
             if not hit:
                 continue
             matched = True
+            if ctx.delegated_by and (floor := floor_problem(self.registry, ctx.delegated_by, rule.use)):
+                chain.append(PolicyEvaluation(Policy.RULE, REJECTED, rule.use, floor, rule_name=rule.name))
+                continue
             rejection = check(rule.use, ctx, availability)
             if rejection is None:
                 chain.append(self._chose_rule[id(rule)])
@@ -246,7 +260,7 @@ class RoutingEngine:
             failure = self._delegate(run, ctx, view, availability)
             if failure is None:
                 return self._win(run, ctx, start)
-            return self._finish(run, -1, None, start, failure, "no_model_available_for_tier")
+            return self._finish(run, -1, None, start, failure, run.code)
 
         # 6. WORKSPACE_DEFAULT
         if view.default is not None and view.workspace is not None:   # a default comes with its workspace
@@ -371,11 +385,22 @@ class RoutingEngine:
             why = f"unknown tier {tier!r} (expected fast, balanced or deep)"
             run.chain.append(PolicyEvaluation(Policy.DELEGATE_REQUEST, REJECTED, None, why))
             return texts.no_model_for_tier(tier, (), why)
+        ceiling = model_rank(self.registry, ctx.delegated_by) if ctx.delegated_by else None
+        if ceiling is not None and TIERS.index(tier) > ceiling:
+            why = (f"tier floor: tier={tier} is above the delegating model {ctx.delegated_by} "
+                   f"({tier_name(self.registry, ctx.delegated_by or '')}); a worker never runs on a higher cost tier "
+                   "than the model that delegated")
+            run.chain.append(PolicyEvaluation(Policy.DELEGATE_REQUEST, REJECTED, None, why))
+            run.code = TIER_FLOOR
+            return why
         steps: list[str] = []
         seen: set[str] = set()
         last: tuple[str, Rejection] | None = None
         tried: list[texts.Tried] = []
         for step in TIERS[TIERS.index(tier):]:
+            if ceiling is not None and TIERS.index(step) > ceiling:
+                steps.append(f"{step}: above the delegating model's tier (tier floor)")
+                break
             model = self._resolve_tier(view, step)
             if model is None:
                 steps.append(f"{step}: no model assigned")
@@ -395,11 +420,22 @@ class RoutingEngine:
             tried.append(texts.Tried(model, rejection.failure, rejection.scope, self.validator.provider_of(model),
                                      self.short.get(model, model)))
             last = (model, rejection)
-        reason = f"tier={tier}: " + "; ".join(steps) + ("; no tier above deep" if last else "")
+        reason = f"tier={tier}: " + "; ".join(steps) + ("; no tier above deep" if last and step == "deep" else "")
         run.chain.append(PolicyEvaluation(Policy.DELEGATE_REQUEST, REJECTED, last[0] if last else None, reason,
                                           validation_failure=last[1].failure if last else None))
         run.tried.extend(tried)
         return texts.no_model_for_tier(tier, tried, "" if tried else reason)
+
+    def _role(self, run: _Run, ctx: TurnContext, availability, start: float) -> Decision:
+        policy = Policy.DELEGATE_REQUEST if ctx.is_worker else Policy.PER_MESSAGE_OVERRIDE
+        out = role_step(self.roles, self.registry, self.validator, ctx, availability, policy)
+        run.chain.extend(out.entries)
+        run.tried.extend(out.tried)
+        if out.chosen is None:
+            return self._finish(run, -1, None, start, out.error, out.error_code)
+        decision = self._win(run, ctx, start)
+        return Decision(decision.chain, decision.winner_index, decision.chosen_model, decision.banners,
+                        elapsed_ms=decision.elapsed_ms, effort=out.effort)
 
     @staticmethod
     def _dedup(tried: list[texts.Tried]) -> list[texts.Tried]:

@@ -40,6 +40,10 @@ class TurnContext:
     now_local: datetime = _EPOCH            # wall clock in the user's timezone
     delegate_tier: str | None = None        # set only while routing a delegated worker
     is_worker: bool = False
+    role: str | None = None                 # dispatch by role (roles.yaml): the role step decides
+    role_tier: str | None = None            # its complexity tier (None: the role's top-level row)
+    high_risk: bool = False                 # unresolved high risk: a reviewer role goes to LARGE
+    delegated_by: str | None = None         # the delegating model: the worker's tier floor
 
     @functools.cached_property
     def message_folded(self) -> str:

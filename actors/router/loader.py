@@ -12,16 +12,23 @@ Missing routing.yaml is not an error: the implicit policy of
 :func:`actors.router.policy_file.implicit_policy` applies (no rules; global default = first
 ``balanced`` model of models.yaml, else its first model) and a warning says so. Missing or
 invalid models.yaml with no earlier good version leaves ``engine`` as None: nothing can be routed.
+
+roles.yaml (optional, beside models.yaml) is loaded the same way: re-parsed when it or the active
+registry changed, validated against that registry; an invalid version keeps the last-known-good
+roles (its errors join ``last_errors``) while models.yaml and routing.yaml reload independently.
+A missing roles.yaml means no roles (dispatch by role then fails with ``unknown role``).
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
 
+import attrs
 from attrs import frozen
 
 from actors.config.files import load_policy_text, load_registry_text, read_text
 from actors.config.registry import ModelRegistry
+from actors.roles import RolesConfig, parse_roles_text
 
 from actors.router.chain import RoutingEngine
 from actors.router.policy import RoutingPolicy
@@ -50,18 +57,23 @@ class LoadState:
 class PolicyLoader:
     def __init__(self, models_path: str, routing_path: str, env: Mapping[str, str] | None = None, *,
                  home: str | None = None, stat: Callable[[str], os.stat_result] = os.stat,
-                 read: Callable[[str], str | None] = read_text):
+                 read: Callable[[str], str | None] = read_text, roles_path: str | None = None):
         self.models_path = models_path
         self.routing_path = routing_path
+        self.roles_path = roles_path or os.path.join(os.path.dirname(models_path), "roles.yaml")
         self.env = env
         self.home = home if home is not None else (env.get("HOME") if env is not None else None)
         self._stat = stat
         self._read = read
-        self._seen: tuple[Signature, Signature] | None = None
+        self._seen: tuple[Signature, Signature, Signature] | None = None
         self._engine: RoutingEngine | None = None
         self._registry_sig: Signature = None     # signature of the models.yaml behind _engine
         self._generation = 0
-        self.last_errors: tuple[str, ...] = ()
+        self._policy_errors: tuple[str, ...] = ()
+        self._roles: RolesConfig | None = None    # last-known-good roles.yaml (None: no file)
+        self._roles_seen: tuple[Signature, int] | None = None   # (roles.yaml signature, id of the registry)
+        self._roles_errors: tuple[str, ...] = ()
+        self.roles_parses = 0
         self.last_warnings: tuple[str, ...] = ()
         self.registry_parses = 0
         self.policy_parses = 0
@@ -69,6 +81,15 @@ class PolicyLoader:
     @property
     def engine(self) -> RoutingEngine | None:
         return self._engine
+
+    @property
+    def last_errors(self) -> tuple[str, ...]:
+        """The errors keeping a last-known-good version active: models/routing, then roles."""
+        return self._policy_errors + self._roles_errors
+
+    @property
+    def roles(self) -> RolesConfig | None:
+        return self._roles
 
     def _signature(self, path: str) -> Signature:
         try:
@@ -79,15 +100,19 @@ class PolicyLoader:
             return ("error", str(exc))
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
+    def _signatures(self) -> tuple[Signature, Signature, Signature]:
+        return (self._signature(self.models_path), self._signature(self.routing_path),
+                self._signature(self.roles_path))
+
     def current(self) -> LoadState:
-        sigs = (self._signature(self.models_path), self._signature(self.routing_path))
+        sigs = self._signatures()
         if sigs == self._seen:
             return LoadState(self._engine, generation=self._generation)
         return self._load(sigs, force=False)
 
     def reload(self, force: bool = True) -> LoadState:
-        """``/rules reload``: re-read both files even when their stat is unchanged."""
-        sigs = (self._signature(self.models_path), self._signature(self.routing_path))
+        """``/rules reload``: re-read the files even when their stat is unchanged."""
+        sigs = self._signatures()
         if not force and sigs == self._seen:
             return LoadState(self._engine, generation=self._generation)
         return self._load(sigs, force=force)
@@ -99,8 +124,45 @@ class PolicyLoader:
         except (OSError, UnicodeDecodeError) as exc:
             return None, f"{name}:1: cannot read file: {exc}"
 
-    def _load(self, sigs: tuple[Signature, Signature], force: bool) -> LoadState:
+    def _load(self, sigs: tuple[Signature, Signature, Signature], force: bool) -> LoadState:
         self._seen = sigs
+        state = self._load_policy(sigs, force)
+        roles_errors, roles_changed = self._load_roles(sigs[2], force)
+        if roles_changed and self._engine is not None:
+            engine = self._engine
+            self._engine = RoutingEngine(engine.policy, engine.registry, self.env, roles=self._roles)
+            if not state.reloaded:
+                self._generation += 1
+            return LoadState(self._engine, state.errors + roles_errors, state.warnings, True, self._generation)
+        return attrs.evolve(state, errors=state.errors + roles_errors)
+
+    def _load_roles(self, sig: Signature, force: bool) -> tuple[tuple[str, ...], bool]:
+        """(errors found now, whether the active roles changed)."""
+        registry = self._engine.registry if self._engine else None
+        seen = (sig, id(registry))
+        if not force and seen == self._roles_seen:
+            return (), False
+        self._roles_seen = seen
+        if registry is None:
+            return (), False     # nothing routes yet; roles are checked once a registry loads
+        self.roles_parses += 1
+        text, err = self._read_or_error(self.roles_path)
+        if err is not None:
+            self._roles_errors = (err,)
+            return self._roles_errors, False
+        if text is None:
+            changed = self._roles is not None
+            self._roles, self._roles_errors = None, ()
+            return (), changed
+        roles, errors = parse_roles_text(text, self.roles_path, registry)
+        if roles is None:
+            self._roles_errors = tuple(errors)
+            return self._roles_errors, False
+        changed = roles != self._roles
+        self._roles, self._roles_errors = roles, ()
+        return (), changed
+
+    def _load_policy(self, sigs: tuple[Signature, Signature, Signature], force: bool) -> LoadState:
         # Compared with the models.yaml that is *active*, not the last one seen: while models.yaml
         # is broken, an edit to routing.yaml alone must not activate against the old registry.
         models_changed = force or self._engine is None or sigs[0] != self._registry_sig
@@ -130,13 +192,13 @@ class PolicyLoader:
             if loaded is None:
                 return self._fail(tuple(errors))
             policy = loaded
-        self._engine = RoutingEngine(policy, registry, self.env)
+        self._engine = RoutingEngine(policy, registry, self.env, roles=self._roles)
         self._registry_sig = sigs[0]
         self._generation += 1
-        self.last_errors = ()
+        self._policy_errors = ()
         self.last_warnings = tuple(warnings)
         return LoadState(self._engine, (), tuple(warnings), True, self._generation)
 
     def _fail(self, errors: tuple[str, ...]) -> LoadState:
-        self.last_errors = errors
+        self._policy_errors = errors
         return LoadState(self._engine, errors, (), False, self._generation)

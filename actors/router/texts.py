@@ -34,6 +34,8 @@ def money(amount: Decimal | float) -> str:
 
 def policy_label(ev: PolicyEvaluation) -> str:
     """How a winner is named after "Chose: <model> (...)" and in fall-through banners."""
+    if ev.role is not None:
+        return f'role "{ev.role}" {ev.tier or "top-level row"}'
     match ev.policy:
         case Policy.PER_MESSAGE_OVERRIDE:
             return ev.reason or "per-message override"

@@ -41,13 +41,18 @@ def render_trace(event: RouteDecided) -> str:
         lines.append(f"Chose: {event.chosen_model} ({policy_label(event.chain[event.winner_index])})")
     else:
         lines.append("Chose: nothing — the turn did not start")
+    role = next((ev for ev in event.chain if ev.role is not None), None)
+    if role is not None:   # dispatch by role (DESIGN §4.8): its entries are labelled ROLE below
+        tier = role.tier or "none (the role's top-level row)"
+        lines.append(f"Role: {role.role} · tier {tier}")
     lines.append("")
     lines.append("Chain:")
     indent = " " * (2 + 5 + _LABEL_W + _VERDICT_W)
     for i, ev in enumerate(event.chain, start=1):
         first, more = _detail(ev)
         number = f"[{i}]".ljust(5)
-        label, verdict = LABELS[ev.policy].ljust(_LABEL_W), ev.verdict.value.ljust(_VERDICT_W)
+        label = ("ROLE" if ev.role is not None else LABELS[ev.policy]).ljust(_LABEL_W)
+        verdict = ev.verdict.value.ljust(_VERDICT_W)
         lines.append(f"  {number}{label}{verdict}{first}".rstrip())
         if more:
             lines.append(f"{indent}{more}")

@@ -308,6 +308,7 @@ class SessionActor(Actor):
                                                          [*state.messages, Message(Role.USER, user_blocks)]),
             workspace=state.workspace, sticky_model=state.active_model,
             file_extensions=tuple(sorted(state.file_extensions)), is_worker=state.is_worker,
+            role=msg.role, role_tier=msg.tier,
         )
         try:
             decision: RouteDecision = await self.request(self.router, decide, timeout=30)
@@ -335,7 +336,7 @@ class SessionActor(Actor):
             return
         run = RunTurn(state.id, turn.turn_id, model, tuple(state.messages), state.workspace, tuple(msg.tools),
                       can_delegate=decision.can_delegate, is_worker=state.is_worker,
-                      parent_session_id=state.parent_session_id)
+                      parent_session_id=state.parent_session_id, effort=decision.effort)
         try:
             await self.request(self.planner, run, timeout=30)
         except (RemoteError, RequestTimeout) as exc:

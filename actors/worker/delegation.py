@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from actors.planner.support import ToolHandler
 
 TIERS = ("fast", "balanced", "deep")
+COMPLEXITY_TIERS = ("TRIVIAL", "SMALL", "MEDIUM", "LARGE")
+# Route failures the planner gets back as they are (the router's text is the explanation).
+ROLE_FAILURES = ("tier_floor", "waiting_approval", "unknown_role")
 STOP_WAIT_S = 5.0
 REQUEST_CONTEXT_TOOL = "_request_context"
 
@@ -76,9 +79,16 @@ DELEGATE_TOOL = ToolDefinition(
     "Use context mode 'minimal' for self-contained tasks, 'explicit' with references otherwise.",
     {
         "type": "object",
-        "required": ["tier", "task", "context"],
+        "required": ["task", "context"],
         "properties": {
-            "tier": {"type": "string", "enum": list(TIERS)},
+            "tier": {"type": "string", "enum": list(TIERS),
+                     "description": "the worker's model tier; give tier or role, not both"},
+            "role": {"type": "string", "description": "a role of roles.yaml (e.g. capable-implementer): the "
+                                                      "worker runs on that role's model for the complexity"},
+            "complexity": {"type": "string", "enum": list(COMPLEXITY_TIERS),
+                           "description": "with role: the task's complexity tier"},
+            "high_risk": {"type": "boolean", "description": "with a reviewer role: an unresolved high risk "
+                                                            "(reviews at LARGE)"},
             "task": {"type": "string", "description": "focused instruction for the worker"},
             "context": {
                 "type": "object",
@@ -199,9 +209,21 @@ class Delegator:
         return result.to_json(), not result.success
 
     def _check_args(self, raw: dict) -> dict:
-        tier = raw.get("tier")
-        if tier not in TIERS:
-            raise DelegationError(f"tier must be one of fast, balanced, deep (got {tier!r})")
+        tier, role = raw.get("tier"), raw.get("role")
+        complexity, high_risk = raw.get("complexity"), raw.get("high_risk", False)
+        if role is not None:
+            if tier is not None:
+                raise DelegationError("give tier or role, not both (a role picks its model by complexity)")
+            if not isinstance(role, str) or not role.strip():
+                raise DelegationError("role must be the name of a role of roles.yaml")
+            if complexity is not None and complexity not in COMPLEXITY_TIERS:
+                raise DelegationError(f"complexity must be one of {', '.join(COMPLEXITY_TIERS)} (got {complexity!r})")
+            if not isinstance(high_risk, bool):
+                raise DelegationError("high_risk must be true or false")
+        elif tier not in TIERS:
+            raise DelegationError(f"tier must be one of fast, balanced, deep (got {tier!r}), or give a role")
+        elif complexity is not None or raw.get("high_risk") is not None:
+            raise DelegationError("complexity and high_risk go with role, not with tier")
         task = raw.get("task")
         if not isinstance(task, str) or not task.strip():
             raise DelegationError("task must be a non-empty string")
@@ -224,7 +246,8 @@ class Delegator:
                                        or max_tokens < 1):
             raise DelegationError("max_tokens must be a positive integer")
         return {"tier": tier, "task": task.strip(), "context": context, "output_schema": schema,
-                "allowed_tools": allowed, "max_tokens": max_tokens}
+                "allowed_tools": allowed, "max_tokens": max_tokens, "role": role, "complexity": complexity,
+                "high_risk": bool(high_risk)}
 
     def _context(self, args: dict, parent: RunTurn, turn: ActiveTurn) -> tuple[str, bool]:
         """The context summary of §6.4: files by reference, everything else inlined."""
@@ -291,17 +314,22 @@ class Delegator:
                              requires_structured_output=args["output_schema"] is not None,
                              estimated_input_tokens=estimate_input_tokens(
                                  None, (), [Message(Role.USER, (TextBlock(args["task"] + brief),))]),
-                             workspace=parent.workspace, delegate_tier=args["tier"], is_worker=True)
+                             workspace=parent.workspace, delegate_tier=args["tier"], is_worker=True,
+                             role=args["role"], role_tier=args["complexity"], high_risk=args["high_risk"],
+                             delegated_by=parent.model)
         try:
             decision: RouteDecision = await planner.request(self.router, decide, timeout=30)
         except (RemoteError, RequestTimeout) as exc:
             return failed(f"worker_error: routing failed: {exc}")
         model = decision.route.chosen_model
         self.store.start_turn(wturn, worker_sid, model, converter.unstructure(decision.route))
-        await planner.emit(parent, ev.DelegateStarted(parent.turn_id, use.id, worker_sid, args["tier"], model,
+        asked = args["tier"] or f"{args['role']}/{args['complexity'] or 'default'}"
+        await planner.emit(parent, ev.DelegateStarted(parent.turn_id, use.id, worker_sid, asked, model,
                                                       args["task"], wturn))
         if model is None:
             self.store.finish_turn(wturn, "failed", error=decision.error)
+            if decision.error_code in ROLE_FAILURES:   # e.g. refused by the tier floor: the planner reads why
+                return failed(decision.error_code or "", decision.error or "")
             return failed("no_model_available_for_tier")
         summary["model"] = model
         allowed = args["allowed_tools"]
@@ -315,7 +343,7 @@ class Delegator:
         self.store.append_messages(worker_sid, wturn, [user])
         run = RunTurn(worker_sid, wturn, model, (user,), parent.workspace, (), False, True, parent.session_id,
                       system, tuple(allowed) if allowed is not None else None, args["max_tokens"],
-                      args["output_schema"], reply_to=planner.system.address(planner.name))
+                      args["output_schema"], reply_to=planner.system.address(planner.name), effort=decision.effort)
         wr = self.runs[wturn] = WorkerRun(wturn)
         try:
             await planner.request(self.worker, run, timeout=30)

@@ -53,7 +53,7 @@ def test_unchanged_files_cost_one_stat_each_and_no_parse(files):
     for _ in range(5):
         state = loader.current()
         assert state.engine is engine and not state.reloaded and state.errors == ()
-    assert stat.calls == ["models.yaml", "routing.yaml"] * 5
+    assert stat.calls == ["models.yaml", "routing.yaml", "roles.yaml"] * 5
     assert (loader.registry_parses, loader.policy_parses) == parses == (1, 1)
 
 
