@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--session")
     a.add_argument("--workspace", type=_workspace_arg)
     a.add_argument("--json", action="store_true", help="one JSON object per event")
+    a.add_argument("--effort", metavar="EFFORT",
+                   help="reasoning effort (minimal|low|medium|high|xhigh); ignored, with a note in the trace, "
+                        "when the chosen model does not declare it in models.yaml")
     a.add_argument("text", nargs="+")
 
     c = sub.add_parser("chat", help="interactive session")
@@ -132,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
 
     from .patterns_cli import add_subparser as add_patterns_parser
     add_patterns_parser(sub)
+    from .review_cli import add_subparser as add_review_parser
+    add_review_parser(sub)
     return p
 
 
@@ -314,6 +319,9 @@ def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
     if cmd == "patterns":
         from .patterns_cli import run as run_patterns
         return run_patterns(args)
+    if cmd == "review":
+        from .review_cli import run as run_review
+        return run_review(args)
     import trio
 
     return trio.run(_client_command, args)
@@ -345,7 +353,7 @@ async def _client_command(args) -> int:
         cmd = args.command
         if cmd == "ask":
             return await ask(client, " ".join(args.text), session=args.session, workspace=args.workspace,
-                             as_json=args.json)
+                             as_json=args.json, effort=args.effort)
         if cmd == "model":
             if args.model_command == "set":  # `model set` acts on a session; chat/ask create them
                 await _known_session(client, args.session)

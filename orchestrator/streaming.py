@@ -26,7 +26,8 @@ USER_CANCEL_REASONS = frozenset({"cancelled_by_user"})
 
 
 async def ask(client, text: str, *, session: str | None, workspace: str | None, as_json: bool,
-              out=None, on_started=None, sigint: bool = True, in_chat: bool = False) -> int:
+              out=None, on_started=None, sigint: bool = True, in_chat: bool = False,
+              effort: str | None = None) -> int:
     """One turn, streamed (``workspace`` an absolute path). Ctrl-C cancels the turn (not the
     program) and waits for turn.cancelled.
 
@@ -37,7 +38,7 @@ async def ask(client, text: str, *, session: str | None, workspace: str | None, 
     out = out or sys.stdout
     info = await client.open_session(session, workspace)   # absolute: resolved by the CLI's parser
     printer = _Printer(out, info.session_id, in_chat)
-    async with client.turn(info.session_id, text, workspace=workspace) as turn:
+    async with client.turn(info.session_id, text, workspace=workspace, effort=effort) as turn:
         if on_started is not None:
             on_started(turn)
         with _cancel_on_sigint(client, turn, enabled=sigint):
@@ -137,6 +138,9 @@ def _print_event(event, out) -> None:
         out.flush()
     elif isinstance(event, ev.Banner):
         print(f"» {event.text}", file=sys.stderr)
+    elif isinstance(event, ev.RouteDecided):
+        for warning in event.warnings:   # e.g. an effort the model does not accept, dropped
+            print(f"» {warning}", file=sys.stderr)
     elif isinstance(event, ev.TurnStarted):
         print(f"→ {event.model}", file=sys.stderr)
     elif isinstance(event, ev.ToolCalled):

@@ -73,7 +73,7 @@ MAX_INT = 2 ** 53             # exact in a float, fits SQLite's INTEGER with roo
 MAX_FLOAT = 1e15
 
 _ID_FIELDS = frozenset({"session_id", "turn_id", "tool_use_id", "model", "scope", "action", "reason",
-                        "name", "media_type"})
+                        "name", "media_type", "effort"})
 _PATH_FIELDS = frozenset({"workspace", "url"})
 _LONG_FIELDS = frozenset({"text", "content", "data", "description"})
 

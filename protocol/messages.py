@@ -109,6 +109,8 @@ class StartTurn:
     images: tuple[ImageBlock, ...] = ()
     tools: tuple[ToolDefinition, ...] = ()
     workspace: str | None = None
+    effort: str | None = None                 # reasoning effort asked for; ignored safely if unsupported
+    trace_notes: tuple[str, ...] = ()         # the caller's lines for this turn's route.decided (a review's pick)
 
 
 @message("turn.accepted")
@@ -325,6 +327,7 @@ class DecideRoute:
     file_extensions: tuple[str, ...] = ()
     delegate_tier: str | None = None
     is_worker: bool = False
+    effort: str | None = None        # requested; the router keeps it only when the chosen model declares it
 
 
 @message("route.decision")
@@ -357,6 +360,7 @@ class RunTurn:
     max_tokens: int | None = None
     output_schema: dict | None = None
     reply_to: str | None = None      # where progress and the outcome go (default: the session actor)
+    effort: str | None = None        # reasoning effort, already checked against the model's efforts
 
 
 @message("turn.stop")

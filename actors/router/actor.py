@@ -26,6 +26,7 @@ from protocol.messages import (
 import attrs
 
 from actors.availability.state import iso_utc
+from actors.config.registry import effective_effort
 from actors.runtime.kernel import Actor, RequestTimeout
 from actors.router import texts
 from actors.router.chain import RoutingEngine
@@ -209,6 +210,9 @@ class RouterActor(Actor):
         decision = engine.decide(ctx, override=override, availability=availability_from_snapshot(unavailable),
                                  pattern=self._pattern_source(engine))
         route = decision.to_event(msg.session_id, msg.turn_id)
+        if msg.effort is not None and decision.chosen_model is not None:
+            effort, dropped = effective_effort(msg.effort, engine.registry.models.get(decision.chosen_model))
+            route = attrs.evolve(route, effort=effort, warnings=route.warnings + ((dropped,) if dropped else ()))
         if not msg.is_worker:
             self.pending.set(msg.session_id, surfaced_suggestion(
                 msg.turn_id, override.body, decision.chain, decision.chosen_model,
