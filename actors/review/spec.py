@@ -88,15 +88,15 @@ def parse_spec(text: object, registry: ModelRegistry) -> SpecParse:
     if entry is None:
         known = [m.name for m in registry.models.values() if m.provider == backend]
         listed = f" (registered: {', '.join(known)})" if known else ""
-        warnings = (f"review spec {shown!r}: model '{model}' is not registered for backend '{backend}'{listed}; "
+        warnings = (f"review spec {shown!r}: model {model!r} is not registered for backend '{backend}'{listed}; "
                     "accepted as written",)
         if effort is not None and effort not in EFFORTS:
-            return SpecParse(None, (f"review spec {shown!r}: '{effort}' is not an effort "
+            return SpecParse(None, (f"review spec {shown!r}: {effort!r} is not an effort "
                                     f"(expected one of: {', '.join(EFFORTS)})",), warnings)
         return SpecParse(spec, (), warnings)
     if effort is not None and effort not in entry.efforts:
         accepts = f"accepts {', '.join(entry.efforts)}" if entry.efforts else "declares no efforts"
-        return _fail(f"review spec {shown!r}: effort '{effort}' is not supported: {entry.id} {accepts} "
+        return _fail(f"review spec {shown!r}: effort {effort!r} is not supported: {entry.id} {accepts} "
                      "(models.yaml efforts)")
     return SpecParse(spec)
 
@@ -122,8 +122,8 @@ def _unknown_backend(backend: str, registry: ModelRegistry) -> str:
     providers = sorted(registry.providers)
     same = [p for p in providers if p.lower() == backend.lower()]
     if same:
-        return f"unknown backend '{backend}' (backend names are case-sensitive: did you mean '{same[0]}'?)"
-    return f"unknown backend '{backend}' (expected a provider of models.yaml: {', '.join(providers)}, or none)"
+        return f"unknown backend {backend!r} (backend names are case-sensitive: did you mean '{same[0]}'?)"
+    return f"unknown backend {backend!r} (expected a provider of models.yaml: {', '.join(providers)}, or none)"
 
 
 _TIER_RANK = {tier: i for i, tier in enumerate(reversed(TIERS))}   # deep first
