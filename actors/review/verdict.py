@@ -66,8 +66,10 @@ class UnparseableReview(ValueError):
 
 def review_prompt(diff: str, *, base: str, workspace: str, untracked: int = 0) -> str:
     extra = f", {untracked} untracked file(s) shown as new" if untracked else ""
+    # A fence longer than any backtick run inside the diff, so a diff of markdown cannot close it.
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", diff)), default=0))
     return (f"{REVIEW_PROMPT}\nThe change: `git diff {base}` in {workspace}{extra}.\n\n"
-            f"```diff\n{diff}\n```\n")
+            f"{fence}diff\n{diff}\n{fence}\n")
 
 
 def parse_review(answer: str) -> Review:

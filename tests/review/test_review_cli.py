@@ -161,3 +161,17 @@ def test_route_decided_warnings_survive_the_json_event_form():
     route = ev.RouteDecided("s", "t", "now", (), -1, None, 0.0, effort="low", warnings=("a note",))
     data = event_to_json_obj(route)
     assert data["effort"] == "low" and data["warnings"] == ["a note"]
+
+
+def test_check_validates_the_daemon_yaml_review_spec_against_models_yaml(short_tmp):
+    from orchestrator.check import check_home
+
+    from .registry_fixture import MODELS
+
+    (short_tmp / "models.yaml").write_text(MODELS)
+    (short_tmp / "daemon.yaml").write_text("review:\n  backend: codex:gpt-5.5:minimal\n")
+    report = check_home(short_tmp, env={})
+    assert any(e.startswith("daemon.yaml:2: review.backend: review spec 'codex:gpt-5.5:minimal': effort 'minimal'")
+               for e in report.errors), report.errors
+    (short_tmp / "daemon.yaml").write_text("review:\n  backend: codex:gpt-5.5:xhigh\n")
+    assert not any("review" in e for e in check_home(short_tmp, env={}).errors)

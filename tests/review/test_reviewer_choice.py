@@ -107,6 +107,7 @@ def test_the_prompt_carries_the_format_and_the_diff():
     prompt = review_prompt("+x = 1", base="HEAD", workspace="/w", untracked=2)
     assert "VERDICT: <SHIP|NEEDS_WORK|MAJOR_RETHINK>" in prompt and "```diff\n+x = 1\n```" in prompt
     assert "2 untracked file(s)" in prompt
+    assert "````diff\n+```py\n" in review_prompt("+```py\n", base="HEAD", workspace="/w")   # a longer fence
 
 
 # --- review: sections --------------------------------------------------------------------------------
