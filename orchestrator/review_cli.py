@@ -143,6 +143,10 @@ async def _review(args: argparse.Namespace, workspace: str, setup: Setup, change
         choice = choose_reviewer(setup.resolved, setup.registry, writer, unusable)
         if not choice.ok:
             raise CliError(str(choice.error))
+        if choice.model is not None and choice.model in unusable and not change.empty:
+            # Pinned with @model it would be rejected and routing would fall through to whatever
+            # the chain picks — maybe the writer's family: refuse before spending a turn on it.
+            raise CliError(f"reviewer {choice.model} cannot run: {unusable[choice.model]}")
         if choice.skipped or change.empty:
             note = choice.notes[0] if choice.skipped else EMPTY_DIFF_NOTE
             return _print_result(args.json, Review("SHIP"), None, None, (note,))

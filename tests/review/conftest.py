@@ -2,6 +2,7 @@
 against it (the CLI runs its own trio loop, which cannot nest inside the test's)."""
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -60,21 +61,38 @@ def _run_cli(argv: list[str]) -> tuple[int, str, str]:
     capsys.readouterr()
     code = main(argv)
     out = capsys.readouterr()
-    return code, out.out, out.err
+    return code, _without_daemon_logs(out.out), _without_daemon_logs(out.err)
+
+
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
+
+
+def _without_daemon_logs(text: str) -> str:
+    """The daemon runs in this process: its log lines land in the same captured streams."""
+    return "".join(line for line in text.splitlines(keepends=True) if not _LOG_LINE.match(line))
+
+
+@pytest.fixture
+def openai_key() -> str | None:
+    """The daemon's FAKE_OPENAI_KEY (parametrize it to None for a not_configured openai)."""
+    return "k-oai"
 
 
 @pytest.fixture(params=[False, True], ids=["local", "wire"])
-async def stack(request, nursery, short_tmp, monkeypatch, capsys):
+async def stack(request, nursery, short_tmp, monkeypatch, capsys, openai_key):
     async with open_fake_openai(api_key="k-oai") as oai, open_fake_anthropic(api_key="k-anth") as anth:
         home = short_tmp / "home"
         home.mkdir()
         (home / "models.yaml").write_text(MODELS.format(openai=oai.base_url, anthropic=anth.base_url))
         (home / "routing.yaml").write_text("schema_version: 1\nglobal_default: anthropic:claude-sonnet-4-6\n")
         paths = Paths(home, short_tmp / "state", f"ipc://{short_tmp}/d.sock")
-        for name, value in (("FAKE_OPENAI_KEY", "k-oai"), ("FAKE_ANTHROPIC_KEY", "k-anth"),
+        for name, value in (("FAKE_OPENAI_KEY", openai_key), ("FAKE_ANTHROPIC_KEY", "k-anth"),
                             ("ORCHESTRATOR_HOME", str(home)), ("ORCHESTRATOR_STATE", str(paths.state)),
                             ("ORCHESTRATOR_ENDPOINT", paths.endpoint)):
-            monkeypatch.setenv(name, value)
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
         monkeypatch.delenv("ORCHESTRATOR_REVIEW_BACKEND", raising=False)
         _CAPTURE["capsys"] = capsys
         daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=1.0, retry_base_delay_s=0.001),

@@ -1,6 +1,8 @@
 """``orchestrator review`` end to end: a real git diff, a daemon on fake providers, the verdict."""
 import json
 
+import pytest
+
 from protocol import events as ev
 from tests.fakes import Answer
 
@@ -175,3 +177,21 @@ def test_check_validates_the_daemon_yaml_review_spec_against_models_yaml(short_t
                for e in report.errors), report.errors
     (short_tmp / "daemon.yaml").write_text("review:\n  backend: codex:gpt-5.5:xhigh\n")
     assert not any("review" in e for e in check_home(short_tmp, env={}).errors)
+
+
+@pytest.mark.parametrize("openai_key", [None])    # openai is not_configured in the daemon
+async def test_a_pinned_reviewer_that_cannot_run_is_refused_before_any_turn(stack):
+    repo = make_repo(stack.root)
+    code, out, err = await stack.cli("review", "--workspace", str(repo), "--backend", "openai:gpt-5.4")
+    assert code == 1 and out == ""
+    assert err.startswith("orchestrator: reviewer openai:gpt-5.4 cannot run: ")
+    assert stack.anth.bodies == [] and stack.oai.bodies == []
+
+
+@pytest.mark.parametrize("openai_key", [None])
+async def test_when_no_other_family_model_can_run_the_review_is_refused_not_self_reviewed(stack):
+    repo = make_repo(stack.root)
+    code, out, err = await stack.cli("review", "--workspace", str(repo), "--writer", "sonnet")
+    assert code == 1 and out == ""
+    assert err.startswith("orchestrator: reviewer openai:gpt-5.4 cannot run: ")
+    assert stack.anth.bodies == [] and stack.oai.bodies == []
