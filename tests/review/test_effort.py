@@ -170,3 +170,14 @@ async def test_ask_effort_flag_prints_the_dropped_effort_note(stack):
     assert code == 0 and out.strip() == "done"
     assert "effort 'turbo' ignored: not an effort" in err
     assert "reasoning_effort" not in stack.oai.bodies[-1]
+
+
+def test_start_turn_effort_and_trace_notes_are_bounded_at_the_edge():
+    from protocol.bounds import MAX_NOTES, OutOfBounds, check_bounds
+    from protocol.messages import StartTurn
+
+    check_bounds(StartTurn("s1", "hi", effort="high", trace_notes=("a note",)))
+    for bad in (StartTurn("s1", "hi", effort="x" * 300), StartTurn("s1", "hi", trace_notes=("n",) * (MAX_NOTES + 1)),
+                StartTurn("s1", "hi", trace_notes=("x" * 3000,))):
+        with pytest.raises(OutOfBounds):
+            check_bounds(bad)
