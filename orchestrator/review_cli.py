@@ -37,7 +37,7 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--base", default="HEAD", metavar="REV", help="the revision to diff against (default HEAD)")
     r.add_argument("--writer", metavar="MODEL",
                    help="the model that wrote the change (default: the model of the workspace's last turn)")
-    rsub = r.add_subparsers(dest="review_command", metavar="ACTION")
+    rsub = r.add_subparsers(dest="review_command", metavar="[backend]")
     b = rsub.add_parser("backend", help="print the resolved review spec and where it came from")
     _common(b)
 
