@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import attrs
@@ -20,6 +21,7 @@ from tests.fakes import open_fake_anthropic, open_fake_openai
 MODELS = """\
 providers:
   openai: {{kind: openai, base_url: "{openai}", api_key_env: FAKE_OPENAI_KEY}}
+  codex: {{kind: cli}}
   anthropic: {{kind: anthropic, base_url: "{anthropic}", api_key_env: FAKE_ANTHROPIC_KEY}}
 models:
   "anthropic:claude-sonnet-4-6":
@@ -36,6 +38,20 @@ models:
     efforts: [minimal, low, medium, high, xhigh]
   "openai:gpt-5.4-mini":
     tier: fast
+  "codex:gpt-5.5":
+    family: openai
+    efforts: [low, high]
+    command: ["{python}", "{script}", "--model", "{{model}}", "--config=model_reasoning_effort={{effort}}"]
+    timeout_s: 30
+"""
+
+# A command-line reviewer: reads the prompt on stdin, answers in the verdict format, and says
+# which argv it got (so a test sees the model and the effort reach the command line).
+CLI_REVIEWER = """import sys
+prompt = sys.stdin.read()
+print("FINDINGS:")
+print("- low | calc.py:2 | argv " + " ".join(sys.argv[1:]))
+print("VERDICT: SHIP" if "+VALUE = 42" in prompt else "VERDICT: MAJOR_RETHINK")
 """
 
 
@@ -83,7 +99,10 @@ async def stack(request, nursery, short_tmp, monkeypatch, capsys, openai_key):
     async with open_fake_openai(api_key="k-oai") as oai, open_fake_anthropic(api_key="k-anth") as anth:
         home = short_tmp / "home"
         home.mkdir()
-        (home / "models.yaml").write_text(MODELS.format(openai=oai.base_url, anthropic=anth.base_url))
+        script = short_tmp / "cli_reviewer.py"
+        script.write_text(CLI_REVIEWER)
+        (home / "models.yaml").write_text(MODELS.format(openai=oai.base_url, anthropic=anth.base_url,
+                                                        python=sys.executable, script=script))
         (home / "routing.yaml").write_text("schema_version: 1\nglobal_default: anthropic:claude-sonnet-4-6\n")
         paths = Paths(home, short_tmp / "state", f"ipc://{short_tmp}/d.sock")
         for name, value in (("FAKE_OPENAI_KEY", openai_key), ("FAKE_ANTHROPIC_KEY", "k-anth"),

@@ -189,9 +189,30 @@ async def test_a_pinned_reviewer_that_cannot_run_is_refused_before_any_turn(stac
 
 
 @pytest.mark.parametrize("openai_key", [None])
-async def test_when_no_other_family_model_can_run_the_review_is_refused_not_self_reviewed(stack):
+async def test_the_other_family_pick_skips_a_provider_without_key(stack):
     repo = make_repo(stack.root)
-    code, out, err = await stack.cli("review", "--workspace", str(repo), "--writer", "sonnet")
-    assert code == 1 and out == ""
-    assert err.startswith("orchestrator: reviewer openai:gpt-5.4 cannot run: ")
+    code, out, err = await stack.cli("review", "--workspace", str(repo), "--writer", "sonnet", "--json")
+    assert code == 0, err
+    assert json.loads(out)["model"] == "codex:gpt-5.5"     # openai:gpt-5.4 ranks higher but has no key
     assert stack.anth.bodies == [] and stack.oai.bodies == []
+
+async def test_a_command_line_reviewer_backend_gets_the_diff_model_and_effort(stack):
+    repo = make_repo(stack.root)
+    code, out, err = await stack.cli("review", "--workspace", str(repo), "--writer", "sonnet",
+                                     "--backend", "codex:gpt-5.5:high", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["verdict"], result["model"]) == ("SHIP", "codex:gpt-5.5")
+    assert result["findings"][0]["text"] == "argv --model gpt-5.5 --config=model_reasoning_effort=high"
+    assert "cross-family review: writer anthropic:claude-sonnet-4-6 (family anthropic), reviewer codex:gpt-5.5 " \
+           "(family openai)" in err
+
+
+async def test_trace_text_shows_the_effort_and_the_notes(stack):
+    stack.oai.script(Answer(text=("ok",)))
+    code, out, err = await stack.cli("ask", "--json", "--effort", "high", "@gpt", "hi")
+    assert code == 0, err
+    turn_id = json.loads(out.splitlines()[0])["turn_id"]
+    code, out, err = await stack.cli("trace", turn_id)
+    assert code == 0, err
+    assert "Effort: high" in out
