@@ -170,6 +170,21 @@ class _Checker:
         self.files.append(str(path))
         _, errors = parse_settings_text(text, path.name)
         self.errors.extend(errors)
+        if not errors:
+            self._review_spec(text, path.name)
+
+    def _review_spec(self, text: str, name: str) -> None:
+        """``review: {backend: SPEC}`` checked against models.yaml, as ``orchestrator review`` will."""
+        from actors.review.config import review_config_text
+        from actors.review.spec import parse_spec
+
+        found = review_config_text(text, name)
+        checked = [c for c in self._registries.values() if c is not None and not c.errors]
+        if found.backend is None or not checked:
+            return
+        parsed = parse_spec(found.backend, checked[0].registry)
+        self.errors.extend(f"{found.origin}: {e}" for e in parsed.errors)
+        self.warnings.extend(f"{found.origin}: {w}" for w in parsed.warnings)
 
     def roles(self, path: Path, models_path: Path, *, required: bool) -> None:
         from actors.roles import parse_roles_text

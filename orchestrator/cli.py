@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="one JSON object per event")
     a.add_argument("--role", help="dispatch by role (roles.yaml): the model comes from the role's tier row")
     a.add_argument("--tier", help="with --role: the complexity tier (TRIVIAL, SMALL, MEDIUM, LARGE)")
+    a.add_argument("--effort", metavar="EFFORT",
+                   help="reasoning effort (minimal|low|medium|high|xhigh); ignored, with a note in the trace, "
+                        "when the chosen model does not declare it in models.yaml")
     a.add_argument("text", nargs="+")
 
     c = sub.add_parser("chat", help="interactive session")
@@ -136,6 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     add_patterns_parser(sub)
     from .roles_cli import add_subparser as add_roles_parser
     add_roles_parser(sub)
+    from .review_cli import add_subparser as add_review_parser
+    add_review_parser(sub)
     return p
 
 
@@ -321,6 +326,9 @@ def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
     if cmd == "roles":
         from .roles_cli import run as run_roles
         return run_roles(args)
+    if cmd == "review":
+        from .review_cli import run as run_review
+        return run_review(args)
     import trio
 
     return trio.run(_client_command, args)
@@ -353,7 +361,7 @@ async def _client_command(args) -> int:
         cmd = args.command
         if cmd == "ask":
             return await ask(client, " ".join(args.text), session=args.session, workspace=args.workspace,
-                             as_json=args.json, role=args.role, tier=args.tier)
+                             as_json=args.json, role=args.role, tier=args.tier, effort=args.effort)
         if cmd == "model":
             if args.model_command == "set":  # `model set` acts on a session; chat/ask create them
                 await _known_session(client, args.session)

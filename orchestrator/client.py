@@ -121,10 +121,13 @@ class Client:
     async def turn(self, session_id: str, text: str, *, images: tuple[ImageBlock, ...] = (),
                    tools: dict[str, tuple[ToolDefinition, ToolHandler]] | None = None,
                    workspace: str | None = None, role: str | None = None,
-                   tier: str | None = None) -> AsyncIterator[TurnHandle]:
+                   tier: str | None = None, effort: str | None = None,
+                   trace_notes: tuple[str, ...] = ()) -> AsyncIterator[TurnHandle]:
         """Start a turn; iterate the handle for its events. Client tools are answered automatically.
 
-        ``role`` (and its complexity ``tier``) dispatches by role (roles.yaml, DESIGN §4.8)."""
+        ``role`` (and its complexity ``tier``) dispatches by role (roles.yaml, DESIGN §4.8).
+        ``effort``: the reasoning effort asked for (dropped, with a note in route.decided, when the
+        chosen model does not declare it); ``trace_notes``: lines for the turn's route.decided."""
         send, recv = trio.open_memory_channel[Any](4096)
         if session_id in self._sessions:
             raise RuntimeError(f"this client already follows a turn of session {session_id}")
@@ -132,7 +135,8 @@ class Client:
         try:
             defs = tuple(d for d, _ in (tools or {}).values())
             accepted: TurnAccepted = await self.request(
-                "session", StartTurn(session_id, text, images, defs, workspace, role=role, tier=tier))
+                "session", StartTurn(session_id, text, images, defs, workspace, role=role, tier=tier,
+                                     effort=effort, trace_notes=tuple(trace_notes)))
             yield TurnHandle(self, accepted.session_id, accepted.turn_id, recv, tools or {})
         finally:
             self._sessions.pop(session_id, None)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import attrs
 
 from actors.config.yamlload import read_capped_text
+from actors.review.config import section_problem
 from actors.router.yamlpos import Problems, describe, key_line, parse_yaml, plain
 # Per-workspace settings live with the tools that obey them; the old name stays importable here.
 from actors.tools.workspace import workspace_settings  # noqa: F401
@@ -34,6 +35,7 @@ class DaemonSettings:
     log_level: str = "info"
     retry_max_attempts: int = 5          # per LLM call, for transient errors (spec §4.5 counts each)
     retry_base_delay_s: float = 0.5      # exponential backoff 0.5, 1, 2, 4 s (+ jitter), capped at 8 s
+    review: str | None = None            # review: {backend: SPEC} — the config layer of the review spec (§4.8)
 
 
 def _number(minimum: float, *, inclusive: bool) -> Callable[[Any], tuple[Any, str | None]]:
@@ -59,6 +61,11 @@ def _level(value: Any) -> tuple[Any, str | None]:
     return None, f"expected one of {', '.join(LOG_LEVELS)}, got {describe(value)}"
 
 
+def _review(value: Any) -> tuple[Any, str | None]:
+    problem = section_problem(value)
+    return (None, problem) if problem is not None else (value.get("backend"), None)
+
+
 _CHECKS: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
     "shutdown_grace_s": _number(0, inclusive=True),
     "max_restarts": _integer(0),
@@ -66,6 +73,7 @@ _CHECKS: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
     "log_level": _level,
     "retry_max_attempts": _integer(1),
     "retry_base_delay_s": _number(0, inclusive=True),
+    "review": _review,
 }
 
 

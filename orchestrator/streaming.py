@@ -27,7 +27,7 @@ USER_CANCEL_REASONS = frozenset({"cancelled_by_user"})
 
 async def ask(client, text: str, *, session: str | None, workspace: str | None, as_json: bool,
               out=None, on_started=None, sigint: bool = True, in_chat: bool = False,
-              role: str | None = None, tier: str | None = None) -> int:
+              role: str | None = None, tier: str | None = None, effort: str | None = None) -> int:
     """One turn, streamed (``workspace`` an absolute path). Ctrl-C cancels the turn (not the
     program) and waits for turn.cancelled.
 
@@ -38,7 +38,8 @@ async def ask(client, text: str, *, session: str | None, workspace: str | None, 
     out = out or sys.stdout
     info = await client.open_session(session, workspace)   # absolute: resolved by the CLI's parser
     printer = _Printer(out, info.session_id, in_chat)
-    async with client.turn(info.session_id, text, workspace=workspace, role=role, tier=tier) as turn:
+    async with client.turn(info.session_id, text, workspace=workspace, role=role, tier=tier,
+                           effort=effort) as turn:
         if on_started is not None:
             on_started(turn)
         with _cancel_on_sigint(client, turn, enabled=sigint):
@@ -138,6 +139,9 @@ def _print_event(event, out) -> None:
         out.flush()
     elif isinstance(event, ev.Banner):
         print(f"» {event.text}", file=sys.stderr)
+    elif isinstance(event, ev.RouteDecided):
+        for warning in event.warnings:   # e.g. an effort the model does not accept, dropped
+            print(f"» {warning}", file=sys.stderr)
     elif isinstance(event, ev.TurnStarted):
         print(f"→ {event.model}", file=sys.stderr)
     elif isinstance(event, ev.ToolCalled):

@@ -73,9 +73,13 @@ MAX_INT = 2 ** 53             # exact in a float, fits SQLite's INTEGER with roo
 MAX_FLOAT = 1e15
 
 _ID_FIELDS = frozenset({"session_id", "turn_id", "tool_use_id", "model", "scope", "action", "reason",
-                        "name", "media_type", "role", "tier"})
+                        "name", "media_type", "role", "tier", "effort"})
 _PATH_FIELDS = frozenset({"workspace", "url"})
 _LONG_FIELDS = frozenset({"text", "content", "data", "description"})
+# A turn's caller-supplied trace lines (StartTurn.trace_notes) are stored with its route: a few short lines.
+MAX_NOTES = 16
+MAX_NOTE_CHARS = 2000
+_NOTE_FIELDS = frozenset({"trace_notes"})
 
 
 # A session id names a row and may end up in a file name or a log line: letters, digits, '_', '.',
@@ -115,6 +119,8 @@ def _string_cap(field: str) -> int:
         return MAX_PATH_CHARS
     if field in _LONG_FIELDS:
         return MAX_LONG_CHARS
+    if field in _NOTE_FIELDS:
+        return MAX_NOTE_CHARS
     return MAX_STRING_CHARS
 
 
@@ -143,8 +149,9 @@ def _check(value: object, path: str, field: str, depth: int) -> None:
             raise OutOfBounds(f"{path}: {len(value)} bytes exceed {MAX_BYTES}")
         return
     if isinstance(value, (list, tuple)):
-        if len(value) > MAX_ITEMS:
-            raise OutOfBounds(f"{path}: {len(value)} items exceed {MAX_ITEMS}")
+        cap = MAX_NOTES if field in _NOTE_FIELDS else MAX_ITEMS
+        if len(value) > cap:
+            raise OutOfBounds(f"{path}: {len(value)} items exceed {cap}")
         for i, item in enumerate(value):
             _check(item, f"{path}[{i}]", field, depth + 1)
         return

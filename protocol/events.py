@@ -21,6 +21,8 @@ class RouteDecided:
     chosen_model: str | None
     elapsed_ms: float
     error: str | None = None
+    effort: str | None = None              # the reasoning effort the turn runs with
+    warnings: tuple[str, ...] = ()          # e.g. an effort dropped as unsupported; a review's family note
 
 
 @frozen

@@ -111,6 +111,8 @@ class StartTurn:
     workspace: str | None = None
     role: str | None = None              # dispatch by role (roles.yaml): the model comes from the role's row
     tier: str | None = None              # the role's complexity tier: TRIVIAL, SMALL, MEDIUM or LARGE
+    effort: str | None = None                 # reasoning effort asked for; ignored safely if unsupported
+    trace_notes: tuple[str, ...] = ()         # the caller's lines for this turn's route.decided (a review's pick)
 
 
 @message("turn.accepted")
@@ -332,6 +334,7 @@ class DecideRoute:
     role_tier: str | None = None         # complexity tier of the role row (None: the top-level row)
     high_risk: bool = False              # an unresolved high risk: a reviewer role reviews at LARGE
     delegated_by: str | None = None      # the delegating model: a worker never runs above its cost tier
+    effort: str | None = None        # requested; the router keeps it only when the chosen model declares it
 
 
 @message("route.decision")
@@ -365,7 +368,7 @@ class RunTurn:
     max_tokens: int | None = None
     output_schema: dict | None = None
     reply_to: str | None = None      # where progress and the outcome go (default: the session actor)
-    effort: str | None = None        # reasoning effort (a role's hint); the provider adapter maps it
+    effort: str | None = None        # reasoning effort, already checked against the model's efforts (router)
 
 
 @message("turn.stop")

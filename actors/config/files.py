@@ -25,7 +25,7 @@ from attrs import frozen
 
 from actors.config.yamlload import read_capped_text
 from actors.config.registry import (
-    DEFAULT_KEY_ENV, PROVIDER_KINDS, TIERS, ModelRegistry, ModelSpec, Pricing, ProviderSpec,
+    DEFAULT_KEY_ENV, EFFORTS, PROVIDER_KINDS, TIERS, ModelRegistry, ModelSpec, Pricing, ProviderSpec,
 )
 from actors.router.policy import RoutingPolicy
 from actors.router.policy_file import implicit_policy, parse_policy
@@ -39,7 +39,7 @@ _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _PROVIDER_KEYS = ("kind", "base_url", "api_key_env", "timeout_s", "options")
 _MODEL_KEYS = (
     "tier", "can_delegate", "aliases", "capabilities", "pricing", "command", "timeout_s", "max_output_tokens",
-    "options",
+    "options", "family", "efforts",
 )
 _PRICING_KEYS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
 _CAPABILITY_FIELDS = {a.name: a.type for a in attrs.fields(AdapterCapabilities)}
@@ -244,14 +244,43 @@ def _parse_model(model_id: Any, entry: Any, line: int, providers: Mapping[str, A
     options = entry.get("options", {})
     if not isinstance(options, dict):
         problems.add(kl("options"), join(path, "options"), f"expected a mapping, got {describe(options)}")
+    family = entry.get("family")
+    if family is not None and (not isinstance(family, str) or not _NAME.match(family)):
+        problems.add(kl("family"), join(path, "family"),
+                     f"expected a family name such as anthropic or openai, got {describe(family)}")
+    efforts = _parse_efforts(entry, path, kl("efforts"), problems)
     if len(problems.items) != before or caps is None:
         return None
     return ModelSpec(
         id=model_id, provider=provider, name=name, tier=plain(tier), can_delegate=bool(can_delegate),
         aliases=tuple(str(a) for a in aliases if isinstance(a, str)), capabilities=caps, pricing=pricing,
         command=tuple(str(a) for a in command) if command else None, timeout_s=timeout,
-        max_output_tokens=int(max_out), options=plain(options),
+        max_output_tokens=int(max_out), options=plain(options), family=plain(family), efforts=efforts,
     )
+
+
+def _parse_efforts(entry: Mapping, path: str, line: int, problems: Problems) -> tuple[str, ...]:
+    """``efforts: [low, medium, high]``: the reasoning efforts the model accepts, each once."""
+    raw = entry.get("efforts", [])
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        problems.add(line, join(path, "efforts"), f"expected a list of efforts ({', '.join(EFFORTS)}), "
+                                                   f"got {describe(raw)}")
+        return ()
+    efforts: list[str] = []
+    for i, value in enumerate(raw):
+        where = join(join(path, "efforts"), i)
+        if value not in EFFORTS:
+            problems.add(item_line(raw, i, line), where,
+                         f"{describe(value)} is not an effort (expected one of: {', '.join(EFFORTS)})")
+        elif value in efforts:
+            problems.add(item_line(raw, i, line), where, f"effort '{value}' is listed twice")
+        else:
+            efforts.append(str(value))
+    return tuple(efforts)
 
 
 def _check_aliases(models: Any, mline: int, problems: Problems) -> None:

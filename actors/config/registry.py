@@ -17,6 +17,9 @@ from protocol.canonical import AdapterCapabilities
 PROVIDER_KINDS = ("anthropic", "openai", "openai_compatible", "cli", "demo")
 DEFAULT_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
 TIERS = ("fast", "balanced", "deep")
+# Reasoning efforts a model may declare (models.yaml ``efforts``), least to most. OpenAI's
+# ``reasoning_effort`` takes them as they are; Anthropic's extended thinking maps each to a budget.
+EFFORTS = ("minimal", "low", "medium", "high", "xhigh")
 
 
 @frozen
@@ -62,6 +65,24 @@ class ModelSpec:
     timeout_s: float | None = None
     max_output_tokens: int = 4096
     options: Mapping = attrs.field(factory=dict)
+    family: str | None = None                # None: the provider's kind (cross-family review)
+    efforts: tuple[str, ...] = ()            # the reasoning efforts the model accepts; () none
+
+
+def effective_effort(requested: str | None, spec: ModelSpec | None) -> tuple[str | None, str | None]:
+    """(the effort a turn runs with, a warning when the requested one was dropped).
+
+    An effort is advisory (controlflow's ``reasoning_effort_hint`` semantics): one the model does
+    not declare, or a word that is no effort at all, is ignored safely, never an error."""
+    if requested is None:
+        return None, None
+    model = spec.id if spec is not None else "the chosen model"
+    if requested not in EFFORTS:
+        return None, f"effort {requested!r} ignored: not an effort (expected one of: {', '.join(EFFORTS)})"
+    if spec is None or requested not in spec.efforts:
+        accepts = ", ".join(spec.efforts) if spec is not None and spec.efforts else "no effort setting"
+        return None, f"effort {requested!r} ignored: {model} accepts {accepts} (models.yaml efforts)"
+    return requested, None
 
 
 @frozen
@@ -89,6 +110,16 @@ class ModelRegistry:
     def is_configured(self, model_id: str, env: Mapping[str, str] | None = None) -> bool:
         prov = self.provider_of(model_id)
         return prov is not None and prov.is_configured(env)
+
+    def family_of(self, model_id: str) -> str | None:
+        """The model's family: its declared ``family``, else its provider's kind."""
+        spec = self.models.get(model_id)
+        if spec is None:
+            return None
+        if spec.family:
+            return spec.family
+        provider = self.providers.get(spec.provider)
+        return provider.kind if provider is not None else spec.provider
 
     def models_of_tier(self, tier: str) -> tuple[ModelSpec, ...]:
         return tuple(m for m in self.models.values() if m.tier == tier)

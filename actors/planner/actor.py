@@ -235,7 +235,7 @@ class PlannerActor(Actor):
                 model=spec.name, messages=tuple(state.messages), system=system if caps.supports_system_prompt else None,
                 tools=tool_defs if caps.supports_tools else (), max_tokens=run.max_tokens or spec.max_output_tokens,
                 output_schema=run.output_schema, supports_thinking=caps.supports_thinking,
-                supports_images=caps.supports_images, workspace=run.workspace,
+                supports_images=caps.supports_images, workspace=run.workspace, effort=run.effort,
             )
             assistant = await self._one_call(turn, spec, adapter, request, state)
             state.append(assistant)

@@ -31,6 +31,11 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 STRUCTURED_TOOL = "structured_output"
 
+# Effort → extended-thinking budget (tokens of thinking the model may spend before it answers).
+# The API's minimum budget is 1024; max_tokens must exceed the budget, so it is raised by the
+# budget: the answer keeps the room it had without thinking.
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
+
 _STOP_REASONS = {
     "end_turn": StopReason.END_TURN,
     "tool_use": StopReason.TOOL_USE,
@@ -69,7 +74,8 @@ def _wire_block(block: Any, role: str, request: LLMRequest) -> dict | None:
     if isinstance(block, ThinkingBlock) and role == "assistant":
         # Unsigned thinking cannot be replayed (the API verifies signatures), and models without
         # extended thinking must not receive it at all.
-        if request.supports_thinking and block.signature:
+        # With thinking on, the tool loop must hand the last thinking block back, signed.
+        if (request.supports_thinking or thinking_budget(request) is not None) and block.signature:
             return {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
     return None
 
@@ -99,12 +105,23 @@ def _structured_schema(schema: dict) -> tuple[dict, bool]:
     return {"type": "object", "properties": {"value": schema}, "required": ["value"]}, True
 
 
+def thinking_budget(request: LLMRequest) -> int | None:
+    """The thinking budget for the request's effort, or None: no effort, or one the API cannot
+    combine with thinking — a forced tool call (structured output) is refused with thinking on."""
+    if request.effort is None or request.output_schema is not None:
+        return None
+    return THINKING_BUDGETS.get(request.effort)
+
+
 def wire_request(request: LLMRequest, *, stream: bool) -> dict:
+    budget = thinking_budget(request)
     body: dict[str, Any] = {
         "model": request.model,
-        "max_tokens": request.max_tokens,
+        "max_tokens": request.max_tokens + (budget or 0),
         "messages": wire_messages(request),
     }
+    if budget is not None:
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
     if request.system:
         body["system"] = request.system
     tools = [{"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in request.tools]
@@ -118,7 +135,7 @@ def wire_request(request: LLMRequest, *, stream: bool) -> dict:
         body["tool_choice"] = {"type": "any"} if request.tools else {"type": "tool", "name": STRUCTURED_TOOL}
     if tools:
         body["tools"] = tools
-    if request.temperature is not None:
+    if request.temperature is not None and budget is None:  # thinking accepts only the default temperature
         body["temperature"] = request.temperature
     if stream:
         body["stream"] = True

@@ -62,6 +62,7 @@ class LLMRequest:
     supports_thinking: bool = False             # False: thinking blocks are dropped on the way out
     supports_images: bool = True
     workspace: str | None = None                # the turn's workspace: where a cli agent runs
+    effort: str | None = None                   # reasoning effort (models.yaml efforts), mapped per adapter
 
 
 @frozen

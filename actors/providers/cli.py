@@ -71,9 +71,13 @@ def _render_blocks(message: Message) -> str:
     return "\n".join(parts)
 
 
-def build_argv(template: Sequence[str], model: str) -> list[str]:
+def build_argv(template: Sequence[str], model: str, effort: str | None = None) -> list[str]:
+    """The agent's argv: ``{model}`` and ``{effort}`` filled in. An argument that mentions
+    ``{effort}`` is left out when the turn has none, so write it as one argument, e.g.
+    ``--config=model_reasoning_effort={effort}`` (codex) — never as a flag and a separate value."""
     # str.replace, not str.format: other arguments may legitimately contain braces (JSON flags).
-    return [part.replace("{model}", model) for part in template]
+    return [part.replace("{model}", model).replace("{effort}", effort or "") for part in template
+            if effort is not None or "{effort}" not in part]
 
 
 async def _terminate(process: trio.Process) -> None:
@@ -113,7 +117,7 @@ class CliAdapter:
         pass
 
     async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
-        argv = build_argv(self.command, request.model or self.model)
+        argv = build_argv(self.command, request.model or self.model, request.effort)
         prompt = render_prompt(request)
         deadline = trio.current_time() + self.timeout_s
         text: list[str] = []

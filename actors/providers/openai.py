@@ -100,6 +100,9 @@ def wire_request(request: LLMRequest, *, stream: bool, max_tokens_field: str) ->
         }
     if request.temperature is not None:
         body["temperature"] = request.temperature
+    if request.effort is not None:
+        # Chat Completions' own parameter, with the same words (minimal … xhigh) models.yaml uses.
+        body["reasoning_effort"] = request.effort
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

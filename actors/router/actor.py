@@ -26,6 +26,7 @@ from protocol.messages import (
 import attrs
 
 from actors.availability.state import iso_utc
+from actors.config.registry import effective_effort
 from actors.runtime.kernel import Actor, RequestTimeout
 from actors.router import texts
 from actors.router.chain import RoutingEngine
@@ -218,6 +219,11 @@ class RouterActor(Actor):
         route = decision.to_event(msg.session_id, msg.turn_id)
         if msg.role:
             self._note_role_dispatch(msg, decision)
+        # An explicit request wins over the role's hint; either is kept only when the chosen model declares it.
+        requested = msg.effort if msg.effort is not None else decision.effort
+        if requested is not None and decision.chosen_model is not None:
+            effort, dropped = effective_effort(requested, engine.registry.models.get(decision.chosen_model))
+            route = attrs.evolve(route, effort=effort, warnings=route.warnings + ((dropped,) if dropped else ()))
         if not msg.is_worker:
             self.pending.set(msg.session_id, surfaced_suggestion(
                 msg.turn_id, override.body, decision.chain, decision.chosen_model,
@@ -230,7 +236,7 @@ class RouterActor(Actor):
         chosen = engine.registry.models.get(decision.chosen_model) if decision.chosen_model else None
         return RouteDecision(route, override.body, banners, decision.error_code, decision.error,
                              can_delegate=bool(chosen and chosen.can_delegate and chosen.capabilities.supports_tools
-                                               and not msg.is_worker), effort=decision.effort)
+                                               and not msg.is_worker), effort=route.effort)
 
     def _note_role_dispatch(self, msg: DecideRoute, decision) -> None:
         """A role dispatch whose configured models are all down waits for approval: an event, and

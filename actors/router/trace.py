@@ -59,6 +59,11 @@ def render_trace(event: RouteDecided) -> str:
     if event.error:
         lines.append("")
         lines.extend(event.error.splitlines())
+    if event.effort or event.warnings:
+        lines.append("")
+    if event.effort:
+        lines.append(f"Effort: {event.effort}")
+    lines.extend(f"Note: {w}" for w in event.warnings)
     lines.append("")
     lines.append(f"Decided in {event.elapsed_ms:.3f} ms")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ import os
 from collections import OrderedDict
 from itertools import islice
 
+import attrs
 import trio
 
 from protocol import events as ev
@@ -308,13 +309,16 @@ class SessionActor(Actor):
                                                          [*state.messages, Message(Role.USER, user_blocks)]),
             workspace=state.workspace, sticky_model=state.active_model,
             file_extensions=tuple(sorted(state.file_extensions)), is_worker=state.is_worker,
-            role=msg.role, role_tier=msg.tier,
+            role=msg.role, role_tier=msg.tier, effort=msg.effort,
         )
         try:
             decision: RouteDecision = await self.request(self.router, decide, timeout=30)
         except (RemoteError, RequestTimeout) as exc:
             await self._finish(state, turn, ev.TurnFailed(state.id, turn.turn_id, "routing_error", str(exc)))
             return
+        if msg.trace_notes:  # the caller's own lines (a review's reviewer pick) belong to this trace
+            decision = attrs.evolve(decision, route=attrs.evolve(
+                decision.route, warnings=decision.route.warnings + tuple(msg.trace_notes)))
         self.store.start_turn(turn.turn_id, state.id, decision.route.chosen_model,
                               converter.unstructure(decision.route))
         turn.recorded = True
@@ -336,7 +340,7 @@ class SessionActor(Actor):
             return
         run = RunTurn(state.id, turn.turn_id, model, tuple(state.messages), state.workspace, tuple(msg.tools),
                       can_delegate=decision.can_delegate, is_worker=state.is_worker,
-                      parent_session_id=state.parent_session_id, effort=decision.effort)
+                      parent_session_id=state.parent_session_id, effort=decision.route.effort)
         try:
             await self.request(self.planner, run, timeout=30)
         except (RemoteError, RequestTimeout) as exc:

@@ -150,6 +150,31 @@ def validate_request(body: dict, headers: dict[str, str]) -> list[str]:
     temperature = body.get("temperature")
     if temperature is not None and not (isinstance(temperature, (int, float)) and 0 <= temperature <= 1):
         problems.append("temperature: must be between 0 and 1")
+    problems += _validate_thinking(body)
+    return problems
+
+
+def _validate_thinking(body: dict) -> list[str]:
+    """Extended thinking as the API checks it: a budget of at least 1024 below max_tokens, no
+    custom temperature, no forced tool choice."""
+    if "thinking" not in body:
+        return []
+    thinking = body["thinking"]
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
+        return ["thinking: must be {type: enabled, budget_tokens: N} or {type: disabled}"]
+    if thinking["type"] == "disabled":
+        return []
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
+        return ["thinking.budget_tokens: must be an integer >= 1024"]
+    problems = []
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, int) and budget >= max_tokens:
+        problems.append("max_tokens: must be greater than thinking.budget_tokens")
+    if body.get("temperature") not in (None, 1):
+        problems.append("temperature: may only be set to 1 when thinking is enabled")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        problems.append("tool_choice: thinking may not be enabled when tool_choice forces tool use")
     return problems
 
 

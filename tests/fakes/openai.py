@@ -123,6 +123,9 @@ def validate_request(body: dict) -> list[str]:
             problems.append(f"tools[{i}]: must be {{type: 'function', function: {{name, ...}}}}")
         elif "parameters" in function and not isinstance(function["parameters"], dict):
             problems.append(f"tools[{i}].function.parameters: must be an object")
+    effort = body.get("reasoning_effort")
+    if "reasoning_effort" in body and effort not in ("none", "minimal", "low", "medium", "high", "xhigh"):
+        problems.append("reasoning_effort: must be one of none, minimal, low, medium, high, xhigh")
     response_format = body.get("response_format")
     if response_format is not None:
         kind = response_format.get("type") if isinstance(response_format, dict) else None

@@ -191,3 +191,36 @@ async def test_roles_check_ok_and_resolve_as_json_and_unknown_role_is_one_line(s
     assert unknown.stderr.strip().splitlines() == [
         "orchestrator: unknown role 'nope' (roles.yaml roles: capable-implementer, capable-planner, capable-reviewer, "
         "fast-readonly, orchestration-capable, review-readonly)"]
+
+
+async def test_a_roles_effort_hint_reaches_the_provider_unless_the_turn_asks_for_another(nursery, short_tmp, fakes):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url)
+    models = paths.home / "models.yaml"
+    mini_efforts = "    aliases: [mini]\n    efforts: [low, medium]\n"
+    models.write_text(models.read_text().replace("    aliases: [mini]\n", mini_efforts))
+    daemon = await start(nursery, paths, KEYS)
+    oai.script(Answer(text=("hinted",)), Answer(text=("asked",)))
+    async with open_client(paths.endpoint) as client:
+        info = await client.open_session()
+        hinted = await run_turn(client, info.session_id, "map the repo", role="capable-implementer", tier="TRIVIAL")
+        asked = await run_turn(client, info.session_id, "map it again", role="capable-implementer", tier="TRIVIAL",
+                               effort="low")
+    assert isinstance(hinted[-1], ev.TurnCompleted) and isinstance(asked[-1], ev.TurnCompleted)
+    assert [r.json.get("reasoning_effort") for r in oai.requests] == ["medium", "low"]
+    assert hinted[0].effort == "medium" and asked[0].effort == "low"
+    daemon.request_stop("test over")
+
+
+async def test_a_roles_effort_hint_the_model_does_not_declare_is_dropped_with_a_note(nursery, short_tmp, fakes):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url)
+    daemon = await start(nursery, paths, KEYS)
+    oai.script(Answer(text=("plain",)))
+    async with open_client(paths.endpoint) as client:
+        info = await client.open_session()
+        events = await run_turn(client, info.session_id, "map the repo", role="capable-implementer", tier="TRIVIAL")
+    assert isinstance(events[-1], ev.TurnCompleted)
+    assert "reasoning_effort" not in oai.requests[-1].json
+    assert events[0].effort is None and any("medium" in w for w in events[0].warnings), events[0].warnings
+    daemon.request_stop("test over")
