@@ -325,6 +325,7 @@ class DecideRoute:
     file_extensions: tuple[str, ...] = ()
     delegate_tier: str | None = None
     is_worker: bool = False
+    override_model: str | None = None   # the HTTP gateway's explicit model (a registry id): per_message_override
 
 
 @message("route.decision")
@@ -357,6 +358,9 @@ class RunTurn:
     max_tokens: int | None = None
     output_schema: dict | None = None
     reply_to: str | None = None      # where progress and the outcome go (default: the session actor)
+    # An HTTP gateway turn: the client owns the system prompt and the tools, so there is no default
+    # prompt, and a tool call ends the turn (it goes back to the stateless HTTP client).
+    gateway: bool = False
 
 
 @message("turn.stop")
