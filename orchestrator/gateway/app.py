@@ -61,6 +61,13 @@ class GatewayApp:
             await _send_json(send, err.status, err.anthropic_body() if anthropic else err.openai_body(), err.headers)
         except _Disconnected:
             return
+        except BaseExceptionGroup as group:   # from the turn's nursery: one of ours inside, or a real fault
+            err = _only(group, GatewayError)
+            if err is None:
+                if _only(group, _Disconnected) is not None:
+                    return
+                raise
+            await _send_json(send, err.status, err.anthropic_body() if anthropic else err.openai_body(), err.headers)
 
     async def _route(self, path: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
         post = {"/v1/chat/completions": self._chat, "/v1/messages": self._messages,
@@ -192,6 +199,23 @@ async def _send_json(send: Send, status: int, body: Any, headers: tuple[tuple[st
                 "headers": [_JSON, (b"content-length", str(len(data)).encode()),
                             *((k.encode(), v.encode()) for k, v in headers)]})
     await send({"type": "http.response.body", "body": data, "more_body": False})
+
+
+def _only(group: BaseExceptionGroup, kind: type[Exception]):
+    """The one exception of ``kind`` a group holds when it holds nothing else, else None."""
+    matched, rest = group.split(kind)
+    if rest is not None or matched is None:
+        return None
+    leaves = [e for e in _leaves(matched)]
+    return leaves[0] if len(leaves) == 1 else None
+
+
+def _leaves(exc: BaseException):
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
