@@ -89,8 +89,8 @@ def parse_settings_text(text: str, filename: str = "daemon.yaml") -> tuple[Daemo
             raw_http = data[key]
             http, http_problems = parse_http(raw_http, lambda k, r=raw_http, at=line: at if k is None
                                              else key_line(r, k, at))
-            for where, path, problem in http_problems:
-                problems.add(where, path, problem)
+            for where, path, what in http_problems:
+                problems.add(where, path, what)
             values["http"] = http
             continue
         check = _CHECKS.get(key)

@@ -169,8 +169,9 @@ class EventStream:
         self.text_open = False
 
     def start(self) -> bytes:
-        message = {"id": f"msg_{self.turn_id}", "type": "message", "role": "assistant", "model": self.model,
-                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage_of(Usage())}
+        message: dict[str, Any] = {
+            "id": f"msg_{self.turn_id}", "type": "message", "role": "assistant", "model": self.model, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": usage_of(Usage())}
         return _event("message_start", {"type": "message_start", "message": message})
 
     def _open_text(self) -> bytes:

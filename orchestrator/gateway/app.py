@@ -9,9 +9,8 @@ still gets its own status code). A client that disconnects cancels its turn.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import trio
 
@@ -62,12 +61,13 @@ class GatewayApp:
         except _Disconnected:
             return
         except BaseExceptionGroup as group:   # from the turn's nursery: one of ours inside, or a real fault
-            err = _only(group, GatewayError)
-            if err is None:
+            inner = _only(group, GatewayError)
+            if inner is None:
                 if _only(group, _Disconnected) is not None:
                     return
                 raise
-            await _send_json(send, err.status, err.anthropic_body() if anthropic else err.openai_body(), err.headers)
+            await _send_json(send, inner.status, inner.anthropic_body() if anthropic else inner.openai_body(),
+                             inner.headers)
 
     async def _route(self, path: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
         post = {"/v1/chat/completions": self._chat, "/v1/messages": self._messages,
@@ -201,16 +201,19 @@ async def _send_json(send: Send, status: int, body: Any, headers: tuple[tuple[st
     await send({"type": "http.response.body", "body": data, "more_body": False})
 
 
-def _only(group: BaseExceptionGroup, kind: type[Exception]):
+E = TypeVar("E", bound=Exception)
+
+
+def _only(group: BaseExceptionGroup, kind: type[E]) -> E | None:
     """The one exception of ``kind`` a group holds when it holds nothing else, else None."""
     matched, rest = group.split(kind)
     if rest is not None or matched is None:
         return None
-    leaves = [e for e in _leaves(matched)]
-    return leaves[0] if len(leaves) == 1 else None
+    leaves = list(_leaves(matched))
+    return leaves[0] if len(leaves) == 1 and isinstance(leaves[0], kind) else None
 
 
-def _leaves(exc: BaseException):
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
             yield from _leaves(inner)
@@ -233,7 +236,3 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-def created_now() -> int:
-    return int(time.time())

@@ -188,7 +188,8 @@ def test_an_anthropic_event_stream_is_the_documented_sequence(deltas, result):
 def test_openai_system_developer_images_and_tool_choice_none_translate():
     req = openai_api.parse_request({
         "model": "m", "messages": [
-            {"role": "developer", "content": "rule one"}, {"role": "system", "content": [{"type": "text", "text": "two"}]},
+            {"role": "developer", "content": "rule one"},
+            {"role": "system", "content": [{"type": "text", "text": "two"}]},
             {"role": "user", "content": [{"type": "text", "text": "see"},
                                          {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,QUJD"}}]}],
         "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "none",
