@@ -120,14 +120,9 @@ class GatewayActor(Actor):
         route = decision.route
         policy = route.chain[route.winner_index].policy.value if route.winner_index >= 0 else None
         model = route.chosen_model
-        try:
-            self._ensure_session(sid)
-            self.store.start_turn(turn_id, sid, model, converter.unstructure(route))
-        except StorageError as exc:
-            raise GatewayError(500, f"the turn could not be recorded: {exc}", "storage_error",
-                               turn_headers(turn_id, model, policy)) from None
         if model is None or decision.error_code:
             text = decision.error or "No model available for this turn."
+            self._record_start(turn_id, sid, model, route, policy)
             self._finish(turn_id, TurnStatus.FAILED, None, text)
             raise attrs.evolve(turn_failure(decision.error_code or "no_model_available", text),
                                headers=turn_headers(turn_id, model, policy))
@@ -141,10 +136,14 @@ class GatewayActor(Actor):
             try:
                 await self.system.request(self.planner, run, timeout=ROUTE_TIMEOUT_S)
             except (RemoteError, RequestTimeout) as exc:
+                self._record_start(turn_id, sid, model, route, policy)
                 self._finish(turn_id, TurnStatus.FAILED, None, str(exc))
                 raise GatewayError(500, f"the planner did not take the turn: {exc}", "planner_error",
                                    turn.headers) from None
             try:
+                # Recorded once the provider call is under way: the database write overlaps the
+                # provider's first token instead of delaying the call.
+                self._record_start(turn_id, sid, model, route, policy)
                 yield turn
             finally:
                 if turn.outcome is None:   # the request went away first: stop the turn, keep what was billed
@@ -183,6 +182,15 @@ class GatewayActor(Actor):
             item = await turn.events.receive()
             if isinstance(item, TurnOutcome):
                 turn.outcome = item
+
+    def _record_start(self, turn_id: str, sid: str, model: str | None, route: ev.RouteDecided,
+                      policy: str | None) -> None:
+        try:
+            self._ensure_session(sid)
+            self.store.start_turn(turn_id, sid, model, converter.unstructure(route))
+        except StorageError as exc:
+            raise GatewayError(500, f"the turn could not be recorded: {exc}", "storage_error",
+                               turn_headers(turn_id, model, policy)) from None
 
     def _ensure_session(self, sid: str) -> None:
         if sid in self._sessions:
