@@ -38,6 +38,8 @@ import trio  # noqa: E402
 from bench._common import (  # noqa: E402
     ROOT, FakeProvider, closing_all, models_yaml, routing_yaml, row, short_tmpdir, summary_us, target,
 )
+from bench.turn_bench import daemon_turn  # noqa: E402
+from orchestrator.client import open_client  # noqa: E402
 
 SMALL, LONG = 8, 200
 MESSAGES = [{"role": "user", "content": "Summarise the session manager in one sentence."}]
@@ -62,14 +64,15 @@ class GatewayDaemon:
         (home / "models.yaml").write_text(models)
         (home / "routing.yaml").write_text(routing)
         (home / "daemon.yaml").write_text("log_level: warning\nshutdown_grace_s: 2\n")
+        self.endpoint = f"ipc://{self.root / 'd.sock'}"
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, ORCHESTRATOR_HOME=str(home), ORCHESTRATOR_STATE=str(state),
-                   ORCHESTRATOR_ENDPOINT=f"ipc://{self.root / 'd.sock'}", PYTHONUNBUFFERED="1")
+                   ORCHESTRATOR_ENDPOINT=self.endpoint, PYTHONUNBUFFERED="1")
         self.log_path = self.root / "daemon.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve", "--http", f"127.0.0.1:{self.port}"],
-                                     env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log,
+        argv = [sys.executable, "-m", "orchestrator", "serve", "--http", f"127.0.0.1:{self.port}"]
+        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         self._wait_ready()
 
@@ -138,15 +141,22 @@ async def _measure(fake: FakeProvider, gw: GatewayDaemon, quick: bool) -> dict[s
     def gw_body(chunks: int, stream: bool) -> dict:
         return {"model": f"fake:c{chunks}", "messages": MESSAGES, "stream": stream}
 
-    async with httpx.AsyncClient(timeout=60) as http:
+    async with httpx.AsyncClient(timeout=60) as http, open_client(gw.endpoint) as client:
         for chunks in (SMALL, LONG):   # warm-up; the fake captures what the daemon sends upstream
             for _ in range(3):
                 await stream_call(http, gw_url, gw_body(chunks, True), sse)
                 await plain_call(http, gw_url, gw_body(chunks, False))
+        for _ in range(3):
+            await daemon_turn(client, (await client.open_session()).session_id, MESSAGES[0]["content"])
         direct = {c: fake.request_body(f"c{c}") for c in (SMALL, LONG)}
         res: dict[str, list[float]] = {k: [] for k in (
-            "direct8", "gw_plain8", "gw_stream8", "direct200", "gw_stream200")}
-        cpu: dict[str, list[float]] = {k: [] for k in ("gw_plain8", "gw_stream8", "gw_stream200")}
+            "direct8", "gw_plain8", "gw_stream8", "socket8", "direct200", "gw_stream200")}
+        cpu: dict[str, list[float]] = {k: [] for k in ("gw_plain8", "gw_stream8", "socket8", "gw_stream200")}
+
+        async def socket_turn() -> tuple[float, int]:
+            sid = (await client.open_session()).session_id    # outside the timed region, as in turn_bench
+            _, total, chunks = await daemon_turn(client, sid, MESSAGES[0]["content"])
+            return total, chunks
 
         async def block(key: str, count: int, call, expect: int) -> None:
             before = gw.cpu_s()
@@ -161,6 +171,7 @@ async def _measure(fake: FakeProvider, gw: GatewayDaemon, quick: bool) -> dict[s
             await block("direct8", n, lambda: stream_call(http, direct_url, direct[SMALL], sse), SMALL)
             await block("gw_plain8", n, lambda: plain_call(http, gw_url, gw_body(SMALL, False)), SMALL)
             await block("gw_stream8", n, lambda: stream_call(http, gw_url, gw_body(SMALL, True), sse), SMALL)
+            await block("socket8", n, socket_turn, SMALL)
             await block("direct200", long_n, lambda: stream_call(http, direct_url, direct[LONG], sse), LONG)
             await block("gw_stream200", long_n, lambda: stream_call(http, gw_url, gw_body(LONG, True), sse), LONG)
         res.update({f"cpu_{k}": v for k, v in cpu.items()})
@@ -182,7 +193,8 @@ def run(quick: bool = False) -> dict:
 
 def sections(quick: bool = False) -> list[dict]:
     r = run(quick)
-    d8, p8, s8, d200, s200 = (r[k] for k in ("direct8", "gw_plain8", "gw_stream8", "direct200", "gw_stream200"))
+    d8, p8, s8, k8, d200, s200 = (r[k] for k in ("direct8", "gw_plain8", "gw_stream8", "socket8", "direct200",
+                                                  "gw_stream200"))
 
     def added(a: dict, b: dict, key: str) -> float:
         return (a[key] - b[key]) / 1000
@@ -192,6 +204,8 @@ def sections(quick: bool = False) -> list[dict]:
     s200_p50 = added(s200, d200, "median_us")
     per_chunk = ((s200["median_us"] - d200["median_us"]) - (s8["median_us"] - d8["median_us"])) / (LONG - SMALL)
     c_plain, c8, c200 = (r[f"cpu_gw_{k}"]["median_us"] for k in ("plain8", "stream8", "stream200"))
+    c_socket = r["cpu_socket8"]["median_us"]
+    k8_p50 = added(k8, d8, "median_us")
     cpu_chunk = (c200 - c8) / (LONG - SMALL)
     return [{
         "title": "8. HTTP gateway (OpenAI chat completions, zero-latency fake provider)",
@@ -200,13 +214,19 @@ def sections(quick: bool = False) -> list[dict]:
                   f"added per streamed chunk (slope {SMALL}→{LONG} chunks) = {per_chunk:.1f} µs; "
                   f"n={s8['n']} ({SMALL}) / {s200['n']} ({LONG}) per row",
                   f"daemon CPU per gateway request (whole daemon: HTTP server, routing, planner, provider "
-                  f"client; load-independent): non-streaming {c_plain / 1000:.2f} ms, {SMALL}-chunk stream "
-                  f"{c8 / 1000:.2f} ms, {LONG}-chunk stream {c200 / 1000:.2f} ms → {cpu_chunk:.1f} µs per chunk"],
+                  f"client; less load-sensitive than wall time): non-streaming {c_plain / 1000:.2f} ms, "
+                  f"{SMALL}-chunk stream {c8 / 1000:.2f} ms, {LONG}-chunk stream {c200 / 1000:.2f} ms → {cpu_chunk:.1f} µs per chunk; "
+                  f"the socket client's {SMALL}-chunk turn: {c_socket / 1000:.2f} ms",
+                  f"the same daemon's ZeroMQ socket path (orchestrator.client, fresh session per turn) adds "
+                  f"{k8_p50:+.2f} ms at p50 in this run: gateway / socket added = "
+                  f"{s8_p50 / k8_p50 if k8_p50 > 0 else float('nan'):.2f}×"],
         "rows": [
             row(f"direct: {SMALL}-chunk stream", d8["median_us"], d8["p99_us"], baseline="(baseline)", ratio=1.0),
             row("gateway: non-streaming", p8["median_us"], p8["p99_us"], baseline=f"direct {SMALL}",
                 base_median_us=d8["median_us"]),
             row(f"gateway: {SMALL}-chunk stream", s8["median_us"], s8["p99_us"], baseline=f"direct {SMALL}",
+                base_median_us=d8["median_us"]),
+            row(f"socket client: {SMALL}-chunk turn", k8["median_us"], k8["p99_us"], baseline=f"direct {SMALL}",
                 base_median_us=d8["median_us"]),
             row(f"direct: {LONG}-chunk stream", d200["median_us"], d200["p99_us"], baseline="(baseline)", ratio=1.0),
             row(f"gateway: {LONG}-chunk stream", s200["median_us"], s200["p99_us"], baseline=f"direct {LONG}",
