@@ -215,7 +215,8 @@ def sections(quick: bool = False) -> list[dict]:
                   f"n={s8['n']} ({SMALL}) / {s200['n']} ({LONG}) per row",
                   f"daemon CPU per gateway request (whole daemon: HTTP server, routing, planner, provider "
                   f"client; less load-sensitive than wall time): non-streaming {c_plain / 1000:.2f} ms, "
-                  f"{SMALL}-chunk stream {c8 / 1000:.2f} ms, {LONG}-chunk stream {c200 / 1000:.2f} ms → {cpu_chunk:.1f} µs per chunk; "
+                  f"{SMALL}-chunk stream {c8 / 1000:.2f} ms, {LONG}-chunk stream {c200 / 1000:.2f} ms "
+                  f"→ {cpu_chunk:.1f} µs per chunk; "
                   f"the socket client's {SMALL}-chunk turn: {c_socket / 1000:.2f} ms",
                   f"the same daemon's ZeroMQ socket path (orchestrator.client, fresh session per turn) adds "
                   f"{k8_p50:+.2f} ms at p50 in this run: gateway / socket added = "
