@@ -221,8 +221,11 @@ class Daemon:
                     task_status.started(self.node.endpoint)
                     await self._stop.wait()
                     notify("STOPPING=1")
-                    self._http_stop.set()   # no new HTTP requests; running ones finish or are cancelled below
-                    await self._drain()
+                    self._http_stop.set()   # no new HTTP requests; running ones get the same grace as turns
+                    async with trio.open_nursery() as draining:
+                        draining.start_soon(self._drain)
+                        if gateway is not None:
+                            draining.start_soon(gateway.drain, _grace(self.settings.shutdown_grace_s))
                     nursery.cancel_scope.cancel()
             finally:
                 # Still inside the signal receiver: a signal now is queued and ignored, not fatal.
@@ -244,15 +247,17 @@ class Daemon:
         from .gateway.app import GatewayApp
         from .gateway.config import HttpRefused, api_keys, refusal
         from .gateway.server import serve_gateway
-        from .gateway.turns import GatewayActor
+        from .gateway.turns import STOP_GRACE_S as GATEWAY_STOP_S, GatewayActor
 
         http = self.settings.http
         assert http is not None and isinstance(gateway, GatewayActor)
         if (refused := refusal(http, self.env)) is not None:
             raise HttpRefused(refused)
         app = GatewayApp(gateway, api_keys(http, self.env))
-        binds = await nursery.start(partial(serve_gateway, app, http, self._http_stop,
-                                            graceful_s=_grace(self.settings.shutdown_grace_s)))
+        # Hypercorn's own grace outlasts the gateway's drain, which ends running turns with a proper
+        # error response; the daemon's nursery closes the server once the drain is done.
+        graceful = _grace(self.settings.shutdown_grace_s) + GATEWAY_STOP_S + 1.0
+        binds = await nursery.start(partial(serve_gateway, app, http, self._http_stop, graceful_s=graceful))
         self.http_url = binds[0] if binds else f"http://{http.listen}"
         log.info("http gateway ready", url=self.http_url)
 

@@ -83,6 +83,8 @@ class GatewayActor(Actor):
         self.planner = planner
         self._turns: dict[str, trio.MemorySendChannel] = {}
         self._sessions: set[str] = set()
+        self._idle = trio.Event()      # set while no turn runs (drain waits for it)
+        self._idle.set()
 
     def handlers(self):
         return {TurnProgress: self.on_progress, TurnOutcome: self.on_progress}
@@ -128,6 +130,8 @@ class GatewayActor(Actor):
                                headers=turn_headers(turn_id, model, policy))
         send, recv = trio.open_memory_channel[object](math.inf)
         self._turns[turn_id] = send
+        if self._idle.is_set():
+            self._idle = trio.Event()
         turn = GatewayTurn(turn_id, sid, model, policy or "", recv)
         try:
             run = RunTurn(sid, turn_id, model, req.messages, None, req.tools, system=req.system,
@@ -156,6 +160,18 @@ class GatewayActor(Actor):
                     self._finish(turn_id, out.status, converter.unstructure(out.usage), out.message or out.error)
         finally:
             self._turns.pop(turn_id, None)
+            if not self._turns:
+                self._idle.set()
+
+    async def drain(self, grace_s: float) -> None:
+        """At shutdown: running turns get ``grace_s`` to finish; the rest are stopped (their clients get
+        the API's error, in-stream or as a 503) while the planner is still there to stop them."""
+        with trio.move_on_after(grace_s):
+            await self._idle.wait()
+        for turn_id in list(self._turns):
+            await self.system.tell(self.planner, StopTurn(turn_id, "daemon_shutdown"))
+        with trio.move_on_after(STOP_GRACE_S):
+            await self._idle.wait()
 
     async def _decide(self, req: GatewayRequest, sid: str, turn_id: str, explicit: str | None,
                       tier: str | None) -> RouteDecision:

@@ -129,3 +129,26 @@ async def test_gateway_turns_work_with_every_message_over_the_wire(nursery, shor
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "over the wire"
     finally:
         await gw.aclose()
+
+
+async def test_stopping_the_daemon_mid_stream_ends_the_stream_with_an_error_event(gateway):
+    gateway.oai.script(Answer(text=tuple(f"w{i} " for i in range(400)), delay=0.02))
+    client = gateway.openai()
+    started = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    def read_all():
+        stream = client.chat.completions.create(model="llama", messages=user("long"), stream=True)
+        for i, _ in enumerate(stream):
+            if i == 2:
+                trio.from_thread.run_sync(started.set, trio_token=token)
+
+    async def stop_when_streaming():
+        await started.wait()
+        gateway.daemon.request_stop("test: stop mid-stream")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_when_streaming)
+        with pytest.raises(openai.APIError) as caught:
+            await gateway.call(read_all)
+    assert "daemon_shutdown" in str(caught.value)
