@@ -152,3 +152,26 @@ async def test_stopping_the_daemon_mid_stream_ends_the_stream_with_an_error_even
         with pytest.raises(openai.APIError) as caught:
             await gateway.call(read_all)
     assert "daemon_shutdown" in str(caught.value)
+
+
+async def test_a_claude_code_shaped_request_is_served(gateway):
+    """What Claude Code sends: ?beta=true, system and tools with cache_control, metadata, thinking."""
+    gateway.anth.script(Answer(text=("done",)))
+    body = {
+        "model": "haiku", "max_tokens": 32000, "stream": True, "metadata": {"user_id": "u"},
+        "thinking": {"type": "enabled", "budget_tokens": 1024}, "temperature": 1,
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+        "tools": [{"name": "Bash", "description": "run", "input_schema": {"type": "object"},
+                   "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi",
+                                                   "cache_control": {"type": "ephemeral"}}]}],
+    }
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        async with http.stream("POST", "/v1/messages?beta=true", json=body,
+                               headers={"anthropic-beta": "claude-code-20250219", "anthropic-version": "2023-06-01",
+                                        "authorization": "Bearer unused"}) as resp:
+            text = (await resp.aread()).decode()
+    assert resp.status_code == 200 and resp.headers["x-orchestrator-model"] == "anthropic:claude-haiku-4-5"
+    assert '"text": "done"' in text and text.rstrip().endswith('data: {"type": "message_stop"}')
+    upstream = gateway.anth.requests[-1].json
+    assert upstream["system"] == "You are Claude Code." and upstream["tools"][0]["name"] == "Bash"
