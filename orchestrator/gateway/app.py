@@ -30,6 +30,7 @@ Send = Callable[[dict], Awaitable[None]]
 
 MAX_BODY = 32 * 1024 * 1024
 SESSION_HEADER = b"x-orchestrator-session"
+MAX_SESSION_ID = 200
 _JSON = (b"content-type", b"application/json")
 _SSE = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"))
 
@@ -118,9 +119,19 @@ class GatewayApp:
 
     async def _turn(self, req: GatewayRequest, scope: Scope, receive: Receive, send: Send, *, openai: bool) -> None:
         session = _header(scope, SESSION_HEADER)
-        async with trio.open_nursery() as nursery:
+        if session is not None and (len(session) > MAX_SESSION_ID or not session.isprintable()):
+            raise bad_request(f"x-orchestrator-session: at most {MAX_SESSION_ID} printable characters")
+        disconnected = trio.Event()
+
+        async def watch_disconnect() -> None:
             # The only thing a client sends after its request is a disconnect: it cancels the turn.
-            nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected.set()
+            nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_disconnect)
             async with self.gateway.open_turn(req, session) as turn:
                 if req.stream:
                     await _stream(turn, req, send, openai)
@@ -130,8 +141,8 @@ class GatewayApp:
                     result = turn.result()
                     body = openai_api.response(result) if openai else anthropic_api.response(result)
                     await _send_json(send, 200, body, turn.headers)
-            nursery.cancel_scope.cancel()
-        if nursery.cancel_scope.cancelled_caught:
+            nursery.cancel_scope.cancel()   # answered: stop watching
+        if disconnected.is_set():
             raise _Disconnected
 
 
@@ -163,14 +174,6 @@ async def _stream(turn: GatewayTurn, req: GatewayRequest, send: Send, openai: bo
             out = b""
             item = await next_event(turn)
     await send({"type": "http.response.body", "body": out, "more_body": False})
-
-
-async def _watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return
 
 
 async def _read_json(receive: Receive) -> Any:
