@@ -28,6 +28,7 @@ BENCHMARKS = {
     "concurrency": "bench.concurrency_bench",  # 5. concurrency and memory
     "codec": "bench.codec_bench",              # 6. codec
     "memory": "bench.memory_bench",            # 7. memory over 20,000 sessions
+    "gateway": "bench.gateway_bench",          # 8. HTTP gateway overhead
 }
 
 

@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the daemon in the foreground")
     s.add_argument("--wire-mode", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--log-level", default=None)
+    s.add_argument("--http", metavar="[HOST:]PORT", default=None,
+                   help="also serve the OpenAI/Anthropic-compatible HTTP gateway (docs/gateway.md)")
 
     d = sub.add_parser("demo", help="offline guided tour on a temporary home")
     d.add_argument("--json", action="store_true", help="print the tour's events as JSON lines")

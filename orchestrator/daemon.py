@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from functools import partial
 import signal
 import time
 from collections.abc import Callable
@@ -106,6 +107,8 @@ class Daemon:
     signal_latch: SignalLatch | None = None
     _stop: trio.Event = attrs.field(factory=trio.Event)
     stop_reason: str = ""
+    http_url: str | None = None            # where the HTTP gateway listens (settings.http), once it does
+    _http_stop: trio.Event = attrs.field(factory=trio.Event)
 
     def __attrs_post_init__(self) -> None:
         self.store = Store(self.paths.database)
@@ -185,6 +188,12 @@ class Daemon:
         self.session = self.session_class(system, self.store)
         control = ControlActor(system, self)
         cast: tuple[Actor, ...] = (self.availability, cost, self.router, planner, worker, self.session, control)
+        gateway = None
+        if self.settings.http is not None:
+            from .gateway.turns import GatewayActor
+
+            gateway = GatewayActor(system, self.store, registry)
+            cast += (gateway,)
         self.actors = {a.name: a for a in cast}
 
         children = [ChildSpec(a.name, a.run, Restart.PERMANENT) for a in cast]
@@ -199,6 +208,8 @@ class Daemon:
                         self.request_stop(signal.Signals(self.signal_latch.signum).name)  # arrived during startup
                     await nursery.start(self.supervisor.run)
                     await nursery.start(self.node.serve, endpoint)
+                    if gateway is not None:
+                        await self._serve_http(nursery, gateway)
                     started = True
                     if lock is not None:
                         lock.record(self.node.endpoint or endpoint)
@@ -210,7 +221,11 @@ class Daemon:
                     task_status.started(self.node.endpoint)
                     await self._stop.wait()
                     notify("STOPPING=1")
-                    await self._drain()
+                    self._http_stop.set()   # no new HTTP requests; running ones get the same grace as turns
+                    async with trio.open_nursery() as draining:
+                        draining.start_soon(self._drain)
+                        if gateway is not None:
+                            draining.start_soon(gateway.drain, _grace(self.settings.shutdown_grace_s))
                     nursery.cancel_scope.cancel()
             finally:
                 # Still inside the signal receiver: a signal now is queued and ignored, not fatal.
@@ -227,6 +242,24 @@ class Daemon:
                     # previous wakeup fd, and a signal in that window prints a traceback. Held
                     # signals stay pending and are discarded when serve sets them to ignored.
                     signal.pthread_sigmask(signal.SIG_BLOCK, (*STOP_SIGNALS, signal.SIGHUP))
+
+    async def _serve_http(self, nursery: trio.Nursery, gateway: Actor) -> None:
+        from .gateway.app import GatewayApp
+        from .gateway.config import HttpRefused, api_keys, refusal
+        from .gateway.server import serve_gateway
+        from .gateway.turns import STOP_GRACE_S as GATEWAY_STOP_S, GatewayActor
+
+        http = self.settings.http
+        assert http is not None and isinstance(gateway, GatewayActor)
+        if (refused := refusal(http, self.env)) is not None:
+            raise HttpRefused(refused)
+        app = GatewayApp(gateway, api_keys(http, self.env))
+        # Hypercorn's own grace outlasts the gateway's drain, which ends running turns with a proper
+        # error response; the daemon's nursery closes the server once the drain is done.
+        graceful = _grace(self.settings.shutdown_grace_s) + GATEWAY_STOP_S + 1.0
+        binds = await nursery.start(partial(serve_gateway, app, http, self._http_stop, graceful_s=graceful))
+        self.http_url = binds[0] if binds else f"http://{http.listen}"
+        log.info("http gateway ready", url=self.http_url)
 
     async def _drain(self) -> None:
         """Let running turns finish within the grace period; then cancel them with a reason."""

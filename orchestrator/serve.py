@@ -16,6 +16,8 @@ from .signals import STOP_SIGNALS, SignalLatch
 if TYPE_CHECKING:
     import argparse
 
+    from .settings import DaemonSettings
+
 
 def run_serve(args: argparse.Namespace, latch: object | None = None) -> int:
     # From here on a SIGTERM/SIGINT never kills the process mid-way: before the daemon listens it
@@ -47,6 +49,10 @@ def _serve(args: argparse.Namespace, latch: SignalLatch) -> int:
         print(f"orchestrator: invalid {paths.daemon_file}:\n{exc}", file=sys.stderr)
         return 1
     configure_logging(args.log_level or settings.log_level)
+    if (http_problem := _http_settings(args, settings)) is not None:
+        return _fail(http_problem)
+    if getattr(args, "http", None):
+        settings = _with_http(args, settings)
     if not paths.models_file.exists():
         return _fail(f"no model registry at {paths.models_file}; `orchestrator init` writes a starter "
                      "home (or run `orchestrator demo` for an offline tour)")
@@ -62,6 +68,30 @@ def _serve(args: argparse.Namespace, latch: SignalLatch) -> int:
         return _fail(f"a daemon is already serving {paths.endpoint}; stop it first "
                      "(or set ORCHESTRATOR_ENDPOINT for a second one)")
     return _run_daemon(args, paths, settings, latch)
+
+
+def _with_http(args: argparse.Namespace, settings: DaemonSettings) -> DaemonSettings:
+    """``--http [HOST:]PORT`` overrides daemon.yaml's ``http.listen`` (its api_keys_env still applies)."""
+    import attrs
+
+    from .gateway.config import HttpSettings, parse_listen
+
+    host, port = parse_listen(args.http)
+    keys = settings.http.api_keys_env if settings.http else ()
+    return attrs.evolve(settings, http=HttpSettings(host, port, keys))
+
+
+def _http_settings(args: argparse.Namespace, settings: DaemonSettings) -> str | None:
+    """Why the gateway cannot listen as asked (one line), or None."""
+    from .gateway.config import parse_listen, refusal
+
+    if getattr(args, "http", None):
+        try:
+            parse_listen(args.http)
+        except ValueError as exc:
+            return f"--http: {exc}"
+        settings = _with_http(args, settings)
+    return refusal(settings.http) if settings.http is not None else None
 
 
 def _invalid_config(paths: Paths) -> int | None:

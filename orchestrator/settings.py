@@ -17,6 +17,7 @@ import attrs
 from actors.config.yamlload import read_capped_text
 from actors.review.config import section_problem
 from actors.router.yamlpos import Problems, describe, key_line, parse_yaml, plain
+from .gateway.config import HttpSettings, parse_http
 # Per-workspace settings live with the tools that obey them; the old name stays importable here.
 from actors.tools.workspace import workspace_settings  # noqa: F401
 
@@ -36,6 +37,7 @@ class DaemonSettings:
     retry_max_attempts: int = 5          # per LLM call, for transient errors (spec §4.5 counts each)
     retry_base_delay_s: float = 0.5      # exponential backoff 0.5, 1, 2, 4 s (+ jitter), capped at 8 s
     review: str | None = None            # review: {backend: SPEC} — the config layer of the review spec (§4.8)
+    http: HttpSettings | None = None     # the HTTP gateway (docs/gateway.md); None: not served
 
 
 def _number(minimum: float, *, inclusive: bool) -> Callable[[Any], tuple[Any, str | None]]:
@@ -91,9 +93,17 @@ def parse_settings_text(text: str, filename: str = "daemon.yaml") -> tuple[Daemo
     values: dict[str, Any] = {}
     for key, raw in data.items():
         line = key_line(data, key, 1)
+        if key == "http":
+            raw_http = data[key]
+            http, http_problems = parse_http(raw_http, lambda k, r=raw_http, at=line: at if k is None
+                                             else key_line(r, k, at))
+            for where, path, what in http_problems:
+                problems.add(where, path, what)
+            values["http"] = http
+            continue
         check = _CHECKS.get(key)
         if check is None:
-            problems.add(line, str(key), f"unknown setting (known: {', '.join(_CHECKS)})")
+            problems.add(line, str(key), f"unknown setting (known: {', '.join((*_CHECKS, 'http'))})")
             continue
         value, problem = check(plain(raw))
         if problem is not None:

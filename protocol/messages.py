@@ -335,6 +335,7 @@ class DecideRoute:
     high_risk: bool = False              # an unresolved high risk: a reviewer role reviews at LARGE
     delegated_by: str | None = None      # the delegating model: a worker never runs above its cost tier
     effort: str | None = None        # requested; the router keeps it only when the chosen model declares it
+    override_model: str | None = None   # the HTTP gateway's explicit model (a registry id): per_message_override
 
 
 @message("route.decision")
@@ -369,6 +370,9 @@ class RunTurn:
     output_schema: dict | None = None
     reply_to: str | None = None      # where progress and the outcome go (default: the session actor)
     effort: str | None = None        # reasoning effort, already checked against the model's efforts (router)
+    # An HTTP gateway turn: the client owns the system prompt and the tools, so there is no default
+    # prompt, and a tool call ends the turn (it goes back to the stateless HTTP client).
+    gateway: bool = False
 
 
 @message("turn.stop")

@@ -228,7 +228,7 @@ class PlannerActor(Actor):
         adapter = self.adapters.get(spec)
         turn.tools = await self.tools.prepare(run, spec, self.registry())
         tool_defs = turn.tools.definitions
-        system = turn.tools.system_prompt(run.system or DEFAULT_SYSTEM_PROMPT)
+        system = run.system if run.gateway else turn.tools.system_prompt(run.system or DEFAULT_SYSTEM_PROMPT)
         caps = spec.capabilities
         for _ in range(MAX_TOOL_ROUNDS):
             request = LLMRequest(
@@ -240,6 +240,8 @@ class PlannerActor(Actor):
             assistant = await self._one_call(turn, spec, adapter, request, state)
             state.append(assistant)
             uses = assistant.tool_uses()
+            if run.gateway:  # the HTTP client runs its own tools: their calls end the turn
+                return
             if not uses or assistant.stop_reason is not StopReason.TOOL_USE and not uses:
                 return
             results = await self._dispatch_tools(turn, uses)

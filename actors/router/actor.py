@@ -34,6 +34,7 @@ from actors.router.context import TurnContext
 from actors.router.learned import LivePatterns, PendingSuggestions, surfaced_suggestion
 from actors.router.loader import PolicyLoader
 from actors.router.rolestep import WAITING_APPROVAL
+from actors.router.override import Override
 from actors.router.policy import RoutingPolicy, rule_rows
 from actors.router.skills import SkillCache
 from actors.router.validation import availability_from_snapshot
@@ -199,7 +200,8 @@ class RouterActor(Actor):
         engine, _ = self.engine()
         if engine is None:
             return _no_config(msg, self.loader.last_errors)
-        override = engine.parse_override(msg.text)
+        override = (engine.parse_override(msg.text) if msg.override_model is None
+                    else Override(msg.text, msg.override_model, msg.override_model))
         unavailable = await self._unavailable()
         cost_today = await self._cost_today(engine)
         matched_skills = await self._matched_skills(engine, msg.workspace, override.body)
