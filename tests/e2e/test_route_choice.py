@@ -51,6 +51,8 @@ async def test_10_route_override_reruns_on_the_suggestion_and_ignore_dismisses_i
     assert events[0].chosen_model == "demo:sage"
     overridden = daemon.store.events(turn_id=route.turn_id, type_="route.overridden")
     assert overridden and overridden[0]["from_model"] == "demo:swift" and overridden[0]["to_model"] == "demo:sage"
+    taught = [o for o in daemon.store.outcomes() if o.turn_id == route.turn_id]
+    assert [(o.model, o.score, o.source) for o in taught] == [("demo:swift", 0.0, "override")]
     again = await client.request("router", RouteChoice("s1", "override"))
     assert not again.ok        # acted on once; the re-run turn (an @override) surfaces nothing new
 
@@ -58,3 +60,5 @@ async def test_10_route_override_reruns_on_the_suggestion_and_ignore_dismisses_i
     dismissed = await client.request("router", RouteChoice("s1", "ignore"))
     assert dismissed.ok and dismissed.model is None
     assert daemon.store.events(turn_id=events[0].turn_id, type_="pattern.override_dismissed")
+    taught = [o for o in daemon.store.outcomes() if o.turn_id == events[0].turn_id]
+    assert [(o.model, o.score, o.source) for o in taught] == [("demo:swift", 1.0, "dismissal")]
