@@ -26,6 +26,8 @@ class VectorIndex:
         self._members: list[list[int]] = []
         self._member_arrays: dict[int, np.ndarray] = {}
         self._built_at = 0
+        self.deferred = False   # bulk loading: no clustering until finish_bulk() (one build, not log₂ n)
+        self._deferred_from = 0
 
     def __len__(self) -> int:
         return self._n
@@ -40,13 +42,32 @@ class VectorIndex:
             self._vecs = np.concatenate([self._vecs, np.zeros_like(self._vecs)])
         self._vecs[r] = vec
         self._n += 1
-        if self._centroids is not None:
+        if self._centroids is not None and not self.deferred:
             c = int(np.argmax(self._centroids @ vec))
             self._members[c].append(r)
             self._member_arrays.pop(c, None)
-        if self._n > self.exact_limit and self._n >= 2 * self._built_at:
+        if not self.deferred and self._n > self.exact_limit and self._n >= 2 * self._built_at:
             self._build()
         return r
+
+    def begin_bulk(self) -> None:
+        """Rows added from now on are searched only after :meth:`finish_bulk` (when clustered)."""
+        if not self.deferred:
+            self.deferred, self._deferred_from = True, self._n
+
+    def finish_bulk(self) -> None:
+        """End a bulk load: cluster once over everything added, or add the new rows to the clusters."""
+        if not self.deferred:
+            return
+        self.deferred = False
+        if self._n > self.exact_limit and self._n >= 2 * self._built_at:
+            self._build()
+        elif self._centroids is not None:
+            for lo in range(self._deferred_from, self._n, 8192):
+                hi = min(self._n, lo + 8192)
+                for r, c in zip(range(lo, hi), np.argmax(self._vecs[lo:hi] @ self._centroids.T, axis=1), strict=True):
+                    self._members[int(c)].append(r)
+                    self._member_arrays.pop(int(c), None)
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Row ids and similarities of (up to) the ``k`` most similar rows, unordered."""

@@ -88,6 +88,13 @@ class PatternStore:
         self._tot_cost[m] += row.cost_usd
         self._log.append((r, row.model, row.quality, row.cost_usd, row.workspace, row.at))
 
+    def begin_bulk(self) -> None:
+        """Many rows follow (a start-up load): cluster the index once at :meth:`finish_bulk`."""
+        self._index.begin_bulk()
+
+    def finish_bulk(self) -> None:
+        self._index.finish_bulk()
+
     def rows(self) -> Iterator[OutcomeRow]:
         vecs = self._index.vectors
         for r, model, quality, cost, workspace, at in self._log:

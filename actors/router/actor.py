@@ -98,6 +98,7 @@ class RouterActor(Actor):
             fresh = await trio.to_thread.run_sync(self.pattern_loader, live, chunk, abandon_on_cancel=True)
             if fresh:
                 store.cache_fingerprints(fresh)
+        await trio.to_thread.run_sync(live.finish_load, abandon_on_cancel=True)
         for outcome, vec in self._learned_while_loading:   # rated while we loaded: newer than `upto`
             live.add(outcome, vec)
         self._learned_while_loading.clear()

@@ -67,6 +67,7 @@ class LivePatterns:
         """Learn stored rows, reusing each cached fingerprint made by this store's fingerprinter;
         returns the fingerprints it had to compute, for the caller to cache in the database."""
         name, dim = self.store.fp.name, self.store.fp.dim
+        self.store.begin_bulk()
         fresh: NewFingerprints = []
         for r in rows:
             vec = None
@@ -84,6 +85,10 @@ class LivePatterns:
                 fresh.append((r.id, name, pack_vector(vec)))
             self.add(r.outcome, vec)
         return fresh
+
+    def finish_load(self) -> None:
+        """After the last :meth:`load_stored` chunk: build the search index once."""
+        self.store.finish_bulk()
 
     def source(self, candidates: Iterable[str] | None = None) -> PatternSource:
         allowed = tuple(candidates) if candidates is not None else None
