@@ -190,5 +190,6 @@ def unpack_vector(blob: bytes) -> np.ndarray:
     dim = int(np.frombuffer(body[:4], dtype="<u4")[0])
     nnz = (len(body) - 4) // 6
     out = np.zeros(dim, dtype=np.float32)
-    out[np.frombuffer(body[4:4 + 2 * nnz], dtype="<u2").astype(np.intp)] = np.frombuffer(body[4 + 2 * nnz:], dtype="<f4")
+    positions = np.frombuffer(body[4:4 + 2 * nnz], dtype="<u2").astype(np.intp)
+    out[positions] = np.frombuffer(body[4 + 2 * nnz:], dtype="<f4")
     return out

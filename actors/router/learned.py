@@ -13,7 +13,6 @@ from attrs import frozen
 
 from actors.patterns.fingerprint import pack_vector, unpack_vector
 from actors.patterns.store import PatternStore
-from actors.patterns.types import Recommendation
 from actors.router.chain import NoRecommendation, PatternSource
 from actors.router.context import TurnContext
 from actors.router.policy import DisagreementConfig, PatternConfig
@@ -93,7 +92,7 @@ class LivePatterns:
     def source(self, candidates: Iterable[str] | None = None) -> PatternSource:
         allowed = tuple(candidates) if candidates is not None else None
 
-        def recommend(ctx: TurnContext, cfg: PatternConfig) -> Recommendation | NoRecommendation:
+        def recommend(ctx: TurnContext, cfg: PatternConfig):   # → Recommendation | NoRecommendation
             if self.loading:
                 return NoRecommendation(LOADING_REASON)
             if len(self.store) == 0:

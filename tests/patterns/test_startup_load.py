@@ -35,8 +35,8 @@ async def test_first_turn_is_answered_while_the_store_is_still_loading(nursery, 
         return LivePatterns.load_stored(live, chunk)
 
     system = ActorSystem()
-    loader = PolicyLoader(str(tmp_path / "home" / "models.yaml"), str(tmp_path / "home" / "routing.yaml"), env=BOTH_KEYS)
-    home(tmp_path, ROUTING)
+    files = home(tmp_path, ROUTING)
+    loader = PolicyLoader(str(files / "models.yaml"), str(files / "routing.yaml"), env=BOTH_KEYS)
     await nursery.start(StubAvailability(system, {}).run)
     await nursery.start(StubCost(system, "0").run)
     router = RouterActor(system, loader, store=store, pattern_loader=held_loader)
