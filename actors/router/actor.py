@@ -210,7 +210,7 @@ class RouterActor(Actor):
                                  facts.cost_usd, time.time())
         self.learn(outcome)
         self.log.info("turn rated", turn_id=turn_id, model=facts.model, score=msg.score)
-        return TurnRated(turn_id, facts.model, msg.score, len(self.patterns.store))
+        return TurnRated(turn_id, facts.model, msg.score, len(self.patterns.store) + len(self._learned_while_loading))
 
     async def on_pattern_stats(self, env) -> PatternStats:
         return PatternStats(self.patterns.stats())

@@ -92,3 +92,9 @@ def test_a_fingerprint_of_another_kind_is_recomputed(tmp_path):
     store.cache_fingerprints([(r.id, "minilm", b"D" + bytes(4 * 384)) for r in rows])
     fresh = LivePatterns().load_stored(store.stored_outcomes(0, store.last_outcome_id()))
     assert [(i, name) for i, name, _ in fresh] == [(r.id, "hashed") for r in rows]
+
+
+def test_patterns_stats_says_the_store_is_still_loading():
+    from orchestrator.rating import render_stats
+    assert "still loading" in render_stats({"loading": True, "outcomes": 0}, as_json=False)
+    assert render_stats({"loading": False, "outcomes": 3, "models": {}}, as_json=False).startswith("outcomes: 3")
