@@ -68,7 +68,12 @@ class LivePatterns:
         name, dim = self.store.fp.name, self.store.fp.dim
         self.store.begin_bulk()
         fresh: NewFingerprints = []
+        vecs: list[np.ndarray] = []
+        kept: list[PatternOutcome] = []
         for r in rows:
+            o = r.outcome
+            if not o.text or not 0.0 <= o.score <= 1.0 or not o.cost_usd >= 0.0:
+                continue    # a corrupt row is skipped, never fatal
             vec = None
             if r.fp_name == name and r.fp:
                 try:
@@ -78,11 +83,13 @@ class LivePatterns:
                 if vec is not None and len(vec) != dim:
                     vec = None
             if vec is None:
-                if not r.outcome.text:
-                    continue
-                vec = self.store.fingerprint(r.outcome.text)
+                vec = self.store.fingerprint(o.text)
                 fresh.append((r.id, name, pack_vector(vec)))
-            self.add(r.outcome, vec)
+            vecs.append(vec)
+            kept.append(o)
+        if kept:
+            self.store.add_many(np.stack(vecs), [o.model for o in kept], [o.score for o in kept],
+                                [o.cost_usd for o in kept], [o.workspace or "" for o in kept], [o.at for o in kept])
         return fresh
 
     def finish_load(self) -> None:
