@@ -37,7 +37,7 @@ from actors.router.loader import PolicyLoader
 from actors.router.policy import RoutingPolicy, rule_rows
 from actors.router.skills import SkillCache
 from actors.router.validation import availability_from_snapshot
-from actors.runtime.store import PatternOutcome, Store, StoredOutcome
+from actors.runtime.store import PatternOutcome, StorageError, Store, StoredOutcome
 
 LOAD_CHUNK = 4096   # stored outcomes per start-up step: the loop serves turns between steps
 
@@ -89,6 +89,21 @@ class RouterActor(Actor):
         shared with threads) and learned in a worker thread; fingerprints computed for rows that had
         none are written back, so the next start-up only decodes them."""
         started = time.perf_counter()
+        try:
+            live = await self._read_patterns(store)
+        except (StorageError, ValueError, MemoryError) as exc:
+            # Learned advice is optional: routing goes on without it; new outcomes are still learned.
+            self.log.error("pattern store not loaded; slot 4 is off until a restart", error=str(exc))
+            live = LivePatterns()
+            live.load_error = str(exc)
+        for outcome, vec in self._learned_while_loading:   # rated while we loaded: newer than the load
+            live.add(outcome, vec)
+        self._learned_while_loading.clear()
+        self.patterns = live
+        self.patterns_loaded.set()
+        self.log.info("pattern store loaded", outcomes=len(live.store), seconds=round(time.perf_counter() - started, 2))
+
+    async def _read_patterns(self, store: Store) -> LivePatterns:
         live, upto, after = LivePatterns(), store.last_outcome_id(), 0
         while after < upto:
             chunk: list[StoredOutcome] = store.stored_outcomes(after, min(upto, after + LOAD_CHUNK))
@@ -97,14 +112,12 @@ class RouterActor(Actor):
                 continue
             fresh = await trio.to_thread.run_sync(self.pattern_loader, live, chunk, abandon_on_cancel=True)
             if fresh:
-                store.cache_fingerprints(fresh)
+                try:
+                    store.cache_fingerprints(fresh)
+                except StorageError as exc:   # only a cache: the next start recomputes them
+                    self.log.warning("fingerprints not cached", error=str(exc))
         await trio.to_thread.run_sync(live.finish_load, abandon_on_cancel=True)
-        for outcome, vec in self._learned_while_loading:   # rated while we loaded: newer than `upto`
-            live.add(outcome, vec)
-        self._learned_while_loading.clear()
-        self.patterns = live
-        self.patterns_loaded.set()
-        self.log.info("pattern store loaded", outcomes=len(live.store), seconds=round(time.perf_counter() - started, 2))
+        return live
 
     def learn(self, outcome: PatternOutcome) -> None:
         """Store an outcome (with its fingerprint) and learn it now — or once the start-up load is done."""

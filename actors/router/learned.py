@@ -39,6 +39,7 @@ class LivePatterns:
         self.store = store if store is not None else PatternStore()
         self.clock = clock
         self.loading = False    # True while the start-up load runs: slot 4 answers not_applicable
+        self.load_error: str | None = None   # the start-up load failed: said in the trace while empty
 
     @classmethod
     def from_outcomes(cls, outcomes: Iterable[PatternOutcome]) -> LivePatterns:
@@ -103,6 +104,8 @@ class LivePatterns:
             if self.loading:
                 return NoRecommendation(LOADING_REASON)
             if len(self.store) == 0:
+                if self.load_error:
+                    return NoRecommendation(f"pattern store not loaded ({self.load_error}); see the daemon log")
                 return NoRecommendation("no rated outcomes yet (`orchestrator rate`)")
             cands = [m for m in self.store.models if allowed is None or m in allowed]
             if not cands:

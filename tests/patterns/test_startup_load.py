@@ -98,3 +98,24 @@ def test_patterns_stats_says_the_store_is_still_loading():
     from orchestrator.rating import render_stats
     assert "still loading" in render_stats({"loading": True, "outcomes": 0}, as_json=False)
     assert render_stats({"loading": False, "outcomes": 3, "models": {}}, as_json=False).startswith("outcomes: 3")
+
+
+async def test_a_failed_load_leaves_routing_on_and_says_why(nursery, tmp_path):
+    store = Store(tmp_path / "state.db")
+    rated(store, OPUS, 1.0, 0.05)
+
+    def broken_loader(live, chunk):
+        raise ValueError("fingerprint table damaged")
+
+    system = ActorSystem()
+    files = home(tmp_path, ROUTING)
+    loader = PolicyLoader(str(files / "models.yaml"), str(files / "routing.yaml"), env=BOTH_KEYS)
+    await nursery.start(StubAvailability(system, {}).run)
+    await nursery.start(StubCost(system, "0").run)
+    router = RouterActor(system, loader, store=store, pattern_loader=broken_loader)
+    await nursery.start(router.run)
+    await router.patterns_loaded.wait()
+    route = await ask(system)
+    entry = pattern_entry(route)
+    assert entry.verdict.value == "not_applicable" and "fingerprint table damaged" in entry.reason
+    assert route.chosen_model == SONNET
