@@ -119,3 +119,22 @@ async def test_a_failed_load_leaves_routing_on_and_says_why(nursery, tmp_path):
     entry = pattern_entry(route)
     assert entry.verdict.value == "not_applicable" and "fingerprint table damaged" in entry.reason
     assert route.chosen_model == SONNET
+
+
+def test_a_database_from_before_the_fingerprint_columns_is_upgraded_on_open(tmp_path):
+    import sqlite3
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE pattern_outcomes (id INTEGER PRIMARY KEY AUTOINCREMENT, turn_id TEXT, session_id TEXT, "
+                "workspace TEXT, text TEXT NOT NULL, model TEXT NOT NULL, score REAL NOT NULL, cost_usd REAL NOT NULL, "
+                "at REAL NOT NULL)")
+    con.execute("INSERT INTO pattern_outcomes (turn_id, text, model, score, cost_usd, at) "
+                "VALUES ('t1', 'fix the parser', 'm', 1.0, 0.01, 5.0)")
+    con.commit()
+    con.close()
+    store = Store(db)
+    [row] = store.stored_outcomes(0, store.last_outcome_id())
+    assert (row.outcome.source, row.fp_name, row.fp) == ("rating", None, None)
+    fresh = LivePatterns().load_stored([row])
+    store.cache_fingerprints(fresh)
+    assert store.stored_outcomes(0, 1)[0].fp_name == "hashed"
