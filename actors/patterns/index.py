@@ -23,8 +23,9 @@ class VectorIndex:
         self._vecs = np.zeros((64, dim), dtype=np.float32)
         self._n = 0
         self._centroids: np.ndarray | None = None
-        self._members: list[list[int]] = []
-        self._member_arrays: dict[int, np.ndarray] = {}
+        self._clustered: list[np.ndarray] = []       # per cluster: its rows at the last build
+        self._members: list[list[int]] = []          # per cluster: rows added since
+        self._member_arrays: dict[int, np.ndarray] = {}   # per cluster: both, concatenated (cache)
         self._built_at = 0
         self.deferred = False   # bulk loading: no clustering until finish_bulk() (one build, not log₂ n)
         self._deferred_from = 0
@@ -86,7 +87,10 @@ class VectorIndex:
     def _members_of(self, c: int) -> np.ndarray:
         arr = self._member_arrays.get(c)
         if arr is None:
-            arr = self._member_arrays[c] = np.array(self._members[c], dtype=np.intp)
+            extra = self._members[c]
+            arr = self._clustered[c] if not extra else np.concatenate(
+                [self._clustered[c], np.array(extra, dtype=np.intp)])
+            self._member_arrays[c] = arr
         return arr
 
     def _build(self) -> None:
@@ -106,7 +110,8 @@ class VectorIndex:
                                for lo in range(0, n, 8192)])
         order = np.argsort(full, kind="stable")
         bounds = np.searchsorted(full[order], np.arange(nlist + 1))
-        self._members = [order[bounds[c]:bounds[c + 1]].tolist() for c in range(nlist)]
+        self._clustered = [order[bounds[c]:bounds[c + 1]].astype(np.intp) for c in range(nlist)]
+        self._members = [[] for _ in range(nlist)]
         self._member_arrays = {}
         self._centroids = centroids
         self._built_at = n

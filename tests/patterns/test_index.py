@@ -39,7 +39,7 @@ def test_every_row_belongs_to_exactly_one_cluster_after_rebuilds():
     ix = VectorIndex(16, exact_limit=100)
     for r in unit_rows(1000, 16, 4):
         ix.add(r)
-    members = sorted(m for cluster in ix._members for m in cluster)
+    members = sorted(int(m) for c in range(len(ix._members)) for m in ix._members_of(c))
     assert members == list(range(1000))
 
 
