@@ -216,7 +216,8 @@ def routerbench(fingerprint: str = "hashed", via_cli: bool = False, text_column:
     for p in test:
         groups.setdefault(p["category"], set()).add(p["prompt_id"])
     rng = random.Random(0)
-    result: dict[str, object] = {"fingerprint": fingerprint, "text_column": text_column, "groups": {}}
+    result: dict[str, object] = {"fingerprint": fingerprint, "text_column": text_column, "weights": tuple(weights),
+                                 "groups": {}}
     for g, ids in groups.items():
         singles = single_points(ids, outcomes, models)
         max_x = max(c for c, _ in singles.values())
@@ -237,11 +238,17 @@ def routerbench(fingerprint: str = "hashed", via_cli: bool = False, text_column:
 
 
 def print_routerbench(r: dict[str, object]) -> None:
-    print(f"RouterBench subset, test split — fingerprint {r['fingerprint']}, text {r['text_column']}")
+    print(f"RouterBench subset, test split — fingerprint {r['fingerprint']}, text {r['text_column']}, "
+          f"{len(r['weights'])} cost weights")   # type: ignore[arg-type]
     for g, v in r["groups"].items():   # type: ignore[attr-defined]
         print(f"  {g:14s} n={v['n']:4d}  AIQ {v['aiq']:.4f}  zero {v['zero_aiq']:.4f}  random {v['random_aiq']:.4f}"
-              f"  Δ {v['aiq'] - v['zero_aiq']:+.4f}  pattern share " +
-              " ".join(f"{s:.2f}" for s in v["pattern_share"].values()))
+              f"  Δ {v['aiq'] - v['zero_aiq']:+.4f}  pattern share " + _shares(list(v["pattern_share"].values())))
+
+
+def _shares(shares: list[float]) -> str:
+    if len(shares) <= 10:
+        return " ".join(f"{s:.2f}" for s in shares)
+    return f"min {min(shares):.2f} mean {float(np.mean(shares)):.2f}"
 
 
 def _two_model_summary(lines: list[dict[str, object]], groups: dict[str, set[str]], outcomes: Outcomes,
@@ -423,7 +430,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for what in todo:
         print(f"[{what}] load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
         if what == "routerbench":
-            r = results[what] = routerbench(a.fingerprint, a.via_cli)
+            # The 8 default weights (DESIGN §4.7), then the dense sweep RouterBench's AIQ assumes (the
+            # router's trade-off swept finely; the zero router has 11 single-model points) — the
+            # same sweep the two-model evaluations use.
+            print_routerbench(routerbench(a.fingerprint, a.via_cli))
+            r = results[what] = routerbench(a.fingerprint, a.via_cli, weights=SWEEP)
             print_routerbench(r)
             if a.plots:
                 plot_routerbench(r, a.plots / f"patterns_routerbench{suffix}.png")

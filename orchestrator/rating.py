@@ -45,6 +45,9 @@ async def stats(client) -> dict:
 def render_stats(s: dict, as_json: bool) -> str:
     if as_json:
         return json.dumps(s, default=str)
+    if s.get("loading"):
+        return ("the pattern store is still loading its outcomes from the state database (the router "
+                "answers turns meanwhile; slot 4 says \"pattern store loading\"); try again shortly")
     lines = [f"outcomes: {s.get('outcomes', 0)} ({s.get('distinct_texts', 0)} distinct texts)",
              f"fingerprint: {s.get('fingerprint', '?')}"]
     models = s.get("models") or {}

@@ -163,3 +163,33 @@ def make_fingerprinter(name: str = DEFAULT_FINGERPRINT) -> Fingerprinter:
     except KeyError:
         raise ValueError(f"unknown fingerprint {name!r} (known: {', '.join(sorted(FINGERPRINTS))})") from None
     return factory()
+
+
+# --- a fingerprint's bytes in the state database ---------------------------------------------------
+# The hashed fingerprint of a chat message is sparse (a few hundred of 512 buckets): stored as
+# uint16 positions + float32 values it takes a fraction of the dense bytes, and decodes to the
+# exact same vector (so identical texts still share a store row). Dense vectors (minilm) are
+# stored as they are. One tag byte says which.
+_DENSE, _SPARSE = b"D", b"S"
+
+
+def pack_vector(vec: np.ndarray) -> bytes:
+    vec = np.asarray(vec, dtype=np.float32)
+    nz = np.flatnonzero(vec)
+    if len(nz) * 6 < vec.nbytes and len(vec) <= 65536:
+        return _SPARSE + np.uint32(len(vec)).tobytes() + nz.astype("<u2").tobytes() + vec[nz].astype("<f4").tobytes()
+    return _DENSE + vec.astype("<f4").tobytes()
+
+
+def unpack_vector(blob: bytes) -> np.ndarray:
+    tag, body = blob[:1], blob[1:]
+    if tag == _DENSE:
+        return np.frombuffer(body, dtype="<f4").astype(np.float32)
+    if tag != _SPARSE or len(body) < 4 or (len(body) - 4) % 6:
+        raise ValueError("not a packed fingerprint")
+    dim = int(np.frombuffer(body[:4], dtype="<u4")[0])
+    nnz = (len(body) - 4) // 6
+    out = np.zeros(dim, dtype=np.float32)
+    positions = np.frombuffer(body[4:4 + 2 * nnz], dtype="<u2").astype(np.intp)
+    out[positions] = np.frombuffer(body[4 + 2 * nnz:], dtype="<f4")
+    return out

@@ -23,9 +23,12 @@ class VectorIndex:
         self._vecs = np.zeros((64, dim), dtype=np.float32)
         self._n = 0
         self._centroids: np.ndarray | None = None
-        self._members: list[list[int]] = []
-        self._member_arrays: dict[int, np.ndarray] = {}
+        self._clustered: list[np.ndarray] = []       # per cluster: its rows at the last build
+        self._members: list[list[int]] = []          # per cluster: rows added since
+        self._member_arrays: dict[int, np.ndarray] = {}   # per cluster: both, concatenated (cache)
         self._built_at = 0
+        self.deferred = False   # bulk loading: no clustering until finish_bulk() (one build, not log₂ n)
+        self._deferred_from = 0
 
     def __len__(self) -> int:
         return self._n
@@ -40,13 +43,32 @@ class VectorIndex:
             self._vecs = np.concatenate([self._vecs, np.zeros_like(self._vecs)])
         self._vecs[r] = vec
         self._n += 1
-        if self._centroids is not None:
+        if self._centroids is not None and not self.deferred:
             c = int(np.argmax(self._centroids @ vec))
             self._members[c].append(r)
             self._member_arrays.pop(c, None)
-        if self._n > self.exact_limit and self._n >= 2 * self._built_at:
+        if not self.deferred and self._n > self.exact_limit and self._n >= 2 * self._built_at:
             self._build()
         return r
+
+    def begin_bulk(self) -> None:
+        """Rows added from now on are searched only after :meth:`finish_bulk` (when clustered)."""
+        if not self.deferred:
+            self.deferred, self._deferred_from = True, self._n
+
+    def finish_bulk(self) -> None:
+        """End a bulk load: cluster once over everything added, or add the new rows to the clusters."""
+        if not self.deferred:
+            return
+        self.deferred = False
+        if self._n > self.exact_limit and self._n >= 2 * self._built_at:
+            self._build()
+        elif self._centroids is not None:
+            for lo in range(self._deferred_from, self._n, 8192):
+                hi = min(self._n, lo + 8192)
+                for r, c in zip(range(lo, hi), np.argmax(self._vecs[lo:hi] @ self._centroids.T, axis=1), strict=True):
+                    self._members[int(c)].append(r)
+                    self._member_arrays.pop(int(c), None)
 
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Row ids and similarities of (up to) the ``k`` most similar rows, unordered."""
@@ -65,7 +87,10 @@ class VectorIndex:
     def _members_of(self, c: int) -> np.ndarray:
         arr = self._member_arrays.get(c)
         if arr is None:
-            arr = self._member_arrays[c] = np.array(self._members[c], dtype=np.intp)
+            extra = self._members[c]
+            arr = self._clustered[c] if not extra else np.concatenate(
+                [self._clustered[c], np.array(extra, dtype=np.intp)])
+            self._member_arrays[c] = arr
         return arr
 
     def _build(self) -> None:
@@ -85,7 +110,8 @@ class VectorIndex:
                                for lo in range(0, n, 8192)])
         order = np.argsort(full, kind="stable")
         bounds = np.searchsorted(full[order], np.arange(nlist + 1))
-        self._members = [order[bounds[c]:bounds[c + 1]].tolist() for c in range(nlist)]
+        self._clustered = [order[bounds[c]:bounds[c + 1]].astype(np.intp) for c in range(nlist)]
+        self._members = [[] for _ in range(nlist)]
         self._member_arrays = {}
         self._centroids = centroids
         self._built_at = n

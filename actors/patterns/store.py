@@ -88,6 +88,38 @@ class PatternStore:
         self._tot_cost[m] += row.cost_usd
         self._log.append((r, row.model, row.quality, row.cost_usd, row.workspace, row.at))
 
+    def add_many(self, vecs: np.ndarray, models: Sequence[str], quality: Sequence[float], cost_usd: Sequence[float],
+                 workspaces: Sequence[str], at: Sequence[float]) -> None:
+        """Many fingerprinted outcomes at once (a start-up load): the same as :meth:`add_outcome` per
+        row, with the per-model aggregates updated in a few array operations."""
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        q, c, t = (np.asarray(a, dtype=np.float64) for a in (quality, cost_usd, at))
+        n = len(vecs)
+        if vecs.ndim != 2 or vecs.shape[1] != self.fp.dim or not len(models) == len(workspaces) == len(q) == len(c) \
+                == len(t) == n:
+            raise ValueError(f"add_many needs {n} aligned rows of {self.fp.dim}-d fingerprints")
+        if not (((q >= 0.0) & (q <= 1.0)).all() and (c >= 0.0).all()):
+            raise ValueError("outcome out of range: quality (0..1), cost (≥ 0)")
+        if n == 0:
+            return
+        rows = np.fromiter((self._row(v.tobytes()) for v in vecs), dtype=np.intp, count=n)
+        ms = np.fromiter((self._model(m) for m in models), dtype=np.intp, count=n)
+        np.add.at(self._count, (rows, ms), 1.0)
+        np.add.at(self._qsum, (rows, ms), q)
+        np.maximum.at(self._at, rows, t)
+        k = len(self._tot_count)
+        self._tot_count += np.bincount(ms, minlength=k)[:k]
+        self._tot_q += np.bincount(ms, weights=q, minlength=k)[:k]
+        self._tot_cost += np.bincount(ms, weights=c, minlength=k)[:k]
+        self._log.extend(zip(rows.tolist(), models, q.tolist(), c.tolist(), workspaces, t.tolist(), strict=True))
+
+    def begin_bulk(self) -> None:
+        """Many rows follow (a start-up load): cluster the index once at :meth:`finish_bulk`."""
+        self._index.begin_bulk()
+
+    def finish_bulk(self) -> None:
+        self._index.finish_bulk()
+
     def rows(self) -> Iterator[OutcomeRow]:
         vecs = self._index.vectors
         for r, model, quality, cost, workspace, at in self._log:

@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 from decimal import Decimal
 
+import numpy as np
 import trio
 
 from protocol import events as ev
@@ -27,18 +28,21 @@ import attrs
 
 from actors.availability.state import iso_utc
 from actors.config.registry import effective_effort
+from actors.patterns.fingerprint import pack_vector
 from actors.runtime.kernel import Actor, RequestTimeout
 from actors.router import texts
 from actors.router.chain import RoutingEngine
 from actors.router.context import TurnContext
-from actors.router.learned import LivePatterns, PendingSuggestions, surfaced_suggestion
+from actors.router.learned import LivePatterns, PendingSuggestions, choice_outcome, surfaced_suggestion
 from actors.router.loader import PolicyLoader
 from actors.router.rolestep import WAITING_APPROVAL
 from actors.router.override import Override
 from actors.router.policy import RoutingPolicy, rule_rows
 from actors.router.skills import SkillCache
 from actors.router.validation import availability_from_snapshot
-from actors.runtime.store import PatternOutcome, Store
+from actors.runtime.store import PatternOutcome, StorageError, Store, StoredOutcome
+
+LOAD_CHUNK = 4096   # stored outcomes per start-up step: the loop serves turns between steps
 
 def policy_invalid_banner(errors: tuple[str, ...]) -> str:
     """Names the broken file (models.yaml or routing.yaml), its first error and the CLI command."""
@@ -57,7 +61,7 @@ class RouterActor(Actor):
     name = "router"
 
     def __init__(self, system, loader: PolicyLoader, *, store: Store | None = None, availability: str = "availability",
-                 cost: str = "cost", env=None, pattern=None):
+                 cost: str = "cost", env=None, pattern=None, pattern_loader=None):
         super().__init__(system)
         self.loader = loader
         self.store = store
@@ -66,17 +70,68 @@ class RouterActor(Actor):
         self.env = env
         self.pattern = pattern    # a fixed pattern source (tests); else the live store below
         self.patterns = LivePatterns()
+        # Learns one chunk of stored rows in a worker thread (LivePatterns.load_stored); injectable
+        # so a test can hold the load open and see turns served meanwhile.
+        self.pattern_loader = pattern_loader or LivePatterns.load_stored
+        self.patterns_loaded = trio.Event()
+        self._learned_while_loading: list[tuple[PatternOutcome, np.ndarray]] = []
         self.pending = PendingSuggestions()
         self.skills = SkillCache()
         self.waiting: dict[tuple[str, str | None], dict] = {}   # role dispatches waiting for approval
 
     async def setup(self, nursery) -> None:
         self.engine()   # load now, so an invalid config is logged at start, not at the first turn
-        if self.store is not None and self.pattern is None:
-            rows = self.store.outcomes()
-            # Fingerprinting thousands of texts takes a while: off the event loop.
-            self.patterns = await trio.to_thread.run_sync(LivePatterns.from_outcomes, rows)
-            self.log.info("pattern store loaded", outcomes=len(self.patterns.store))
+        if self.store is not None and self.pattern is None and self.store.last_outcome_id() > 0:
+            self.patterns.loading = True
+            nursery.start_soon(self._load_patterns, self.store)
+        else:
+            self.patterns_loaded.set()
+
+    async def _load_patterns(self, store: Store) -> None:
+        """Build the store from the whole table in the background; turns are served meanwhile (slot 4
+        says "pattern store loading"). Rows are read in chunks on the loop (the connection is not
+        shared with threads) and learned in a worker thread; fingerprints computed for rows that had
+        none are written back, so the next start-up only decodes them."""
+        started = time.perf_counter()
+        try:
+            live = await self._read_patterns(store)
+        except (StorageError, ValueError, MemoryError) as exc:
+            # Learned advice is optional: routing goes on without it; new outcomes are still learned.
+            self.log.error("pattern store not loaded; slot 4 is off until a restart", error=str(exc))
+            live = LivePatterns()
+            live.load_error = str(exc)
+        for outcome, vec in self._learned_while_loading:   # rated while we loaded: newer than the load
+            live.add(outcome, vec)
+        self._learned_while_loading.clear()
+        self.patterns = live
+        self.patterns_loaded.set()
+        self.log.info("pattern store loaded", outcomes=len(live.store), seconds=round(time.perf_counter() - started, 2))
+
+    async def _read_patterns(self, store: Store) -> LivePatterns:
+        live, upto, after = LivePatterns(), store.last_outcome_id(), 0
+        while after < upto:
+            chunk: list[StoredOutcome] = store.stored_outcomes(after, min(upto, after + LOAD_CHUNK))
+            after = min(upto, after + LOAD_CHUNK)
+            if not chunk:
+                continue
+            fresh = await trio.to_thread.run_sync(self.pattern_loader, live, chunk, abandon_on_cancel=True)
+            if fresh:
+                try:
+                    store.cache_fingerprints(fresh)
+                except StorageError as exc:   # only a cache: the next start recomputes them
+                    self.log.warning("fingerprints not cached", error=str(exc))
+        await trio.to_thread.run_sync(live.finish_load, abandon_on_cancel=True)
+        return live
+
+    def learn(self, outcome: PatternOutcome) -> None:
+        """Store an outcome (with its fingerprint) and learn it now — or once the start-up load is done."""
+        assert self.store is not None
+        vec = self.patterns.fingerprint(outcome.text)
+        self.store.record_outcome(outcome, self.patterns.fingerprint_name, pack_vector(vec))
+        if self.patterns.loading:
+            self._learned_while_loading.append((outcome, vec))
+        else:
+            self.patterns.add(outcome, vec)
 
     def handlers(self):
         return {DecideRoute: self.on_decide, ShowRules: self.on_show_rules, ReloadRules: self.on_reload,
@@ -153,6 +208,7 @@ class RouterActor(Actor):
             result = RouteChoiceResult(True, f"re-running the turn on {s.to_model}", s.to_model, s.text)
         if self.store is not None:
             self.store.record_event(msg.session_id, s.turn_id, event.TYPE, event_to_json_obj(event))
+            self.learn(choice_outcome(s, msg.action, self.store.turn_facts(s.turn_id), time.time()))
         self.log.info(event.TYPE, session_id=msg.session_id, turn_id=s.turn_id)
         return result
 
@@ -173,13 +229,12 @@ class RouterActor(Actor):
             return Failure("unrateable_turn", f"turn {turn_id!r} has no model or no user text to learn from")
         outcome = PatternOutcome(turn_id, facts.session_id, facts.workspace, facts.text, facts.model, msg.score,
                                  facts.cost_usd, time.time())
-        self.store.record_outcome(outcome)
-        self.patterns.add(outcome)
+        self.learn(outcome)
         self.log.info("turn rated", turn_id=turn_id, model=facts.model, score=msg.score)
-        return TurnRated(turn_id, facts.model, msg.score, len(self.patterns.store))
+        return TurnRated(turn_id, facts.model, msg.score, len(self.patterns.store) + len(self._learned_while_loading))
 
     async def on_pattern_stats(self, env) -> PatternStats:
-        return PatternStats(self.patterns.store.stats())
+        return PatternStats(self.patterns.stats())
 
     async def on_resolve_model(self, env) -> ModelResolved:
         return ModelResolved(env.body.name, self.resolve_model_name(env.body.name))

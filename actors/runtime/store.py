@@ -90,9 +90,14 @@ CREATE TABLE IF NOT EXISTS pattern_outcomes (
     model TEXT NOT NULL,
     score REAL NOT NULL,
     cost_usd REAL NOT NULL,
-    at REAL NOT NULL
+    at REAL NOT NULL,
+    source TEXT NOT NULL DEFAULT 'rating',
+    fp_name TEXT,
+    fp BLOB
 );
 """
+# Columns added to pattern_outcomes after it first shipped (a database made before gets them at open).
+_PATTERN_OUTCOME_COLUMNS = {"source": "TEXT NOT NULL DEFAULT 'rating'", "fp_name": "TEXT", "fp": "BLOB"}
 
 
 class StorageError(Exception):
@@ -169,8 +174,8 @@ class CostRow:
 
 @attrs.frozen
 class PatternOutcome:
-    """One rated turn (issue 14): the text, not a fingerprint, so a store of any fingerprint can be
-    rebuilt from these rows."""
+    """One outcome (issue 14): the text, so a store of any fingerprint can be rebuilt from these rows;
+    ``source`` says where the score came from (``rating``, ``override``, ``dismissal``)."""
     turn_id: str | None
     session_id: str | None
     workspace: str | None
@@ -179,6 +184,17 @@ class PatternOutcome:
     score: float
     cost_usd: float
     at: float
+    source: str = "rating"
+
+
+@attrs.frozen
+class StoredOutcome:
+    """A pattern_outcomes row as the router loads it: the outcome, its row id, and the fingerprint
+    cached under ``fp_name`` (None when not computed yet) so start-up need not re-fingerprint."""
+    id: int
+    outcome: PatternOutcome
+    fp_name: str | None
+    fp: bytes | None
 
 
 @attrs.frozen
@@ -225,6 +241,7 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
+        self._migrate_pattern_outcomes()
         self._next_seq: dict[str, int] = {}
 
     def close(self) -> None:
@@ -355,15 +372,49 @@ class Store:
 
     # --- pattern outcomes (issue 14) ------------------------------------------------------------
 
-    def record_outcome(self, o: PatternOutcome) -> None:
-        self.db.execute("INSERT INTO pattern_outcomes (turn_id, session_id, workspace, text, model, score, "
-                        "cost_usd, at) VALUES (?,?,?,?,?,?,?,?)",
-                        (o.turn_id, o.session_id, o.workspace, o.text, o.model, o.score, o.cost_usd, o.at))
+    def _migrate_pattern_outcomes(self) -> None:
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(pattern_outcomes)")}
+        for name, decl in _PATTERN_OUTCOME_COLUMNS.items():
+            if name not in have:
+                self.db.execute(f"ALTER TABLE pattern_outcomes ADD COLUMN {name} {decl}")
+
+    def record_outcome(self, o: PatternOutcome, fp_name: str | None = None, fp: bytes | None = None) -> int:
+        cur = self.db.execute(
+            "INSERT INTO pattern_outcomes (turn_id, session_id, workspace, text, model, score, cost_usd, at, source, "
+            "fp_name, fp) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (o.turn_id, o.session_id, o.workspace, o.text, o.model, o.score, o.cost_usd, o.at, o.source, fp_name, fp))
+        return int(cur.lastrowid or 0)
+
+    def record_outcomes(self, rows: Iterable[tuple[PatternOutcome, str | None, bytes | None]]) -> None:
+        """Many outcomes in one transaction (imports, benchmarks)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO pattern_outcomes (turn_id, session_id, workspace, text, model, score, cost_usd, at, "
+                "source, fp_name, fp) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                ((o.turn_id, o.session_id, o.workspace, o.text, o.model, o.score, o.cost_usd, o.at, o.source, n, f)
+                 for o, n, f in rows))
 
     def outcomes(self) -> list[PatternOutcome]:
         return [PatternOutcome(*r) for r in self.db.execute(
-            "SELECT turn_id, session_id, workspace, text, model, score, cost_usd, at FROM pattern_outcomes "
+            "SELECT turn_id, session_id, workspace, text, model, score, cost_usd, at, source FROM pattern_outcomes "
             "ORDER BY id")]
+
+    def last_outcome_id(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM pattern_outcomes").fetchone()[0])
+
+    def stored_outcomes(self, after_id: int, upto_id: int) -> list[StoredOutcome]:
+        """The rows with ``after_id < id ≤ upto_id``, with cached fingerprints (the router's start-up load)."""
+        return [StoredOutcome(r[0], PatternOutcome(*r[1:10]), r[10], r[11]) for r in self.db.execute(
+            "SELECT id, turn_id, session_id, workspace, text, model, score, cost_usd, at, source, fp_name, fp "
+            "FROM pattern_outcomes WHERE id>? AND id<=? ORDER BY id", (after_id, upto_id))]
+
+    def cache_fingerprints(self, rows: Iterable[tuple[int, str, bytes]]) -> None:
+        """Store computed fingerprints so the next start-up reads them instead of recomputing."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("UPDATE pattern_outcomes SET fp_name=?, fp=? WHERE id=?",
+                                ((name, fp, i) for i, name, fp in rows))
 
     def turn_facts(self, turn_id: str) -> TurnFacts | None:
         """The turn's session, model, first user message text and ledger cost; None for an unknown turn."""

@@ -90,3 +90,13 @@ def test_minilm_fingerprint_embeds_offline_or_says_how_to_install_it(monkeypatch
     assert v.shape == (3, fp.dim) == (3, 384)
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
     assert float(v[0] @ v[1]) > float(v[0] @ v[2])
+
+
+def test_a_packed_fingerprint_unpacks_to_the_same_vector():
+    from actors.patterns.fingerprint import HashedFingerprinter, pack_vector, unpack_vector
+    fp = HashedFingerprinter()
+    for text in ("fix the flaky parser test", "", "word " * 3000 + " ".join(f"w{i}" for i in range(900))):
+        vec = fp(text)
+        assert np.array_equal(unpack_vector(pack_vector(vec)), vec)
+    dense = np.linspace(-1, 1, 384, dtype=np.float32)
+    assert pack_vector(dense)[:1] == b"D" and np.array_equal(unpack_vector(pack_vector(dense)), dense)

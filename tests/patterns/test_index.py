@@ -39,5 +39,33 @@ def test_every_row_belongs_to_exactly_one_cluster_after_rebuilds():
     ix = VectorIndex(16, exact_limit=100)
     for r in unit_rows(1000, 16, 4):
         ix.add(r)
-    members = sorted(m for cluster in ix._members for m in cluster)
+    members = sorted(int(m) for c in range(len(ix._members)) for m in ix._members_of(c))
     assert members == list(range(1000))
+
+
+def test_a_bulk_load_clusters_once_and_finds_every_row():
+    ix = VectorIndex(64, exact_limit=300, nprobe=4)
+    rows = unit_rows(2000, 64, 4)
+    ix.begin_bulk()
+    for r in rows:
+        ix.add(r)
+    assert ix._centroids is None          # no clustering while the load runs
+    ix.finish_bulk()
+    assert ix._centroids is not None and ix._built_at == 2000
+    for i in (0, 777, 1999):
+        assert i in ix.search(rows[i], k=5)[0].tolist()
+
+
+def test_a_bulk_load_onto_a_clustered_index_joins_the_existing_clusters():
+    ix = VectorIndex(64, exact_limit=300, nprobe=4)
+    rows = unit_rows(1100, 64, 5)
+    for r in rows[:700]:
+        ix.add(r)
+    built = ix._built_at
+    ix.begin_bulk()
+    for r in rows[700:]:
+        ix.add(r)
+    ix.finish_bulk()
+    assert ix._built_at == built == 602    # 1100 < 2 × the last build: no re-clustering
+    for i in (700, 901, 1099):
+        assert i in ix.search(rows[i], k=5)[0].tolist()

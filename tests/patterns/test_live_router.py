@@ -31,7 +31,9 @@ async def start(nursery, home: Path, store: Store):
     loader = PolicyLoader(str(home / "models.yaml"), str(home / "routing.yaml"), env=BOTH_KEYS)
     await nursery.start(StubAvailability(system, {}).run)
     await nursery.start(StubCost(system, "0").run)
-    await nursery.start(RouterActor(system, loader, store=store).run)
+    router = RouterActor(system, loader, store=store)
+    await nursery.start(router.run)
+    await router.patterns_loaded.wait()
     return system
 
 

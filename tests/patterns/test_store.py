@@ -160,3 +160,21 @@ def test_nonsense_parameters_are_refused():
     for bad in ({"k": 0}, {"alpha": -1.0}, {"cost_scale": "cubic"}, {"half_life_days": 0.0}):
         with pytest.raises(ValueError, match="invalid pattern store parameters"):
             StoreParams(**bad)
+
+
+def test_add_many_learns_exactly_what_one_row_at_a_time_learns():
+    from actors.patterns.store import PatternStore
+    rng = np.random.default_rng(3)
+    texts = [f"refactor the parser module step {i % 7}" for i in range(40)]     # repeats share a row
+    models = [f"m{i % 6}" for i in range(40)]                                  # > 4 models: the tables grow
+    quality = rng.random(40).round(2).tolist()
+    cost = (rng.random(40) / 100).tolist()
+    one, many = PatternStore(), PatternStore()
+    for i in range(40):
+        one.add_outcome(texts[i], models[i], quality[i], cost[i], workspace="w", at=float(i))
+    many.add_many(np.stack([many.fingerprint(t) for t in texts]), models, quality, cost, ["w"] * 40,
+                  [float(i) for i in range(40)])
+    assert one.stats() == many.stats()
+    assert list(one.rows()) == list(many.rows())
+    probe = "refactor the parser module step 3"
+    assert one.explain(probe, min_sample_size=1) == many.explain(probe, min_sample_size=1)
