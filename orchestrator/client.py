@@ -88,19 +88,31 @@ class Client:
                         await chan.send(env.body.event)
 
     async def request(self, actor: str, body: Any, *, timeout: float = 30.0) -> Any:
-        """Send a command to a daemon actor; a ``Failure`` reply raises ``RemoteError``."""
+        """Send a command to a daemon actor; a ``Failure`` reply raises ``RemoteError``.
+
+        ``timeout`` bounds silence, not the wait: when it passes without the reply, the daemon is
+        pinged (bounded by ``timeout`` too) and, if it answers, the request stays pending. A busy
+        daemon under load answers late; only one that stopped answering is reported.
+        """
         env = Envelope(body, actor, self.address, new_id())
         pending = self._pending[env.msg_id] = _Pending()
+        window = timeout if math.isfinite(timeout) else math.inf
         try:
-            with trio.fail_after(timeout if math.isfinite(timeout) else math.inf):
-                frames = [encode(env)]
+            frames = [encode(env)]
+            with trio.fail_after(window):
                 await trio.lowlevel.checkpoint_if_cancelled()
                 try:
                     self._sock.send_nowait(frames)  # no schedule point: we wait for the reply next
                 except trio.WouldBlock:
                     await self._sock.send(frames)
-                await pending.event.wait()
-                reply = pending.reply
+            while True:
+                with trio.move_on_after(window):
+                    await pending.event.wait()
+                    break
+                if isinstance(body, Ping):
+                    raise trio.TooSlowError
+                await self._ping_once(window)  # alive: keep waiting for the (late) reply
+            reply = pending.reply
         except trio.TooSlowError:
             raise DaemonUnreachable(f"no answer from the daemon at {self.endpoint} within {timeout:g}s") from None
         finally:
@@ -108,6 +120,12 @@ class Client:
         if isinstance(reply, Failure):
             raise RemoteError(reply.code, reply.message, reply.details)
         return reply
+
+    async def _ping_once(self, timeout: float) -> None:
+        try:
+            await self.request("control", Ping(), timeout=timeout)
+        except DaemonUnreachable:
+            raise trio.TooSlowError from None
 
     async def ping(self, timeout: float = 2.0) -> None:
         await self.request("control", Ping(), timeout=timeout)

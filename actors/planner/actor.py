@@ -212,15 +212,14 @@ class PlannerActor(Actor):
 
     async def _unavailable_scope(self, spec: ModelSpec) -> str | None:
         """Ask the availability actor (after our attempt reports, which it has already queued)."""
-        try:
-            with trio.move_on_after(2):
-                view = await self.request(self.availability, GetAvailability((spec.id,)), timeout=2)
-                if spec.provider in view.unavailable:
-                    return "provider"
-                if spec.id in view.unavailable:
-                    return "model"
+        try:  # bounded by the kernel: a stalled or stopped availability actor fails the request
+            view = await self.request(self.availability, GetAvailability((spec.id,)), timeout=2)
         except Exception:  # the message is still useful without this detail
             return None
+        if spec.provider in view.unavailable:
+            return "provider"
+        if spec.id in view.unavailable:
+            return "model"
         return None
 
     async def _loop(self, turn: ActiveTurn, spec: ModelSpec, state: _LoopState) -> None:
