@@ -260,7 +260,7 @@ async def test_request_behind_a_queue_longer_than_its_timeout_still_gets_its_rep
     system = ActorSystem()
     async with trio.open_nursery() as n:
         await n.start(SlowRouter(system).run)
-        for i in range(60):  # 60 s of work queued ahead, twice the request's timeout
+        for _ in range(60):  # 60 s of work queued ahead, twice the request's timeout
             await system.tell("router", Ping(b"queued"))
         started = trio.current_time()
         reply = await system.request("router", Ping(b"mine"), timeout=30)
