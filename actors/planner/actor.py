@@ -30,6 +30,7 @@ from actors.providers.base import (
 from actors.providers.toolinput import refusal
 from actors.config.registry import ModelRegistry, ModelSpec
 from actors.planner.support import AdapterPool, ToolBox, TurnTools, add_usage, price_call
+from actors.planner.relay import DeltaRelay
 from actors.planner.tokens import estimate_input_tokens, estimate_text_tokens
 
 CLIENT_TOOL_TIMEOUT_S = 300.0
@@ -265,21 +266,43 @@ class PlannerActor(Actor):
             outcome = CallOutcome(spec.provider, spec.id, ok, None if ok else str(error_class), self.clock())
             await self.system.tell(self.availability, outcome)
 
+        async def relay_send(delta: ev.TextDelta | ev.ThinkingDelta) -> None:
+            await self._progress(run, delta)
+
+        relay = DeltaRelay(run.turn_id, relay_send)
         try:
-            async with aclosing(self.adapters.stream(adapter, request, on_attempt)) as stream:
-                async for item in stream:
-                    started = True
-                    if isinstance(item, TextChunk):
-                        state.partial.append(item.text)
-                        streamed.append(item.text)
-                        await self._progress(run, ev.TextDelta(run.turn_id, item.text))
-                    elif isinstance(item, ThinkingChunk):
-                        streamed.append(item.text)
-                        await self._progress(run, ev.ThinkingDelta(run.turn_id, item.text))
-                    elif isinstance(item, ToolUseChunk):
-                        streamed.append(item.block.name + json.dumps(item.block.input, default=str))
-                    elif isinstance(item, Completed):
-                        completed = item
+            # The relay forwards the deltas of each network read as one message (relay.py). Its
+            # nursery closes before anything else of this turn is sent, so event order holds; a
+            # provider error is raised after the deltas already read have gone out.
+            failure: Exception | None = None
+            try:
+                async with trio.open_nursery() as relaying:
+                    relaying.start_soon(relay.run)
+                    try:
+                        async with aclosing(self.adapters.stream(adapter, request, on_attempt)) as stream:
+                            async for item in stream:
+                                started = True
+                                if isinstance(item, TextChunk):
+                                    state.partial.append(item.text)
+                                    streamed.append(item.text)
+                                    relay.add(ev.TextDelta, item.text)
+                                elif isinstance(item, ThinkingChunk):
+                                    streamed.append(item.text)
+                                    relay.add(ev.ThinkingDelta, item.text)
+                                elif isinstance(item, ToolUseChunk):
+                                    streamed.append(item.block.name + json.dumps(item.block.input, default=str))
+                                elif isinstance(item, Completed):
+                                    completed = item
+                    except Exception as exc:  # Cancelled is not held back: it cancels the relay too
+                        failure = exc
+                    finally:
+                        relay.close()
+            except BaseExceptionGroup as group:
+                # Only cancellations get here (the body holds its errors back, the relay raises
+                # none): pass one on as the plain Cancelled the cancel scopes and handlers expect.
+                raise group.exceptions[0] from None
+            if failure is not None:
+                raise failure
         except ProviderError as exc:
             if exc.usage is not None:
                 state.usage = add_usage(state.usage, await self._record(run, spec, exc.usage))
