@@ -198,6 +198,7 @@ def test_a_reused_history_is_converted_once_per_message_and_sent_identically():
     assert calls == [history[-1]]  # only the new message was converted
     assert again == fresh and again[:6] == first
     ours = {id(m) for m in history}
+    calls.clear()
     del history, again, first, fresh
     gc.collect()
     alive = {key for key, (ref, _, _) in oa._WIRE_CACHE._by_id.items() if ref() is not None}
