@@ -286,3 +286,36 @@ async def test_request_to_a_hung_handler_times_out_even_while_its_actor_is_alive
         with pytest.raises(RequestTimeout, match="took no message"):
             await system.request("echo", Ping(b"x"), timeout=5)
         n.cancel_scope.cancel()
+
+
+class Busy(Actor):
+    """Takes one message per second: its 4-slot mailbox stays full for a long while."""
+
+    name = "busy"
+
+    def handlers(self):
+        return {Ping: self.on_ping}
+
+    async def on_ping(self, env):
+        await trio.sleep(1)
+
+
+async def test_a_patient_tell_waits_for_a_full_mailbox_of_an_actor_that_works_through_it(autojump_clock):
+    system = ActorSystem()
+    system.mailbox("busy", size=4)
+    async with trio.open_nursery() as n:
+        await n.start(Busy(system).run)
+        for _ in range(5):
+            await system.tell("busy", Ping(b"queued"))
+        assert await system.tell_patiently("busy", Ping(b"mine"), stall_s=2)  # ≈ 4 s of queue ahead
+        n.cancel_scope.cancel()
+
+
+async def test_a_patient_tell_gives_up_on_an_actor_that_stopped(autojump_clock):
+    system = ActorSystem()
+    system.mailbox("busy", size=1)
+    async with trio.open_nursery() as actor_nursery:
+        await actor_nursery.start(Busy(system).run)
+        actor_nursery.cancel_scope.cancel()
+    await system.tell("busy", Ping(b"fills the mailbox"))
+    assert not await system.tell_patiently("busy", Ping(b"mine"), stall_s=2)

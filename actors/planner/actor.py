@@ -8,6 +8,7 @@ released only when nothing of the turn still runs.
 from __future__ import annotations
 
 import json
+import math
 import time
 from contextlib import aclosing
 from collections.abc import Callable
@@ -183,21 +184,31 @@ class PlannerActor(Actor):
             outcome = TurnOutcome(run.session_id, run.turn_id, TurnStatus.FAILED, tuple(state.new), state.usage,
                                   error="internal_error",
                                   message=f"the {self.name} actor stopped during this turn; the turn was not finished")
-            await self._send_outcome(turn, outcome, within=ABANDON_SEND_S)
+            await self._send_outcome(turn, outcome, within=ABANDON_SEND_S, going_down=True)
             raise
         finally:
             self.turns.pop(run.turn_id, None)
         await self._send_outcome(turn, outcome)
 
-    async def _send_outcome(self, turn: ActiveTurn, outcome: TurnOutcome, *, within: float = OUTCOME_SEND_S) -> None:
+    async def _send_outcome(self, turn: ActiveTurn, outcome: TurnOutcome, *, within: float = OUTCOME_SEND_S,
+                            going_down: bool = False) -> None:
         run = turn.run
         for extra in turn.delegated_usage:  # the parent's turn cost includes its workers (spec §6.7)
             outcome = attrs.evolve(outcome, usage=add_usage(outcome.usage, extra))
-        with trio.CancelScope(shield=True), trio.move_on_after(within):
+        # Shielded: the session must hear how the turn ended. It waits while the session actor
+        # works through a full mailbox (load is slow, not lost); ``within`` bounds a stall, and
+        # while this actor goes down it bounds the whole send (shutdown must not wait long).
+        with trio.CancelScope(shield=True), trio.move_on_after(within if going_down else math.inf):
             try:
-                await self.system.tell(run.reply_to or self.session, outcome, sender=self.system.address(self.name))
+                delivered = await self.system.tell_patiently(run.reply_to or self.session, outcome,
+                                                             sender=self.system.address(self.name), stall_s=within)
             except Exception as exc:
+                delivered = False
                 self.log.error("turn outcome not delivered", turn_id=run.turn_id, error=repr(exc))
+            else:
+                if not delivered:
+                    self.log.error("turn outcome not delivered: the session actor stopped taking messages",
+                                   turn_id=run.turn_id)
         turn.done.set()
 
     async def _failure_message(self, spec: ModelSpec, exc: ProviderError) -> str:
@@ -342,10 +353,13 @@ class PlannerActor(Actor):
             price["estimated"] = True
         record = RecordUsage(run.session_id, run.turn_id, spec.id, self.role, priced, run.parent_session_id, price,
                              self.clock())
-        # Shielded and bounded: a call that is being cancelled is still written to the ledger.
-        with trio.CancelScope(shield=True), trio.move_on_after(RECORD_SEND_S):
+        # Shielded: a call that is being cancelled is still written to the ledger. Bounded by the
+        # cost actor's progress, not by a fixed time a busy daemon could exceed.
+        with trio.CancelScope(shield=True):
             try:
-                await self.system.tell(self.cost, record)
+                if not await self.system.tell_patiently(self.cost, record, stall_s=RECORD_SEND_S):
+                    self.log.error("ledger row not delivered: the cost actor stopped taking messages",
+                                   turn_id=run.turn_id, model=spec.id)
             except Exception as exc:
                 self.log.error("ledger row not delivered", turn_id=run.turn_id, model=spec.id, error=repr(exc))
         return priced

@@ -130,6 +130,20 @@ class ActorSystem:
             raise RemoteError(result.code, result.message, result.details)
         return result
 
+    async def tell_patiently(self, recipient: str, body: Any, *, sender: str = "", stall_s: float = 5.0) -> bool:
+        """``tell``, waiting for room in the recipient's mailbox as long as it runs and takes
+        messages (see ``request``); False if it stopped or took nothing for ``stall_s`` seconds.
+        For messages that must not be lost to a busy recipient (a turn's outcome, a ledger row)."""
+        env = Envelope(body, recipient, sender, new_id())
+        watch = _Watch(self, recipient)
+        watch.before_delivery()
+        while True:
+            with trio.move_on_after(stall_s):
+                await self.deliver(env)
+                return True
+            if watch.stalled(False) is not None:
+                return False
+
     def liveness(self, name: str) -> _Liveness:
         """How far ``name``'s message loop has got: kept across restarts of the actor."""
         live = self._liveness.get(name)
