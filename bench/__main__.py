@@ -28,7 +28,9 @@ BENCHMARKS = {
     "concurrency": "bench.concurrency_bench",  # 5. concurrency and memory
     "codec": "bench.codec_bench",              # 6. codec
     "memory": "bench.memory_bench",            # 7. memory over 20,000 sessions
-    "gateway": "bench.gateway_bench",          # 8. HTTP gateway overhead
+    "reuse": "bench.reuse_bench",              # 8. session reuse: turn 300 vs turn 10
+    "peer": "bench.peer_bench",                # 9. LiteLLM proxy side by side (only if installed)
+    "gateway": "bench.gateway_bench",          # 10. HTTP gateway overhead
 }
 
 

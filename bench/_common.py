@@ -89,7 +89,35 @@ def read_rss_kib(pid: int, field: str = "VmRSS") -> int:
     raise LookupError(f"{field} not in /proc/{pid}/status")
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU of a whole process (every thread, living or exited), from /proc/<pid>/stat.
+
+    Resolution is one clock tick (10 ms here): divide a delta over many turns, not one."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_ns(pid: int) -> dict[int, int]:
+    """Nanosecond CPU time per living thread (/proc/<pid>/task/*/schedstat): for windows too short
+    for clock ticks. Compare with ``cpu_delta_ns``, which ignores threads that came or went."""
+    out: dict[int, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            out[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+    return out
+
+
+def cpu_delta_ns(before: dict[int, int], after: dict[int, int]) -> int:
+    return sum(after[t] - before[t] for t in after if t in before)
+
+
 # ---------------------------------------------------------------------------------- processes
+
+def daemon_tree() -> Path:
+    """The source tree the daemon runs from: this one, or ``$BENCH_DAEMON_TREE`` (an older checkout,
+    to measure before → after with the same benchmark and the same client)."""
+    return Path(os.environ.get("BENCH_DAEMON_TREE") or ROOT)
+
 
 def short_tmpdir(prefix: str) -> Path:
     """A temp dir short enough for ipc:// socket paths (~100 bytes)."""
@@ -137,14 +165,16 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.stdout.close()
 
 
-def models_yaml(base_url: str, chunk_models: Iterator[int] | list[int]) -> str:
-    """One ``openai_compatible`` provider at the fake; model ``fake:cN`` answers in N chunks."""
+def models_yaml(base_url: str, chunk_models: Iterator[int] | list[int], *, non_streaming: tuple[int, ...] = ()) -> str:
+    """One ``openai_compatible`` provider at the fake; model ``fake:cN`` answers in N chunks (in one
+    JSON body when N is in ``non_streaming``)."""
     lines = ["providers:",
              f'  fake: {{kind: openai_compatible, base_url: "{base_url}", api_key_env: null}}',
              "models:"]
     for n in chunk_models:
+        streaming = "" if n not in non_streaming else ", supports_streaming: false"
         lines += [f'  "fake:c{n}":', "    tier: balanced",
-                  "    capabilities: {max_context_tokens: 128000}",
+                  f"    capabilities: {{max_context_tokens: 128000{streaming}}}",
                   "    pricing: {input_per_mtok: 0.5, output_per_mtok: 1.5}"]
     return "\n".join(lines) + "\n"
 
@@ -169,11 +199,12 @@ class DaemonProcess:
         (home / "routing.yaml").write_text(routing)
         (home / "daemon.yaml").write_text(f"log_level: {log_level}\nshutdown_grace_s: 2\n")
         self.endpoint = f"ipc://{self.root / 'd.sock'}"
+        tree = daemon_tree()
         env = dict(os.environ, ORCHESTRATOR_HOME=str(home), ORCHESTRATOR_STATE=str(state),
-                   ORCHESTRATOR_ENDPOINT=self.endpoint, PYTHONUNBUFFERED="1")
+                   ORCHESTRATOR_ENDPOINT=self.endpoint, PYTHONUNBUFFERED="1", PYTHONPATH=str(tree))
         self.log_path = self.root / "daemon.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve"], env=env, cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve"], env=env, cwd=tree,
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 
@@ -183,6 +214,12 @@ class DaemonProcess:
 
     def rss_kib(self, field: str = "VmRSS") -> int:
         return read_rss_kib(self.proc.pid, field)
+
+    def cpu_s(self) -> float:
+        return process_cpu_s(self.proc.pid)
+
+    def thread_cpu_ns(self) -> dict[int, int]:
+        return thread_cpu_ns(self.proc.pid)
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         sock = self.endpoint[len("ipc://"):]
@@ -205,6 +242,27 @@ class DaemonProcess:
                 self.proc.wait()
         self._log.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class BackgroundLoad:
+    """``nproc`` busy-looping processes at normal priority, so a benchmark runs on a machine whose
+    cores are all busy. Bounded: each exits after ``max_s`` seconds, or when closed."""
+
+    def __init__(self, max_s: float = 300.0, procs: int | None = None):
+        code = ("import sys, time\n"
+                f"end = time.monotonic() + {max_s!r}\n"
+                "x = 0\n"
+                "while time.monotonic() < end:\n"
+                "    for _ in range(20000): x += 1\n")
+        self.procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
+                      for _ in range(procs or os.cpu_count() or 1)]
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            p.wait()
 
 
 @contextlib.contextmanager

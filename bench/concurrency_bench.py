@@ -15,12 +15,17 @@ measurement alone.
   adapter's own client type, same default pool of 100 connections) from this process.
   Errors: any exception, or a terminal event other than ``turn.completed``, or a chunk count
   other than 200.
+* Both levels run while ``BackgroundLoad`` (one busy-looping process per core, bounded to a few
+  minutes, killed at the end of the level) keeps every core busy: the daemon must not lose a turn
+  when it gets only part of a CPU (a fixed internal timeout once lost 287 of 1,000 turns that way).
+  The direct baseline runs under the same load.
 * Idle sessions: 10,000 ``OpenSession`` requests (no turn) against a fresh daemon; RSS per
   session = (RSS after − RSS before) / 10,000. Baseline: the daemon's own RSS before.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import sys
 import time
@@ -33,7 +38,7 @@ import httpx  # noqa: E402
 import trio  # noqa: E402
 
 from bench._common import (  # noqa: E402
-    DaemonProcess, FakeProvider, models_yaml, p99, row, routing_yaml, short_tmpdir, target,
+    BackgroundLoad, DaemonProcess, FakeProvider, models_yaml, p99, row, routing_yaml, short_tmpdir, target,
 )
 from bench.turn_bench import daemon_turn, direct_stream  # noqa: E402
 from orchestrator.client import open_client  # noqa: E402
@@ -160,11 +165,16 @@ def run(quick: bool = False) -> dict:
     try:
         for n in levels:
             daemon = _fresh_daemon(fake)
+            load = BackgroundLoad(max_s=300)
             try:
+                load_before = os.getloadavg()[0]
                 through = trio.run(_through_daemon, daemon, n)
+                direct = trio.run(_direct, fake.base_url, fake.request_body(f"c{CHUNKS}"), n)
+                through["loadavg_1m_after"] = os.getloadavg()[0]
+                through["loadavg_1m_before"] = load_before
             finally:
+                load.close()
                 daemon.close()
-            direct = trio.run(_direct, fake.base_url, fake.request_body(f"c{CHUNKS}"), n)
             out["levels"][n] = {"daemon": through, "direct": direct}
         daemon = _fresh_daemon(fake)
         try:
@@ -196,7 +206,9 @@ def sections(quick: bool = False) -> list[dict]:
         notes.append(f"{n} sessions: errors {d['errors']} (direct {b['errors']}), completed "
                      f"{d['completed']}/{n}, daemon RSS {d['rss_before_kib'] / 1024:.0f} MiB before → "
                      f"{d['rss_sessions_open_kib'] / 1024:.0f} MiB with sessions open → peak {peak_mib:.0f} MiB "
-                     f"(×{peak_mib * 1024 / d['rss_before_kib']:.2f}); {d['clients']} client connections")
+                     f"(×{peak_mib * 1024 / d['rss_before_kib']:.2f}); {d['clients']} client connections; "
+                     f"under background load on every core (load average 1 min "
+                     f"{d['loadavg_1m_before']:.2f} → {d['loadavg_1m_after']:.2f})")
         if d["error_samples"]:
             notes.append(f"{n} sessions: error samples: {d['error_samples']}")
         targets.append(target(f"concurrency: {n} sessions, zero errors and every turn completes", "0 errors",
@@ -213,7 +225,7 @@ def sections(quick: bool = False) -> list[dict]:
                  f"{idle['per_session_bytes']:,.0f} bytes per idle session; "
                  f"daemon reports {idle['daemon_sessions']:,} sessions")
     return [{
-        "title": f"5. Concurrency and memory ({CHUNKS}-chunk answers; fresh daemon per level)",
+        "title": f"5. Concurrency and memory ({CHUNKS}-chunk answers; fresh daemon per level; every core kept busy)",
         "notes": notes, "rows": rows, "targets": targets, "raw": _strip(r),
     }]
 

@@ -7,7 +7,8 @@ chunked SSE) with one twist: the answer is chosen by the requested model name. `
 content chunks; anything else streams 8. Rendered answers are cached per model, so the fake does
 the same, minimal work for every request whoever sends it. With ``--dump``, the first request body
 per model is written to ``DIR/<model>.json`` so the direct baseline can send exactly the request
-the daemon sent. Prints ``ready <base_url>``; exits when stdin reaches EOF.
+the daemon sent; model ``c7`` (the session-reuse benchmark's) has its *latest* body written, every
+time. Prints ``ready <base_url>``; exits when stdin reaches EOF.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.fakes import Answer, open_fake_openai  # noqa: E402
 from tests.fakes.http import Plan  # noqa: E402
 
 CHUNK = " tok"  # one short token per chunk, like a real model's stream
+DUMP_EVERY = "c7"  # its history grows turn by turn: the baseline needs the body of *this* turn
 
 
 def chunk_count(model: str) -> int:
@@ -45,6 +47,8 @@ async def main(dump: Path | None) -> None:
                 plan = cache[key] = render(Answer(text=(CHUNK,) * n), body)
                 if dump is not None:
                     (dump / f"{model}.json").write_text(json.dumps(body))
+            elif model == DUMP_EVERY and dump is not None:
+                (dump / f"{model}.json").write_text(json.dumps(body))
             srv.requests.clear()  # the fake records every request; keep its memory flat
             return plan
 

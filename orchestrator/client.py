@@ -67,9 +67,13 @@ class Client:
         self.address = f"{self.node_id}/client"
         self._pending: dict[str, _Pending] = {}
         self._sessions: dict[str, trio.MemorySendChannel] = {}
+        # Frames received from the daemon, ever: a daemon too busy to answer a Ping in time but
+        # still sending (other turns' events, the late Pong) is alive, not lost.
+        self.heard = 0
 
     async def _receive_loop(self) -> None:
         async for frames in self._sock:
+            self.heard += 1
             try:
                 env = decode(frames[-1])
             except FrameError:
@@ -88,19 +92,32 @@ class Client:
                         await chan.send(env.body.event)
 
     async def request(self, actor: str, body: Any, *, timeout: float = 30.0) -> Any:
-        """Send a command to a daemon actor; a ``Failure`` reply raises ``RemoteError``."""
+        """Send a command to a daemon actor; a ``Failure`` reply raises ``RemoteError``.
+
+        ``timeout`` bounds silence, not the wait: when it passes without the reply, the daemon is
+        pinged (bounded by ``timeout`` too) and, if it answers, the request stays pending. A busy
+        daemon under load answers late; only one that stopped answering is reported.
+        """
         env = Envelope(body, actor, self.address, new_id())
         pending = self._pending[env.msg_id] = _Pending()
+        window = timeout if math.isfinite(timeout) else math.inf
         try:
-            with trio.fail_after(timeout if math.isfinite(timeout) else math.inf):
-                frames = [encode(env)]
+            frames = [encode(env)]
+            with trio.fail_after(window):
                 await trio.lowlevel.checkpoint_if_cancelled()
                 try:
                     self._sock.send_nowait(frames)  # no schedule point: we wait for the reply next
                 except trio.WouldBlock:
                     await self._sock.send(frames)
-                await pending.event.wait()
-                reply = pending.reply
+            while True:
+                heard = self.heard
+                with trio.move_on_after(window):
+                    await pending.event.wait()
+                    break
+                if isinstance(body, Ping):
+                    raise trio.TooSlowError
+                await self.check_alive(window, heard)  # alive: keep waiting for the (late) reply
+            reply = pending.reply
         except trio.TooSlowError:
             raise DaemonUnreachable(f"no answer from the daemon at {self.endpoint} within {timeout:g}s") from None
         finally:
@@ -108,6 +125,15 @@ class Client:
         if isinstance(reply, Failure):
             raise RemoteError(reply.code, reply.message, reply.details)
         return reply
+
+    async def check_alive(self, timeout: float, heard: int) -> None:
+        """Return if the daemon answers a Ping within ``timeout`` or has sent anything since
+        ``heard`` (a value of ``self.heard``); raise trio.TooSlowError if it stayed silent."""
+        try:
+            await self.request("control", Ping(), timeout=timeout)
+        except DaemonUnreachable:
+            if self.heard == heard:
+                raise trio.TooSlowError from None
 
     async def ping(self, timeout: float = 2.0) -> None:
         await self.request("control", Ping(), timeout=timeout)
@@ -204,6 +230,7 @@ class TurnHandle:
             try:
                 event = self._events.receive_nowait()
             except trio.WouldBlock:
+                heard = self.client.heard
                 with trio.move_on_after(LIVENESS_INTERVAL_S):
                     try:
                         event = await self._events.receive()
@@ -215,8 +242,8 @@ class TurnHandle:
                 # Quiet for a while: a long tool run, or a daemon that died (ZeroMQ would wait
                 # for it forever). A ping tells the two apart.
                 try:
-                    await self.client.ping(timeout=LIVENESS_INTERVAL_S)
-                except DaemonUnreachable:
+                    await self.client.check_alive(LIVENESS_INTERVAL_S, heard)
+                except trio.TooSlowError:
                     raise DaemonUnreachable(f"lost the daemon during turn {self.turn_id}") from None
                 continue
             if getattr(event, "turn_id", self.turn_id) in (self.turn_id, None):

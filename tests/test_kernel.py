@@ -241,3 +241,81 @@ async def test_a_crash_that_races_with_stopping_is_logged_and_the_stop_stays_cle
         await n.start(sup.run)
         n.cancel_scope.cancel()
     assert sup.state["c"].status == "crashed" and "crash during stop" in (sup.state["c"].last_error or "")
+
+
+class SlowRouter(Actor):
+    """Answers every Ping after one second of (virtual) work: a queue of them is slow, not dead."""
+
+    name = "router"
+
+    def handlers(self):
+        return {Ping: self.on_ping}
+
+    async def on_ping(self, env):
+        await trio.sleep(1)
+        return Pong(env.body.payload)
+
+
+async def test_request_behind_a_queue_longer_than_its_timeout_still_gets_its_reply(autojump_clock):
+    system = ActorSystem()
+    async with trio.open_nursery() as n:
+        await n.start(SlowRouter(system).run)
+        for _ in range(60):  # 60 s of work queued ahead, twice the request's timeout
+            await system.tell("router", Ping(b"queued"))
+        started = trio.current_time()
+        reply = await system.request("router", Ping(b"mine"), timeout=30)
+        assert reply.payload == b"mine"
+        assert trio.current_time() - started > 30  # it really waited past the old fixed deadline
+        n.cancel_scope.cancel()
+
+
+async def test_request_to_an_actor_that_stopped_fails_with_a_clear_error(autojump_clock):
+    system = ActorSystem()
+    async with trio.open_nursery() as actor_nursery:
+        await actor_nursery.start(SlowRouter(system).run)
+        actor_nursery.cancel_scope.cancel()  # the router is gone (and nobody restarts it)
+    with pytest.raises(RequestTimeout, match="router: it is not running"):
+        await system.request("router", Ping(b"x"), timeout=30)
+
+
+async def test_request_to_a_hung_handler_times_out_even_while_its_actor_is_alive(autojump_clock):
+    system = ActorSystem()
+    async with trio.open_nursery() as n:
+        await n.start(Echo(system).run)
+        await system.tell("echo", Ping(b"slow"))  # hangs the actor's loop for 100 s
+        with pytest.raises(RequestTimeout, match="took no message"):
+            await system.request("echo", Ping(b"x"), timeout=5)
+        n.cancel_scope.cancel()
+
+
+class Busy(Actor):
+    """Takes one message per second: its 4-slot mailbox stays full for a long while."""
+
+    name = "busy"
+
+    def handlers(self):
+        return {Ping: self.on_ping}
+
+    async def on_ping(self, env):
+        await trio.sleep(1)
+
+
+async def test_a_patient_tell_waits_for_a_full_mailbox_of_an_actor_that_works_through_it(autojump_clock):
+    system = ActorSystem()
+    system.mailbox("busy", size=4)
+    async with trio.open_nursery() as n:
+        await n.start(Busy(system).run)
+        for _ in range(5):
+            await system.tell("busy", Ping(b"queued"))
+        assert await system.tell_patiently("busy", Ping(b"mine"), stall_s=2)  # ≈ 4 s of queue ahead
+        n.cancel_scope.cancel()
+
+
+async def test_a_patient_tell_gives_up_on_an_actor_that_stopped(autojump_clock):
+    system = ActorSystem()
+    system.mailbox("busy", size=1)
+    async with trio.open_nursery() as actor_nursery:
+        await actor_nursery.start(Busy(system).run)
+        actor_nursery.cancel_scope.cancel()
+    await system.tell("busy", Ping(b"fills the mailbox"))
+    assert not await system.tell_patiently("busy", Ping(b"mine"), stall_s=2)

@@ -8,6 +8,7 @@ released only when nothing of the turn still runs.
 from __future__ import annotations
 
 import json
+import math
 import time
 from contextlib import aclosing
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from actors.providers.base import (
 from actors.providers.toolinput import refusal
 from actors.config.registry import ModelRegistry, ModelSpec
 from actors.planner.support import AdapterPool, ToolBox, TurnTools, add_usage, price_call
+from actors.planner.relay import DeltaRelay
 from actors.planner.tokens import estimate_input_tokens, estimate_text_tokens
 
 CLIENT_TOOL_TIMEOUT_S = 300.0
@@ -182,21 +184,31 @@ class PlannerActor(Actor):
             outcome = TurnOutcome(run.session_id, run.turn_id, TurnStatus.FAILED, tuple(state.new), state.usage,
                                   error="internal_error",
                                   message=f"the {self.name} actor stopped during this turn; the turn was not finished")
-            await self._send_outcome(turn, outcome, within=ABANDON_SEND_S)
+            await self._send_outcome(turn, outcome, within=ABANDON_SEND_S, going_down=True)
             raise
         finally:
             self.turns.pop(run.turn_id, None)
         await self._send_outcome(turn, outcome)
 
-    async def _send_outcome(self, turn: ActiveTurn, outcome: TurnOutcome, *, within: float = OUTCOME_SEND_S) -> None:
+    async def _send_outcome(self, turn: ActiveTurn, outcome: TurnOutcome, *, within: float = OUTCOME_SEND_S,
+                            going_down: bool = False) -> None:
         run = turn.run
         for extra in turn.delegated_usage:  # the parent's turn cost includes its workers (spec §6.7)
             outcome = attrs.evolve(outcome, usage=add_usage(outcome.usage, extra))
-        with trio.CancelScope(shield=True), trio.move_on_after(within):
+        # Shielded: the session must hear how the turn ended. It waits while the session actor
+        # works through a full mailbox (load is slow, not lost); ``within`` bounds a stall, and
+        # while this actor goes down it bounds the whole send (shutdown must not wait long).
+        with trio.CancelScope(shield=True), trio.move_on_after(within if going_down else math.inf):
             try:
-                await self.system.tell(run.reply_to or self.session, outcome, sender=self.system.address(self.name))
+                delivered = await self.system.tell_patiently(run.reply_to or self.session, outcome,
+                                                             sender=self.system.address(self.name), stall_s=within)
             except Exception as exc:
+                delivered = False
                 self.log.error("turn outcome not delivered", turn_id=run.turn_id, error=repr(exc))
+            else:
+                if not delivered:
+                    self.log.error("turn outcome not delivered: the session actor stopped taking messages",
+                                   turn_id=run.turn_id)
         turn.done.set()
 
     async def _failure_message(self, spec: ModelSpec, exc: ProviderError) -> str:
@@ -212,15 +224,14 @@ class PlannerActor(Actor):
 
     async def _unavailable_scope(self, spec: ModelSpec) -> str | None:
         """Ask the availability actor (after our attempt reports, which it has already queued)."""
-        try:
-            with trio.move_on_after(2):
-                view = await self.request(self.availability, GetAvailability((spec.id,)), timeout=2)
-                if spec.provider in view.unavailable:
-                    return "provider"
-                if spec.id in view.unavailable:
-                    return "model"
+        try:  # bounded by the kernel: a stalled or stopped availability actor fails the request
+            view = await self.request(self.availability, GetAvailability((spec.id,)), timeout=2)
         except Exception:  # the message is still useful without this detail
             return None
+        if spec.provider in view.unavailable:
+            return "provider"
+        if spec.id in view.unavailable:
+            return "model"
         return None
 
     async def _loop(self, turn: ActiveTurn, spec: ModelSpec, state: _LoopState) -> None:
@@ -268,21 +279,43 @@ class PlannerActor(Actor):
             outcome = CallOutcome(spec.provider, spec.id, ok, None if ok else str(error_class), self.clock())
             await self.system.tell(self.availability, outcome)
 
+        async def relay_send(delta: ev.TextDelta | ev.ThinkingDelta) -> None:
+            await self._progress(run, delta)
+
+        relay = DeltaRelay(run.turn_id, relay_send)
         try:
-            async with aclosing(self.adapters.stream(adapter, request, on_attempt)) as stream:
-                async for item in stream:
-                    started = True
-                    if isinstance(item, TextChunk):
-                        state.partial.append(item.text)
-                        streamed.append(item.text)
-                        await self._progress(run, ev.TextDelta(run.turn_id, item.text))
-                    elif isinstance(item, ThinkingChunk):
-                        streamed.append(item.text)
-                        await self._progress(run, ev.ThinkingDelta(run.turn_id, item.text))
-                    elif isinstance(item, ToolUseChunk):
-                        streamed.append(item.block.name + json.dumps(item.block.input, default=str))
-                    elif isinstance(item, Completed):
-                        completed = item
+            # The relay forwards the deltas of each network read as one message (relay.py). Its
+            # nursery closes before anything else of this turn is sent, so event order holds; a
+            # provider error is raised after the deltas already read have gone out.
+            failure: Exception | None = None
+            try:
+                async with trio.open_nursery() as relaying:
+                    relaying.start_soon(relay.run)
+                    try:
+                        async with aclosing(self.adapters.stream(adapter, request, on_attempt)) as stream:
+                            async for item in stream:
+                                started = True
+                                if isinstance(item, TextChunk):
+                                    state.partial.append(item.text)
+                                    streamed.append(item.text)
+                                    relay.add(ev.TextDelta, item.text)
+                                elif isinstance(item, ThinkingChunk):
+                                    streamed.append(item.text)
+                                    relay.add(ev.ThinkingDelta, item.text)
+                                elif isinstance(item, ToolUseChunk):
+                                    streamed.append(item.block.name + json.dumps(item.block.input, default=str))
+                                elif isinstance(item, Completed):
+                                    completed = item
+                    except Exception as exc:  # Cancelled is not held back: it cancels the relay too
+                        failure = exc
+                    finally:
+                        relay.close()
+            except BaseExceptionGroup as group:
+                # Only cancellations get here (the body holds its errors back, the relay raises
+                # none): pass one on as the plain Cancelled the cancel scopes and handlers expect.
+                raise group.exceptions[0] from None
+            if failure is not None:
+                raise failure
         except ProviderError as exc:
             if exc.usage is not None:
                 state.usage = add_usage(state.usage, await self._record(run, spec, exc.usage))
@@ -322,10 +355,13 @@ class PlannerActor(Actor):
             price["estimated"] = True
         record = RecordUsage(run.session_id, run.turn_id, spec.id, self.role, priced, run.parent_session_id, price,
                              self.clock())
-        # Shielded and bounded: a call that is being cancelled is still written to the ledger.
-        with trio.CancelScope(shield=True), trio.move_on_after(RECORD_SEND_S):
+        # Shielded: a call that is being cancelled is still written to the ledger. Bounded by the
+        # cost actor's progress, not by a fixed time a busy daemon could exceed.
+        with trio.CancelScope(shield=True):
             try:
-                await self.system.tell(self.cost, record)
+                if not await self.system.tell_patiently(self.cost, record, stall_s=RECORD_SEND_S):
+                    self.log.error("ledger row not delivered: the cost actor stopped taking messages",
+                                   turn_id=run.turn_id, model=spec.id)
             except Exception as exc:
                 self.log.error("ledger row not delivered", turn_id=run.turn_id, model=spec.id, error=repr(exc))
         return priced

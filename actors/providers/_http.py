@@ -86,7 +86,8 @@ class HTTPAdapter:
         return needed >= NEAR_CONTEXT_SHARE * self.max_context_tokens
 
     async def post_events(
-        self, path: str, headers: dict[str, str], body: dict, *, near_context_limit: bool = False
+        self, path: str, headers: dict[str, str], body: dict, *,
+        near_context_limit: bool | Callable[[], bool] = False,
     ) -> AsyncGenerator[SSEvent | Any, None]:
         """Yield ``SSEvent``s of an event stream, or the one decoded body of a JSON answer.
 
@@ -100,9 +101,9 @@ class HTTPAdapter:
                 ) as resp:
                     if resp.status_code >= 400:
                         raw = await resp.aread()
-                        raise errors.from_response(
-                            resp.status_code, raw, resp.headers, near_context_limit=near_context_limit
-                        )
+                        # Judged only for an error: estimating the whole history per call is O(history).
+                        near = near_context_limit() if callable(near_context_limit) else near_context_limit
+                        raise errors.from_response(resp.status_code, raw, resp.headers, near_context_limit=near)
                     if resp.headers.get("content-type", "").startswith("text/event-stream"):
                         decoder = SSEDecoder()
                         lines = resp.aiter_lines()

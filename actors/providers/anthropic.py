@@ -315,7 +315,7 @@ class AnthropicAdapter(HTTPAdapter):
         body = wire_request(request, stream=self.streaming)
         state = StreamState(request)
         items = self.post_events(
-            "/v1/messages", self._headers(), body, near_context_limit=self.near_context_limit(request)
+            "/v1/messages", self._headers(), body, near_context_limit=lambda: self.near_context_limit(request)
         )
         try:
             async with aclosing(items):

@@ -12,6 +12,7 @@ as thinking. Thinking blocks are never sent back: Chat Completions has no field 
 from __future__ import annotations
 
 import json
+import weakref
 from contextlib import aclosing
 from typing import Any
 from collections.abc import AsyncGenerator
@@ -39,11 +40,11 @@ _FINISH_REASONS = {
 
 # ---- canonical → wire -------------------------------------------------------------------------
 
-def _user_part(block: Any, request: LLMRequest) -> dict | None:
+def _user_part(block: Any, supports_images: bool) -> dict | None:
     if isinstance(block, TextBlock):
         return {"type": "text", "text": block.text}
     if isinstance(block, ImageBlock):
-        if not request.supports_images:
+        if not supports_images:
             return {"type": "text", "text": "[image omitted: this model does not accept images]"}
         url = f"data:{block.media_type};base64,{block.data}" if block.data is not None else block.url
         return {"type": "image_url", "image_url": {"url": url}} if url else None
@@ -54,32 +55,75 @@ def wire_messages(request: LLMRequest) -> list[dict]:
     out: list[dict] = []
     if request.system:
         out.append({"role": "system", "content": request.system})
+    images = request.supports_images
     for message in request.messages:
-        if message.role is Role.ASSISTANT:
-            calls = [
-                {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": json.dumps(b.input)}}
-                for b in message.tool_uses()
-            ]
-            text = message.text
-            if not text and not calls:
-                continue  # e.g. a thinking-only turn
-            wire: dict[str, Any] = {"role": "assistant", "content": text or None}
-            if calls:
-                wire["tool_calls"] = calls
-            out.append(wire)
-            continue
-        # Tool results go first, one "tool" message each, right after the assistant's calls.
-        for block in message.content:
-            if isinstance(block, ToolResultBlock):
-                # No is_error field on the wire; the marker keeps the failure visible to the model.
-                content = f"[error] {block.content}" if block.is_error else block.content
-                out.append({"role": "tool", "tool_call_id": block.tool_use_id, "content": content})
-        parts = [p for p in (_user_part(b, request) for b in message.content) if p is not None]
-        if len(parts) == 1 and parts[0]["type"] == "text":
-            out.append({"role": "user", "content": parts[0]["text"]})
-        elif parts:
-            out.append({"role": "user", "content": parts})
+        wire = _WIRE_CACHE.get(message, images)
+        if wire is None:
+            wire = _WIRE_CACHE.put(message, images, _wire_message(message, images))
+        out.extend(wire)
     return out
+
+
+def _wire_message(message: Message, supports_images: bool) -> list[dict]:
+    """One canonical message as OpenAI messages (none, one, or tool results + the user's text)."""
+    if message.role is Role.ASSISTANT:
+        calls = [
+            {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": json.dumps(b.input)}}
+            for b in message.tool_uses()
+        ]
+        text = message.text
+        if not text and not calls:
+            return []  # e.g. a thinking-only turn
+        wire: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if calls:
+            wire["tool_calls"] = calls
+        return [wire]
+    out: list[dict] = []
+    # Tool results go first, one "tool" message each, right after the assistant's calls.
+    for block in message.content:
+        if isinstance(block, ToolResultBlock):
+            # No is_error field on the wire; the marker keeps the failure visible to the model.
+            content = f"[error] {block.content}" if block.is_error else block.content
+            out.append({"role": "tool", "tool_call_id": block.tool_use_id, "content": content})
+    parts = [p for p in (_user_part(b, supports_images) for b in message.content) if p is not None]
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        out.append({"role": "user", "content": parts[0]["text"]})
+    elif parts:
+        out.append({"role": "user", "content": parts})
+    return out
+
+
+class _WireCache:
+    """Each message's wire form, built once while the message lives.
+
+    A session's whole history is sent with every turn; converting only the messages not seen
+    before keeps a turn O(new messages). Keyed by identity (messages are immutable; an entry
+    goes when its message does). The cached dicts are shared: nothing may mutate a request body.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[weakref.ref[Message], bool, list[dict]]] = {}
+
+    def get(self, message: Message, supports_images: bool) -> list[dict] | None:
+        hit = self._by_id.get(id(message))
+        if hit is None or hit[0]() is not message or hit[1] != supports_images:
+            return None
+        return hit[2]
+
+    def put(self, message: Message, supports_images: bool, wire: list[dict]) -> list[dict]:
+        key = id(message)
+        by_id = self._by_id
+
+        def forget(ref: weakref.ref[Message]) -> None:
+            hit = by_id.get(key)
+            if hit is not None and hit[0] is ref:
+                del by_id[key]
+
+        by_id[key] = (weakref.ref(message, forget), supports_images, wire)
+        return wire
+
+
+_WIRE_CACHE = _WireCache()
 
 
 def wire_request(request: LLMRequest, *, stream: bool, max_tokens_field: str) -> dict:
@@ -246,7 +290,7 @@ class OpenAIAdapter(HTTPAdapter):
         body = wire_request(request, stream=self.streaming, max_tokens_field=self.max_tokens_field)
         state = StreamState()
         items = self.post_events(
-            "/chat/completions", self._headers(), body, near_context_limit=self.near_context_limit(request)
+            "/chat/completions", self._headers(), body, near_context_limit=lambda: self.near_context_limit(request)
         )
         try:
             async with aclosing(items):

@@ -53,6 +53,8 @@ class ActorSystem:
         self._pending: dict[str, _Pending] = {}
         # Each actor's message loop, to see whether it sits idle (see _deliver_to).
         self._drains: dict[str, _Drain] = {}
+        # Per actor name: is its loop running, how many messages has it taken (request deadlines).
+        self._liveness: dict[str, _Liveness] = {}
         # Set by the node that owns the sockets; takes an envelope bound for another node (or for
         # this node in wire mode) and puts it on the wire.
         self.outbound: Callable[[Envelope], Awaitable[None]] | None = None
@@ -94,15 +96,32 @@ class ActorSystem:
         await self.deliver(Envelope(body, request.sender, sender, new_id(), request.msg_id))
 
     async def request(self, recipient: str, body: Any, *, timeout: float = 30.0, sender_name: str = REPLY_BOX) -> Any:
-        """Send ``body`` and wait for the correlated reply; a ``Failure`` reply raises RemoteError."""
+        """Send ``body`` and wait for the correlated reply; a ``Failure`` reply raises RemoteError.
+
+        ``timeout`` bounds a *stall*, not the wait: for an actor of this node the request stays
+        pending while the recipient runs and works through the messages queued ahead of it, and
+        fails once the recipient stops running, takes nothing for ``timeout`` seconds, or spends
+        longer than that on this request itself. Under load a deep queue is slow, not lost; a dead
+        or hung actor is still reported. (An actor of another node cannot be observed: there the
+        bound is fixed.)
+        """
         env = Envelope(body, recipient, self.address(sender_name), new_id())
         pending = self._pending[env.msg_id] = _Pending()
+        window = timeout if timeout and math.isfinite(timeout) else math.inf
+        watch = _Watch(self, recipient)
+        delivered = False
         try:
-            with trio.fail_after(timeout if timeout and math.isfinite(timeout) else math.inf):
-                await self.deliver(env)
-                await pending.event.wait()
-        except trio.TooSlowError:
-            raise RequestTimeout(f"no reply from {recipient} within {timeout}s") from None
+            while True:
+                with trio.move_on_after(window) as scope:
+                    if not delivered:
+                        watch.before_delivery()
+                        await self.deliver(env)
+                        delivered = True
+                    await pending.event.wait()
+                if not scope.cancelled_caught:
+                    break
+                if (why := watch.stalled(delivered)) is not None:
+                    raise RequestTimeout(f"no reply from {recipient}: {why} (waited {timeout:g}s without progress)")
         finally:
             self._pending.pop(env.msg_id, None)
         assert pending.reply is not None
@@ -110,6 +129,27 @@ class ActorSystem:
         if isinstance(result, Failure):
             raise RemoteError(result.code, result.message, result.details)
         return result
+
+    async def tell_patiently(self, recipient: str, body: Any, *, sender: str = "", stall_s: float = 5.0) -> bool:
+        """``tell``, waiting for room in the recipient's mailbox as long as it runs and takes
+        messages (see ``request``); False if it stopped or took nothing for ``stall_s`` seconds.
+        For messages that must not be lost to a busy recipient (a turn's outcome, a ledger row)."""
+        env = Envelope(body, recipient, sender, new_id())
+        watch = _Watch(self, recipient)
+        watch.before_delivery()
+        while True:
+            with trio.move_on_after(stall_s):
+                await self.deliver(env)
+                return True
+            if watch.stalled(False) is not None:
+                return False
+
+    def liveness(self, name: str) -> _Liveness:
+        """How far ``name``'s message loop has got: kept across restarts of the actor."""
+        live = self._liveness.get(name)
+        if live is None:
+            live = self._liveness[name] = _Liveness()
+        return live
 
     async def deliver(self, env: Envelope) -> None:
         """Route one envelope. Local delivery awaits mailbox space: that is the backpressure."""
@@ -146,8 +186,14 @@ class ActorSystem:
         except trio.WouldBlock:
             return False
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # shutting down
+            return True  # shutting down
+        self._count_delivery(env.recipient.rpartition("/")[2])
         return True
+
+    def _count_delivery(self, name: str) -> None:
+        live = self._liveness.get(name)
+        if live is not None:
+            live.delivered += 1
 
     async def _deliver_to(self, env: Envelope, name: str) -> None:
         if env.correlation_id is not None:
@@ -175,12 +221,61 @@ class ActorSystem:
                 box.send_nowait(env)
             except trio.WouldBlock:
                 await box.send(env)
+                self._count_delivery(name)
                 return
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return  # shutting down
+        self._count_delivery(name)
         drain = self._drains.get(name)
         if drain is not None and drain.parked_since and time.perf_counter() - drain.parked_since > IDLE_S:
             await trio.lowlevel.cancel_shielded_checkpoint()
+
+
+class _Liveness:
+    __slots__ = ("running", "taken", "delivered")
+
+    def __init__(self) -> None:
+        self.running = False
+        self.taken = 0       # messages its loop has taken from the mailbox, ever
+        self.delivered = 0   # messages put into its mailbox, ever
+
+
+class _Watch:
+    """Whether a request's recipient is still making progress towards the request (see ``request``)."""
+
+    __slots__ = ("live", "position", "last_taken", "own_turn_seen")
+
+    def __init__(self, system: ActorSystem, recipient: str):
+        node, sep, name = recipient.rpartition("/")
+        local = not sep or node == system.node_id
+        self.live = system.liveness(name) if local and name in system._mailboxes else None
+        self.position = 0
+        self.last_taken = 0
+        self.own_turn_seen = False
+
+    def before_delivery(self) -> None:
+        if self.live is not None:
+            # Our message is taken once the loop has taken everything delivered ahead of it.
+            self.position = self.live.delivered
+            self.last_taken = self.live.taken
+
+    def stalled(self, delivered: bool) -> str | None:
+        """None to wait one more window; otherwise why the request has failed."""
+        live = self.live
+        if live is None:
+            return "no answer"
+        if not live.running:
+            return "it is not running"
+        taken = live.taken
+        if delivered and taken > self.position:
+            if self.own_turn_seen:
+                return "it is still busy with this request"
+            self.own_turn_seen = True  # taken within this window: give its handler a window too
+            return None
+        if taken == self.last_taken:
+            return "it took no message"
+        self.last_taken = taken
+        return None
 
 
 # An actor that finds messages waiting takes them without a task switch each (a streamed answer
@@ -199,10 +294,11 @@ class _Drain:
     class, not an async generator: an actor that crashes mid-loop leaves no generator to finalize.)
     """
 
-    __slots__ = ("inbox", "unyielded", "parked_since")
+    __slots__ = ("inbox", "unyielded", "parked_since", "live")
 
-    def __init__(self, inbox: trio.MemoryReceiveChannel):
+    def __init__(self, inbox: trio.MemoryReceiveChannel, live: _Liveness | None = None):
         self.inbox = inbox
+        self.live = live if live is not None else _Liveness()
         self.unyielded = 0
         self.parked_since = 0.0  # perf_counter() when it started waiting for mail; 0 while busy
 
@@ -222,9 +318,11 @@ class _Drain:
             finally:
                 self.parked_since = 0.0
             self.unyielded = 0
+            self.live.taken += 1
             return env
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
+        self.live.taken += 1
         self.unyielded += 1
         if self.unyielded >= _YIELD_EVERY:
             self.unyielded = 0
@@ -273,13 +371,18 @@ class Actor:
         if not self.table:  # built once: a restart keeps the table (and any entry a test added)
             self.table = {GetActorStatus: self._on_actor_status, **self.handlers()}
         inbox = self.system.mailbox(self.name)
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            await self.setup(nursery)
-            task_status.started()
-            drain = self.system._drains[self.name] = _Drain(inbox)
-            async for env in drain:
-                await self._handle(env)
+        live = self.system.liveness(self.name)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await self.setup(nursery)
+                task_status.started()
+                live.running = True
+                drain = self.system._drains[self.name] = _Drain(inbox, live)
+                async for env in drain:
+                    await self._handle(env)
+        finally:
+            live.running = False
 
     async def _handle(self, env: Envelope) -> None:
         self.handled += 1

@@ -14,7 +14,7 @@ used first, beyond ``max_cached``) and reload from the store when next used.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from itertools import islice
 
 import attrs
@@ -34,7 +34,7 @@ from protocol.messages import (
 
 from actors.runtime.kernel import Actor, RequestTimeout
 from actors.router.context import extract_file_extensions
-from actors.runtime.store import StorageError, Store
+from actors.runtime.store import Batch, StorageError, Store
 from actors.planner.tokens import estimate_input_tokens
 from actors.session.state import (
     DAEMON_OWNER, RunningTurn, SessionState, answer_text, new_session_id, new_turn_id, owns, swap_banner,
@@ -301,12 +301,13 @@ class SessionActor(Actor):
         # that matters is the workspace's instruction files; without a workspace there is only
         # the planner's generic default, which a model without system-prompt support goes without.
         offers_tools = bool(state.workspace) or bool(msg.tools)
+        history_tokens, tool_calls_in_history = state.history_facts()  # O(new messages), not O(history)
         decide = DecideRoute(
             state.id, turn.turn_id, msg.text, has_images=bool(msg.images), has_tool_definitions=offers_tools,
             has_system_prompt=bool(state.workspace),
-            has_tool_calls_in_history=any(m.tool_uses() for m in state.messages if m.role is Role.ASSISTANT),
-            estimated_input_tokens=estimate_input_tokens(None, msg.tools,
-                                                         [*state.messages, Message(Role.USER, user_blocks)]),
+            has_tool_calls_in_history=tool_calls_in_history,
+            estimated_input_tokens=history_tokens + estimate_input_tokens(None, msg.tools,
+                                                                          [Message(Role.USER, user_blocks)]),
             workspace=state.workspace, sticky_model=state.active_model,
             file_extensions=tuple(sorted(state.file_extensions)), is_worker=state.is_worker,
             role=msg.role, role_tier=msg.tier, effort=msg.effort,
@@ -319,41 +320,56 @@ class SessionActor(Actor):
         if msg.trace_notes:  # the caller's own lines (a review's reviewer pick) belong to this trace
             decision = attrs.evolve(decision, route=attrs.evolve(
                 decision.route, warnings=decision.route.warnings + tuple(msg.trace_notes)))
+        # The start phase (turn row, user message, events) is one transaction, committed while the
+        # planner already runs the provider call; nothing waits on SQLite before the first token.
+        start = self.store.batch()
         self.store.start_turn(turn.turn_id, state.id, decision.route.chosen_model,
-                              converter.unstructure(decision.route))
-        turn.recorded = True
+                              converter.unstructure(decision.route), into=start)
+        turn.recorded = True  # the row travels in the start batch: whoever commits it writes the row
         await self._emit(state, turn, decision.route, persist=False)
         for banner in decision.banners:
-            await self._emit(state, turn, ev.Banner(banner, turn.turn_id, "routing"))
+            await self._emit(state, turn, ev.Banner(banner, turn.turn_id, "routing"), into=start)
         if decision.error_code or decision.route.chosen_model is None:
             await self._finish(state, turn, ev.TurnFailed(
                 state.id, turn.turn_id, decision.error_code or "no_model_available",
-                decision.error or "No model available for this turn."))
+                decision.error or "No model available for this turn."), batch=start)
             return
         model = turn.model = decision.route.chosen_model
         user = Message(Role.USER, (TextBlock(decision.text), *msg.images), id=f"{turn.turn_id}:u")
-        self.store.append_messages(state.id, turn.turn_id, [user])  # first: memory mirrors the store
-        state.messages.append(user)
-        await self._emit(state, turn, ev.TurnStarted(state.id, turn.turn_id, model))
+        self.store.append_messages(state.id, turn.turn_id, [user], into=start)
+        await self._emit(state, turn, ev.TurnStarted(state.id, turn.turn_id, model), into=start)
         if turn.stop_requested:
-            await self._finish(state, turn, ev.TurnCancelled(state.id, turn.turn_id, turn.stop_requested))
+            await self._finish(state, turn, ev.TurnCancelled(state.id, turn.turn_id, turn.stop_requested),
+                               batch=start, saved=[user])
             return
-        run = RunTurn(state.id, turn.turn_id, model, tuple(state.messages), state.workspace, tuple(msg.tools),
+        run = RunTurn(state.id, turn.turn_id, model, (*state.messages, user), state.workspace, tuple(msg.tools),
                       can_delegate=decision.can_delegate, is_worker=state.is_worker,
                       parent_session_id=state.parent_session_id, effort=decision.route.effort)
+        turn.held = deque()
         try:
             await self.request(self.planner, run, timeout=30)
         except (RemoteError, RequestTimeout) as exc:
-            await self._finish(state, turn, ev.TurnFailed(state.id, turn.turn_id, "planner_error", str(exc), model))
+            await self._finish(state, turn, ev.TurnFailed(state.id, turn.turn_id, "planner_error", str(exc), model),
+                               batch=start, saved=[user])
             return
+        try:
+            await self.store.commit(start)
+        except StorageError:
+            # Not durable: stop the planner's run, then fail the turn (``_run_turn``) as before.
+            turn.recorded = False
+            turn.stop_requested = turn.stop_requested or "storage_error"
+            await self._stop(turn, "storage_error")
+            await self._release_held(state, turn)
+            raise
+        state.messages.append(user)  # memory mirrors the store
+        await self._release_held(state, turn)
         await self._await_outcome(state, turn)
         outcome = turn.outcome
         assert outcome is not None
         new = [m for m in outcome.messages]
         turn.partial_text = outcome.partial_text or answer_text(new) or None
-        self.store.append_messages(state.id, turn.turn_id, new)
-        state.messages.extend(new)
-        state.file_extensions |= extract_file_extensions(new)
+        end = self.store.batch()
+        self.store.append_messages(state.id, turn.turn_id, new, into=end)
         terminal: Terminal
         if outcome.status == TurnStatus.COMPLETED:
             terminal = ev.TurnCompleted(state.id, turn.turn_id, model, outcome.usage)
@@ -362,7 +378,7 @@ class SessionActor(Actor):
         else:
             terminal = ev.TurnFailed(state.id, turn.turn_id, outcome.error or "turn_failed", outcome.message or "",
                                      model, outcome.partial_text, outcome.usage)
-        await self._finish(state, turn, terminal)
+        await self._finish(state, turn, terminal, batch=end, saved=new, strict=True)
 
     async def _await_outcome(self, state: SessionState, turn: RunningTurn) -> None:
         """Wait for the planner's outcome; now and then ask whether it still runs the turn, so an
@@ -386,38 +402,70 @@ class SessionActor(Actor):
                                        message=PLANNER_LOST_MESSAGE, partial_text=None)
             return
 
-    async def _finish(self, state: SessionState, turn: RunningTurn, terminal: Terminal) -> None:
-        """Exactly one terminal event per turn; a database failure here still lets it go out."""
+    async def _finish(self, state: SessionState, turn: RunningTurn, terminal: Terminal, *,
+                      batch: Batch | None = None, saved: list[Message] | None = None, strict: bool = False) -> None:
+        """Exactly one terminal event per turn; a database failure here still lets it go out.
+
+        The turn's end (``batch``: the phase's writes so far, e.g. its new messages, plus the turn's
+        end and the terminal event) is ONE transaction, committed before the terminal event goes
+        out: a client that saw ``turn.completed`` finds the turn on disk even if the daemon dies
+        next. ``saved`` messages join the in-memory history once committed. With ``strict``, a
+        failed commit raises StorageError (the turn then fails with ``storage_error``)."""
         if turn.finished:
             return
-        turn.finished = True
         status = {ev.TurnCompleted: TurnStatus.COMPLETED, ev.TurnCancelled: TurnStatus.CANCELLED}.get(
             type(terminal), TurnStatus.FAILED)
         usage = converter.unstructure(getattr(terminal, "usage", Usage()))
+        end = batch if batch is not None else self.store.batch()
+        committed = False
         try:
             if not turn.recorded:  # failed before routing finished
-                self.store.start_turn(turn.turn_id, state.id, turn.model, None)
-                turn.recorded = True
-            self.store.finish_turn(turn.turn_id, status.value, usage, getattr(terminal, "message", None))
+                self.store.start_turn(turn.turn_id, state.id, turn.model, None, into=end)
+            self.store.finish_turn(turn.turn_id, status.value, usage, getattr(terminal, "message", None), into=end)
+            if terminal.TYPE in PERSISTED_EVENT_TYPES:
+                self.store.record_event(state.id, turn.turn_id, terminal.TYPE, event_to_json_obj(terminal), into=end)
+            await self.store.commit(end)
+            committed = True
         except StorageError as exc:
+            if strict:
+                raise
             self.log.error("turn end not saved", turn_id=turn.turn_id, error=str(exc))
-        await self._emit(state, turn, terminal)
+        turn.finished = True
+        if committed:
+            turn.recorded = True
+            if saved:
+                state.messages.extend(saved)
+                state.file_extensions |= extract_file_extensions(saved)
+        await self._release_held(state, turn)
+        await self._emit(state, turn, terminal, persist=False)
         if state.turn is turn:
             state.turn = None
 
-    async def _emit(self, state: SessionState, turn: RunningTurn, event, *, persist: bool = True) -> None:
+    async def _emit(self, state: SessionState, turn: RunningTurn, event, *, persist: bool = True,
+                    into: Batch | None = None) -> None:
         if persist and event.TYPE in PERSISTED_EVENT_TYPES:
             try:
-                self.store.record_event(state.id, turn.turn_id, event.TYPE, event_to_json_obj(event))
+                self.store.record_event(state.id, turn.turn_id, event.TYPE, event_to_json_obj(event), into=into)
             except StorageError as exc:  # the client still gets the event; the turn's end says more
                 self.log.warning("event not saved", turn_id=turn.turn_id, type=event.TYPE, error=str(exc))
         if turn.client:
             await self.system.tell(turn.client, EventNotice(state.id, event), sender=self.system.address(self.name))
 
+    async def _release_held(self, state: SessionState, turn: RunningTurn) -> None:
+        """Send the progress held back while the turn's start was committed, in order; progress
+        arriving meanwhile queues behind it (``on_progress``)."""
+        held = turn.held
+        while held:
+            await self._emit(state, turn, held.popleft())
+        turn.held = None
+
     async def on_progress(self, env: Envelope[TurnProgress]):
         msg = env.body
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or state.turn.turn_id != msg.turn_id:
+            return None
+        if state.turn.held is not None:  # the turn's start is still being committed
+            state.turn.held.append(msg.event)
             return None
         await self._emit(state, state.turn, msg.event)
         return None

@@ -168,3 +168,38 @@ async def test_a_tool_call_cut_off_by_length_is_dropped_and_the_stop_reason_says
         out = await drain(adapter.stream(request(tools=(LOOKUP,))))
     assert [c.input for c in out.tool_uses] == [{"word": "ok"}]
     assert out.completed.message.stop_reason is StopReason.MAX_TOKENS
+
+
+def test_a_reused_history_is_converted_once_per_message_and_sent_identically():
+    """A session's history is re-sent every turn: only the new messages are converted (O(new
+    messages)), and the body is exactly what a fresh conversion gives."""
+    import gc
+
+    from actors.providers import openai as oa
+    from actors.providers.base import LLMRequest
+    from protocol.canonical import Message, Role, TextBlock
+
+    history = [Message(Role.USER if i % 2 == 0 else Role.ASSISTANT, (TextBlock(f"m{i}"),)) for i in range(6)]
+    first = oa.wire_messages(LLMRequest(model="m", messages=tuple(history)))
+    calls = []
+    original = oa._wire_message
+
+    def counting(message, supports_images):
+        calls.append(message)
+        return original(message, supports_images)
+
+    oa._wire_message = counting
+    try:
+        history.append(Message(Role.USER, (TextBlock("new"),)))
+        again = oa.wire_messages(LLMRequest(model="m", messages=tuple(history)))
+        fresh = [m for msg in history for m in original(msg, True)]
+    finally:
+        oa._wire_message = original
+    assert calls == [history[-1]]  # only the new message was converted
+    assert again == fresh and again[:6] == first
+    ours = {id(m) for m in history}
+    calls.clear()
+    del history, again, first, fresh
+    gc.collect()
+    alive = {key for key, (ref, _, _) in oa._WIRE_CACHE._by_id.items() if ref() is not None}
+    assert alive == set(oa._WIRE_CACHE._by_id) and not ours & alive  # entries go with their messages
