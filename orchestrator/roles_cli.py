@@ -18,7 +18,8 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     rsub = roles.add_subparsers(dest="roles_command", required=True, metavar="ACTION")
     ck = rsub.add_parser("check", help="validate roles.yaml: drift checks and the tier floor; no daemon needed")
     ck.add_argument("file", nargs="?", help="a roles file (default: roles.yaml in the home)")
-    ck.add_argument("--models", help="the models.yaml to check model references against (default: beside FILE)")
+    ck.add_argument("--models", help="the models.yaml to check model references against "
+                    "(default: the one beside FILE, else the home's)")
     ck.add_argument("--json", action="store_true")
     rs = rsub.add_parser("resolve", help="the model a role uses at a complexity tier")
     rs.add_argument("role")
@@ -34,6 +35,15 @@ def _roles_file(name: str | None) -> Path:
     return Path(name) if name else resolve_paths().home / "roles.yaml"
 
 
+def _models_beside(roles_file: Path) -> Path:
+    """The models.yaml for a roles file: the one beside it, else the home's — a draft edited outside
+    the home is checked against the registry it will be used with, not reported as "no models.yaml"."""
+    from .paths import resolve_paths
+
+    beside = roles_file.parent / "models.yaml"
+    return beside if beside.exists() else resolve_paths().home / "models.yaml"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.roles_command == "check":
         return _check(args)
@@ -46,7 +56,7 @@ def _check(args: argparse.Namespace) -> int:
     path = _roles_file(args.file)
     if path.is_dir():
         raise CliError(f"{path}: is a directory, not a roles file")
-    models = Path(args.models) if args.models else path.parent / "models.yaml"
+    models = Path(args.models) if args.models else _models_beside(path)
     checker = _Checker(path.parent, os.environ, price_check=False)
     if not path.exists():
         checker.errors.append(f"{path.name}:1: file not found ({path})")
@@ -68,7 +78,7 @@ def _resolve(args: argparse.Namespace) -> int:
     path = _roles_file(args.file)
     try:
         text = read_text(str(path))
-        models_text = read_text(str(path.parent / "models.yaml"))
+        models_text = read_text(str(_models_beside(path)))
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {path}: {exc}") from None
     if text is None:

@@ -1,0 +1,56 @@
+"""`orchestrator roles …` as a new user drives it from docs/roles.md (no daemon needed)."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from actors.roles import parse_roles_text
+from orchestrator.cli import main
+
+from .conftest import fixture_registry, models_text
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "roles.md"
+
+
+def first_yaml_block(text: str) -> str:
+    match = re.search(r"```yaml\n(.*?)```", text, re.S)
+    assert match is not None
+    return match.group(1)
+
+
+def test_the_roles_yaml_example_in_the_docs_passes_its_own_check():
+    """A user copies the example: it must not fail on an orchestrating agent it never declares."""
+    config, errors = parse_roles_text(first_yaml_block(DOCS.read_text()), "roles.yaml", fixture_registry())
+    assert errors == [] and config is not None
+
+
+@pytest.fixture
+def home(short_tmp, monkeypatch):
+    home = short_tmp / "home"
+    home.mkdir()
+    (home / "models.yaml").write_text(models_text())
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(home))
+    monkeypatch.setenv("ORCHESTRATOR_STATE", str(short_tmp / "state"))
+    monkeypatch.setenv("FAKE_ANTHROPIC_KEY", "k")
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "k")
+    return home
+
+
+def test_roles_check_of_a_draft_outside_the_home_uses_the_homes_models_yaml(home, short_tmp, capsys):
+    draft = short_tmp / "draft" / "roles.yaml"
+    draft.parent.mkdir()
+    draft.write_text((Path(__file__).parent / "fixtures" / "roles.yaml").read_text())
+    assert main(["roles", "check", str(draft)]) == 0, capsys.readouterr()
+    out = capsys.readouterr()
+    assert out.out.strip() == "ok" and "file not found" not in out.err
+    draft.write_text(draft.read_text().replace('fallbacks: ["openai:gpt-5.5"]', 'fallbacks: ["openai:gpt-9"]', 1))
+    assert main(["roles", "check", str(draft)]) == 1
+    assert "'openai:gpt-9' is not registered" in capsys.readouterr().out
+
+
+def test_roles_resolve_of_a_draft_outside_the_home_works(home, short_tmp, capsys):
+    draft = short_tmp / "draft.yaml"
+    draft.write_text((Path(__file__).parent / "fixtures" / "roles.yaml").read_text())
+    assert main(["roles", "resolve", "capable-reviewer", "--tier", "trivial", "--file", str(draft), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "anthropic:claude-sonnet-4-6"
