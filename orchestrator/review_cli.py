@@ -25,10 +25,15 @@ from actors.review.config import review_config_text
 from actors.review.precedence import ENV_VAR, Layer, Resolved, default_spec, resolve
 from actors.review.verdict import Review, UnparseableReview, parse_review, review_prompt
 
-from .exitcodes import EXIT_OK, CliError
+from .exitcodes import EXIT_CANCELLED, EXIT_OK, CliError
 
 WORKSPACE_SETTINGS = ".orchestrator/workspace.yaml"
 EMPTY_DIFF_NOTE = "empty diff: nothing to review (verdict SHIP, no turn run)"
+ANSWER_EXCERPT_CHARS = 200
+
+
+class ReviewCancelled(Exception):
+    """Ctrl-C (or SIGTERM/SIGHUP) cancelled the review turn in the daemon: exit 130."""
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
@@ -150,9 +155,15 @@ async def _review(args: argparse.Namespace, workspace: str, setup: Setup, change
         if choice.skipped or change.empty:
             note = choice.notes[0] if choice.skipped else EMPTY_DIFF_NOTE
             return _print_result(args.json, Review("SHIP"), None, None, (note,))
+        # The pick is said before the turn runs: a review that then fails still tells whom it asked.
+        _print_notes(choice.notes)
         prompt = review_prompt(change.diff, base=change.base, workspace=workspace, untracked=change.untracked)
-        answer, served, turn_id = await _run_turn(client, choice, prompt)
-    notes = list(choice.notes)
+        try:
+            answer, served, turn_id = await _run_turn(client, choice, prompt)
+        except ReviewCancelled as exc:
+            print(f"orchestrator: {exc}", file=sys.stderr)
+            return EXIT_CANCELLED
+    notes: list[str] = []
     assert choice.model is not None
     if served != choice.model:
         # The pinned reviewer was unavailable and routing fell through: never onto the writer's family.
@@ -164,8 +175,16 @@ async def _review(args: argparse.Namespace, workspace: str, setup: Setup, change
     try:
         review = parse_review(answer)
     except UnparseableReview as exc:
-        raise CliError(f"{exc} (turn {turn_id}; `orchestrator trace {turn_id}` shows the route)") from None
+        raise CliError(f"{exc} (turn {turn_id}; `orchestrator trace {turn_id}` shows the route); "
+                       f"the answer began: {_excerpt(answer)}") from None
     return _print_result(args.json, review, served, turn_id, tuple(notes))
+
+
+def _excerpt(answer: str) -> str:
+    flat = " ".join(answer.split())
+    if not flat:
+        return "(empty)"
+    return repr(flat if len(flat) <= ANSWER_EXCERPT_CHARS else flat[:ANSWER_EXCERPT_CHARS] + "…")
 
 
 async def _writer(client, given: str | None, workspace: str, registry: ModelRegistry) -> str | None:
@@ -192,19 +211,26 @@ async def _run_turn(client, choice: Choice, prompt: str) -> tuple[str, str, str]
     """(the answer, the model that served, the turn id); a failed turn is a CliError."""
     from protocol import events as ev
 
+    from .streaming import USER_CANCEL_REASONS, _cancel_on_sigint
+
     info = await client.open_session(None, None)
     text: list[str] = []
     served = choice.model
     async with client.turn(info.session_id, f"@{choice.model} {prompt}", effort=choice.effort,
                            trace_notes=choice.notes) as turn:
-        async for event in turn:
-            if isinstance(event, ev.TextDelta):
-                text.append(event.text)
-            elif isinstance(event, ev.TurnStarted):
-                served = event.model
-            elif isinstance(event, ev.RouteDecided):
-                _warn(w for w in event.warnings if w not in choice.notes)
+        # Ctrl-C cancels the review turn in the daemon — a reviewer (often a command-line agent)
+        # must not run on, and bill, for a client that is gone.
+        with _cancel_on_sigint(client, turn):
+            async for event in turn:
+                if isinstance(event, ev.TextDelta):
+                    text.append(event.text)
+                elif isinstance(event, ev.TurnStarted):
+                    served = event.model
+                elif isinstance(event, ev.RouteDecided):
+                    _warn(w for w in event.warnings if w not in choice.notes)
     terminal = turn.terminal
+    if isinstance(terminal, ev.TurnCancelled) and terminal.reason in USER_CANCEL_REASONS:
+        raise ReviewCancelled(f"review cancelled (turn {turn.turn_id})")
     if isinstance(terminal, ev.TurnFailed):
         raise CliError(f"review turn {turn.turn_id} failed: {terminal.message} [{terminal.error}]")
     if isinstance(terminal, ev.TurnCancelled):
@@ -213,10 +239,14 @@ async def _run_turn(client, choice: Choice, prompt: str) -> tuple[str, str, str]
     return "".join(text), served, turn.turn_id
 
 
-def _print_result(as_json: bool, review: Review, model: str | None, turn_id: str | None,
-                  notes: tuple[str, ...]) -> int:
+def _print_notes(notes) -> None:
     for note in notes:
         print(f"» {note}", file=sys.stderr)
+
+
+def _print_result(as_json: bool, review: Review, model: str | None, turn_id: str | None,
+                  notes: tuple[str, ...]) -> int:
+    _print_notes(notes)
     if as_json:
         print(json.dumps({"verdict": review.verdict, "model": model,
                           "findings": [f.as_json() for f in review.findings], "turn_id": turn_id}))

@@ -1,0 +1,91 @@
+"""`orchestrator review` as a new user drives it: what it says when something goes wrong."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.review_git import GitError, workspace_change
+from tests.e2e.conftest import write_demo_home
+from tests.e2e.test_cli_process import running_daemon
+from tests.fakes import Answer
+
+from .conftest import git, make_repo
+
+
+def test_an_unknown_base_in_a_repository_with_commits_does_not_blame_a_missing_head(short_tmp):
+    repo = make_repo(short_tmp)
+    with pytest.raises(GitError) as raised:
+        workspace_change(str(repo), "HEAD~1")
+    assert "unknown base revision 'HEAD~1'" in str(raised.value)
+    assert "without commits" not in str(raised.value)
+
+
+def test_a_repository_without_commits_says_so(short_tmp):
+    repo = short_tmp / "fresh"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "a.py").write_text("x = 1\n")
+    with pytest.raises(GitError, match="has no commits yet"):
+        workspace_change(str(repo))
+
+
+async def test_an_unparseable_answer_still_shows_the_reviewer_pick_and_what_it_said(stack):
+    repo = make_repo(stack.root)
+    stack.anth.script(Answer(text=("Looks great to me!",)))
+    code, out, err = await stack.cli("review", "--workspace", str(repo), "--writer", "sonnet",
+                                     "--backend", "anthropic:claude-opus-4-8")
+    assert code == 1 and out == ""
+    assert "same-family review: writer anthropic:claude-sonnet-4-6" in err      # the pick, though it failed
+    assert "no 'VERDICT: SHIP|NEEDS_WORK|MAJOR_RETHINK' line" in err and "Looks great to me!" in err
+    assert "Traceback" not in err
+
+
+SLOW_REVIEWER = """import os, sys, time
+sys.stdin.read()
+open(sys.argv[1], "w").write(str(os.getpid()))
+time.sleep(120)
+print("VERDICT: SHIP")
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ctrl_c_during_a_review_cancels_the_review_turn_and_exits_130(short_tmp):
+    """The reviewer (a command-line agent) must not run on, and bill, for a client that is gone."""
+    home = short_tmp / "home"
+    write_demo_home(home)
+    script, marker = short_tmp / "slow.py", short_tmp / "reviewer.pid"
+    script.write_text(SLOW_REVIEWER)
+    models = home / "models.yaml"
+    models.write_text(models.read_text().replace("providers:\n", "providers:\n  slowcli: {kind: cli}\n", 1)
+                      + f'  "slowcli:r":\n    family: other\n    command: ["{sys.executable}", "{script}", "{marker}"]\n')
+    env = dict(os.environ, ORCHESTRATOR_HOME=str(home), ORCHESTRATOR_STATE=str(short_tmp / "state"),
+               ORCHESTRATOR_ENDPOINT=f"ipc://{short_tmp}/d.sock")
+    env.pop("ORCHESTRATOR_REVIEW_BACKEND", None)
+    repo = make_repo(short_tmp)
+    with running_daemon(env):
+        review = subprocess.Popen([sys.executable, "-m", "orchestrator", "review", "--workspace", str(repo),
+                                   "--backend", "slowcli:r", "--writer", "demo:steady"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (marker.exists() and marker.read_text()):      # the reviewer runs
+            assert review.poll() is None and time.monotonic() < deadline, review.communicate()
+            time.sleep(0.05)
+        pid = int(marker.read_text())
+        review.send_signal(signal.SIGINT)
+        _, err = review.communicate(timeout=60)
+        assert review.returncode == 130, err
+        assert "cancelled" in err and "Traceback" not in err
+        while _alive(pid):                                        # the daemon stopped the reviewer
+            assert time.monotonic() < deadline, "the review turn ran on after Ctrl-C"
+            time.sleep(0.05)
