@@ -89,3 +89,19 @@ def test_ctrl_c_during_a_review_cancels_the_review_turn_and_exits_130(short_tmp)
         while _alive(pid):                                        # the daemon stopped the reviewer
             assert time.monotonic() < deadline, "the review turn ran on after Ctrl-C"
             time.sleep(0.05)
+
+
+def test_a_misspelt_effort_on_a_registered_model_is_refused_not_glued_onto_the_model_name():
+    """`codex:gpt-5.5:hihg` meant gpt-5.5 at some effort: accepting model 'gpt-5.5:hihg' with a
+    warning only fails later, at review time, with "not registered"."""
+    from actors.review.spec import parse_spec
+
+    from .registry_fixture import registry
+
+    reg = registry()
+    parsed = parse_spec("codex:gpt-5.5:hihg", reg)
+    assert not parsed.ok
+    assert parsed.errors[0] == ("review spec 'codex:gpt-5.5:hihg': 'hihg' is not an effort codex:gpt-5.5 accepts "
+                                "(low, medium, high, xhigh)")
+    assert parse_spec("local:llama3:8b", reg).ok                       # ':' inside a model name still works
+    assert parse_spec("openai:gpt-9:hihg", reg).ok                     # an unknown model: accepted, warned
