@@ -130,10 +130,17 @@ def run(args: argparse.Namespace) -> int:
     from .review_git import GitError, workspace_change
 
     check_endpoint_syntax(os.environ)
+    # Backend none and an empty diff are SHIP without a turn: no daemon needed (a CI gate must not
+    # fail on one it never uses).
+    disabled = choose_reviewer(setup.resolved, setup.registry, None)
+    if disabled.skipped:
+        return _print_result(args.json, Review("SHIP"), None, None, disabled.notes)
     try:
         change = workspace_change(workspace, args.base)
     except GitError as exc:
         raise CliError(str(exc)) from None
+    if change.empty:
+        return _print_result(args.json, Review("SHIP"), None, None, (EMPTY_DIFF_NOTE,))
     return trio.run(_review, args, workspace, setup, change)
 
 
@@ -148,13 +155,10 @@ async def _review(args: argparse.Namespace, workspace: str, setup: Setup, change
         choice = choose_reviewer(setup.resolved, setup.registry, writer, unusable)
         if not choice.ok:
             raise CliError(str(choice.error))
-        if choice.model is not None and choice.model in unusable and not change.empty:
+        if choice.model is not None and choice.model in unusable:
             # Pinned with @model it would be rejected and routing would fall through to whatever
             # the chain picks — maybe the writer's family: refuse before spending a turn on it.
             raise CliError(f"reviewer {choice.model} cannot run: {unusable[choice.model]}")
-        if choice.skipped or change.empty:
-            note = choice.notes[0] if choice.skipped else EMPTY_DIFF_NOTE
-            return _print_result(args.json, Review("SHIP"), None, None, (note,))
         # The pick is said before the turn runs: a review that then fails still tells whom it asked.
         _print_notes(choice.notes)
         prompt = review_prompt(change.diff, base=change.base, workspace=workspace, untracked=change.untracked)

@@ -105,3 +105,30 @@ def test_a_misspelt_effort_on_a_registered_model_is_refused_not_glued_onto_the_m
                                 "(low, medium, high, xhigh)")
     assert parse_spec("local:llama3:8b", reg).ok                       # ':' inside a model name still works
     assert parse_spec("openai:gpt-9:hihg", reg).ok                     # an unknown model: accepted, warned
+
+
+def test_an_empty_diff_or_backend_none_needs_no_daemon(short_tmp, monkeypatch, capsys):
+    """Nothing to review is SHIP without a turn: a CI gate must not fail on a daemon it never needed."""
+    import json
+
+    from orchestrator.cli import main
+
+    from .registry_fixture import MODELS
+
+    home = short_tmp / "home"
+    home.mkdir()
+    (home / "models.yaml").write_text(MODELS)
+    (home / "routing.yaml").write_text("schema_version: 1\nglobal_default: anthropic:claude-sonnet-4-6\n")
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(home))
+    monkeypatch.setenv("ORCHESTRATOR_STATE", str(short_tmp / "state"))
+    monkeypatch.setenv("ORCHESTRATOR_ENDPOINT", f"ipc://{short_tmp}/nobody.sock")
+    monkeypatch.delenv("ORCHESTRATOR_REVIEW_BACKEND", raising=False)
+    repo = make_repo(short_tmp)
+    assert main(["review", "--workspace", str(repo), "--backend", "none", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "SHIP"
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "second")
+    assert main(["review", "--workspace", str(repo), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"verdict": "SHIP", "model": None, "findings": [], "turn_id": None}
+    assert "empty diff" in captured.err
