@@ -37,13 +37,19 @@ class ReviewCancelled(Exception):
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
-    r = sub.add_parser("review", help="review the workspace's git diff on another model family")
+    r = sub.add_parser("review", help="review the workspace's git diff on another model family",
+                       description="Review the workspace's git diff (untracked files included) against --base on "
+                                   "a model of another family than the writer's; prints the verdict SHIP, "
+                                   "NEEDS_WORK or MAJOR_RETHINK and the findings. Exit 0 for every verdict, 1 when "
+                                   "the review could not run, 3 when the daemon is not reachable (docs/review.md).")
     _common(r)
     r.add_argument("--base", default="HEAD", metavar="REV", help="the revision to diff against (default HEAD)")
     r.add_argument("--writer", metavar="MODEL",
                    help="the model that wrote the change (default: the model of the workspace's last turn)")
     rsub = r.add_subparsers(dest="review_command", metavar="[backend]")
-    b = rsub.add_parser("backend", help="print the resolved review spec and where it came from")
+    b = rsub.add_parser("backend", help="print the resolved review spec and where it came from",
+                        description="Print the review spec that applies (task → spec → env → config → default) "
+                                    "and where it came from; no daemon needed.")
     _common(b)
 
 
@@ -51,7 +57,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", metavar="SPEC", help="backend[:model[:effort]] for this review (the per-task layer)")
     p.add_argument("--workspace", type=lambda v: os.path.abspath(v) if v else None, metavar="DIR",
                    help="the workspace (default: the current directory)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="one JSON object (DESIGN §4.8)")
 
 
 # --- resolving the spec (no daemon) -------------------------------------------------------------

@@ -20,13 +20,14 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     ck.add_argument("file", nargs="?", help="a roles file (default: roles.yaml in the home)")
     ck.add_argument("--models", help="the models.yaml to check model references against "
                     "(default: the one beside FILE, else the home's)")
-    ck.add_argument("--json", action="store_true")
+    ck.add_argument("--json", action="store_true", help='one object {"ok", "errors", "warnings", "files"}')
     rs = rsub.add_parser("resolve", help="the model a role uses at a complexity tier")
-    rs.add_argument("role")
+    rs.add_argument("role", help="a role under roles: in roles.yaml")
     rs.add_argument("--tier", help="TRIVIAL, SMALL, MEDIUM or LARGE (default: the role's top-level row)")
     rs.add_argument("--high-risk", action="store_true", help="an unresolved high risk (a reviewer role → LARGE)")
     rs.add_argument("--file", help="a roles file (default: roles.yaml in the home)")
-    rs.add_argument("--json", action="store_true")
+    rs.add_argument("--json", action="store_true",
+                    help='one object {"role", "tier", "model", "fallbacks", "cost_tier", "effort"}')
 
 
 def _roles_file(name: str | None) -> Path:
