@@ -25,7 +25,7 @@ from actors.review.config import review_config_text
 from actors.review.precedence import ENV_VAR, Layer, Resolved, default_spec, resolve
 from actors.review.verdict import Review, UnparseableReview, parse_review, review_prompt
 
-from .exitcodes import EXIT_CANCELLED, EXIT_OK, CliError
+from .exitcodes import EXIT_CANCELLED, EXIT_OK, EXIT_USAGE, CliError
 
 WORKSPACE_SETTINGS = ".orchestrator/workspace.yaml"
 EMPTY_DIFF_NOTE = "empty diff: nothing to review (verdict SHIP, no turn run)"
@@ -119,6 +119,11 @@ def _warn(lines) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.backend is not None and not args.backend.strip():
+        # Blank counts as unset for the environment variable, but a flag given empty is a mistake
+        # (`--backend "$UNSET"`): falling through would review on a model nobody chose.
+        raise CliError("--backend: empty review spec (expected backend[:model[:effort]], e.g. codex or none)",
+                       EXIT_USAGE)
     workspace = args.workspace or os.getcwd()
     setup = load_setup(args.backend, workspace)
     _warn(setup.resolved.warnings)

@@ -132,3 +132,21 @@ def test_an_empty_diff_or_backend_none_needs_no_daemon(short_tmp, monkeypatch, c
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"verdict": "SHIP", "model": None, "findings": [], "turn_id": None}
     assert "empty diff" in captured.err
+
+
+def test_an_empty_backend_flag_is_a_usage_error_not_a_silent_fall_through(short_tmp, monkeypatch, capsys):
+    """`--backend "$UNSET_VAR"` must not quietly review on the default model."""
+    from orchestrator.cli import main
+
+    from .registry_fixture import MODELS
+
+    home = short_tmp / "home"
+    home.mkdir()
+    (home / "models.yaml").write_text(MODELS)
+    (home / "routing.yaml").write_text("schema_version: 1\nglobal_default: anthropic:claude-sonnet-4-6\n")
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(home))
+    monkeypatch.delenv("ORCHESTRATOR_REVIEW_BACKEND", raising=False)
+    for argv in (["review", "backend", "--backend", " "], ["review", "--backend", ""]):
+        assert main([*argv, "--workspace", str(short_tmp)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--backend: empty review spec" in err
