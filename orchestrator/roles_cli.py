@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from .exitcodes import EXIT_FAIL, EXIT_OK, CliError
+from .exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE, CliError
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
@@ -74,8 +74,13 @@ def _check(args: argparse.Namespace) -> int:
 
 def _resolve(args: argparse.Namespace) -> int:
     from actors.config.files import check_registry_text, read_text
-    from actors.roles import RoleError, parse_roles_text, resolve
+    from actors.roles import RoleError, normalize_tier, parse_roles_text, resolve
 
+    if args.tier is not None:
+        try:   # a tier is one of four words: a usage error (exit 2), as for `ask --role R --tier T`
+            args.tier = normalize_tier(args.tier)
+        except RoleError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
     path = _roles_file(args.file)
     try:
         text = read_text(str(path))

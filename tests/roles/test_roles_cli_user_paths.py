@@ -54,3 +54,11 @@ def test_roles_resolve_of_a_draft_outside_the_home_works(home, short_tmp, capsys
     draft.write_text((Path(__file__).parent / "fixtures" / "roles.yaml").read_text())
     assert main(["roles", "resolve", "capable-reviewer", "--tier", "trivial", "--file", str(draft), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["model"] == "anthropic:claude-sonnet-4-6"
+
+
+def test_an_unknown_tier_is_a_usage_error_in_roles_resolve_as_in_ask(home, capsys):
+    (home / "roles.yaml").write_text((Path(__file__).parent / "fixtures" / "roles.yaml").read_text())
+    assert main(["roles", "resolve", "capable-reviewer", "--tier", "huge"]) == 2     # as `ask --role R --tier huge`
+    assert "unknown tier 'huge'" in capsys.readouterr().err
+    assert main(["roles", "resolve", "nobody"]) == 1                                  # depends on the file: exit 1
+    assert "unknown role 'nobody'" in capsys.readouterr().err
