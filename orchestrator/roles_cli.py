@@ -60,7 +60,8 @@ def _check(args: argparse.Namespace) -> int:
     models = Path(args.models) if args.models else _models_beside(path)
     checker = _Checker(path.parent, os.environ, price_check=False)
     if not path.exists():
-        checker.errors.append(f"{path.name}:1: file not found ({path})")
+        hint = "" if args.file else "; roles.yaml is optional: write one from the example in docs/roles.md"
+        checker.errors.append(f"{path.name}:1: file not found ({path}){hint}")
     else:
         checker.roles(path, models, required=True)
     report = checker.report()

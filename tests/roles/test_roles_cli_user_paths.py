@@ -62,3 +62,9 @@ def test_an_unknown_tier_is_a_usage_error_in_roles_resolve_as_in_ask(home, capsy
     assert "unknown tier 'huge'" in capsys.readouterr().err
     assert main(["roles", "resolve", "nobody"]) == 1                                  # depends on the file: exit 1
     assert "unknown role 'nobody'" in capsys.readouterr().err
+
+
+def test_roles_check_without_a_roles_file_says_how_to_start_one(home, capsys):
+    assert main(["roles", "check"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("roles.yaml:1: file not found") and "docs/roles.md" in out and out.count("\n") == 1
