@@ -178,7 +178,6 @@ async def _review(args: argparse.Namespace, workspace: str, setup: Setup, change
         except ReviewCancelled as exc:
             print(f"orchestrator: {exc}", file=sys.stderr)
             return EXIT_CANCELLED
-    notes: list[str] = []
     assert choice.model is not None
     if served != choice.model:
         # The pinned reviewer was unavailable and routing fell through: never onto the writer's family.
@@ -186,13 +185,14 @@ async def _review(args: argparse.Namespace, workspace: str, setup: Setup, change
                 and family_of(choice.model, setup.registry) != family_of(writer, setup.registry):
             raise CliError(f"reviewer {choice.model} was unavailable and the turn fell through to {served}, the "
                            f"writer's family: not a cross-family review (turn {turn_id})")
-        notes.append(f"reviewer {choice.model} was unavailable; {served} reviewed instead")
+        # Said now, not with the result: an answer that then fails to parse came from this model.
+        _print_notes((f"reviewer {choice.model} was unavailable; {served} reviewed instead",))
     try:
         review = parse_review(answer)
     except UnparseableReview as exc:
         raise CliError(f"{exc} (turn {turn_id}; `orchestrator trace {turn_id}` shows the route); "
                        f"the answer began: {_excerpt(answer)}") from None
-    return _print_result(args.json, review, served, turn_id, tuple(notes))
+    return _print_result(args.json, review, served, turn_id, ())
 
 
 def _excerpt(answer: str) -> str:

@@ -150,3 +150,18 @@ def test_an_empty_backend_flag_is_a_usage_error_not_a_silent_fall_through(short_
         assert main([*argv, "--workspace", str(short_tmp)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--backend: empty review spec" in err
+
+
+async def test_a_fall_through_from_an_unavailable_reviewer_is_said_even_when_the_answer_is_unparseable(stack):
+    """The user must learn that another model answered before reading why its answer failed."""
+    from tests.fakes import Fail
+
+    repo = make_repo(stack.root)
+    stack.oai.script(*[Fail(500, "server_error")] * 10)
+    code, _, err = await stack.cli("review", "--workspace", str(repo), "--backend", "openai:gpt-5.4")
+    assert code == 1 and "failed" in err                          # gpt-5.4 is now marked unavailable
+    stack.anth.script(Answer(text=("Looks fine.",)))
+    code, out, err = await stack.cli("review", "--workspace", str(repo), "--backend", "openai:gpt-5.4")
+    assert code == 1 and out == ""
+    assert "reviewer openai:gpt-5.4 was unavailable; anthropic:claude-sonnet-4-6 reviewed instead" in err
+    assert "no 'VERDICT: SHIP|NEEDS_WORK|MAJOR_RETHINK' line" in err
