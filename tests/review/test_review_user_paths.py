@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -67,8 +66,9 @@ def test_ctrl_c_during_a_review_cancels_the_review_turn_and_exits_130(short_tmp)
     script, marker = short_tmp / "slow.py", short_tmp / "reviewer.pid"
     script.write_text(SLOW_REVIEWER)
     models = home / "models.yaml"
+    slow_model = f'  "slowcli:r":\n    family: other\n    command: ["{sys.executable}", "{script}", "{marker}"]\n'
     models.write_text(models.read_text().replace("providers:\n", "providers:\n  slowcli: {kind: cli}\n", 1)
-                      + f'  "slowcli:r":\n    family: other\n    command: ["{sys.executable}", "{script}", "{marker}"]\n')
+                      + slow_model)
     env = dict(os.environ, ORCHESTRATOR_HOME=str(home), ORCHESTRATOR_STATE=str(short_tmp / "state"),
                ORCHESTRATOR_ENDPOINT=f"ipc://{short_tmp}/d.sock")
     env.pop("ORCHESTRATOR_REVIEW_BACKEND", None)
