@@ -172,6 +172,9 @@ async def _review(args: argparse.Namespace, workspace: str, setup: Setup, change
             raise CliError(f"reviewer {choice.model} cannot run: {unusable[choice.model]}")
         # The pick is said before the turn runs: a review that then fails still tells whom it asked.
         _print_notes(choice.notes)
+        if writer is None:
+            _print_notes(("writer unknown (no turn in this workspace; --writer MODEL names it): the cross-family "
+                          "rule has no family to keep apart",))
         prompt = review_prompt(change.diff, base=change.base, workspace=workspace, untracked=change.untracked)
         try:
             answer, served, turn_id = await _run_turn(client, choice, prompt)
@@ -202,8 +205,19 @@ def _excerpt(answer: str) -> str:
     return repr(flat if len(flat) <= ANSWER_EXCERPT_CHARS else flat[:ANSWER_EXCERPT_CHARS] + "…")
 
 
+def _related(session_workspace: str, workspace: str) -> bool:
+    """A session's workspace is the reviewed one, encloses it (``review`` run in a subfolder) or
+    lies inside it: its turns may have written the change under review."""
+    try:
+        common = os.path.commonpath([os.path.realpath(session_workspace), os.path.realpath(workspace)])
+    except ValueError:
+        return False
+    return common in (os.path.realpath(session_workspace), os.path.realpath(workspace))
+
+
 async def _writer(client, given: str | None, workspace: str, registry: ModelRegistry) -> str | None:
-    """``--writer``, else the model that served the last turn of a session in this workspace."""
+    """``--writer``, else the model that served the last turn of a session in this workspace (or one
+    enclosing it, or inside it)."""
     if given:
         spec = registry.resolve(given)
         if spec is None:
@@ -214,7 +228,7 @@ async def _writer(client, given: str | None, workspace: str, registry: ModelRegi
     listing = await client.request("session", ListSessions())
     latest: tuple[str, str] | None = None
     for info in listing.sessions:
-        if info.workspace != workspace:
+        if not info.workspace or not _related(info.workspace, workspace):
             continue
         route = (await client.show_model(info.session_id)).last_route
         if route is not None and route.chosen_model and (latest is None or route.timestamp >= latest[0]):

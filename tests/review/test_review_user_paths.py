@@ -1,4 +1,5 @@
 """`orchestrator review` as a new user drives it: what it says when something goes wrong."""
+import json
 import os
 import signal
 import subprocess
@@ -165,3 +166,28 @@ async def test_a_fall_through_from_an_unavailable_reviewer_is_said_even_when_the
     assert code == 1 and out == ""
     assert "reviewer openai:gpt-5.4 was unavailable; anthropic:claude-sonnet-4-6 reviewed instead" in err
     assert "no 'VERDICT: SHIP|NEEDS_WORK|MAJOR_RETHINK' line" in err
+
+
+async def test_reviewing_a_subfolder_still_knows_the_writer_of_the_enclosing_workspace(stack):
+    """`cd src; orchestrator review` after turns in the project root must not lose the writer —
+    without it the default reviewer may be the writer's own family."""
+    from .test_review_cli import VERDICT, write_in
+
+    repo = make_repo(stack.root)
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "mod.py").write_text("X = 1\n")
+    stack.anth.script(Answer(text=("written",)))
+    await write_in(stack, repo)                                   # the writer: anthropic, at the root
+    stack.oai.script(Answer(text=VERDICT))
+    code, out, err = await stack.cli("review", "--workspace", str(repo / "pkg"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["model"] == "openai:gpt-5.4"
+    assert "writer anthropic:claude-sonnet-4-6" in err
+
+
+async def test_an_unknown_writer_is_said_so_the_user_knows_nothing_was_kept_apart(stack):
+    repo = make_repo(stack.root)
+    stack.anth.script(Answer(text=("VERDICT: SHIP",)))
+    code, _, err = await stack.cli("review", "--workspace", str(repo), "--json")
+    assert code == 0, err
+    assert "writer unknown" in err and "--writer" in err
