@@ -68,3 +68,17 @@ def test_roles_check_without_a_roles_file_says_how_to_start_one(home, capsys):
     assert main(["roles", "check"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("roles.yaml:1: file not found") and "docs/roles.md" in out and out.count("\n") == 1
+
+
+def test_an_alias_instead_of_a_model_id_is_named_as_such():
+    """docs/roles.md: "every model … is registered in models.yaml (an alias is named as such)"."""
+    from .conftest import ROLES_TEXT
+
+    text = ROLES_TEXT.replace('primary: "openai:gpt-5.4-mini"\n    cost_tier: low', 'primary: "mini"\n    cost_tier: low')
+    config, errors = parse_roles_text(text, "roles.yaml", fixture_registry())
+    assert config is None and len(errors) == 1
+    assert errors[0].endswith("roles.fast-readonly.primary: 'mini' is not a model id (expected 'provider:model' as "
+                              "in models.yaml): it is an alias of 'openai:gpt-5.4-mini': write the id")
+    _, errors = parse_roles_text(text, "roles.yaml", None)       # no registry: still an error, no hint
+    assert len(errors) == 1 and errors[0].endswith("'mini' is not a model id (expected 'provider:model' as in "
+                                                   "models.yaml)")
