@@ -74,7 +74,8 @@ def test_an_alias_instead_of_a_model_id_is_named_as_such():
     """docs/roles.md: "every model … is registered in models.yaml (an alias is named as such)"."""
     from .conftest import ROLES_TEXT
 
-    text = ROLES_TEXT.replace('primary: "openai:gpt-5.4-mini"\n    cost_tier: low', 'primary: "mini"\n    cost_tier: low')
+    text = ROLES_TEXT.replace('primary: "openai:gpt-5.4-mini"\n    cost_tier: low',
+                              'primary: "mini"\n    cost_tier: low')
     config, errors = parse_roles_text(text, "roles.yaml", fixture_registry())
     assert config is None and len(errors) == 1
     assert errors[0].endswith("roles.fast-readonly.primary: 'mini' is not a model id (expected 'provider:model' as "
