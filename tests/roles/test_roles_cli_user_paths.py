@@ -1,10 +1,12 @@
 """`orchestrator roles …` as a new user drives it from docs/roles.md (no daemon needed)."""
 import json
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
 
+from actors.config.files import load_registry_text
 from actors.roles import parse_roles_text
 from orchestrator.cli import main
 
@@ -13,16 +15,21 @@ from .conftest import fixture_registry, models_text
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "roles.md"
 
 
-def first_yaml_block(text: str) -> str:
-    match = re.search(r"```yaml\n(.*?)```", text, re.S)
-    assert match is not None
-    return match.group(1)
+def yaml_blocks(text: str) -> list[str]:
+    return [textwrap.dedent(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)]
 
 
 def test_the_roles_yaml_example_in_the_docs_passes_its_own_check():
     """A user copies the example: it must not fail on an orchestrating agent it never declares."""
-    config, errors = parse_roles_text(first_yaml_block(DOCS.read_text()), "roles.yaml", fixture_registry())
+    config, errors = parse_roles_text(yaml_blocks(DOCS.read_text())[0], "roles.yaml", fixture_registry())
     assert errors == [] and config is not None
+
+
+def test_the_roles_example_passes_against_the_models_yaml_the_docs_show_for_it():
+    roles, models = yaml_blocks(DOCS.read_text())[:2]
+    registry, problems = load_registry_text(models)
+    assert registry is not None, problems
+    assert parse_roles_text(roles, "roles.yaml", registry)[1] == []
 
 
 @pytest.fixture
