@@ -47,6 +47,15 @@ def _git(workspace: str, *args: str, ok_codes: tuple[int, ...] = (0,)) -> str:
     return done.stdout.decode(errors="replace")
 
 
+def _unknown_base(workspace: str, base: str) -> str:
+    try:
+        _git(workspace, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    except GitError:
+        return (f"unknown base revision {base!r}: the repository at {workspace} has no commits yet "
+                "(commit once, then review the changes against that commit)")
+    return f"unknown base revision {base!r} in {workspace} (`git log --oneline` lists the commits)"
+
+
 def workspace_change(workspace: str, base: str = "HEAD") -> Change:
     try:
         _git(workspace, "rev-parse", "--show-toplevel")
@@ -57,8 +66,7 @@ def workspace_change(workspace: str, base: str = "HEAD") -> Change:
     try:
         _git(workspace, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
     except GitError:
-        raise GitError(f"unknown base revision {base!r} in {workspace} (a repository without commits has no HEAD)") \
-            from None
+        raise GitError(_unknown_base(workspace, base)) from None
     parts = [_git(workspace, *_DIFF, base, "--", ".")]
     size = len(parts[0])
     listed = _git(workspace, "ls-files", "--others", "--exclude-standard", "-z", "--", ".")

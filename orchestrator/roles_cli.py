@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from .exitcodes import EXIT_FAIL, EXIT_OK, CliError
+from .exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE, CliError
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
@@ -18,20 +18,31 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     rsub = roles.add_subparsers(dest="roles_command", required=True, metavar="ACTION")
     ck = rsub.add_parser("check", help="validate roles.yaml: drift checks and the tier floor; no daemon needed")
     ck.add_argument("file", nargs="?", help="a roles file (default: roles.yaml in the home)")
-    ck.add_argument("--models", help="the models.yaml to check model references against (default: beside FILE)")
-    ck.add_argument("--json", action="store_true")
+    ck.add_argument("--models", help="the models.yaml to check model references against "
+                    "(default: the one beside FILE, else the home's)")
+    ck.add_argument("--json", action="store_true", help='one object {"ok", "errors", "warnings", "files"}')
     rs = rsub.add_parser("resolve", help="the model a role uses at a complexity tier")
-    rs.add_argument("role")
+    rs.add_argument("role", help="a role under roles: in roles.yaml")
     rs.add_argument("--tier", help="TRIVIAL, SMALL, MEDIUM or LARGE (default: the role's top-level row)")
     rs.add_argument("--high-risk", action="store_true", help="an unresolved high risk (a reviewer role → LARGE)")
     rs.add_argument("--file", help="a roles file (default: roles.yaml in the home)")
-    rs.add_argument("--json", action="store_true")
+    rs.add_argument("--json", action="store_true",
+                    help='one object {"role", "tier", "model", "fallbacks", "cost_tier", "effort"}')
 
 
 def _roles_file(name: str | None) -> Path:
     from .paths import resolve_paths
 
     return Path(name) if name else resolve_paths().home / "roles.yaml"
+
+
+def _models_beside(roles_file: Path) -> Path:
+    """The models.yaml for a roles file: the one beside it, else the home's — a draft edited outside
+    the home is checked against the registry it will be used with, not reported as "no models.yaml"."""
+    from .paths import resolve_paths
+
+    beside = roles_file.parent / "models.yaml"
+    return beside if beside.exists() else resolve_paths().home / "models.yaml"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,10 +57,11 @@ def _check(args: argparse.Namespace) -> int:
     path = _roles_file(args.file)
     if path.is_dir():
         raise CliError(f"{path}: is a directory, not a roles file")
-    models = Path(args.models) if args.models else path.parent / "models.yaml"
+    models = Path(args.models) if args.models else _models_beside(path)
     checker = _Checker(path.parent, os.environ, price_check=False)
     if not path.exists():
-        checker.errors.append(f"{path.name}:1: file not found ({path})")
+        hint = "" if args.file else "; roles.yaml is optional: write one from the example in docs/roles.md"
+        checker.errors.append(f"{path.name}:1: file not found ({path}){hint}")
     else:
         checker.roles(path, models, required=True)
     report = checker.report()
@@ -63,12 +75,17 @@ def _check(args: argparse.Namespace) -> int:
 
 def _resolve(args: argparse.Namespace) -> int:
     from actors.config.files import check_registry_text, read_text
-    from actors.roles import RoleError, parse_roles_text, resolve
+    from actors.roles import RoleError, normalize_tier, parse_roles_text, resolve
 
+    if args.tier is not None:
+        try:   # a tier is one of four words: a usage error (exit 2), as for `ask --role R --tier T`
+            args.tier = normalize_tier(args.tier)
+        except RoleError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
     path = _roles_file(args.file)
     try:
         text = read_text(str(path))
-        models_text = read_text(str(path.parent / "models.yaml"))
+        models_text = read_text(str(_models_beside(path)))
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {path}: {exc}") from None
     if text is None:

@@ -11,7 +11,8 @@ Sans-IO: a string and a registry in, a ``SpecParse`` out — never an exception.
 - ``effort`` must be one of the efforts that model declares in models.yaml (strict, unlike a
   turn's advisory effort); on an unknown model it must at least be an effort word.
 - Each part is trimmed; an empty part is an error. Model names may contain ``:`` (``llama3:8b``):
-  a last part that is an effort word is the effort, anything else stays part of the model name.
+  a last part that is an effort word is the effort, anything else stays part of the model name —
+  except a word of letters after a registered model (``gpt-5.5:hihg``): that is a misspelt effort.
 """
 from __future__ import annotations
 
@@ -85,6 +86,10 @@ def parse_spec(text: object, registry: ModelRegistry) -> SpecParse:
     spec = ReviewSpec(backend, model, effort)
     entry = registry.models.get(f"{backend}:{model}")
     warnings: tuple[str, ...] = ()
+    if entry is None and effort is None:
+        meant = _misspelt_effort(backend, model, registry)
+        if meant is not None:
+            return _fail(f"review spec {shown!r}: {meant}")
     if entry is None:
         known = [m.name for m in registry.models.values() if m.provider == backend]
         listed = f" (registered: {', '.join(known)})" if known else ""
@@ -110,6 +115,17 @@ def _split_model_effort(rest: str) -> tuple[str, str | None]:
     if last in EFFORTS or last == "" or ":" not in head and _looks_like_effort(last):
         return head.strip(), last
     return rest.strip(), None
+
+
+def _misspelt_effort(backend: str, model: str, registry: ModelRegistry) -> str | None:
+    """``gpt-5.5:hihg`` where ``gpt-5.5`` is registered: a wrong effort, not a new model name (a
+    digit in the last part, as in ``llama3:8b``, keeps it a model name)."""
+    head, sep, last = model.rpartition(":")
+    entry = registry.models.get(f"{backend}:{head.strip()}") if sep else None
+    if entry is None or not last.strip().isalpha():
+        return None
+    accepts = f"accepts ({', '.join(entry.efforts)})" if entry.efforts else "accepts none (models.yaml efforts)"
+    return f"{last.strip()!r} is not an effort {entry.id} {accepts}"
 
 
 def _looks_like_effort(word: str) -> bool:

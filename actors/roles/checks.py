@@ -22,6 +22,7 @@ from actors.roles.parse import Lines, join
 def drift_problems(config: RolesConfig, lines: Lines, registry: ModelRegistry | None, problems: Problems) -> None:
     _agents_and_consumers(config, lines, problems)
     _pins(config, lines, problems)
+    _not_ids(lines, registry, problems)
     if registry is not None:
         _registered(lines, registry, problems)
     _tier_floor(config, lines, problems)
@@ -76,6 +77,13 @@ def _pins(config: RolesConfig, lines: Lines, problems: Problems) -> None:
         elif agent.model != primary:
             problems.add(lines.at(join(path, "model"), lines.at(path)), join(path, "model"),
                          f"pinned model '{agent.model}' is not role '{role.name}''s top-level primary '{primary}'")
+
+
+def _not_ids(lines: Lines, registry: ModelRegistry | None, problems: Problems) -> None:
+    for path, line, value in lines.bare:
+        spec = registry.resolve(value) if registry is not None else None
+        hint = f": it is an alias of '{spec.id}': write the id" if spec is not None else ""
+        problems.add(line, path, f"'{value}' is not a model id (expected 'provider:model' as in models.yaml){hint}")
 
 
 def _registered(lines: Lines, registry: ModelRegistry, problems: Problems) -> None:

@@ -43,6 +43,9 @@ class Lines(dict[str, int]):
     def __init__(self) -> None:
         super().__init__()
         self.refs: list[tuple[str, int, str]] = []    # (key path, line, model id) of every model reference
+        # References without ':' — not ids; reported by the drift checks, which know models.yaml's
+        # aliases and can say "it is an alias of …".
+        self.bare: list[tuple[str, int, str]] = []
 
     def at(self, path: str, default: int = 1) -> int:
         return self.get(path, default)
@@ -57,7 +60,7 @@ def _model_ref(value: Any, path: str, line: int, problems: Problems, lines: Line
         problems.add(line, path, f"expected a model id 'provider:model', got {describe(value)}")
         return None
     if ":" not in value:
-        problems.add(line, path, f"'{value}' is not a model id (expected 'provider:model' as in models.yaml)")
+        lines.bare.append((path, line, str(value)))
         return None
     lines.refs.append((path, line, str(value)))
     return str(value)

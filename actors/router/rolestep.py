@@ -74,7 +74,10 @@ def role_step(roles: RolesConfig | None, registry: ModelRegistry, validator: Val
               availability: Availability | None, policy: Policy) -> RoleOutcome:
     role = ctx.role or ""
     if roles is None:
-        why = f"role '{role}' is not configured: there is no roles.yaml in the home"
+        # The engine cannot tell "absent" from "invalid since the daemon started" (no last-known-good
+        # version): name both, so a user with a broken file is not told it does not exist.
+        why = (f"role '{role}' is not configured: no roles.yaml is loaded — the home has none, or it has been "
+               "invalid since the daemon started (`orchestrator roles check` lists its errors)")
         return RoleOutcome((PolicyEvaluation(policy, Verdict.REJECTED, None, why, role=role),), None,
                            error_code=UNKNOWN_ROLE, error=why)
     try:

@@ -63,3 +63,16 @@ def test_deleting_roles_yaml_removes_the_roles(tmp_path):
     (tmp_path / "roles.yaml").unlink()
     decision = loader.current().engine.decide(TurnContext(role="fast-readonly"))
     assert decision.error_code == "unknown_role" and "no roles.yaml" in decision.error
+
+
+def test_a_role_turn_while_roles_yaml_is_invalid_and_none_was_ever_good_says_so(tmp_path):
+    """Not only "there is no roles.yaml": there is one, and the user must fix it."""
+    (tmp_path / "models.yaml").write_text(models_text())
+    (tmp_path / "routing.yaml").write_text(ROUTING)
+    loader = PolicyLoader(str(tmp_path / "models.yaml"), str(tmp_path / "routing.yaml"), KEYS)
+    assert chosen(loader) is None                                  # no roles.yaml yet
+    edit(tmp_path / "roles.yaml", ROLES_TEXT.replace("cost_tier: low", "cost_tier: cheap"))
+    decision = loader.current().engine.decide(TurnContext(role="fast-readonly"))
+    assert decision.error_code == "unknown_role"
+    assert "invalid" in decision.error
+    assert "orchestrator roles check" in decision.error
