@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="one JSON object per event")
     a.add_argument("--role", help="dispatch by role (roles.yaml): the model comes from the role's tier row")
     a.add_argument("--tier", help="with --role: the complexity tier (TRIVIAL, SMALL, MEDIUM, LARGE)")
-    a.add_argument("--effort", metavar="EFFORT",
+    a.add_argument("--effort", metavar="EFFORT", type=str.lower,  # tiers are case-blind; efforts too
                    help="reasoning effort (minimal|low|medium|high|xhigh); ignored, with a note in the trace, "
                         "when the chosen model does not declare it in models.yaml")
     a.add_argument("text", nargs="+")

@@ -181,3 +181,10 @@ def test_start_turn_effort_and_trace_notes_are_bounded_at_the_edge():
                 StartTurn("s1", "hi", trace_notes=("x" * 3000,))):
         with pytest.raises(OutOfBounds):
             check_bounds(bad)
+
+
+async def test_ask_effort_flag_is_case_blind_like_the_tier(stack):
+    stack.oai.script(Answer(text=("done",)))
+    code, out, err = await stack.cli("ask", "--effort", "HIGH", "@gpt", "hello")
+    assert code == 0 and "ignored" not in err, err
+    assert stack.oai.bodies[-1]["reasoning_effort"] == "high"
