@@ -136,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     add_patterns_parser(sub)
     from .roles_cli import add_subparser as add_roles_parser
     add_roles_parser(sub)
+    from .workflows_cli import add_subparsers as add_workflows_parsers
+    add_workflows_parsers(sub, _workspace_arg)
     return p
 
 
@@ -274,7 +276,7 @@ def _sole_leaf(group: BaseExceptionGroup) -> BaseException:
 
 
 _DAEMON_COMMANDS = frozenset({"ask", "chat", "model", "rules", "trace", "cost", "status", "availability", "rate",
-                              "route"})
+                              "route", "run", "mcp"})
 
 
 def _check_edges(args: argparse.Namespace) -> None:
@@ -321,6 +323,9 @@ def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
     if cmd == "roles":
         from .roles_cli import run as run_roles
         return run_roles(args)
+    if cmd in ("run", "mcp"):
+        from .workflows_cli import run as run_workflows
+        return run_workflows(args)
     import trio
 
     return trio.run(_client_command, args)

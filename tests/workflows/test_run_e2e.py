@@ -1,0 +1,184 @@
+"""`orchestrator run` end to end on fake providers: the QC loop with provenance, fallback chains,
+and cancellation of every running step."""
+import pytest
+import trio
+
+from actors.workflows import RunContext
+from orchestrator.client import open_client
+from orchestrator.workflows_run import WorkflowFailed, WorkflowRunner, load_home_config
+from protocol.messages import GetHistory
+from tests.fakes import Answer, Fail
+
+from .conftest import cli, start, write_home
+
+FINAL = "The final answer.\nUnresolved concerns:\n- the benchmark is synthetic\n\nConfidence: 82"
+
+
+async def test_qc_runs_the_five_step_loop_with_provenance(nursery, short_tmp, fakes):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url)
+    daemon = await start(nursery, paths)
+    anth.script(Answer(text=("the draft",)), Answer(text=("self-review: fine",)), Answer(text=(FINAL,)))
+    oai.script(Answer(text=("cross-check: one gap",)))
+    out = await cli(paths, "run", "qc", "--input", "summarise the design", "--json")
+    assert out.returncode == 0, out.stderr
+    lines = out.lines()
+    terminal = lines[-1]
+    assert terminal["type"] == "workflow.completed"
+    assert all(line.get("step") for line in lines[:-1])
+    routes = [(line["step"], line["chosen_model"]) for line in lines if line["type"] == "route.decided"]
+    assert routes == [("produce", "anthropic:claude-sonnet-4-6"), ("self-review", "anthropic:claude-sonnet-4-6"),
+                      ("cross-check", "openai:gpt-5.4"), ("synthesize", "anthropic:claude-opus-4-8")]
+    result = terminal["result"]
+    assert result["output"] == FINAL
+    assert result["confidence"] == 82 and result["concerns"] == ["the benchmark is synthetic"]
+    assert result["steps_completed"] == 4
+    prov = result["provenance"]
+    assert [(p["step"], p["model"], p["status"]) for p in prov] == [
+        ("produce", "anthropic:claude-sonnet-4-6", "run"), ("self-review", "anthropic:claude-sonnet-4-6", "run"),
+        ("cross-check", "openai:gpt-5.4", "run"), ("synthesize", "anthropic:claude-opus-4-8", "run")]
+    assert all(p["turn_id"] for p in prov) and len({p["turn_id"] for p in prov}) == 4
+    assert "outside the producer's family (anthropic)" in prov[2]["reason"]
+    # Each step read the earlier ones: the cross-check saw the draft and the self-review.
+    cross_prompt = str(oai.requests[-1].json["messages"])
+    assert "the draft" in cross_prompt and "self-review: fine" in cross_prompt
+    trace = await cli(paths, "trace", prov[2]["turn_id"])
+    assert trace.returncode == 0 and "openai:gpt-5.4" in trace.stdout
+    daemon.request_stop("test over")
+
+
+async def test_low_stakes_qc_skips_cross_check_and_synthesis_and_says_why(nursery, short_tmp, fakes):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url)
+    daemon = await start(nursery, paths)
+    anth.script(Answer(text=("draft",)), Answer(text=("fine\nConfidence: 75",)))
+    out = await cli(paths, "run", "qc", "--input", "rename a variable", "--stakes", "low", "--json")
+    assert out.returncode == 0, out.stderr
+    result = out.lines()[-1]["result"]
+    assert [(p["step"], p["status"]) for p in result["provenance"]] == [
+        ("produce", "run"), ("self-review", "run"), ("cross-check", "skipped"), ("synthesize", "skipped")]
+    assert result["provenance"][2]["reason"] == "low stakes: self-review is sufficient"
+    assert result["confidence"] == 75 and result["steps_completed"] == 2
+    assert not oai.requests
+    daemon.request_stop("test over")
+
+
+CHAIN = """schema_version: 1
+fallback_chains:
+  production:
+    - {model: "anthropic:claude-sonnet-4-6", timeout: 1s, retry: 1}
+    - {model: "openai:gpt-5.4", timeout: 30s, retry: 0}
+workflows:
+  answer-with-fallback:
+    steps:
+      - name: answer
+        chain: production
+        prompt: "Answer the task. End with a line 'Confidence: N' (0-100)."
+"""
+
+
+async def test_fallback_chain_retries_a_timeout_then_falls_back(nursery, short_tmp, fakes):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url, CHAIN)
+    daemon = await start(nursery, paths)
+    # The first entry never answers within its timeout, twice (one retry); the second one answers.
+    anth.script(Answer(text=("late",), headers_delay=60), Answer(text=("late",), headers_delay=60))
+    oai.script(Answer(text=("42\nConfidence: 90",)))
+    out = await cli(paths, "run", "answer-with-fallback", "--input", "what is 6*7?", "--json")
+    assert out.returncode == 0, out.stderr
+    lines = out.lines()
+    attempts = [(line["attempt"], line["fallback_depth"], line["chosen_model"]) for line in lines
+                if line["type"] == "route.decided"]
+    assert attempts == [(1, 0, "anthropic:claude-sonnet-4-6"), (2, 0, "anthropic:claude-sonnet-4-6"),
+                        (1, 1, "openai:gpt-5.4")]
+    assert [line["reason"] for line in lines if line["type"] == "turn.cancelled"] == ["cancelled_by_user"] * 2
+    (prov,) = lines[-1]["result"]["provenance"]
+    assert (prov["model"], prov["attempt"], prov["fallback_depth"], prov["chain"]) == ("openai:gpt-5.4", 1, 1,
+                                                                                       "production")
+    daemon.request_stop("test over")
+
+
+async def test_low_confidence_falls_through_without_retry_and_exhaustion_names_the_chain(nursery, short_tmp, fakes):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url, CHAIN)
+    daemon = await start(nursery, paths, retry_max_attempts=1)
+    anth.script(Answer(text=("maybe\nConfidence: 10",)))
+    oai.script(Fail(429, "rate_limit_error", code="rate_limit_exceeded"))
+    out = await cli(paths, "run", "answer-with-fallback", "--input", "guess", "--json")
+    assert out.returncode == 1
+    terminal = out.lines()[-1]
+    assert terminal["type"] == "workflow.failed" and terminal["error"] == "all_models_failed"
+    assert "chain 'production'" in terminal["message"]
+    assert "anthropic:claude-sonnet-4-6#1: low_confidence" in terminal["message"]
+    assert len(anth.requests) == 1          # low confidence: no retry of the same entry
+    daemon.request_stop("test over")
+
+
+SLOW_PARALLEL = """schema_version: 1
+workflows:
+  fan-out:
+    steps:
+      - name: validate
+        parallel: [{model: "anthropic:claude-sonnet-4-6"}, {model: "openai:gpt-5.4"}, {model: "openai:gpt-5.4-mini"}]
+        prompt: "Review for accuracy: {input}"
+"""
+
+
+async def test_cancelling_a_workflow_cancels_every_running_step_and_leaves_valid_histories(
+        nursery, short_tmp, fakes):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url, SLOW_PARALLEL)
+    daemon = await start(nursery, paths)
+    slow = Answer(text=tuple(f"w{i} " for i in range(200)), delay=0.5)
+    anth.script(slow)
+    oai.script(slow, slow)
+    home = load_home_config(paths.home)
+    events: list[dict] = []
+    started = trio.Event()
+
+    def emit(obj: dict) -> None:
+        events.append(obj)
+        if sum(1 for e in events if e["type"] == "text.delta" and e["step"] == "validate") and \
+                len({e["branch"] for e in events if e["type"] == "text.delta"}) == 3:
+            started.set()
+
+    async with open_client(paths.endpoint) as client:
+        runner = WorkflowRunner(client, home.workflows, home.registry, home.roles, emit=emit)
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(runner.run, "fan-out", "the draft", RunContext())
+                await started.wait()
+                scope.cancel()
+        cancelled = {e["branch"]: e for e in events if e["type"] == "turn.cancelled"}
+        assert sorted(cancelled) == [0, 1, 2]
+        for e in cancelled.values():
+            history = await client.request("session", GetHistory(e["session_id"]))
+            assert [m.role.value for m in history.messages][:1] == ["user"]
+    daemon.request_stop("test over")
+
+
+async def test_an_unknown_workflow_is_one_line(nursery, short_tmp, fakes):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url)
+    daemon = await start(nursery, paths)
+    out = await cli(paths, "run", "nope", "--input", "x")
+    assert out.returncode == 1
+    assert out.stderr.strip() == "orchestrator: no workflow named 'nope' (defined: qc)"
+    async with open_client(paths.endpoint) as client:
+        runner = WorkflowRunner(client, load_home_config(paths.home).workflows, load_home_config(paths.home).registry)
+        with pytest.raises(WorkflowFailed):
+            await runner.run("nope", "x", RunContext())
+    daemon.request_stop("test over")
+
+
+async def test_a_failing_step_fails_the_workflow_with_the_turns_error(nursery, short_tmp, fakes):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url)
+    daemon = await start(nursery, paths)
+    anth.script(Fail(401, "authentication_error", "bad key"))
+    out = await cli(paths, "run", "qc", "--input", "x", "--json")
+    assert out.returncode == 1
+    terminal = out.lines()[-1]
+    assert terminal["type"] == "workflow.failed" and terminal["error"] == "provider_auth"
+    assert terminal["message"].startswith("step 'produce' failed on anthropic:claude-sonnet-4-6")
+    daemon.request_stop("test over")
