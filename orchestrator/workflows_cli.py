@@ -52,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    import signal
-
     import trio
 
     from actors.workflows import RunContext
@@ -150,9 +148,8 @@ class _on_signals:
                 self._old.pop(sig, None)
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> None:
         import signal
 
         for sig, old in self._old.items():
             signal.signal(sig, old)
-        return False

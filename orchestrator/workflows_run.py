@@ -180,7 +180,8 @@ class WorkflowRunner:
             return TurnResult(turn.turn_id, terminal.model or used_model, kind, error=terminal.error,
                               message=terminal.message.splitlines()[0] if terminal.message else "")
         reason = terminal.reason if isinstance(terminal, ev.TurnCancelled) else "no terminal event"
-        return TurnResult(turn.turn_id, used_model, "cancelled", error="cancelled", message=f"turn cancelled ({reason})")
+        return TurnResult(turn.turn_id, used_model, "cancelled", error="cancelled",
+                          message=f"turn cancelled ({reason})")
 
 
 async def _cancel_turn(turn, emit: Callable[[Any], None]) -> None:

@@ -111,7 +111,8 @@ def _chains(raw: Any, line: int, ctx: _Ctx) -> dict[str, FallbackChain]:
             ctx.add(cline, path, "a chain name is letters, digits, '_', '.', '-'")
             continue
         if not isinstance(entries, list) or not entries:
-            ctx.add(cline, path, f"expected a non-empty list of {{model, timeout, retry}} entries, got {describe(entries)}")
+            ctx.add(cline, path,
+                    f"expected a non-empty list of {{model, timeout, retry}} entries, got {describe(entries)}")
             continue
         parsed = [_entry(e, join(path, i), item_line(entries, i, cline), ctx) for i, e in enumerate(entries)]
         if all(p is not None for p in parsed):
@@ -202,7 +203,8 @@ def _step(raw: Any, path: str, line: int, ctx: _Ctx, chains: Mapping[str, Fallba
         ctx.add(key_line(raw, "name", line), join(path, "name"), f"'{name}' is already a step of this workflow")
     prompt = raw.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
-        ctx.add(key_line(raw, "prompt", line), join(path, "prompt"), f"expected the step's prompt text, got {describe(prompt)}")
+        ctx.add(key_line(raw, "prompt", line), join(path, "prompt"),
+                f"expected the step's prompt text, got {describe(prompt)}")
         prompt = None
     else:
         for ref in step_references(prompt):
@@ -256,7 +258,8 @@ def _selector(raw: Mapping, path: str, line: int, ctx: _Ctx, chains: Mapping[str
         if key == "model" and ctx.model(value, join(path, key), kline) is None:
             return None
         if key == "chain" and value not in chains:
-            ctx.add(kline, join(path, key), f"no fallback chain named '{value}' (defined: {', '.join(chains) or 'none'})")
+            ctx.add(kline, join(path, key),
+                    f"no fallback chain named '{value}' (defined: {', '.join(chains) or 'none'})")
             return None
         if key == "role" and ctx.roles is not None and value not in ctx.roles:
             ctx.add(kline, join(path, key), f"no role named '{value}' in roles.yaml")

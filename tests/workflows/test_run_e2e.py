@@ -182,3 +182,35 @@ async def test_a_failing_step_fails_the_workflow_with_the_turns_error(nursery, s
     assert terminal["type"] == "workflow.failed" and terminal["error"] == "provider_auth"
     assert terminal["message"].startswith("step 'produce' failed on anthropic:claude-sonnet-4-6")
     daemon.request_stop("test over")
+
+
+async def test_ctrl_c_cancels_the_running_step_and_exits_130(nursery, short_tmp, fakes):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url)
+    daemon = await start(nursery, paths)
+    anth.script(Answer(text=tuple(f"w{i} " for i in range(400)), delay=0.5))
+    env = {**os.environ, "ORCHESTRATOR_HOME": str(paths.home), "ORCHESTRATOR_STATE": str(paths.state),
+           "ORCHESTRATOR_ENDPOINT": paths.endpoint}
+    proc = await trio.lowlevel.open_process([sys.executable, "-m", "orchestrator", "run", "qc", "--input", "x",
+                                             "--json"], env=env, stdout=subprocess.PIPE)
+    buffer = b""
+    async for chunk in proc.stdout:
+        buffer += chunk
+        if b'"text.delta"' in buffer:
+            break
+    proc.send_signal(signal.SIGINT)
+    async for chunk in proc.stdout:
+        buffer += chunk
+    assert await proc.wait() == 130
+    lines = [json.loads(line) for line in buffer.decode().splitlines()]
+    assert lines[-1] == {"type": "workflow.failed", "error": "cancelled",
+                         "message": "cancelled by the user; every running step was cancelled"}
+    cancelled = [line for line in lines if line["type"] == "turn.cancelled"]
+    assert [(c["step"], c["reason"]) for c in cancelled] == [("produce", "cancelled_by_user")]
+    daemon.request_stop("test over")
