@@ -2,6 +2,7 @@
 and cancellation of every running step."""
 import pytest
 import trio
+import trio.testing
 
 from actors.workflows import RunContext
 from orchestrator.client import open_client
@@ -213,4 +214,31 @@ async def test_ctrl_c_cancels_the_running_step_and_exits_130(nursery, short_tmp,
                          "message": "cancelled by the user; every running step was cancelled"}
     cancelled = [line for line in lines if line["type"] == "turn.cancelled"]
     assert [(c["step"], c["reason"]) for c in cancelled] == [("produce", "cancelled_by_user")]
+    daemon.request_stop("test over")
+
+
+@pytest.fixture
+def patient_autojump_clock():
+    """Autojump, but only after 0.1 real seconds with nothing runnable: real local I/O (ZeroMQ,
+    the fake's HTTP) answers well within that, so only the scripted 600 s stall is jumped over."""
+    return trio.testing.MockClock(autojump_threshold=0.1)
+
+
+async def test_fallback_chain_on_a_jumping_clock_retries_timeouts_then_falls_back(
+        nursery, short_tmp, fakes, patient_autojump_clock):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url, CHAIN.replace("timeout: 1s", "timeout: 60s"))
+    daemon = await start(nursery, paths)
+    anth.script(Answer(text=("late",), headers_delay=600), Answer(text=("late",), headers_delay=600))
+    oai.script(Answer(text=("42\nConfidence: 90",)))
+    home = load_home_config(paths.home)
+    events: list[dict] = []
+    async with open_client(paths.endpoint) as client:
+        runner = WorkflowRunner(client, home.workflows, home.registry, emit=events.append)
+        result = await runner.run("answer-with-fallback", "what is 6*7?", RunContext())
+    (prov,) = result["provenance"]
+    assert (prov["model"], prov["attempt"], prov["fallback_depth"]) == ("openai:gpt-5.4", 1, 1)
+    assert result["output"] == "42\nConfidence: 90" and result["confidence"] == 90
+    assert [(e["attempt"], e["fallback_depth"]) for e in events if e["type"] == "route.decided"] == [
+        (1, 0), (2, 0), (1, 1)]
     daemon.request_stop("test over")
