@@ -196,8 +196,22 @@ class _Checker:
             return
         self.files.append(str(path))
         registry = registry_check.registry if registry_check is not None and registry_check.registry.models else None
-        _, errors = parse_workflows_text(text, path.name, registry)
+        roles = self._role_names(path.parent / "roles.yaml", registry)
+        _, errors = parse_workflows_text(text, path.name, registry, roles)
         self.errors.extend(errors)
+
+    def _role_names(self, path: Path, registry: ModelRegistry | None) -> set[str] | None:
+        """The roles a workflow may name (None: no valid roles.yaml to check them against)."""
+        from actors.roles import parse_roles_text
+
+        try:
+            text = read_text(str(path))
+        except (OSError, UnicodeDecodeError):
+            return None
+        if text is None:
+            return set()
+        roles, _ = parse_roles_text(text, path.name, registry)
+        return set(roles.roles) if roles is not None else None
 
     def report(self) -> CheckReport:
         return CheckReport(tuple(self.errors), tuple(self.warnings), tuple(self.files))

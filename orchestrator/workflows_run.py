@@ -111,7 +111,8 @@ class WorkflowRunner:
         async def branch(i: int, plan: Plan, cancel_scope: trio.CancelScope) -> None:
             label = {"step": step.name, **({"branch": i} if len(plans) > 1 else {})}
             try:
-                results[i] = await self._run_plan(plan, prompt, label)
+                plan_, result, extra = await self._run_plan(plan, prompt, label)
+                results[i] = plan_, result, {**extra, **({"branch": i} if len(plans) > 1 else {})}
             except WorkflowFailed as exc:   # the step has failed: its other branches stop too
                 failures.append(exc)
                 cancel_scope.cancel()
@@ -245,7 +246,7 @@ def load_home_config(home) -> HomeConfig:
             raise ConfigProblem("; ".join(errors))
     wf_text = read_text(str(home / "workflows.yaml"))
     workflows, errors = parse_workflows_text(wf_text or "", "workflows.yaml", registry,
-                                            set(roles.roles) if roles is not None else None)
+                                            set(roles.roles) if roles is not None else set())
     if workflows is None:
         raise ConfigProblem("; ".join(errors))
     return HomeConfig(workflows, registry, roles)

@@ -242,3 +242,31 @@ async def test_fallback_chain_on_a_jumping_clock_retries_timeouts_then_falls_bac
     assert [(e["attempt"], e["fallback_depth"]) for e in events if e["type"] == "route.decided"] == [
         (1, 0), (2, 0), (1, 1)]
     daemon.request_stop("test over")
+
+
+async def test_run_without_json_prints_the_answer_and_one_provenance_line_per_step(nursery, short_tmp, fakes):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url)
+    daemon = await start(nursery, paths)
+    anth.script(Answer(text=("draft",)), Answer(text=("fine\nConfidence: 60",)))
+    out = await cli(paths, "run", "qc", "--input", "x", "--stakes", "low")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "fine\nConfidence: 60\n"
+    assert "· cross-check: skipped — low stakes: self-review is sufficient" in out.stderr
+    assert "[2 steps · confidence 60]" in out.stderr
+    daemon.request_stop("test over")
+
+
+async def test_parallel_validators_each_have_their_provenance(nursery, short_tmp, fakes):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url, SLOW_PARALLEL)
+    daemon = await start(nursery, paths)
+    anth.script(Answer(text=("ok A",)))
+    oai.script(Answer(text=("ok B",)), Answer(text=("ok C",)))
+    out = await cli(paths, "run", "fan-out", "--input", "draft", "--json")
+    assert out.returncode == 0, out.stderr
+    result = out.lines()[-1]["result"]
+    assert sorted((p["branch"], p["model"]) for p in result["provenance"]) == [
+        (0, "anthropic:claude-sonnet-4-6"), (1, "openai:gpt-5.4"), (2, "openai:gpt-5.4-mini")]
+    assert "[anthropic:claude-sonnet-4-6]\nok A" in result["output"]
+    daemon.request_stop("test over")

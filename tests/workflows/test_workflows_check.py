@@ -25,3 +25,9 @@ def test_a_valid_workflows_file_checks_ok_and_is_recognised_by_content(tmp_path)
     other = tmp_path / "mine.yaml"
     other.write_text("fallback_chains: {}\n")
     assert kind_of(other) == "workflows"
+
+
+def test_a_workflow_naming_a_role_that_roles_yaml_lacks_is_an_error(tmp_path):
+    home = _home(tmp_path, "workflows:\n  w:\n    steps:\n      - {name: a, prompt: p, role: ghost}\n")
+    report = check_home(home, env={}, price_check=False)
+    assert "workflows.yaml:4: workflows.w.steps[0].role: no role named 'ghost' in roles.yaml" in report.errors
