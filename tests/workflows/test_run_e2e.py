@@ -270,3 +270,17 @@ async def test_parallel_validators_each_have_their_provenance(nursery, short_tmp
         (0, "anthropic:claude-sonnet-4-6"), (1, "openai:gpt-5.4"), (2, "openai:gpt-5.4-mini")]
     assert "[anthropic:claude-sonnet-4-6]\nok A" in result["output"]
     daemon.request_stop("test over")
+
+
+async def test_the_sync_client_runs_a_workflow(nursery, short_tmp, fakes, monkeypatch):
+    from orchestrator.client import SyncClient
+
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url)
+    daemon = await start(nursery, paths)
+    anth.script(Answer(text=("draft",)))
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(paths.home))
+    result = await trio.to_thread.run_sync(
+        lambda: SyncClient(paths.endpoint).run_workflow("qc", "x", time_budget_s=10))
+    assert result["output"] == "draft" and result["steps_completed"] == 1
+    daemon.request_stop("test over")
