@@ -88,6 +88,32 @@ async def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def chat_run(client, words: list[str]) -> None:
+    """The chat's ``/run WORKFLOW TEXT``: the steps on stderr, the answer and provenance after."""
+    import trio
+
+    from actors.workflows import RunContext
+
+    from .paths import resolve_paths
+    from .workflows_run import ConfigProblem, WorkflowFailed, WorkflowRunner, load_home_config
+
+    if len(words) < 2:
+        print("usage: /run WORKFLOW TEXT (e.g. /run qc summarise the design)")
+        return
+    try:
+        home = await trio.to_thread.run_sync(load_home_config, resolve_paths().home)
+        runner = WorkflowRunner(client, home.workflows, home.registry, home.roles, emit=_text_event)
+        result = await runner.run(words[0], " ".join(words[1:]), RunContext())
+    except ConfigProblem as exc:
+        print(f"error: {exc} (/rules check)")
+        return
+    except WorkflowFailed as exc:
+        print(f"workflow failed: {exc.message} [{exc.error}]")
+        return
+    print(result["output"])
+    _terminal({"type": "workflow.completed", "result": result}, False)
+
+
 def _json_line(obj: dict) -> None:
     sys.stdout.write(json.dumps(obj, default=str) + "\n")
     sys.stdout.flush()

@@ -284,3 +284,25 @@ async def test_the_sync_client_runs_a_workflow(nursery, short_tmp, fakes, monkey
         lambda: SyncClient(paths.endpoint).run_workflow("qc", "x", time_budget_s=10))
     assert result["output"] == "draft" and result["steps_completed"] == 1
     daemon.request_stop("test over")
+
+
+async def test_chat_run_runs_a_workflow_and_prints_its_answer(nursery, short_tmp, fakes, monkeypatch, capsys):
+    from orchestrator.workflows_cli import chat_run
+
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url)
+    daemon = await start(nursery, paths)
+    anth.script(Answer(text=("draft",)), Answer(text=("fine",)), Answer(text=("the answer\nConfidence: 77",)))
+    oai.script(Answer(text=("no gaps",)))
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(paths.home))
+    async with open_client(paths.endpoint) as client:
+        await chat_run(client, ["qc"])
+        assert "usage: /run WORKFLOW TEXT" in capsys.readouterr().out
+        await chat_run(client, ["qc", "--", "quick", "one"])   # the words are the task, verbatim
+        await chat_run(client, ["nope", "x"])
+    out = capsys.readouterr()
+    assert "→ produce: anthropic:claude-sonnet-4-6" in out.err and "→ cross-check: openai:gpt-5.4" in out.err
+    assert "· synthesize: anthropic:claude-opus-4-8" in out.err and "[4 steps · confidence 77]" in out.err
+    assert out.out.startswith("the answer\nConfidence: 77\n")
+    assert "workflow failed: no workflow named 'nope'" in out.out
+    daemon.request_stop("test over")
