@@ -330,19 +330,6 @@ class SyncClient:
             return "".join(text_parts), events
         return self._run(go)
 
-    def run_workflow(self, workflow: str, text: str, *, stakes: str = "normal", time_budget_s: float | None = None,
-                     workspace: str | None = None, creative: bool = False, has_tests: bool = False) -> dict:
-        """Run a workflow (DESIGN §4.9) through the daemon; returns the ``workflow.completed``
-        result, or raises ``WorkflowFailed`` (see orchestrator.workflows_run)."""
-        from actors.workflows import RunContext
-
-        from .workflows_run import WorkflowRunner, has_tests as workspace_has_tests, load_home_config
-
-        home = load_home_config(resolve_paths().home)
-        ctx = RunContext(stakes, time_budget_s, has_tests or workspace_has_tests(workspace), creative)
-        return self._run(lambda c: WorkflowRunner(c, home.workflows, home.registry, home.roles,
-                                                  workspace=workspace).run(workflow, text, ctx))
-
     def status(self):
         return self._run(lambda c: c.status())
 

@@ -98,7 +98,7 @@ async def _run_workflow(endpoint: str | None, workflow: str, task: str, stakes: 
                         workspace: str | None, creative: bool, has_tests: bool) -> dict[str, Any]:
     from actors.workflows import RunContext
 
-    from .workflows_run import WorkflowFailed, WorkflowRunner, has_tests as workspace_has_tests, load_home_config
+    from .workflows_run import WorkflowFailed, WorkflowRunner, load_home_config, workspace_has_tests
 
     if stakes not in ("low", "normal", "high"):
         raise WorkflowFailed("bad_request", f"stakes must be low, normal or high, not {stakes!r}")

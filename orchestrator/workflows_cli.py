@@ -58,7 +58,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     from .client import open_client
     from .paths import resolve_paths
-    from .workflows_run import ConfigProblem, WorkflowFailed, WorkflowRunner, has_tests, load_home_config
+    from .workflows_run import ConfigProblem, WorkflowFailed, WorkflowRunner, load_home_config, workspace_has_tests
 
     try:
         home = load_home_config(resolve_paths().home)
@@ -67,7 +67,7 @@ async def _run(args: argparse.Namespace) -> int:
     if args.workflow not in home.workflows.workflows:
         raise CliError(f"no workflow named {args.workflow!r} (defined: {', '.join(sorted(home.workflows.workflows))})")
     ctx = RunContext(stakes=args.stakes, time_budget_s=args.time_budget,
-                     has_tests=args.has_tests or has_tests(args.workspace), creative=args.creative)
+                     has_tests=args.has_tests or workspace_has_tests(args.workspace), creative=args.creative)
     emit = _json_line if args.json else _text_event
     async with open_client() as client:
         runner = WorkflowRunner(client, home.workflows, home.registry, home.roles, workspace=args.workspace,

@@ -98,7 +98,7 @@ class WorkflowRunner:
                 used[step.name] = model
             ran += 1
         return {"output": last_output, "confidence": confidence(last_output), "concerns": concerns(last_output),
-                "steps_completed": ran, "provenance": provenance}
+                "steps_completed": ran, "provenance": provenance, "cost_usd": _total_cost(provenance)}
 
     def _plan(self, selector, step: Step, used: dict[str, str]) -> Plan:
         return plan_step(selector, self.registry, self.roles, used, step_references(step.prompt))
@@ -205,6 +205,22 @@ def _record(step: Step, role: str | None, model: str | None, turn_id: str | None
             "reason": reason, **extra}
 
 
+def _total_cost(provenance: list[dict[str, Any]]) -> str | None:
+    """The steps' turns' cost (chain attempts that were not accepted are in the cost ledger, not
+    here); None when a step's cost is unknown."""
+    from decimal import Decimal, InvalidOperation
+
+    total = Decimal(0)
+    for p in provenance:
+        if p["status"] != "run":
+            continue
+        try:
+            total += Decimal(p["cost_usd"])
+        except (TypeError, InvalidOperation):
+            return None
+    return str(total)
+
+
 def _join(results: list[TurnResult]) -> str:
     if len(results) == 1:
         return results[0].output
@@ -252,10 +268,29 @@ def load_home_config(home) -> HomeConfig:
     return HomeConfig(workflows, registry, roles)
 
 
-def has_tests(workspace: str | None) -> bool:
+def workspace_has_tests(workspace: str | None) -> bool:
     """A workspace with a test suite: its tests stand in for the cross-check (the seed's table)."""
     import os
 
     if not workspace:
         return False
     return any(os.path.isdir(os.path.join(workspace, d)) for d in ("tests", "test"))
+
+
+def run_workflow(workflow: str, text: str, *, stakes: str = "normal", time_budget_s: float | None = None,
+                 workspace: str | None = None, creative: bool = False, has_tests: bool = False,
+                 endpoint: str | None = None) -> dict[str, Any]:
+    """Blocking, for scripts: run a workflow through the daemon and return the
+    ``workflow.completed`` result (raises WorkflowFailed, ConfigProblem, DaemonUnreachable)."""
+    from .client import open_client
+    from .paths import resolve_paths
+
+    home = load_home_config(resolve_paths().home)
+    ctx = RunContext(stakes, time_budget_s, has_tests or workspace_has_tests(workspace), creative)
+
+    async def main() -> dict[str, Any]:
+        async with open_client(endpoint) as client:
+            runner = WorkflowRunner(client, home.workflows, home.registry, home.roles, workspace=workspace)
+            return await runner.run(workflow, text, ctx)
+
+    return trio.run(main)

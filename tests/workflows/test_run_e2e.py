@@ -34,6 +34,7 @@ async def test_qc_runs_the_five_step_loop_with_provenance(nursery, short_tmp, fa
     assert result["output"] == FINAL
     assert result["confidence"] == 82 and result["concerns"] == ["the benchmark is synthetic"]
     assert result["steps_completed"] == 4
+    assert float(result["cost_usd"]) > 0
     prov = result["provenance"]
     assert [(p["step"], p["model"], p["status"]) for p in prov] == [
         ("produce", "anthropic:claude-sonnet-4-6", "run"), ("self-review", "anthropic:claude-sonnet-4-6", "run"),
@@ -272,8 +273,8 @@ async def test_parallel_validators_each_have_their_provenance(nursery, short_tmp
     daemon.request_stop("test over")
 
 
-async def test_the_sync_client_runs_a_workflow(nursery, short_tmp, fakes, monkeypatch):
-    from orchestrator.client import SyncClient
+async def test_the_blocking_helper_runs_a_workflow(nursery, short_tmp, fakes, monkeypatch):
+    from orchestrator.workflows_run import run_workflow
 
     anth, oai = fakes
     paths = write_home(short_tmp, anth.base_url, oai.base_url)
@@ -281,7 +282,7 @@ async def test_the_sync_client_runs_a_workflow(nursery, short_tmp, fakes, monkey
     anth.script(Answer(text=("draft",)))
     monkeypatch.setenv("ORCHESTRATOR_HOME", str(paths.home))
     result = await trio.to_thread.run_sync(
-        lambda: SyncClient(paths.endpoint).run_workflow("qc", "x", time_budget_s=10))
+        lambda: run_workflow("qc", "x", time_budget_s=10, endpoint=paths.endpoint))
     assert result["output"] == "draft" and result["steps_completed"] == 1
     daemon.request_stop("test over")
 
