@@ -113,6 +113,9 @@ class WorkflowRunner:
             try:
                 plan_, result, extra = await self._run_plan(plan, prompt, label)
                 results[i] = plan_, result, {**extra, **({"branch": i} if len(plans) > 1 else {})}
+            except RemoteError as exc:      # the daemon refused the step's session or turn
+                failures.append(WorkflowFailed(exc.code, f"step {step.name!r}: {exc.message}"))
+                cancel_scope.cancel()
             except WorkflowFailed as exc:   # the step has failed: its other branches stop too
                 failures.append(exc)
                 cancel_scope.cancel()

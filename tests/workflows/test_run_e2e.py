@@ -307,3 +307,21 @@ async def test_chat_run_runs_a_workflow_and_prints_its_answer(nursery, short_tmp
     assert out.out.startswith("the answer\nConfidence: 77\n")
     assert "workflow failed: no workflow named 'nope'" in out.out
     daemon.request_stop("test over")
+
+
+async def test_a_step_the_daemon_refuses_fails_the_workflow_as_data(nursery, short_tmp, fakes):
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url)
+    daemon = await start(nursery, paths)
+    from actors.workflows import Selector, Step, Workflow, WorkflowsConfig
+
+    home = load_home_config(paths.home)
+    # models.yaml changed under a checked workflow: the pinned model is gone by the time it runs.
+    gone = WorkflowsConfig({}, {"w": Workflow("w", (Step("only", "{input}", Selector(model="anthropic:gone")),))})
+    async with open_client(paths.endpoint) as client:
+        runner = WorkflowRunner(client, gone, home.registry)
+        with pytest.raises(WorkflowFailed) as failed:
+            await runner.run("w", "x", RunContext())
+    assert failed.value.message.startswith("step 'only': "), failed.value.message
+    assert not anth.requests
+    daemon.request_stop("test over")
