@@ -92,7 +92,9 @@ class WorkflowRunner:
                 provenance.append(_record(step, plan.role, result.model, result.turn_id, "run", plan.note,
                                           cost_usd=result.cost_usd, **extra))
             output = _join([r for _, r, _ in results])
-            outputs[step.name] = last_output = output
+            outputs[step.name] = output
+            if not step.review:
+                last_output = output
             model = results[0][1].model
             if model is not None:
                 used[step.name] = model

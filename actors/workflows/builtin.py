@@ -34,9 +34,10 @@ QC = Workflow(
     description="produce → self-review → cross-check → synthesize, with provenance and a confidence score",
     steps=(
         Step("produce", PRODUCE, Selector(tier="balanced")),
-        Step("self-review", SELF_REVIEW, Selector(same_model_as="produce"), skip_when=frozenset({"time_critical"})),
+        Step("self-review", SELF_REVIEW, Selector(same_model_as="produce"), skip_when=frozenset({"time_critical"}),
+             review=True),
         Step("cross-check", CROSS_CHECK, Selector(other_family_than="produce"),
-             skip_when=frozenset({"low_stakes", "time_critical", "has_tests", "creative"})),
+             skip_when=frozenset({"low_stakes", "time_critical", "has_tests", "creative"}), review=True),
         Step("synthesize", SYNTHESIZE, Selector(tier="deep"), skip_when=frozenset({"low_stakes", "time_critical"})),
     ),
 )

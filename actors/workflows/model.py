@@ -48,6 +48,7 @@ class Step:
     selector: Selector = Selector()
     parallel: tuple[Selector, ...] = ()     # N branches (validators) run together, cancelled together
     skip_when: frozenset[str] = frozenset()
+    review: bool = False                    # its output judges another: never the workflow's result
     line: int = 1
 
 

@@ -22,7 +22,7 @@ from actors.workflows.template import step_references
 _TOP_KEYS = ("schema_version", "fallback_chains", "workflows")
 _ENTRY_KEYS = ("model", "timeout", "retry")
 _SELECT_KEYS = ("role", "tier", "model", "chain", "same_model_as", "other_family_than")
-_STEP_KEYS = ("name", "prompt", *_SELECT_KEYS, "parallel", "skip_when")
+_STEP_KEYS = ("name", "prompt", *_SELECT_KEYS, "parallel", "skip_when", "review")
 _MODEL_TIERS = ("fast", "balanced", "deep")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m)?\Z")
@@ -231,9 +231,12 @@ def _step(raw: Any, path: str, line: int, ctx: _Ctx, chains: Mapping[str, Fallba
                 if sel is not None:
                     branches.append(sel)
     skip = _skip_when(raw, path, line, ctx)
+    review = raw.get("review", False)
+    if not isinstance(review, bool):
+        ctx.add(key_line(raw, "review", line), join(path, "review"), f"expected true or false, got {describe(review)}")
     if len(ctx.problems.items) != before or name is None or prompt is None or selector is None or skip is None:
         return None
-    return Step(name, prompt, selector, tuple(branches), skip, line)
+    return Step(name, prompt, selector, tuple(branches), skip, bool(review), line)
 
 
 def _selector(raw: Mapping, path: str, line: int, ctx: _Ctx, chains: Mapping[str, FallbackChain],

@@ -53,13 +53,15 @@ async def test_low_stakes_qc_skips_cross_check_and_synthesis_and_says_why(nurser
     anth, oai = fakes
     paths = write_home(short_tmp, anth.base_url, oai.base_url)
     daemon = await start(nursery, paths)
-    anth.script(Answer(text=("draft",)), Answer(text=("fine\nConfidence: 75",)))
+    anth.script(Answer(text=("the draft\nConfidence: 75",)), Answer(text=("fine\nConfidence: 40",)))
     out = await cli(paths, "run", "qc", "--input", "rename a variable", "--stakes", "low", "--json")
     assert out.returncode == 0, out.stderr
     result = out.lines()[-1]["result"]
     assert [(p["step"], p["status"]) for p in result["provenance"]] == [
         ("produce", "run"), ("self-review", "run"), ("cross-check", "skipped"), ("synthesize", "skipped")]
     assert result["provenance"][2]["reason"] == "low stakes: self-review is sufficient"
+    # The self-review judged the draft; the draft is the deliverable, with its own confidence.
+    assert result["output"] == "the draft\nConfidence: 75"
     assert result["confidence"] == 75 and result["steps_completed"] == 2
     assert not oai.requests
     daemon.request_stop("test over")
@@ -249,10 +251,10 @@ async def test_run_without_json_prints_the_answer_and_one_provenance_line_per_st
     anth, oai = fakes
     paths = write_home(short_tmp, anth.base_url, oai.base_url)
     daemon = await start(nursery, paths)
-    anth.script(Answer(text=("draft",)), Answer(text=("fine\nConfidence: 60",)))
+    anth.script(Answer(text=("draft\nConfidence: 60",)), Answer(text=("fine",)))
     out = await cli(paths, "run", "qc", "--input", "x", "--stakes", "low")
     assert out.returncode == 0, out.stderr
-    assert out.stdout == "fine\nConfidence: 60\n"
+    assert out.stdout == "draft\nConfidence: 60\n"
     assert "· cross-check: skipped — low stakes: self-review is sufficient" in out.stderr
     assert "[2 steps · confidence 60]" in out.stderr
     daemon.request_stop("test over")

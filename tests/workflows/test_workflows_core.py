@@ -66,7 +66,7 @@ workflows:
         "attempt), got 9",
         "workflows.yaml:9: workflows.broken.steps[0].prompt: {steps.later} names no earlier step (earlier: none)",
         "workflows.yaml:10: workflows.broken.steps[0].bogus: unknown key (expected one of: name, prompt, role, tier, "
-        "model, chain, same_model_as, other_family_than, parallel, skip_when)",
+        "model, chain, same_model_as, other_family_than, parallel, skip_when, review)",
         "workflows.yaml:11: workflows.broken.steps[1].chain: no fallback chain named 'nope' (defined: none)",
         "workflows.yaml:12: workflows.broken.steps[2]: choose one of role / model / chain / tier / same_model_as, "
         "not role and model",
@@ -167,3 +167,9 @@ def test_a_pinned_model_may_review_its_own_output(registry):
 def test_self_review_runs_on_the_producers_model(registry):
     plan = plan_step(Selector(same_model_as="produce"), registry, None, {"produce": "openai:gpt-5.4"}, ["produce"])
     assert plan.model == "openai:gpt-5.4"
+
+
+def test_reviews_are_marked_and_review_must_be_a_boolean():
+    assert [s.review for s in QC.steps] == [False, True, True, False]
+    config, errors = parse_workflows_text("workflows:\n  w:\n    steps:\n      - {name: a, prompt: p, review: maybe}\n")
+    assert errors == ["workflows.yaml:4: workflows.w.steps[0].review: expected true or false, got 'maybe'"]
