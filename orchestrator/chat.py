@@ -33,6 +33,7 @@ HELP = """commands:
   /route override|ignore   answer a pattern-store suggestion
   /rate good|bad|0.7  rate the last turn's answer (teaches the pattern store)
   /cost               this session's cost by model and role
+  /run WORKFLOW TEXT  run a workflow (qc, or one of workflows.yaml) on TEXT
   /cancel             cancel the running turn
   /quit               leave (also Ctrl-D)
   @alias message      use that model for this message only
@@ -101,6 +102,10 @@ async def _command(client, sid: str, line: str) -> str | None:
             print(rated_line(await rate(client, "", score, sid)))
         except RemoteError as exc:
             print(exc.message)
+    elif cmd == "/run":
+        from .workflows_cli import chat_run
+
+        await chat_run(client, rest)
     elif cmd in ("/help", "/?"):
         print(HELP)
     else:

@@ -3,7 +3,7 @@
 Errors are ``file:line: key: problem``, every error of every file; warnings (a provider key that
 is not set, a shadowed rule, a model without a known price) never fail the check. A file named on
 the command line that does not exist is an error; with no names the home's files are checked
-(models.yaml required, routing.yaml, daemon.yaml and roles.yaml optional).
+(models.yaml required, routing.yaml, daemon.yaml, roles.yaml and workflows.yaml optional).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from actors.router.policy_file import implicit_policy
 
 from .settings import parse_settings_text
 
-KINDS = ("models", "routing", "daemon", "roles")
+KINDS = ("models", "routing", "daemon", "roles", "workflows")
 KEYS_FILE = "env"     # in the home: KEY=value lines, the service's EnvironmentFile
 
 
@@ -50,6 +50,8 @@ def kind_of(path: Path) -> str | None:
         return "models"
     if heads & {"roles", "agents"}:
         return "roles"
+    if heads & {"fallback_chains", "workflows"}:
+        return "workflows"
     if heads & {"schema_version", "global_default", "rules", "tiers", "workspaces"}:
         return "routing"
     if heads & {"shutdown_grace_s", "max_restarts", "restart_window_s", "log_level", "retry_max_attempts",
@@ -200,6 +202,32 @@ class _Checker:
             errors.insert(0, f"{path.name}:1: model references not checked: {models_path.name} could not be read")
         self.errors.extend(errors)
 
+    def workflows(self, path: Path, models_path: Path, *, required: bool) -> None:
+        from actors.workflows import parse_workflows_text
+
+        registry_check = self.models(models_path)
+        text = self._read(path, required=required)
+        if text is None:
+            return
+        self.files.append(str(path))
+        registry = registry_check.registry if registry_check is not None and registry_check.registry.models else None
+        roles = self._role_names(path.parent / "roles.yaml", registry)
+        _, errors = parse_workflows_text(text, path.name, registry, roles)
+        self.errors.extend(errors)
+
+    def _role_names(self, path: Path, registry: ModelRegistry | None) -> set[str] | None:
+        """The roles a workflow may name (None: no valid roles.yaml to check them against)."""
+        from actors.roles import parse_roles_text
+
+        try:
+            text = read_text(str(path))
+        except (OSError, UnicodeDecodeError):
+            return None
+        if text is None:
+            return set()
+        roles, _ = parse_roles_text(text, path.name, registry)
+        return set(roles.roles) if roles is not None else None
+
     def report(self) -> CheckReport:
         return CheckReport(tuple(self.errors), tuple(self.warnings), tuple(self.files))
 
@@ -218,6 +246,7 @@ def check_home(home: Path, names: list[str] | None = None, *, env: Mapping[str, 
         c.routing(home / "routing.yaml", models, required=False)
         c.daemon(home / "daemon.yaml", required=False)
         c.roles(home / "roles.yaml", models, required=False)
+        c.workflows(home / "workflows.yaml", models, required=False)
         return c.report()
     checks: dict[str, Callable[[Path], object]] = {
         "models": c.models,
@@ -226,6 +255,8 @@ def check_home(home: Path, names: list[str] | None = None, *, env: Mapping[str, 
         "daemon": lambda p: c.daemon(p, required=True),
         "roles": lambda p: c.roles(p, Path(models_override) if models_override else p.parent / "models.yaml",
                                    required=True),
+        "workflows": lambda p: c.workflows(p, Path(models_override) if models_override else p.parent / "models.yaml",
+                                           required=True),
     }
     for name in names:
         path = Path(name)

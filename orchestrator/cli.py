@@ -143,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     add_roles_parser(sub)
     from .review_cli import add_subparser as add_review_parser
     add_review_parser(sub)
+    from .workflows_cli import add_subparsers as add_workflows_parsers
+    add_workflows_parsers(sub, _workspace_arg)
     return p
 
 
@@ -281,7 +283,7 @@ def _sole_leaf(group: BaseExceptionGroup) -> BaseException:
 
 
 _DAEMON_COMMANDS = frozenset({"ask", "chat", "model", "rules", "trace", "cost", "status", "availability", "rate",
-                              "route"})
+                              "route", "run", "mcp"})
 
 
 def _check_edges(args: argparse.Namespace) -> None:
@@ -331,6 +333,9 @@ def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
     if cmd == "review":
         from .review_cli import run as run_review
         return run_review(args)
+    if cmd in ("run", "mcp"):
+        from .workflows_cli import run as run_workflows
+        return run_workflows(args)
     import trio
 
     return trio.run(_client_command, args)
