@@ -190,7 +190,7 @@ def routing_yaml(default_model: str, rules: dict[str, str]) -> str:
 class DaemonProcess:
     """``python -m orchestrator serve`` on a temporary home, as a real deployment runs it."""
 
-    def __init__(self, models: str, routing: str, *, log_level: str = "info"):
+    def __init__(self, models: str, routing: str, *, log_level: str = "info", serve_args: tuple[str, ...] = ()):
         self.root = short_tmpdir("obench-")
         home, state = self.root / "home", self.root / "state"
         home.mkdir()
@@ -204,7 +204,7 @@ class DaemonProcess:
                    ORCHESTRATOR_ENDPOINT=self.endpoint, PYTHONUNBUFFERED="1", PYTHONPATH=str(tree))
         self.log_path = self.root / "daemon.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve"], env=env, cwd=tree,
+        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve", *serve_args], env=env, cwd=tree,
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 

@@ -21,10 +21,7 @@ between the 8- and 200-chunk streams: ((gw200 − direct200) − (gw8 − direct
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,7 +33,7 @@ import httpx  # noqa: E402
 import trio  # noqa: E402
 
 from bench._common import (  # noqa: E402
-    ROOT, FakeProvider, closing_all, models_yaml, routing_yaml, row, short_tmpdir, summary_us, target,
+    DaemonProcess, FakeProvider, closing_all, models_yaml, routing_yaml, row, short_tmpdir, summary_us, target,
 )
 from bench.turn_bench import daemon_turn  # noqa: E402
 from orchestrator.client import open_client  # noqa: E402
@@ -53,35 +50,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class GatewayDaemon:
+class GatewayDaemon(DaemonProcess):
     """``orchestrator serve --http 127.0.0.1:PORT`` on a temporary home."""
 
     def __init__(self, models: str, routing: str):
-        self.root = short_tmpdir("obench-gw-")
-        home, state = self.root / "home", self.root / "state"
-        home.mkdir()
-        state.mkdir()
-        (home / "models.yaml").write_text(models)
-        (home / "routing.yaml").write_text(routing)
-        (home / "daemon.yaml").write_text("log_level: warning\nshutdown_grace_s: 2\n")
-        self.endpoint = f"ipc://{self.root / 'd.sock'}"
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, ORCHESTRATOR_HOME=str(home), ORCHESTRATOR_STATE=str(state),
-                   ORCHESTRATOR_ENDPOINT=self.endpoint, PYTHONUNBUFFERED="1")
-        self.log_path = self.root / "daemon.log"
-        self._log = open(self.log_path, "wb")
-        argv = [sys.executable, "-m", "orchestrator", "serve", "--http", f"127.0.0.1:{self.port}"]
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
-        self._wait_ready()
-
-    def cpu_s(self) -> float:
-        """CPU seconds the daemon process has used (user + system)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        super().__init__(models, routing, log_level="warning", serve_args=("--http", f"127.0.0.1:{self.port}"))
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
+        super()._wait_ready(timeout)   # the actors run; the HTTP server may still be binding
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -93,19 +71,6 @@ class GatewayDaemon:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"gateway not ready within {timeout}s:\n{self.log_path.read_text()[-2000:]}")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        import shutil
-
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 async def stream_call(http: httpx.AsyncClient, url: str, body: dict, headers: dict) -> tuple[float, int]:
@@ -162,7 +127,9 @@ async def _measure(fake: FakeProvider, gw: GatewayDaemon, quick: bool) -> dict[s
             before = gw.cpu_s()
             for _ in range(count):
                 us, got = await call()
-                assert got == expect, (key, got)
+                # The daemon coalesces the upstream chunks of one network read into one delta (every byte,
+                # in order), so a stream may arrive in fewer chunks than the upstream sent — never more.
+                assert 1 <= got <= expect, (key, got)
                 res[key].append(us)
             if key in cpu:
                 cpu[key].append((gw.cpu_s() - before) / count * 1e6)
