@@ -10,8 +10,12 @@ import argparse
 import json
 import math
 import sys
+from typing import TYPE_CHECKING
 
 from .exitcodes import EXIT_CANCELLED, EXIT_FAIL, EXIT_OK, EXIT_USAGE, CliError
+
+if TYPE_CHECKING:  # trio is imported where it runs: `run --help` stays quick
+    import trio
 
 
 def _seconds(value: str) -> float:
@@ -151,7 +155,7 @@ class _on_signals:
 
     SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
-    def __init__(self, scope):
+    def __init__(self, scope: trio.CancelScope) -> None:
         self.scope = scope
         self._old: dict = {}
 
