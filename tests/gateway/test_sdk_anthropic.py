@@ -42,7 +42,10 @@ async def test_a_streamed_message_follows_the_anthropic_event_sequence(gateway):
     headers, kinds = await gateway.call(stream)
     assert headers["x-orchestrator-turn-id"].startswith("t_")
     assert headers["x-orchestrator-model"] == "anthropic:claude-haiku-4-5"
-    assert kinds == ["message_start", "content_block_start", "content_block_delta", "content_block_delta",
+    # The daemon relays the chunks of one network read as one delta: one or two deltas, never more.
+    deltas = kinds.count("content_block_delta")
+    assert 1 <= deltas <= 2, kinds
+    assert kinds == ["message_start", "content_block_start", *["content_block_delta"] * deltas,
                      "content_block_stop", "message_delta", "message_stop"]
 
     def helper():
