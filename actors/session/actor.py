@@ -399,7 +399,7 @@ class SessionActor(Actor):
             return
         failed: list[tuple[str, str]] = []
         later: list[dict] = []
-        spent = Usage(cost_usd="0")   # what the failed attempts cost (usually nothing): the turn's usage has it
+        spent = Usage()   # what the failed attempts cost (usually nothing): the turn's usage includes it
         outcome = turn.outcome
         while outcome is not None and failed_before_first_byte(outcome, turn.streamed) and not turn.stop_requested:
             failed.append((turn.model or "?", reason_of(outcome)))
@@ -416,7 +416,8 @@ class SessionActor(Actor):
                     later.append(converter.unstructure(decision.route))
                     self.store.set_turn_route(turn.turn_id, turn.model, {**converter.unstructure(route),
                                                                          "fallback": later})
-                turn.outcome = attrs.evolve(outcome, message=exhausted_message(failed, outcome.message or ""))
+                turn.outcome = attrs.evolve(outcome, message=exhausted_message(failed, outcome.message or ""),
+                                            usage=spent)
                 return
             later.append(converter.unstructure(decision.route))
             self.store.set_turn_route(turn.turn_id, new, {**converter.unstructure(route), "fallback": later})

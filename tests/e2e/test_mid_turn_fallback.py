@@ -17,7 +17,7 @@ from .conftest import run_turn
 from .test_providers_e2e import fakes, stack  # noqa: F401 — the daemon on fake providers
 
 LLAMA, HAIKU = "local:llama", "anthropic:claude-haiku-4-5"
-FAILING_CALL = [Fail(503, "server_error", "upstream overloaded")] * 4   # the adapter's whole retry budget
+FAILING_CALL = [Fail(503, "server_error", "upstream overloaded")] * 8   # more than the retry budget
 
 
 def configure(root, ws, *, opt_in: bool) -> None:
@@ -88,7 +88,7 @@ async def test_when_the_fallback_model_fails_too_the_turn_fails_naming_both(stac
     client, oai, anth, ws, root = stack
     configure(root, ws, opt_in=True)
     oai.script(*FAILING_CALL)
-    anth.script(*[Fail(529, "overloaded_error", "anthropic overloaded")] * 4)
+    anth.script(*[Fail(529, "overloaded_error", "anthropic overloaded")] * 8)
     info = await client.open_session(workspace=str(ws))
     _, events = await run_turn(client, info.session_id, "hello")
     failed = events[-1]
