@@ -403,9 +403,12 @@ async def _client_command(args) -> int:
                     raise CliError(f"unknown turn {args.turn_id!r}") from None
                 raise
             if args.json:
-                _print_json(event_to_json_obj(reply.route))
+                obj = event_to_json_obj(reply.route)
+                if reply.fallback:  # a mid-turn fallback (docs/workflows.md): the later decisions
+                    obj["fallback"] = [event_to_json_obj(r) for r in reply.fallback]
+                _print_json(obj)
             else:
-                print(render_trace(reply.route))
+                print(render_trace(reply.route, reply.fallback))
             return EXIT_OK
         if cmd == "cost":
             if args.session:

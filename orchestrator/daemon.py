@@ -81,7 +81,8 @@ class ControlActor(Actor):
         route = self.daemon.store.turn_route(env.body.turn_id)
         if route is None:
             return Failure("unknown_turn", f"no turn {env.body.turn_id!r} in the database")
-        return TraceReply(converter.structure(route, ev.RouteDecided))
+        fallback = tuple(converter.structure(r, ev.RouteDecided) for r in route.get("fallback", ()))
+        return TraceReply(converter.structure(route, ev.RouteDecided), fallback)
 
 
 @attrs.define

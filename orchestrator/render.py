@@ -7,10 +7,15 @@ from pathlib import Path
 from protocol.messages import CostReport, ModelState, RulesReport, StatusReport
 
 
-def render_trace(route) -> str:
+def render_trace(route, fallback=()) -> str:
+    """The turn's decision, then each mid-turn fallback decision (docs/workflows.md) after it."""
     from actors.router.trace import render_trace as render
 
-    return render(route)
+    parts = [render(route)]
+    for i, later in enumerate(fallback, start=1):
+        failed = route.chosen_model if i == 1 else fallback[i - 2].chosen_model
+        parts.append(f"Fallback {i}: {failed} failed before answering; routed again without it\n" + render(later))
+    return "\n\n".join(parts)
 
 
 def render_model_state(state: ModelState, *, with_trace: bool = True) -> str:

@@ -228,6 +228,7 @@ class GetTrace:
 @frozen
 class TraceReply:
     route: RouteDecided
+    fallback: tuple[RouteDecided, ...] = ()   # mid-turn fallback decisions, appended to the stored route
 
 
 @message("cost.get")
@@ -336,6 +337,7 @@ class DecideRoute:
     delegated_by: str | None = None      # the delegating model: a worker never runs above its cost tier
     effort: str | None = None        # requested; the router keeps it only when the chosen model declares it
     override_model: str | None = None   # the HTTP gateway's explicit model (a registry id): per_message_override
+    failed_models: tuple[str, ...] = ()   # mid-turn fallback: models that failed this turn count as unavailable
 
 
 @message("route.decision")

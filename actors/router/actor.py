@@ -39,7 +39,9 @@ from actors.router.rolestep import WAITING_APPROVAL
 from actors.router.override import Override
 from actors.router.policy import RoutingPolicy, rule_rows
 from actors.router.skills import SkillCache
-from actors.router.validation import availability_from_snapshot
+from actors.router.validation import (
+    Availability, AvailabilityLike, AvailabilityVerdict, availability_from_snapshot,
+)
 from actors.runtime.store import PatternOutcome, StorageError, Store, StoredOutcome
 
 LOAD_CHUNK = 4096   # stored outcomes per start-up step: the loop serves turns between steps
@@ -271,7 +273,10 @@ class RouterActor(Actor):
             role=msg.role, role_tier=msg.role_tier, high_risk=msg.high_risk, delegated_by=msg.delegated_by,
         )
 
-        decision = engine.decide(ctx, override=override, availability=availability_from_snapshot(unavailable),
+        availability = availability_from_snapshot(unavailable)
+        if msg.failed_models:  # a mid-turn fallback: the models that failed this turn are out of it
+            availability = excluding(availability, msg.failed_models)
+        decision = engine.decide(ctx, override=override, availability=availability,
                                  pattern=self._pattern_source(engine))
         route = decision.to_event(msg.session_id, msg.turn_id)
         if msg.role:
@@ -344,6 +349,19 @@ class RouterActor(Actor):
         # Reading skill files is blocking I/O: never on the event loop.
         index = await trio.to_thread.run_sync(self.skills.get, workspace)
         return index.match(text)
+
+
+def excluding(availability: Availability, failed: tuple[str, ...]) -> Availability:
+    """``availability`` with ``failed`` unavailable (model scope): the chain falls through past them
+    exactly as past an outage, and the trace says why."""
+    out = frozenset(failed)
+
+    def check(model: str) -> AvailabilityLike:
+        if model in out:
+            return AvailabilityVerdict(False, "model", f"{model} failed before answering this turn")
+        return availability(model)
+
+    return check
 
 
 def rules_for_workspace(policy: RoutingPolicy, rows: list[dict], workspace: str) -> list[dict]:

@@ -399,6 +399,10 @@ class Store:
         """Turns a crash left 'running': (turn_id, session_id)."""
         return [tuple(r) for r in self._query("SELECT id, session_id FROM turns WHERE status='running'")]
 
+    def set_turn_route(self, turn_id: str, model: str | None, route: dict, *, into: Batch | None = None) -> None:
+        """A mid-turn fallback: the turn now runs on ``model``; ``route`` keeps both decisions."""
+        self._write("UPDATE turns SET model=?, route=? WHERE id=?", (model, json.dumps(route), turn_id), into)
+
     def turn_route(self, turn_id: str) -> dict | None:
         rows = self._query("SELECT route FROM turns WHERE id=?", (turn_id,))
         return json.loads(rows[0][0]) if rows and rows[0][0] else None

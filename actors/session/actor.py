@@ -36,6 +36,11 @@ from actors.runtime.kernel import Actor, RequestTimeout
 from actors.router.context import extract_file_extensions
 from actors.runtime.store import Batch, StorageError, Store
 from actors.planner.tokens import estimate_input_tokens
+from actors.planner.support import add_usage
+from actors.session.fallback import (
+    exhausted_message, failed_before_first_byte, fallback_banner, fallback_failed_message, reason_of,
+)
+from actors.tools.workspace import load_workspace_settings
 from actors.session.state import (
     DAEMON_OWNER, RunningTurn, SessionState, answer_text, new_session_id, new_turn_id, owns, swap_banner,
 )
@@ -364,6 +369,9 @@ class SessionActor(Actor):
         state.messages.append(user)  # memory mirrors the store
         await self._release_held(state, turn)
         await self._await_outcome(state, turn)
+        if failed_before_first_byte(turn.outcome, turn.streamed) and not turn.stop_requested:
+            await self._fall_back(state, turn, decide, decision.route, run)
+            model = turn.model or model
         outcome = turn.outcome
         assert outcome is not None
         new = [m for m in outcome.messages]
@@ -379,6 +387,61 @@ class SessionActor(Actor):
             terminal = ev.TurnFailed(state.id, turn.turn_id, outcome.error or "turn_failed", outcome.message or "",
                                      model, outcome.partial_text, outcome.usage)
         await self._finish(state, turn, terminal, batch=end, saved=new, strict=True)
+
+    async def _fall_back(self, state: SessionState, turn: RunningTurn, decide: DecideRoute, route: ev.RouteDecided,
+                         run: RunTurn) -> None:
+        """Mid-turn fallback (docs/workflows.md), when the workspace opts in: while the turn's model
+        failed transiently before its first streamed byte, ask the router again with the failed
+        models out and run the turn on its choice. The turn keeps its one ``route.decided``; each
+        later decision is appended to the stored route (``fallback``) and shown by ``trace``."""
+        settings = await trio.to_thread.run_sync(load_workspace_settings, state.workspace)
+        if not settings.mid_turn_fallback:
+            return
+        failed: list[tuple[str, str]] = []
+        later: list[dict] = []
+        spent = Usage()   # what the failed attempts cost (usually nothing): the turn's usage includes it
+        outcome = turn.outcome
+        while outcome is not None and failed_before_first_byte(outcome, turn.streamed) and not turn.stop_requested:
+            failed.append((turn.model or "?", reason_of(outcome)))
+            spent = add_usage(spent, outcome.usage)
+            try:
+                decision: RouteDecision = await self.request(
+                    self.router, attrs.evolve(decide, failed_models=tuple(m for m, _ in failed)), timeout=30)
+            except (RemoteError, RequestTimeout) as exc:
+                self.log.warning("mid-turn fallback: routing failed", turn_id=turn.turn_id, error=str(exc))
+                decision = RouteDecision(route, decide.text, (), "routing_error", str(exc))
+            new = decision.route.chosen_model
+            if decision.error_code or new is None:
+                if decision.route is not route:   # the router's answer: the trace shows nothing was left
+                    later.append(converter.unstructure(decision.route))
+                    self.store.set_turn_route(turn.turn_id, turn.model, {**converter.unstructure(route),
+                                                                         "fallback": later})
+                turn.outcome = attrs.evolve(outcome, message=exhausted_message(failed, outcome.message or ""),
+                                            usage=spent)
+                return
+            later.append(converter.unstructure(decision.route))
+            self.store.set_turn_route(turn.turn_id, new, {**converter.unstructure(route), "fallback": later})
+            await self._emit(state, turn, ev.Banner(fallback_banner(*failed[-1], new), turn.turn_id, "fallback"))
+            turn.model, turn.outcome, turn.done, turn.streamed = new, None, trio.Event(), False
+            if turn.stop_requested:
+                break
+            try:
+                await self.request(self.planner, attrs.evolve(run, model=new, effort=decision.route.effort,
+                                                                can_delegate=decision.can_delegate), timeout=30)
+            except (RemoteError, RequestTimeout) as exc:
+                turn.outcome = TurnOutcome(state.id, turn.turn_id, TurnStatus.FAILED, error="planner_error",
+                                           message=str(exc))
+                break
+            if turn.stop_requested:  # a cancel that raced the new run: stop it (the planner has it now)
+                await self._stop(turn, turn.stop_requested)
+            await self._await_outcome(state, turn)
+            outcome = turn.outcome
+        if turn.outcome is None:   # cancelled between two attempts: nothing runs
+            turn.outcome = TurnOutcome(state.id, turn.turn_id, TurnStatus.CANCELLED, error=turn.stop_requested)
+        final = turn.outcome
+        if final.status is TurnStatus.FAILED and failed and final.error != "planner_error":
+            final = attrs.evolve(final, message=fallback_failed_message(failed, turn.model or "?", final.message or ""))
+        turn.outcome = attrs.evolve(final, usage=add_usage(spent, final.usage))
 
     async def _await_outcome(self, state: SessionState, turn: RunningTurn) -> None:
         """Wait for the planner's outcome; now and then ask whether it still runs the turn, so an
@@ -464,6 +527,7 @@ class SessionActor(Actor):
         state = self.sessions.get(msg.session_id)
         if state is None or state.turn is None or state.turn.turn_id != msg.turn_id:
             return None
+        state.turn.streamed = True
         if state.turn.held is not None:  # the turn's start is still being committed
             state.turn.held.append(msg.event)
             return None

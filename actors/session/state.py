@@ -45,6 +45,7 @@ class RunningTurn:
     # Progress that arrived while the turn's start was still being committed: it goes out, in
     # order, once the start is durable (so a client never sees tokens of a turn not on disk).
     held: deque[ev.Event] | None = None
+    streamed: bool = False           # the planner sent progress for the current attempt (mid-turn fallback)
 
 
 @attrs.define

@@ -44,6 +44,9 @@ class WorkspaceSettings:
     env: Mapping[str, str] = attrs.field(factory=dict)
     pass_env: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()      # why (part of) the file was ignored; logged, never fatal
+    # Opt-in: a transient provider failure before the turn's first streamed byte moves the turn to
+    # the next validated candidate instead of failing it (docs/workflows.md, "Mid-turn fallback").
+    mid_turn_fallback: bool = False
 
     def command_env(self, source: Mapping[str, str], *, secret_names: Iterable[str] = ()) -> dict[str, str]:
         """run_command's environment: the base variables, then pass_env, then env; never a key."""
@@ -104,7 +107,12 @@ def parse_settings(text: str, filename: str = SETTINGS_FILE) -> WorkspaceSetting
             pass_env.append(name)
         else:
             errors.append(f"{filename}: pass_env: {name!r} is not a variable name")
-    return WorkspaceSettings(run_command=run_command, env=env, pass_env=tuple(pass_env), errors=tuple(errors))
+    fallback = data.get("mid_turn_fallback", False)
+    if not isinstance(fallback, bool):
+        errors.append(f"{filename}: mid_turn_fallback: expected true or false, got {type(fallback).__name__}")
+        fallback = False
+    return WorkspaceSettings(run_command=run_command, env=env, pass_env=tuple(pass_env), errors=tuple(errors),
+                             mid_turn_fallback=fallback)
 
 
 class SettingsCache:
