@@ -29,8 +29,8 @@ async def test_an_openai_clients_tool_choice_reaches_an_anthropic_upstream_as_it
              ({"type": "function", "function": {"name": "get_time"}}, {"type": "tool", "name": "get_time"})]
     for choice, wire in cases:
         gateway.anth.script(Answer(text=("ok",)))
-        await gateway.call(lambda: client.chat.completions.create(
-            model="haiku", messages=user("x"), tools=OAI_TOOLS, tool_choice=choice))
+        await gateway.call(lambda c=choice: client.chat.completions.create(
+            model="haiku", messages=user("x"), tools=OAI_TOOLS, tool_choice=c))
         upstream = gateway.anth.requests[-1].json
         assert upstream["tool_choice"] == wire
         assert [t["name"] for t in upstream["tools"]] == ["get_weather", "get_time"]   # all still offered
@@ -50,8 +50,8 @@ async def test_an_anthropic_clients_tool_choice_reaches_an_openai_upstream_as_it
              ({"type": "tool", "name": "get_weather"}, {"type": "function", "function": {"name": "get_weather"}})]
     for choice, wire in cases:
         gateway.oai.script(Answer(text=("ok",)))
-        await gateway.call(lambda: client.messages.create(
-            model="llama", max_tokens=32, messages=user("x"), tools=ANTH_TOOLS, tool_choice=choice))
+        await gateway.call(lambda c=choice: client.messages.create(
+            model="llama", max_tokens=32, messages=user("x"), tools=ANTH_TOOLS, tool_choice=c))
         upstream = gateway.oai.requests[-1].json
         assert upstream["tool_choice"] == wire
         assert "parallel_tool_calls" not in upstream
