@@ -108,8 +108,10 @@ def _structured_schema(schema: dict) -> tuple[dict, bool]:
 
 def thinking_budget(request: LLMRequest) -> int | None:
     """The thinking budget for the request's effort, or None: no effort, or one the API cannot
-    combine with thinking — a forced tool call (structured output) is refused with thinking on."""
-    if request.effort is None or request.output_schema is not None:
+    combine with thinking — a forced tool call (structured output, tool_choice required or named) is
+    refused with thinking on."""
+    forced = bool(request.tools) and (request.tool_choice == "required" or named_tool(request.tool_choice) is not None)
+    if request.effort is None or request.output_schema is not None or forced:
         return None
     return THINKING_BUDGETS.get(request.effort)
 

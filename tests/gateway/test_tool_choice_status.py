@@ -106,3 +106,13 @@ async def test_status_counts_a_running_gateway_turn(gateway):
     with trio.fail_after(10):   # the client went away: the turn ends and is no longer counted
         while (await gateway.daemon.status()).turns_running:
             await trio.sleep(0.01)
+
+
+def test_a_forced_tool_choice_turns_anthropic_thinking_off():
+    # The Messages API refuses a forced tool call (any / a named tool) with thinking enabled.
+    tools = (ToolDefinition("get_time", "", {"type": "object"}),)
+    request = LLMRequest("claude", (Message(Role.USER, (TextBlock("x"),)),), tools=tools, effort="high")
+    assert "thinking" in anthropic_wire(request, stream=True)
+    for choice in ("required", "tool:get_time"):
+        body = anthropic_wire(attrs.evolve(request, tool_choice=choice), stream=True)
+        assert "thinking" not in body and body["tool_choice"]["type"] in ("any", "tool")
