@@ -134,6 +134,8 @@ class Daemon:
                 nursery.start_soon(ask, name, GetActorStatus())
             nursery.start_soon(ask, "session", GetSessionStats())
             nursery.start_soon(ask, "availability", GetUnavailableScopes())
+            if "gateway" in self.actors:   # HTTP gateway turns run outside the session actor
+                nursery.start_soon(ask, "gateway", GetSessionStats())
         for name, entry in actors.items():
             answer = answers.get((name, GetActorStatus))
             if isinstance(answer, ActorStatus):
@@ -143,6 +145,10 @@ class Daemon:
         stats = answers.get(("session", GetSessionStats))
         if not isinstance(stats, SessionStats):
             stats = SessionStats(False, 0, 0)
+        gateway = answers.get(("gateway", GetSessionStats))
+        if isinstance(gateway, SessionStats):
+            actors.setdefault("gateway", {})["turns_running"] = gateway.turns_running
+            stats = attrs.evolve(stats, turns_running=stats.turns_running + gateway.turns_running)
         unavailable = answers.get(("availability", GetUnavailableScopes))
         scopes = tuple({"scope": u.scope, "kind": u.kind, "reason": u.reason, "since": u.since,
                         **({"detail": u.detail} if u.detail is not None else {})}

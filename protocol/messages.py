@@ -375,6 +375,10 @@ class RunTurn:
     # An HTTP gateway turn: the client owns the system prompt and the tools, so there is no default
     # prompt, and a tool call ends the turn (it goes back to the stateless HTTP client).
     gateway: bool = False
+    # The client's tool choice (LLMRequest.tool_choice: auto | none | required | tool:<name>) and, when
+    # it disallows parallel tool calls, parallel_tool_calls=False; gateway turns only.
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
 
 
 @message("turn.stop")

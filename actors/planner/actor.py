@@ -247,6 +247,7 @@ class PlannerActor(Actor):
                 tools=tool_defs if caps.supports_tools else (), max_tokens=run.max_tokens or spec.max_output_tokens,
                 output_schema=run.output_schema, supports_thinking=caps.supports_thinking,
                 supports_images=caps.supports_images, workspace=run.workspace, effort=run.effort,
+                tool_choice=run.tool_choice, parallel_tool_calls=run.parallel_tool_calls,
             )
             assistant = await self._one_call(turn, spec, adapter, request, state)
             state.append(assistant)

@@ -25,6 +25,7 @@ from actors.providers.toolinput import parse_tool_arguments
 from actors.providers._sse import SSEvent
 from actors.providers.base import (
     Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk,
+    named_tool,
 )
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -107,8 +108,10 @@ def _structured_schema(schema: dict) -> tuple[dict, bool]:
 
 def thinking_budget(request: LLMRequest) -> int | None:
     """The thinking budget for the request's effort, or None: no effort, or one the API cannot
-    combine with thinking — a forced tool call (structured output) is refused with thinking on."""
-    if request.effort is None or request.output_schema is not None:
+    combine with thinking — a forced tool call (structured output, tool_choice required or named) is
+    refused with thinking on."""
+    forced = bool(request.tools) and (request.tool_choice == "required" or named_tool(request.tool_choice) is not None)
+    if request.effort is None or request.output_schema is not None or forced:
         return None
     return THINKING_BUDGETS.get(request.effort)
 
@@ -133,6 +136,10 @@ def wire_request(request: LLMRequest, *, stream: bool) -> dict:
             "input_schema": schema,
         })
         body["tool_choice"] = {"type": "any"} if request.tools else {"type": "tool", "name": STRUCTURED_TOOL}
+    elif request.tools:   # structured output's forced tool wins over the client's choice
+        choice = tool_choice(request.tool_choice, request.parallel_tool_calls)
+        if choice is not None:
+            body["tool_choice"] = choice
     if tools:
         body["tools"] = tools
     if request.temperature is not None and budget is None:  # thinking accepts only the default temperature
@@ -140,6 +147,24 @@ def wire_request(request: LLMRequest, *, stream: bool) -> dict:
     if stream:
         body["stream"] = True
     return body
+
+
+def tool_choice(choice: str | None, parallel: bool | None) -> dict | None:
+    """The canonical tool choice in the Messages API's words (None: leave the provider default)."""
+    name = named_tool(choice)
+    if name is not None:
+        wire: dict[str, Any] = {"type": "tool", "name": name}
+    elif choice == "none":
+        return {"type": "none"}   # takes no parallel flag
+    elif choice == "required":
+        wire = {"type": "any"}
+    elif choice == "auto" or parallel is False:
+        wire = {"type": "auto"}
+    else:
+        return None
+    if parallel is False:
+        wire["disable_parallel_tool_use"] = True
+    return wire
 
 
 # ---- wire → canonical (sans-IO) ---------------------------------------------------------------

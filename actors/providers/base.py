@@ -63,6 +63,17 @@ class LLMRequest:
     supports_images: bool = True
     workspace: str | None = None                # the turn's workspace: where a cli agent runs
     effort: str | None = None                   # reasoning effort (models.yaml efforts), mapped per adapter
+    # Which tool the model must call: None or "auto" (its choice), "none", "required" (some tool), or
+    # "tool:<name>" (that one); see ``named_tool``. Ignored without tools; structured output overrides it.
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None     # False: at most one tool call per answer; None: provider default
+
+
+def named_tool(tool_choice: str | None) -> str | None:
+    """The tool a ``tool_choice`` of ``tool:<name>`` names, else None."""
+    if tool_choice is not None and tool_choice.startswith("tool:"):
+        return tool_choice[len("tool:"):]
+    return None
 
 
 @frozen

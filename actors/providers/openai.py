@@ -25,6 +25,7 @@ from actors.providers.toolinput import parse_tool_arguments
 from actors.providers._sse import SSEvent
 from actors.providers.base import (
     Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk,
+    named_tool,
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -135,6 +136,11 @@ def wire_request(request: LLMRequest, *, stream: bool, max_tokens_field: str) ->
              "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}
             for t in request.tools
         ]
+        choice = tool_choice(request.tool_choice)
+        if choice is not None:
+            body["tool_choice"] = choice
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.output_schema is not None:
         # strict mode would reject schemas that are not fully closed (additionalProperties,
         # all-required), and we accept arbitrary schemas, so the schema guides but is not enforced.
@@ -151,6 +157,14 @@ def wire_request(request: LLMRequest, *, stream: bool, max_tokens_field: str) ->
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return body
+
+
+def tool_choice(choice: str | None) -> str | dict | None:
+    """The canonical tool choice in Chat Completions' words (None: leave the provider default)."""
+    name = named_tool(choice)
+    if name is not None:
+        return {"type": "function", "function": {"name": name}}
+    return choice if choice in ("auto", "none", "required") else None
 
 
 # ---- wire → canonical (sans-IO) ---------------------------------------------------------------

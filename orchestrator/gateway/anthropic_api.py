@@ -5,11 +5,11 @@ import json
 from typing import Any
 
 from protocol.canonical import (
-    ContentBlock, ImageBlock, Message, Role, StopReason, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
-    Usage,
+    ContentBlock, ImageBlock, Message, Role, StopReason, TextBlock, ThinkingBlock, ToolDefinition, ToolResultBlock,
+    ToolUseBlock, Usage,
 )
 
-from .canonical import GatewayRequest, TurnResult, positive_int, text_of, tool_definition
+from .canonical import GatewayRequest, TurnResult, positive_int, text_of, tool_choice, tool_definition
 from .errors import GatewayError, bad_request
 
 STOP = {StopReason.TOOL_USE: "tool_use", StopReason.MAX_TOKENS: "max_tokens",
@@ -36,10 +36,12 @@ def parse_request(body: Any, *, count_only: bool = False) -> GatewayRequest:
             raise bad_request(f"{where}.role: expected user or assistant")
         messages.extend(_message(m["role"], m.get("content"), where))
     system = body.get("system")
-    tools = _tools(body.get("tools"), body.get("tool_choice"))
+    tools = _tools(body.get("tools"))
+    choice, parallel = _tool_choice(body.get("tool_choice"), tools)
     return GatewayRequest(model=model, messages=tuple(messages),
                           system=text_of(system, "system") if system is not None else None,
-                          tools=tools, max_tokens=max_tokens, stream=body.get("stream") is True)
+                          tools=tools, max_tokens=max_tokens, stream=body.get("stream") is True,
+                          tool_choice=choice, parallel_tool_calls=parallel)
 
 
 def _message(role: str, content: Any, where: str) -> list[Message]:
@@ -102,22 +104,31 @@ def _image(source: Any, where: str) -> ImageBlock:
     raise bad_request(f"{where}.source: expected a base64 or url image source")
 
 
-def _tools(raw: Any, choice: Any) -> tuple:
+def _tools(raw: Any) -> tuple[ToolDefinition, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
         raise bad_request("tools: expected a list")
-    defs = [tool_definition(t.get("name"), t.get("description"), t.get("input_schema"), f"tools[{i}]")
-            if isinstance(t, dict) else tool_definition(None, None, None, f"tools[{i}]") for i, t in enumerate(raw)]
-    kind = choice.get("type") if isinstance(choice, dict) else None
-    if kind == "none":
-        return ()
-    if kind == "tool":   # a named tool: offer only that one
-        named = [d for d in defs if d.name == choice.get("name")]
-        if not named:
-            raise bad_request(f"tool_choice.name: no tool named {choice.get('name')!r} in tools")
-        return tuple(named)
-    return tuple(defs)
+    return tuple(tool_definition(t.get("name"), t.get("description"), t.get("input_schema"), f"tools[{i}]")
+                 if isinstance(t, dict) else tool_definition(None, None, None, f"tools[{i}]")
+                 for i, t in enumerate(raw))
+
+
+CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
+
+
+def _tool_choice(raw: Any, tools: tuple[ToolDefinition, ...]) -> tuple[str | None, bool | None]:
+    """``tool_choice`` {type: auto|any|tool|none, name?, disable_parallel_tool_use?} → (canonical choice,
+    parallel_tool_calls); ignored without tools."""
+    if raw is None or not tools:
+        return None, None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or kind not in CHOICES:
+        raise bad_request("tool_choice.type: expected auto, any, tool or none")
+    flag = raw.get("disable_parallel_tool_use")
+    if flag is not None and not isinstance(flag, bool):
+        raise bad_request("tool_choice.disable_parallel_tool_use: expected a boolean")
+    return tool_choice(CHOICES[kind], raw.get("name"), tools, "tool_choice.name"), False if flag else None
 
 
 # --- responses -------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ class GatewayRequest:
     output_schema: dict | None = None
     stream: bool = False
     include_usage: bool = False      # OpenAI stream_options.include_usage
+    tool_choice: str | None = None   # auto | none | required | tool:<name> (LLMRequest.tool_choice)
+    parallel_tool_calls: bool | None = None
 
     @property
     def routing_text(self) -> str:
@@ -83,6 +85,18 @@ def tool_definition(name: Any, description: Any, schema: Any, where: str) -> Too
     if not isinstance(schema, dict):
         raise bad_request(f"{where}: the schema must be a JSON object")
     return ToolDefinition(name, description if isinstance(description, str) else "", schema)
+
+
+def tool_choice(kind: str | None, name: Any, tools: tuple[ToolDefinition, ...], where: str) -> str | None:
+    """Either API's tool choice, already reduced to its kind (auto|none|required|tool), as the
+    canonical one; a named tool must be one of the request's tools."""
+    if kind is None:
+        return None
+    if kind == "tool":
+        if not any(t.name == name for t in tools):
+            raise bad_request(f"{where}: no tool named {name!r} in tools")
+        return f"tool:{name}"
+    return kind
 
 
 def arguments_of(raw: Any, where: str) -> dict:

@@ -6,11 +6,12 @@ import time
 from typing import Any
 
 from protocol.canonical import (
-    ContentBlock, ImageBlock, Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage,
+    ContentBlock, ImageBlock, Message, Role, StopReason, TextBlock, ToolDefinition, ToolResultBlock, ToolUseBlock,
+    Usage,
 )
 
 from .canonical import (
-    GatewayRequest, TurnResult, arguments_of, positive_int, text_blocks, text_of, tool_definition,
+    GatewayRequest, TurnResult, arguments_of, positive_int, text_blocks, text_of, tool_choice, tool_definition,
 )
 from .errors import GatewayError, bad_request
 
@@ -52,13 +53,18 @@ def parse_request(body: Any) -> GatewayRequest:
             raise bad_request(f"{where}.role: expected system, developer, user, assistant or tool, got {role!r}")
     if not messages:
         raise bad_request("messages: at least one user message is needed")
-    tools = _tools(body.get("tools"), body.get("tool_choice"))
+    tools = _tools(body.get("tools"))
+    choice = _tool_choice(body.get("tool_choice"), tools)
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise bad_request("parallel_tool_calls: expected a boolean")
     options = body.get("stream_options")
     return GatewayRequest(
         model=model, messages=tuple(messages), system="\n\n".join(system) if system else None, tools=tools,
         max_tokens=positive_int(body.get("max_completion_tokens", body.get("max_tokens")), "max_tokens"),
         output_schema=_schema(body.get("response_format")), stream=body.get("stream") is True,
         include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+        tool_choice=choice, parallel_tool_calls=parallel if tools else None,
     )
 
 
@@ -104,7 +110,7 @@ def _assistant(m: dict, where: str) -> Message:
     return Message(Role.ASSISTANT, tuple(blocks), stop_reason=StopReason.TOOL_USE if calls else StopReason.END_TURN)
 
 
-def _tools(raw: Any, choice: Any) -> tuple:
+def _tools(raw: Any) -> tuple[ToolDefinition, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -115,15 +121,19 @@ def _tools(raw: Any, choice: Any) -> tuple:
         if not isinstance(fn, dict):
             raise bad_request(f"tools[{i}]: expected {{type: function, function: {{name, parameters}}}}")
         defs.append(tool_definition(fn.get("name"), fn.get("description"), fn.get("parameters"), f"tools[{i}]"))
-    if choice == "none":
-        return ()
-    if isinstance(choice, dict):   # a named function: offer only that one
-        name = (choice.get("function") or {}).get("name") if isinstance(choice.get("function"), dict) else None
-        named = [d for d in defs if d.name == name]
-        if not named:
-            raise bad_request(f"tool_choice: no tool named {name!r} in tools")
-        return tuple(named)
     return tuple(defs)
+
+
+def _tool_choice(raw: Any, tools: tuple[ToolDefinition, ...]) -> str | None:
+    """``tool_choice``: auto | none | required | {type: function, function: {name}}; ignored without tools."""
+    if raw is None or not tools:
+        return None
+    if raw in ("auto", "none", "required"):
+        return tool_choice(raw, None, tools, "tool_choice")
+    fn = raw.get("function") if isinstance(raw, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise bad_request("tool_choice: expected auto, none, required or {type: function, function: {name}}")
+    return tool_choice("tool", fn["name"], tools, "tool_choice")
 
 
 def _schema(fmt: Any) -> dict | None:

@@ -26,7 +26,9 @@ from actors.session.state import new_turn_id
 from protocol import events as ev
 from protocol.codec import Envelope, converter
 from protocol.errors import RemoteError
-from protocol.messages import DecideRoute, RouteDecision, RunTurn, StopTurn, TurnOutcome, TurnProgress, TurnStatus
+from protocol.messages import (
+    DecideRoute, GetSessionStats, RouteDecision, RunTurn, SessionStats, StopTurn, TurnOutcome, TurnProgress, TurnStatus,
+)
 
 from .canonical import GatewayRequest, TurnResult, final_message
 from .errors import GatewayError, turn_failure
@@ -87,7 +89,11 @@ class GatewayActor(Actor):
         self._idle.set()
 
     def handlers(self):
-        return {TurnProgress: self.on_progress, TurnOutcome: self.on_progress}
+        return {TurnProgress: self.on_progress, TurnOutcome: self.on_progress, GetSessionStats: self.on_stats}
+
+    async def on_stats(self, env: Envelope) -> SessionStats:
+        """For ``orchestrator status``: the gateway's running turns (it holds no sessions)."""
+        return SessionStats(accepting_turns=True, sessions_open=0, turns_running=self.running())
 
     async def on_progress(self, env: Envelope) -> None:
         msg = env.body
@@ -136,7 +142,8 @@ class GatewayActor(Actor):
         try:
             run = RunTurn(sid, turn_id, model, req.messages, None, req.tools, system=req.system,
                           max_tokens=req.max_tokens, output_schema=req.output_schema,
-                          reply_to=self.system.address(self.name), gateway=True)
+                          reply_to=self.system.address(self.name), gateway=True,
+                          tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls)
             try:
                 await self.system.request(self.planner, run, timeout=ROUTE_TIMEOUT_S)
             except (RemoteError, RequestTimeout) as exc:

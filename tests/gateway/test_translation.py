@@ -194,20 +194,31 @@ def test_openai_system_developer_images_and_tool_choice_none_translate():
                                          {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,QUJD"}}]}],
         "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "none",
         "max_completion_tokens": 7, "response_format": {"type": "json_object"}})
-    assert req.system == "rule one\n\ntwo" and req.tools == () and req.max_tokens == 7
+    assert req.system == "rule one\n\ntwo" and req.max_tokens == 7
+    assert [t.name for t in req.tools] == ["f"] and req.tool_choice == "none"   # enforced upstream, tools kept
     assert req.messages[0].has_images() and req.messages[0].content[1].media_type == "image/jpeg"
     assert req.output_schema == {"type": "object"}
 
 
-def test_a_named_tool_choice_offers_only_that_tool():
+def test_a_named_tool_choice_keeps_every_tool_and_names_the_one_to_call():
     tools = [{"type": "function", "function": {"name": n}} for n in ("a", "b")]
     req = openai_api.parse_request({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": tools,
                                     "tool_choice": {"type": "function", "function": {"name": "b"}}})
-    assert [t.name for t in req.tools] == ["b"]
+    assert [t.name for t in req.tools] == ["a", "b"] and req.tool_choice == "tool:b"
     areq = anthropic_api.parse_request({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}],
                                         "tools": [{"name": "a"}, {"name": "b"}], "tool_choice": {"type": "tool",
                                                                                                  "name": "a"}})
-    assert [t.name for t in areq.tools] == ["a"]
+    assert [t.name for t in areq.tools] == ["a", "b"] and areq.tool_choice == "tool:a"
+
+
+def test_a_tool_choice_naming_an_unknown_tool_is_a_bad_request():
+    with pytest.raises(GatewayError, match="no tool named 'c'"):
+        openai_api.parse_request({"model": "m", "messages": [{"role": "user", "content": "x"}],
+                                  "tools": [{"type": "function", "function": {"name": "a"}}],
+                                  "tool_choice": {"type": "function", "function": {"name": "c"}}})
+    with pytest.raises(GatewayError, match="tool_choice.type"):
+        anthropic_api.parse_request({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}],
+                                     "tools": [{"name": "a"}], "tool_choice": {"type": "sometimes"}})
 
 
 def test_anthropic_max_tokens_is_required_except_for_count_tokens():
