@@ -39,6 +39,9 @@ class _Disconnected(Exception):
     pass
 
 
+ERROR_SEND_S = 2.0      # an error response is sent even while the daemon stops, but never waits longer
+
+
 class GatewayApp:
     def __init__(self, gateway: GatewayActor, keys: tuple[str, ...] = ()):
         self.gateway = gateway
@@ -64,13 +67,19 @@ class GatewayApp:
         except _Disconnected:
             return
         except BaseExceptionGroup as group:   # from the turn's nursery: one of ours inside, or a real fault
-            inner = _only(group, GatewayError)
+            # At shutdown the daemon's cancellation may ride along with our error: answer the
+            # client first (shielded, bounded), then let the cancellation go on.
+            cancelled, rest = group.split(trio.Cancelled)
+            inner = _only(rest, GatewayError) if rest is not None else None
             if inner is None:
-                if _only(group, _Disconnected) is not None:
+                if rest is not None and _only(rest, _Disconnected) is not None and cancelled is None:
                     return
                 raise
-            await _send_json(send, inner.status, inner.anthropic_body() if anthropic else inner.openai_body(),
-                             inner.headers)
+            with trio.CancelScope(shield=True), trio.move_on_after(ERROR_SEND_S):
+                await _send_json(send, inner.status, inner.anthropic_body() if anthropic else inner.openai_body(),
+                                 inner.headers)
+            if cancelled is not None:
+                raise cancelled from None
 
     async def _route(self, path: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
         post = {"/v1/chat/completions": self._chat, "/v1/messages": self._messages,

@@ -5,6 +5,8 @@ import anthropic
 import openai
 import pytest
 
+from tests.fakes import Answer
+
 
 async def test_both_sdks_retrieve_one_model_by_id_or_alias_and_get_404_for_an_unknown_one(gateway):
     oai, ant = gateway.openai(), gateway.anthropic()
@@ -33,3 +35,24 @@ def test_a_listen_of_the_wrong_yaml_type_is_described_in_words_not_a_class_name(
 
     _, errors = parse_settings_text("http:\n  listen: [1]\n")
     assert errors == ["daemon.yaml:2: http.listen: expected [HOST:]PORT, got a list"]
+
+
+async def test_stopping_the_daemon_before_a_streams_first_byte_sends_the_whole_503_body(gateway):
+    # SIGTERM while the model has not answered yet: the 503's headers went out but the daemon's
+    # shutdown cut its body off ("transfer closed with 111 bytes remaining to read").
+    import httpx
+    import trio
+
+    gateway.oai.script(Answer(text=("late",), headers_delay=30.0))
+    body = {"model": "llama", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+    async def stop_once_running():
+        async with httpx.AsyncClient(base_url=gateway.url) as probe:
+            while (await probe.get("/healthz")).json()["turns_running"] == 0:
+                await trio.sleep(0.01)
+        gateway.daemon.request_stop("test: stop before the first byte")
+
+    async with trio.open_nursery() as nursery, httpx.AsyncClient(base_url=gateway.url, timeout=60) as http:
+        nursery.start_soon(stop_once_running)
+        resp = await http.post("/v1/chat/completions", json=body)
+    assert resp.status_code == 503 and resp.json()["error"]["code"] == "daemon_shutdown"
