@@ -268,8 +268,8 @@ def _selector(raw: Mapping, path: str, line: int, ctx: _Ctx, chains: Mapping[str
             return None
         if key == "chain" and value not in chains:
             if value not in ctx.declared_chains:
-                ctx.add(kline, join(path, key),
-                        f"no fallback chain named '{value}' (defined: {', '.join(sorted(ctx.declared_chains)) or 'none'})")
+                defined = ", ".join(sorted(ctx.declared_chains)) or "none"
+                ctx.add(kline, join(path, key), f"no fallback chain named '{value}' (defined: {defined})")
             return None
         if key == "role" and ctx.roles is not None and value not in ctx.roles:
             ctx.add(kline, join(path, key), f"no role named '{value}' in roles.yaml")
