@@ -93,7 +93,8 @@ async def _review(tool_error: type[Exception], endpoint: str | None, workspace: 
     done = await trio.run_process(argv, env=env, capture_stdout=True, capture_stderr=True, check=False)
     if done.returncode != 0:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
-        raise tool_error(lines[-1] if lines else f"review failed (exit {done.returncode})")
+        last = lines[-1].removeprefix("orchestrator: ") if lines else f"review failed (exit {done.returncode})"
+        raise tool_error(last)
     return json.loads(done.stdout)
 
 

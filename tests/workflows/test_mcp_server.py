@@ -53,6 +53,7 @@ async def test_an_mcp_client_lists_the_tools_and_runs_a_workflow_against_the_dae
             not_a_repo.mkdir()
             failed = await client.call_tool("review", {"workspace": str(not_a_repo)})
             assert failed.is_error and "\n" not in failed.content[0].text.strip(), failed.content
+            assert "orchestrator:" not in failed.content[0].text    # the CLI's prefix is not part of the error
     daemon.request_stop("test over")
 
 
