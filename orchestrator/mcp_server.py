@@ -93,7 +93,8 @@ async def _review(tool_error: type[Exception], endpoint: str | None, workspace: 
     done = await trio.run_process(argv, env=env, capture_stdout=True, capture_stderr=True, check=False)
     if done.returncode != 0:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
-        raise tool_error(lines[-1] if lines else f"review failed (exit {done.returncode})")
+        last = lines[-1].removeprefix("orchestrator: ") if lines else f"review failed (exit {done.returncode})"
+        raise tool_error(last)
     return json.loads(done.stdout)
 
 
@@ -101,7 +102,14 @@ async def _one_line_errors(tool_error: type[Exception], fn, *args: Any) -> Any:
     from .workflows_run import ConfigProblem, WorkflowFailed
 
     try:
-        return await fn(*args)
+        try:
+            return await fn(*args)
+        except BaseExceptionGroup as group:
+            # open_client's nursery wraps what the body raised: report the one error, not the group.
+            leaves = _leaves(group)
+            if len(leaves) == 1 and isinstance(leaves[0], Exception):
+                raise leaves[0] from None
+            raise
     except WorkflowFailed as exc:
         raise tool_error(f"{exc.message} [{exc.error}]") from None
     except RemoteError as exc:
@@ -110,6 +118,13 @@ async def _one_line_errors(tool_error: type[Exception], fn, *args: Any) -> Any:
         raise tool_error(f"daemon not reachable ({exc}); start it with `orchestrator serve`") from None
     except ConfigProblem as exc:
         raise tool_error(f"{exc} (run `orchestrator check`)") from None
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 async def _run_workflow(endpoint: str | None, workflow: str, task: str, stakes: str, time_budget_s: float | None,

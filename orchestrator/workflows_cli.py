@@ -144,8 +144,8 @@ def _terminal(obj: dict, as_json: bool) -> None:
     for p in result["provenance"]:
         what = p["model"] if p["status"] == "run" else "skipped"
         print(f"· {p['step']}: {what} — {p['reason']}", file=sys.stderr)
-    conf = result["confidence"]
-    print(f"[{result['steps_completed']} steps · confidence {conf if conf is not None else 'not stated'}]",
+    conf, n = result["confidence"], result["steps_completed"]
+    print(f"[{n} step{'' if n == 1 else 's'} · confidence {conf if conf is not None else 'not stated'}]",
           file=sys.stderr)
 
 

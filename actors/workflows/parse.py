@@ -53,6 +53,9 @@ def parse_duration(value: Any) -> float | None:
 class _Ctx:
     def __init__(self, problems: Problems, registry: ModelRegistry | None, roles: Collection[str] | None):
         self.problems, self.registry, self.roles = problems, registry, roles
+        # Every chain named in the file, valid or not: a step using an invalid one is not
+        # reported again as naming a missing chain (its entries' errors already say why).
+        self.declared_chains: set[str] = set()
 
     def add(self, line: int, path: str, message: str) -> None:
         self.problems.add(line, path, message)
@@ -110,6 +113,7 @@ def _chains(raw: Any, line: int, ctx: _Ctx) -> dict[str, FallbackChain]:
         if not isinstance(name, str) or not _NAME.match(name):
             ctx.add(cline, path, "a chain name is letters, digits, '_', '.', '-'")
             continue
+        ctx.declared_chains.add(name)
         if not isinstance(entries, list) or not entries:
             ctx.add(cline, path,
                     f"expected a non-empty list of {{model, timeout, retry}} entries, got {describe(entries)}")
@@ -171,13 +175,15 @@ def _workflows(raw: Any, line: int, ctx: _Ctx, chains: Mapping[str, FallbackChai
             ctx.add(sline, join(path, "steps"), f"expected a non-empty list of steps, got {describe(steps_raw)}")
             continue
         steps: list[Step] = []
+        named: list[str] = []       # earlier steps' names, valid steps or not (no cascade errors)
         ok = True
         for i, s in enumerate(steps_raw):
-            step = _step(s, join(join(path, "steps"), i), item_line(steps_raw, i, sline), ctx, chains,
-                         [st.name for st in steps])
+            step = _step(s, join(join(path, "steps"), i), item_line(steps_raw, i, sline), ctx, chains, list(named))
             ok = ok and step is not None
             if step is not None:
                 steps.append(step)
+            if isinstance(s, Mapping) and isinstance(s.get("name"), str) and s["name"] not in named:
+                named.append(s["name"])
         description = body.get("description", "")
         if not isinstance(description, str):
             ctx.add(key_line(body, "description", wline), join(path, "description"), "expected text")
@@ -261,8 +267,9 @@ def _selector(raw: Mapping, path: str, line: int, ctx: _Ctx, chains: Mapping[str
         if key == "model" and ctx.model(value, join(path, key), kline) is None:
             return None
         if key == "chain" and value not in chains:
-            ctx.add(kline, join(path, key),
-                    f"no fallback chain named '{value}' (defined: {', '.join(chains) or 'none'})")
+            if value not in ctx.declared_chains:
+                defined = ", ".join(sorted(ctx.declared_chains)) or "none"
+                ctx.add(kline, join(path, key), f"no fallback chain named '{value}' (defined: {defined})")
             return None
         if key == "role" and ctx.roles is not None and value not in ctx.roles:
             ctx.add(kline, join(path, key), f"no role named '{value}' in roles.yaml")

@@ -39,6 +39,9 @@ class _Disconnected(Exception):
     pass
 
 
+ERROR_SEND_S = 2.0      # an error response is sent even while the daemon stops, but never waits longer
+
+
 class GatewayApp:
     def __init__(self, gateway: GatewayActor, keys: tuple[str, ...] = ()):
         self.gateway = gateway
@@ -51,7 +54,9 @@ class GatewayApp:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
-        anthropic = path.startswith("/v1/messages")
+        # /v1/models serves both SDKs: the anthropic one says who it is with its version header
+        anthropic = path.startswith("/v1/messages") or (
+            path.startswith("/v1/models") and _header(scope, b"anthropic-version") is not None)
         try:
             if not authorized(scope["headers"], self.keys):
                 raise GatewayError(401, "missing or wrong API key: send Authorization: Bearer KEY or x-api-key: KEY",
@@ -62,19 +67,27 @@ class GatewayApp:
         except _Disconnected:
             return
         except BaseExceptionGroup as group:   # from the turn's nursery: one of ours inside, or a real fault
-            inner = _only(group, GatewayError)
+            # At shutdown the daemon's cancellation may ride along with our error: answer the
+            # client first (shielded, bounded), then let the cancellation go on.
+            cancelled, rest = group.split(trio.Cancelled)
+            inner = _only(rest, GatewayError) if rest is not None else None
             if inner is None:
-                if _only(group, _Disconnected) is not None:
+                if rest is not None and _only(rest, _Disconnected) is not None and cancelled is None:
                     return
                 raise
-            await _send_json(send, inner.status, inner.anthropic_body() if anthropic else inner.openai_body(),
-                             inner.headers)
+            with trio.CancelScope(shield=True), trio.move_on_after(ERROR_SEND_S):
+                await _send_json(send, inner.status, inner.anthropic_body() if anthropic else inner.openai_body(),
+                                 inner.headers)
+            if cancelled is not None:
+                raise cancelled from None
 
     async def _route(self, path: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
         post = {"/v1/chat/completions": self._chat, "/v1/messages": self._messages,
                 "/v1/messages/count_tokens": self._count_tokens}
         get = {"/v1/models": self._models, "/healthz": self._health}
         handler = post.get(path) if method == "POST" else get.get(path) if method in ("GET", "HEAD") else None
+        if handler is None and method in ("GET", "HEAD") and path.startswith("/v1/models/"):
+            handler = self._model     # the SDKs' models.retrieve(ID)
         if handler is None:
             if path in post or path in get:
                 raise GatewayError(405, f"{method} is not allowed on {path}", "method_not_allowed")
@@ -86,18 +99,25 @@ class GatewayApp:
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, 200, {"status": "ok", "turns_running": self.gateway.running()})
 
-    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _model_entries(self) -> list[dict]:
         registry = self.gateway.registry()
         names = [*registry.models, *sorted(registry.alias_table()), *TIERS, "auto"]
-        seen: set[str] = set()
-        data = []
-        for name in names:
-            if name in seen:
-                continue
-            seen.add(name)
-            data.append({"id": name, "object": "model", "created": 0, "owned_by": "orchestrator",
-                         # the Anthropic SDK reads the same list: its fields too
-                         "type": "model", "display_name": name, "created_at": "1970-01-01T00:00:00Z"})
+        return [{"id": name, "object": "model", "created": 0, "owned_by": "orchestrator",
+                 # the Anthropic SDK reads the same list: its fields too
+                 "type": "model", "display_name": name, "created_at": "1970-01-01T00:00:00Z"}
+                for name in dict.fromkeys(names)]
+
+    async def _model(self, scope: Scope, receive: Receive, send: Send) -> None:
+        wanted = scope["path"].removeprefix("/v1/models/")
+        for entry in self._model_entries():
+            if entry["id"] == wanted:
+                await _send_json(send, 200, entry)
+                return
+        self.gateway.resolve(wanted)      # the same 404 (and text) as a turn asking for it
+        raise GatewayError(404, f"unknown model or alias {wanted!r}", "model_not_found")
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        data = self._model_entries()
         await _send_json(send, 200, {"object": "list", "data": data, "has_more": False,
                                      "first_id": data[0]["id"] if data else None,
                                      "last_id": data[-1]["id"] if data else None})

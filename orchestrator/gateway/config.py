@@ -30,7 +30,7 @@ class HttpSettings:
 def parse_listen(text: Any) -> tuple[str, int]:
     """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT`` → (host, port); ValueError says what is wrong."""
     if isinstance(text, bool) or not isinstance(text, (str, int)):
-        raise ValueError(f"expected [HOST:]PORT, got {type(text).__name__}")
+        raise ValueError(f"expected [HOST:]PORT, got {_kind(text)}")
     value = str(text).strip()
     host, port_text = DEFAULT_HOST, value
     if value.startswith("["):
@@ -45,6 +45,18 @@ def parse_listen(text: Any) -> tuple[str, int]:
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"expected a port number 0-65535, got {port_text!r}")
     return host, int(port_text)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
 
 
 def is_loopback(host: str) -> bool:
@@ -84,6 +96,11 @@ def parse_http(data: Any, key_line: Any) -> tuple[HttpSettings | None, list[tupl
                          "expected a list of environment variable names"))
     else:
         keys = tuple(raw_keys)
+        if "listen" in data and not keys and not problems and not is_loopback(host):
+            # the same rule as refusal(), caught by `orchestrator check` rather than at start-up
+            problems.append((key_line("listen"), "http.listen",
+                             f"{host} is not loopback and http.api_keys_env names no environment variable: "
+                             "the daemon would refuse to serve (name one, or listen on 127.0.0.1)"))
     if problems:
         return None, problems
     return HttpSettings(host, port, keys), []

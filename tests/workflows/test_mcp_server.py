@@ -53,6 +53,7 @@ async def test_an_mcp_client_lists_the_tools_and_runs_a_workflow_against_the_dae
             not_a_repo.mkdir()
             failed = await client.call_tool("review", {"workspace": str(not_a_repo)})
             assert failed.is_error and "\n" not in failed.content[0].text.strip(), failed.content
+            assert "orchestrator:" not in failed.content[0].text    # the CLI's prefix is not part of the error
     daemon.request_stop("test over")
 
 
@@ -77,3 +78,20 @@ def test_the_concurrency_cap_comes_from_the_flag_or_the_environment():
     assert max_concurrent(None, {"ORCHESTRATOR_MCP_MAX_CONCURRENT": "7"}) == 7
     assert max_concurrent(None, {"ORCHESTRATOR_MCP_MAX_CONCURRENT": "lots"}) == 4
     assert max_concurrent(0, {}) == 1
+
+
+async def test_an_unknown_workflow_or_turn_is_a_one_line_tool_error_naming_it(nursery, short_tmp, fakes, monkeypatch):
+    # These errors are raised inside the client's nursery and arrive as an exception group: they
+    # used to reach the host as a bare "Error executing tool run_workflow" (traceback on stderr).
+    anth, oai = fakes
+    paths = write_home(short_tmp, anth.base_url, oai.base_url)
+    daemon = await start(nursery, paths)
+    monkeypatch.setenv("ORCHESTRATOR_HOME", str(paths.home))
+    async with Client(build_server(1, paths.endpoint)) as client:
+        unknown = await client.call_tool("run_workflow", {"input": "x", "workflow": "nope"})
+        assert unknown.is_error and "no workflow named 'nope'" in unknown.content[0].text
+        assert "[unknown_workflow]" in unknown.content[0].text
+        missing = await client.call_tool("trace", {"turn_id": "t_nope"})
+        assert missing.is_error and "no turn 't_nope'" in missing.content[0].text
+        assert "\n" not in missing.content[0].text.strip()
+    daemon.request_stop("test over")

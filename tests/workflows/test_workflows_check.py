@@ -31,3 +31,24 @@ def test_a_workflow_naming_a_role_that_roles_yaml_lacks_is_an_error(tmp_path):
     home = _home(tmp_path, "workflows:\n  w:\n    steps:\n      - {name: a, prompt: p, role: ghost}\n")
     report = check_home(home, env={}, price_check=False)
     assert "workflows.yaml:4: workflows.w.steps[0].role: no role named 'ghost' in roles.yaml" in report.errors
+
+
+def test_an_invalid_chain_or_step_is_reported_once_not_again_as_missing_where_it_is_used(tmp_path):
+    # The docs' example on a home without those models: the chain and the parallel step exist but
+    # name unregistered models; "no fallback chain named" / "names no earlier step" were cascades.
+    home = _home(tmp_path, (
+        "fallback_chains:\n"
+        "  production:\n"
+        "    - {model: 'nobody:x'}\n"
+        "workflows:\n"
+        "  w:\n"
+        "    steps:\n"
+        "      - {name: answer, chain: production, prompt: p}\n"
+        "      - {name: check, parallel: [{model: 'nobody:y'}, {model: opus}], prompt: p}\n"
+        "      - {name: final, model: opus, prompt: '{steps.check}'}\n"
+    ))
+    report = check_home(home, env={}, price_check=False)
+    assert list(report.errors) == [
+        "workflows.yaml:3: fallback_chains.production[0].model: 'nobody:x' is not registered in models.yaml",
+        "workflows.yaml:8: workflows.w.steps[1].parallel[0].model: 'nobody:y' is not registered in models.yaml",
+    ]

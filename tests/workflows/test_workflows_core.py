@@ -67,7 +67,7 @@ workflows:
         "workflows.yaml:9: workflows.broken.steps[0].prompt: {steps.later} names no earlier step (earlier: none)",
         "workflows.yaml:10: workflows.broken.steps[0].bogus: unknown key (expected one of: name, prompt, role, tier, "
         "model, chain, same_model_as, other_family_than, parallel, skip_when, review)",
-        "workflows.yaml:11: workflows.broken.steps[1].chain: no fallback chain named 'nope' (defined: none)",
+        "workflows.yaml:11: workflows.broken.steps[1].chain: no fallback chain named 'nope' (defined: fast)",
         "workflows.yaml:12: workflows.broken.steps[2]: choose one of role / model / chain / tier / same_model_as, "
         "not role and model",
         "workflows.yaml:13: workflows.broken.steps[3].skip_when: unknown condition 'sometimes' (one of: low_stakes, "
