@@ -191,29 +191,32 @@ class _Checker:
     def roles(self, path: Path, models_path: Path, *, required: bool) -> None:
         from actors.roles import parse_roles_text
 
-        registry_check = self.models(models_path)
-        text = self._read(path, required=required)
-        if text is None:
-            return
-        self.files.append(str(path))
-        registry = registry_check.registry if registry_check is not None and registry_check.registry.models else None
-        _, errors = parse_roles_text(text, path.name, registry)
-        if registry is None:
-            errors.insert(0, f"{path.name}:1: model references not checked: {models_path.name} could not be read")
-        self.errors.extend(errors)
+        found = self._read_with_registry(path, models_path, required=required)
+        if found is not None:
+            text, registry = found
+            self.errors.extend(parse_roles_text(text, path.name, registry)[1])
 
     def workflows(self, path: Path, models_path: Path, *, required: bool) -> None:
         from actors.workflows import parse_workflows_text
 
+        found = self._read_with_registry(path, models_path, required=required)
+        if found is not None:
+            text, registry = found
+            roles = self._role_names(path.parent / "roles.yaml", registry)
+            self.errors.extend(parse_workflows_text(text, path.name, registry, roles)[1])
+
+    def _read_with_registry(self, path: Path, models_path: Path, *,
+                            required: bool) -> tuple[str, ModelRegistry | None] | None:
+        """A file that names models, with the registry to check them against (None: unreadable, said so)."""
         registry_check = self.models(models_path)
         text = self._read(path, required=required)
         if text is None:
-            return
+            return None
         self.files.append(str(path))
         registry = registry_check.registry if registry_check is not None and registry_check.registry.models else None
-        roles = self._role_names(path.parent / "roles.yaml", registry)
-        _, errors = parse_workflows_text(text, path.name, registry, roles)
-        self.errors.extend(errors)
+        if registry is None:
+            self.errors.append(f"{path.name}:1: model references not checked: {models_path.name} could not be read")
+        return text, registry
 
     def _role_names(self, path: Path, registry: ModelRegistry | None) -> set[str] | None:
         """The roles a workflow may name (None: no valid roles.yaml to check them against)."""

@@ -52,3 +52,11 @@ def test_an_invalid_chain_or_step_is_reported_once_not_again_as_missing_where_it
         "workflows.yaml:3: fallback_chains.production[0].model: 'nobody:x' is not registered in models.yaml",
         "workflows.yaml:8: workflows.w.steps[1].parallel[0].model: 'nobody:y' is not registered in models.yaml",
     ]
+
+
+def test_with_an_unreadable_models_yaml_the_workflows_model_names_are_said_to_be_unchecked(tmp_path):
+    home = _home(tmp_path, "workflows:\n  w:\n    steps:\n      - {name: a, prompt: p, model: nobody:x}\n")
+    (home / "models.yaml").write_text("providers: [not, a, mapping\n")
+    report = check_home(home, env={}, price_check=False)
+    assert not report.ok
+    assert "workflows.yaml:1: model references not checked: models.yaml could not be read" in report.errors
