@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 
 from actors.config.registry import ModelRegistry
 from actors.roles.model import COMPLEXITY_TIERS
@@ -101,18 +101,26 @@ def parse_workflows_text(text: str, filename: str = "workflows.yaml", registry: 
     return WorkflowsConfig(chains, {**BUILTIN, **workflows}), []
 
 
+def _named(raw: Any, section: str, line: int, ctx: _Ctx, kind: str,
+           holds: str) -> Iterator[tuple[str, Any, str, int]]:
+    """The validly named items of a ``name: body`` section, with their key path and line; a section
+    that is not a mapping, or a bad name, is reported once and skipped."""
+    if raw is None:
+        return
+    if not isinstance(raw, Mapping):
+        ctx.add(line, section, f"expected a mapping of {kind} name → {holds}, got {describe(raw)}")
+        return
+    for name, body in raw.items():
+        path, at = join(section, str(name)), key_line(raw, name, line)
+        if not isinstance(name, str) or not _NAME.match(name):
+            ctx.add(at, path, f"a {kind} name is letters, digits, '_', '.', '-'")
+            continue
+        yield name, body, path, at
+
+
 def _chains(raw: Any, line: int, ctx: _Ctx) -> dict[str, FallbackChain]:
     out: dict[str, FallbackChain] = {}
-    if raw is None:
-        return out
-    if not isinstance(raw, Mapping):
-        ctx.add(line, "fallback_chains", f"expected a mapping of chain name → entries, got {describe(raw)}")
-        return out
-    for name, entries in raw.items():
-        path, cline = join("fallback_chains", str(name)), key_line(raw, name, line)
-        if not isinstance(name, str) or not _NAME.match(name):
-            ctx.add(cline, path, "a chain name is letters, digits, '_', '.', '-'")
-            continue
+    for name, entries, path, cline in _named(raw, "fallback_chains", line, ctx, "chain", "entries"):
         ctx.declared_chains.add(name)
         if not isinstance(entries, list) or not entries:
             ctx.add(cline, path,
@@ -155,16 +163,7 @@ def _entry(raw: Any, path: str, line: int, ctx: _Ctx) -> ChainEntry | None:
 
 def _workflows(raw: Any, line: int, ctx: _Ctx, chains: Mapping[str, FallbackChain]) -> dict[str, Workflow]:
     out: dict[str, Workflow] = {}
-    if raw is None:
-        return out
-    if not isinstance(raw, Mapping):
-        ctx.add(line, "workflows", f"expected a mapping of workflow name → {{steps}}, got {describe(raw)}")
-        return out
-    for name, body in raw.items():
-        path, wline = join("workflows", str(name)), key_line(raw, name, line)
-        if not isinstance(name, str) or not _NAME.match(name):
-            ctx.add(wline, path, "a workflow name is letters, digits, '_', '.', '-'")
-            continue
+    for name, body, path, wline in _named(raw, "workflows", line, ctx, "workflow", "{steps}"):
         if not isinstance(body, Mapping):
             ctx.add(wline, path, f"expected a mapping with 'steps', got {describe(body)}")
             continue
