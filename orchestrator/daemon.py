@@ -33,6 +33,7 @@ from actors.router.actor import RouterActor
 from actors.session.actor import STOP_GRACE_S, SessionActor
 from actors.runtime.store import Store
 from actors.runtime.supervisor import ChildSpec, Restart, Supervisor
+from actors.remote.hub import WorkerHub
 from actors.planner.support import AdapterPool, ToolBox
 from protocol import events as ev
 from protocol.codec import converter
@@ -110,6 +111,7 @@ class Daemon:
     stop_reason: str = ""
     http_url: str | None = None            # where the HTTP gateway listens (settings.http), once it does
     _http_stop: trio.Event = attrs.field(factory=trio.Event)
+    workers: WorkerHub | None = None       # the remote workers' hub (settings.workers), once built
 
     def __attrs_post_init__(self) -> None:
         self.store = Store(self.paths.database)
@@ -184,7 +186,11 @@ class Daemon:
         adapters = AdapterPool(registry, env=self.env, demo_chunk_delay=self.demo_chunk_delay,
                                max_attempts=self.settings.retry_max_attempts,
                                base_delay=self.settings.retry_base_delay_s)
-        tools = ToolBox(workspace_settings=workspace_settings, delegator=Delegator(self.store))
+        if self.settings.workers is not None:   # remote workers (docs/remote-workers.md)
+            from actors.remote.hub import hub_from_config
+
+            self.workers = hub_from_config(self.settings.workers, state=self.paths.state, home=self.paths.home)
+        tools = ToolBox(workspace_settings=workspace_settings, delegator=Delegator(self.store), remote=self.workers)
         system = self.system
 
         self.availability = AvailabilityActor(system, clock=self.clock)
@@ -214,6 +220,8 @@ class Daemon:
                     if self.signal_latch is not None and self.signal_latch.signum is not None:
                         self.request_stop(signal.Signals(self.signal_latch.signum).name)  # arrived during startup
                     await nursery.start(self.supervisor.run)
+                    if self.workers is not None:
+                        await nursery.start(self.workers.serve)
                     await nursery.start(self.node.serve, endpoint)
                     if gateway is not None:
                         await self._serve_http(nursery, gateway)

@@ -130,6 +130,7 @@ def _unusable_folders(paths: Paths) -> str | None:
 def _run_daemon(args: argparse.Namespace, paths: Paths, settings: object, latch: SignalLatch) -> int:
     import trio
 
+    from actors.remote.hub import WorkersError
     from actors.runtime.supervisor import SupervisorGaveUp
     from protocol.transport import EndpointError
 
@@ -149,6 +150,8 @@ def _run_daemon(args: argparse.Namespace, paths: Paths, settings: object, latch:
             return _fail(f"{gave_up}; exiting so the service manager can restart the daemon")
         if (locked := _find(exc, StateLocked)) is not None:
             return _fail(str(locked))
+        if (workers := _find(exc, WorkersError)) is not None:
+            return _fail(str(workers))
         if (bad_endpoint := _find(exc, EndpointError)) is not None:
             return _fail(f"cannot listen on {paths.endpoint} (ORCHESTRATOR_ENDPOINT): {bad_endpoint}")
         if (os_error := _find(exc, OSError)) is not None:

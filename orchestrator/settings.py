@@ -17,6 +17,7 @@ import attrs
 from actors.config.yamlload import read_capped_text
 from actors.review.config import section_problem
 from actors.router.yamlpos import Problems, describe, key_line, parse_yaml, plain
+from actors.remote.config import WorkersConfig, parse_workers
 from .gateway.config import HttpSettings, parse_http
 # Per-workspace settings live with the tools that obey them; the old name stays importable here.
 from actors.tools.workspace import workspace_settings  # noqa: F401
@@ -38,6 +39,7 @@ class DaemonSettings:
     retry_base_delay_s: float = 0.5      # exponential backoff 0.5, 1, 2, 4 s (+ jitter), capped at 8 s
     review: str | None = None            # review: {backend: SPEC} — the config layer of the review spec (§4.8)
     http: HttpSettings | None = None     # the HTTP gateway (docs/gateway.md); None: not served
+    workers: WorkersConfig | None = None  # remote workers (docs/remote-workers.md); None: none served
 
 
 def _number(minimum: float, *, inclusive: bool) -> Callable[[Any], tuple[Any, str | None]]:
@@ -101,9 +103,17 @@ def parse_settings_text(text: str, filename: str = "daemon.yaml") -> tuple[Daemo
                 problems.add(where, path, what)
             values["http"] = http
             continue
+        if key == "workers":
+            raw_workers = data[key]
+            workers, worker_problems = parse_workers(raw_workers, lambda k, r=raw_workers, at=line: at if k is None
+                                                     else key_line(r, k, at))
+            for where, path, what in worker_problems:
+                problems.add(where, path, what)
+            values["workers"] = workers
+            continue
         check = _CHECKS.get(key)
         if check is None:
-            problems.add(line, str(key), f"unknown setting (known: {', '.join((*_CHECKS, 'http'))})")
+            problems.add(line, str(key), f"unknown setting (known: {', '.join((*_CHECKS, 'http', 'workers'))})")
             continue
         value, problem = check(plain(raw))
         if problem is not None:

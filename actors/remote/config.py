@@ -1,0 +1,91 @@
+"""``workers:`` in daemon.yaml: where remote workers connect and which keys may.
+
+    workers:
+      listen: "tcp://0.0.0.0:7555"      # the hub's own CURVE ROUTER (never the client socket)
+      server_key: keys/server.key       # the daemon's key pair (default: <state>/keys/curve.key)
+      allow: ["<Z85 public key>", /etc/orchestrator/worker1.key]   # who may connect
+      heartbeat_s: 5                    # both ways; 3 missed beats = lost
+      pools: [default, build]           # the pools workers may join and workspaces may name
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from actors.remote.keys import is_z85_key
+
+KNOWN_KEYS = ("listen", "server_key", "allow", "heartbeat_s", "pools")
+DEFAULT_POOL = "default"
+DEFAULT_HEARTBEAT_S = 5.0
+_LISTEN = re.compile(r"tcp://(\*|[0-9.]+|\[[0-9A-Fa-f:.]+\]|localhost):([0-9]{1,5}|\*)")
+_POOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+@attrs.frozen
+class WorkersConfig:
+    listen: str
+    allow: tuple[str, ...]                   # Z85 public keys or key-file paths, as written
+    server_key: str | None = None            # a key-file path; None: the default under the state dir
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    pools: tuple[str, ...] = (DEFAULT_POOL,)
+
+
+def is_pool_name(value: object) -> bool:
+    return isinstance(value, str) and _POOL.fullmatch(value) is not None
+
+
+def parse_workers(data: Any, key_line: Callable[[Any], int]) -> tuple[WorkersConfig | None, list[tuple[int, str, str]]]:
+    """The ``workers:`` mapping → config, or every problem as (line, key path, message)."""
+    problems: list[tuple[int, str, str]] = []
+    if not isinstance(data, Mapping):
+        return None, [(key_line(None), "workers", "expected a mapping with listen and allow")]
+    for key in data:
+        if key not in KNOWN_KEYS:
+            problems.append((key_line(key), f"workers.{key}", f"unknown setting (known: {', '.join(KNOWN_KEYS)})"))
+    listen = data.get("listen")
+    if listen is None:
+        problems.append((key_line(None), "workers.listen", 'missing: where workers connect, e.g. "tcp://0.0.0.0:7555"'))
+    elif not isinstance(listen, str) or not _LISTEN.fullmatch(listen) or (
+            listen.rpartition(":")[2] != "*" and not 0 < int(listen.rpartition(":")[2]) < 65536):
+        problems.append((key_line("listen"), "workers.listen",
+                         f"expected tcp://ADDRESS:PORT (an IP address, * or localhost), got {listen!r}"))
+    raw_allow = data.get("allow")
+    allow: list[str] = []
+    if raw_allow is None:
+        problems.append((key_line(None), "workers.allow",
+                         "missing: the public keys (or key files) of the workers that may connect"))
+    elif not isinstance(raw_allow, list) or not raw_allow:
+        problems.append((key_line("allow"), "workers.allow", "expected a non-empty list of public keys or key files"))
+    else:
+        for i, entry in enumerate(raw_allow):
+            if not isinstance(entry, str) or not entry.strip():
+                problems.append((key_line("allow"), f"workers.allow[{i}]",
+                                 "expected a 40-character Z85 public key or the path of a key file"))
+            elif len(entry) == 40 and not is_z85_key(entry):
+                problems.append((key_line("allow"), f"workers.allow[{i}]", "not a valid Z85 public key"))
+            else:
+                allow.append(str(entry))
+    server_key = data.get("server_key")
+    if server_key is not None and (not isinstance(server_key, str) or not server_key.strip()):
+        problems.append((key_line("server_key"), "workers.server_key", "expected the path of a key file"))
+    heartbeat = data.get("heartbeat_s", DEFAULT_HEARTBEAT_S)
+    if (isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not math.isfinite(heartbeat)
+            or not 0.05 <= heartbeat <= 3600):
+        problems.append((key_line("heartbeat_s"), "workers.heartbeat_s",
+                         f"expected a number of seconds from 0.05 to 3600, got {heartbeat!r}"))
+        heartbeat = DEFAULT_HEARTBEAT_S
+    pools = data.get("pools", [DEFAULT_POOL])
+    if isinstance(pools, Mapping):   # `pools: {build: {...}}`: the names are what counts today
+        pools = list(pools)
+    if not isinstance(pools, list) or not pools or not all(is_pool_name(p) for p in pools):
+        problems.append((key_line("pools"), "workers.pools",
+                         "expected a list of pool names (letters, digits, _ . -, at most 64 characters)"))
+        pools = [DEFAULT_POOL]
+    if problems:
+        return None, problems
+    return WorkersConfig(str(listen), tuple(allow), str(server_key) if server_key else None, float(heartbeat),
+                         tuple(str(p) for p in pools)), []
