@@ -25,9 +25,10 @@ MODELS = """
 providers:
   loc: {{kind: openai_compatible, base_url: "{url}", api_key_env: null}}
 models:
-  "loc:m": {{tier: balanced}}
+  "loc:m": {{tier: balanced, can_delegate: true}}
+  "loc:w": {{tier: fast}}
 """
-ROUTING = "schema_version: 1\nglobal_default: loc:m\n"
+ROUTING = "schema_version: 1\nglobal_default: loc:m\ntiers: {fast: loc:w, balanced: loc:m, deep: loc:m}\n"
 WORKSPACE_YAML = "tools: {run_command: true}\nworker_pool: build\npass_env: [WORKER_MARK]\n"
 
 
@@ -159,3 +160,52 @@ async def test_a_turn_in_a_pooled_workspace_without_live_workers_fails_with_no_w
     assert isinstance(events[-1], ev.TurnFailed) and events[-1].error == "no_worker", events[-1]
     assert "no live worker in pool 'build'" in events[-1].message
     assert not (workspace / "x.txt").exists()
+
+
+DELEGATE = ToolCall("delegate", {"tier": "fast", "task": "run the check", "context": {"mode": "minimal"}})
+
+
+async def test_a_delegated_workers_tools_run_on_the_remote_worker(daemon, fake, workspace, workers):
+    worker = await workers("alpha")
+    fake.script(
+        Answer(text=(), tool_calls=(DELEGATE,)),                                               # planner
+        Answer(text=(), tool_calls=(ToolCall("run_command", {"command": "echo mark=$WORKER_MARK ppid=$PPID"}),)),
+        Answer(text=("checked",)),                                                             # worker
+        Answer(text=("all good",)),                                                            # planner
+    )
+    async with open_client(daemon.paths.endpoint) as client:
+        info = await client.open_session(workspace=str(workspace))
+        _, events = await run_turn(client, info.session_id, "delegate the check")
+    assert isinstance(events[-1], ev.TurnCompleted), events[-1]
+    assert any(isinstance(e, ev.DelegateCompleted) for e in events), events
+    # The worker model's second call carries the tool's result: it ran in the worker process.
+    worker_followup = str(fake.requests[2].json["messages"])
+    assert f"mark=on-alpha ppid={worker.pid}" in worker_followup
+
+
+async def test_kill_9_of_the_worker_fails_the_delegation_with_one_clear_error(daemon, fake, workspace, workers):
+    first = await workers("alpha")
+    fake.script(
+        Answer(text=(), tool_calls=(DELEGATE,)),
+        Answer(text=(), tool_calls=(ToolCall("run_command", {"command": "echo $$ > pid; exec sleep 60"}),)),
+        Answer(text=("the check could not run",)),
+    )
+    orphan = None
+    try:
+        async with open_client(daemon.paths.endpoint) as client:
+            info = await client.open_session(workspace=str(workspace))
+            events = []
+            async with client.turn(info.session_id, "delegate the check") as turn:
+                async for e in turn:
+                    events.append(e)
+                    if isinstance(e, ev.DelegateStarted):
+                        orphan = int((await wait_for_file(workspace / "pid"))[0])
+                        os.kill(first.pid, signal.SIGKILL)
+    finally:
+        if orphan is not None and process_alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
+    failed = [e for e in events if isinstance(e, ev.DelegateFailed)]
+    assert len(failed) == 1, events
+    assert failed[0].error.startswith("worker_error: remote worker w1 (pool 'build'")
+    assert "was lost (no heartbeat for 1.5 s) while running tool run_command" in failed[0].error
+    assert isinstance(events[-1], ev.TurnCompleted), events[-1]   # the planner read the failure and answered
