@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from actors.remote.keys import is_z85_key
+from actors.router.yamlpos import item_line
 
 KNOWN_KEYS = ("listen", "server_key", "allow", "heartbeat_s", "pools")
 DEFAULT_POOL = "default"
@@ -62,11 +63,12 @@ def parse_workers(data: Any, key_line: Callable[[Any], int]) -> tuple[WorkersCon
         problems.append((key_line("allow"), "workers.allow", "expected a non-empty list of public keys or key files"))
     else:
         for i, entry in enumerate(raw_allow):
+            at = item_line(raw_allow, i, key_line("allow"))
             if not isinstance(entry, str) or not entry.strip():
-                problems.append((key_line("allow"), f"workers.allow[{i}]",
+                problems.append((at, f"workers.allow[{i}]",
                                  "expected a 40-character Z85 public key or the path of a key file"))
             elif len(entry) == 40 and not is_z85_key(entry):
-                problems.append((key_line("allow"), f"workers.allow[{i}]", "not a valid Z85 public key"))
+                problems.append((at, f"workers.allow[{i}]", "not a valid Z85 public key"))
             else:
                 allow.append(str(entry))
     server_key = data.get("server_key")
