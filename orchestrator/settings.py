@@ -105,8 +105,10 @@ def parse_settings_text(text: str, filename: str = "daemon.yaml") -> tuple[Daemo
             continue
         if key == "workers":
             raw_workers = data[key]
-            workers, worker_problems = parse_workers(raw_workers, lambda k, r=raw_workers, at=line: at if k is None
-                                                     else key_line(r, k, at))
+
+            def workers_line(k: Any, r: Any = raw_workers, at: int = line) -> int:
+                return at if k is None else key_line(r, k, at)
+            workers, worker_problems = parse_workers(raw_workers, workers_line)
             for where, path, what in worker_problems:
                 problems.add(where, path, what)
             values["workers"] = workers

@@ -49,15 +49,17 @@ class WorkerProcess:
         return self.proc.pid
 
 
+def _spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 async def start_worker_process(endpoint: str, key_file: Path, server_public: bytes, cwd: Path, *,
                                pool: str = "build", mark: str = "on-the-worker") -> WorkerProcess:
     """Start a worker and wait for its "connected" line (the daemon welcomed it)."""
     cwd.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "WORKER_MARK": mark, "PYTHONPATH": str(REPO), "ORCHESTRATOR_STATE": str(cwd / "state")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "worker", "--connect", endpoint, "--key", str(key_file),
-         "--server-key", server_public.decode(), "--pool", pool, "--hello-timeout", "20"],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _spawn([sys.executable, "-m", "orchestrator", "worker", "--connect", endpoint, "--key", str(key_file),
+                   "--server-key", server_public.decode(), "--pool", pool, "--hello-timeout", "20"], cwd, env)
     assert proc.stdout is not None
     line = await trio.to_thread.run_sync(proc.stdout.readline)
     if "connected" not in line:

@@ -122,6 +122,7 @@ async def test_a_worker_that_falls_silent_fails_its_running_call_with_worker_los
         worker_scope.cancel()   # the worker vanishes: no answer, no more heartbeats
 
     nursery.start_soon(silence_worker_once_started)
-    with pytest.raises(WorkerLost, match=r"remote worker w1 .* was lost \(no heartbeat for 1.5 s\) while running tool run_command"):
+    lost = r"remote worker w1 .* was lost \(no heartbeat for 1.5 s\) while running tool run_command"
+    with pytest.raises(WorkerLost, match=lost):
         await hub.dispatch(ctx_for(ws), "run_command", {"command": "touch started; sleep 30"})
     assert hub.fleet.workers == {}
