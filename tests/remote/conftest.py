@@ -61,7 +61,9 @@ async def start_worker_process(endpoint: str, key_file: Path, server_public: byt
     proc = _spawn([sys.executable, "-m", "orchestrator", "worker", "--connect", endpoint, "--key", str(key_file),
                    "--server-key", server_public.decode(), "--pool", pool, "--hello-timeout", "20"], cwd, env)
     assert proc.stdout is not None
-    line = await trio.to_thread.run_sync(proc.stdout.readline)
+    line = "-"
+    while line and "connected" not in line:   # log lines may come first
+        line = await trio.to_thread.run_sync(proc.stdout.readline)
     if "connected" not in line:
         proc.kill()
         _, err = proc.communicate()
