@@ -163,7 +163,18 @@ class Daemon:
         self._stop.set()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        endpoint = check_endpoint(self.paths.endpoint)
+        endpoint = check_endpoint(self.paths.endpoint, authenticated=self.settings.curve is not None)
+        if self.settings.curve is not None:   # CURVE on the client endpoint (docs/remote-workers.md)
+            from actors.remote.keys import load_server_keys
+            from actors.remote.zap import CurveServer
+
+            curve = self.settings.curve
+            server, allowed = load_server_keys(curve.server_key, curve.allow, state=self.paths.state,
+                                               home=self.paths.home, section="curve")
+            assert server.secret is not None
+            # A context of its own: the ZAP handler is per context (tests run several daemons in one process).
+            self.node.ctx = zmq.Context()
+            self.node.curve = CurveServer(server.public, server.secret, frozenset(allowed))
         lock = None
         if "://" not in str(self.paths.state):   # a database URL is not a folder to lock
             lock = StateLock(self.paths.state)
@@ -173,6 +184,8 @@ class Daemon:
         finally:
             if lock is not None:
                 lock.release()
+            if self.node.curve is not None:
+                self.node.ctx.destroy(linger=0)
 
     async def _run_locked(self, endpoint: str, lock: StateLock | None, task_status) -> None:
         prepare_endpoint(endpoint)

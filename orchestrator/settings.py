@@ -17,7 +17,7 @@ import attrs
 from actors.config.yamlload import read_capped_text
 from actors.review.config import section_problem
 from actors.router.yamlpos import Problems, describe, key_line, parse_yaml, plain
-from actors.remote.config import WorkersConfig, parse_workers
+from actors.remote.config import CurveConfig, WorkersConfig, parse_curve, parse_workers
 from .gateway.config import HttpSettings, parse_http
 # Per-workspace settings live with the tools that obey them; the old name stays importable here.
 from actors.tools.workspace import workspace_settings  # noqa: F401
@@ -40,6 +40,7 @@ class DaemonSettings:
     review: str | None = None            # review: {backend: SPEC} — the config layer of the review spec (§4.8)
     http: HttpSettings | None = None     # the HTTP gateway (docs/gateway.md); None: not served
     workers: WorkersConfig | None = None  # remote workers (docs/remote-workers.md); None: none served
+    curve: CurveConfig | None = None      # CURVE on the client endpoint: tcp beyond loopback (same doc)
 
 
 def _number(minimum: float, *, inclusive: bool) -> Callable[[Any], tuple[Any, str | None]]:
@@ -103,19 +104,21 @@ def parse_settings_text(text: str, filename: str = "daemon.yaml") -> tuple[Daemo
                 problems.add(where, path, what)
             values["http"] = http
             continue
-        if key == "workers":
-            raw_workers = data[key]
+        if key in ("workers", "curve"):
+            raw_section = data[key]
 
-            def workers_line(k: Any, r: Any = raw_workers, at: int = line) -> int:
+            def section_line(k: Any, r: Any = raw_section, at: int = line) -> int:
                 return at if k is None else key_line(r, k, at)
-            workers, worker_problems = parse_workers(raw_workers, workers_line)
-            for where, path, what in worker_problems:
+            parse = parse_workers if key == "workers" else parse_curve
+            section, section_problems = parse(raw_section, section_line)
+            for where, path, what in section_problems:
                 problems.add(where, path, what)
-            values["workers"] = workers
+            values[key] = section
             continue
         check = _CHECKS.get(key)
         if check is None:
-            problems.add(line, str(key), f"unknown setting (known: {', '.join((*_CHECKS, 'http', 'workers'))})")
+            known = ", ".join((*_CHECKS, "http", "workers", "curve"))
+            problems.add(line, str(key), f"unknown setting (known: {known})")
             continue
         value, problem = check(plain(raw))
         if problem is not None:

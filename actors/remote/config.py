@@ -54,26 +54,8 @@ def parse_workers(data: Any, key_line: Callable[[Any], int]) -> tuple[WorkersCon
             listen.rpartition(":")[2] != "*" and not 0 < int(listen.rpartition(":")[2]) < 65536):
         problems.append((key_line("listen"), "workers.listen",
                          f"expected tcp://ADDRESS:PORT (an IP address, * or localhost), got {listen!r}"))
-    raw_allow = data.get("allow")
-    allow: list[str] = []
-    if raw_allow is None:
-        problems.append((key_line(None), "workers.allow",
-                         "missing: the public keys (or key files) of the workers that may connect"))
-    elif not isinstance(raw_allow, list) or not raw_allow:
-        problems.append((key_line("allow"), "workers.allow", "expected a non-empty list of public keys or key files"))
-    else:
-        for i, entry in enumerate(raw_allow):
-            at = item_line(raw_allow, i, key_line("allow"))
-            if not isinstance(entry, str) or not entry.strip():
-                problems.append((at, f"workers.allow[{i}]",
-                                 "expected a 40-character Z85 public key or the path of a key file"))
-            elif len(entry) == 40 and not is_z85_key(entry):
-                problems.append((at, f"workers.allow[{i}]", "not a valid Z85 public key"))
-            else:
-                allow.append(str(entry))
-    server_key = data.get("server_key")
-    if server_key is not None and (not isinstance(server_key, str) or not server_key.strip()):
-        problems.append((key_line("server_key"), "workers.server_key", "expected the path of a key file"))
+    allow = _allow(data, key_line, "workers", problems)
+    server_key = _server_key(data, key_line, "workers", problems)
     heartbeat = data.get("heartbeat_s", DEFAULT_HEARTBEAT_S)
     if (isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float)) or not math.isfinite(heartbeat)
             or not 0.05 <= heartbeat <= 3600):
@@ -89,5 +71,59 @@ def parse_workers(data: Any, key_line: Callable[[Any], int]) -> tuple[WorkersCon
         pools = [DEFAULT_POOL]
     if problems:
         return None, problems
-    return WorkersConfig(str(listen), tuple(allow), str(server_key) if server_key else None, float(heartbeat),
-                         tuple(str(p) for p in pools)), []
+    return WorkersConfig(str(listen), allow, server_key, float(heartbeat), tuple(str(p) for p in pools)), []
+
+
+def _allow(data: Mapping[str, Any], key_line: Callable[[Any], int], section: str,
+           problems: list[tuple[int, str, str]]) -> tuple[str, ...]:
+    raw_allow = data.get("allow")
+    allow: list[str] = []
+    if raw_allow is None:
+        problems.append((key_line(None), f"{section}.allow",
+                         "missing: the public keys (or key files) that may connect"))
+    elif not isinstance(raw_allow, list) or not raw_allow:
+        problems.append((key_line("allow"), f"{section}.allow",
+                         "expected a non-empty list of public keys or key files"))
+    else:
+        for i, entry in enumerate(raw_allow):
+            at = item_line(raw_allow, i, key_line("allow"))
+            if not isinstance(entry, str) or not entry.strip():
+                problems.append((at, f"{section}.allow[{i}]",
+                                 "expected a 40-character Z85 public key or the path of a key file"))
+            elif len(entry) == 40 and not is_z85_key(entry):
+                problems.append((at, f"{section}.allow[{i}]", "not a valid Z85 public key"))
+            else:
+                allow.append(str(entry))
+    return tuple(allow)
+
+
+def _server_key(data: Mapping[str, Any], key_line: Callable[[Any], int], section: str,
+                problems: list[tuple[int, str, str]]) -> str | None:
+    server_key = data.get("server_key")
+    if server_key is not None and (not isinstance(server_key, str) or not server_key.strip()):
+        problems.append((key_line("server_key"), f"{section}.server_key", "expected the path of a key file"))
+        return None
+    return str(server_key) if server_key else None
+
+
+@attrs.frozen
+class CurveConfig:
+    """``curve:`` in daemon.yaml: CURVE on the daemon's client endpoint, so ORCHESTRATOR_ENDPOINT may be
+    a tcp address beyond loopback (clients set ORCHESTRATOR_CLIENT_KEY and ORCHESTRATOR_SERVER_KEY)."""
+
+    allow: tuple[str, ...]
+    server_key: str | None = None
+
+
+def parse_curve(data: Any, key_line: Callable[[Any], int]) -> tuple[CurveConfig | None, list[tuple[int, str, str]]]:
+    if not isinstance(data, Mapping):
+        return None, [(key_line(None), "curve", "expected a mapping with allow (and server_key)")]
+    problems: list[tuple[int, str, str]] = []
+    for key in data:
+        if key not in ("allow", "server_key"):
+            problems.append((key_line(key), f"curve.{key}", "unknown setting (known: allow, server_key)"))
+    allow = _allow(data, key_line, "curve", problems)
+    server_key = _server_key(data, key_line, "curve", problems)
+    if problems:
+        return None, problems
+    return CurveConfig(allow, server_key), []

@@ -265,15 +265,10 @@ class WorkerHub:
 
 def hub_from_config(config: WorkersConfig, *, state: Path, home: Path) -> WorkerHub:
     """The hub with its keys read: ``WorkersError`` names the key or file that cannot be used."""
-    from actors.remote.keys import KeyFileError, default_key_file, public_key, read_key_file
+    from actors.remote.keys import KeyFileError, load_server_keys
 
-    server_file = Path(config.server_key).expanduser() if config.server_key else default_key_file(state)
-    if not server_file.is_absolute():
-        server_file = home / server_file
     try:
-        server = read_key_file(server_file, need_secret=True)
-        allowed = [public_key(entry, base=home) for entry in config.allow]
+        server, allowed = load_server_keys(config.server_key, config.allow, state=state, home=home, section="workers")
     except KeyFileError as exc:
-        hint = "" if server_file.exists() else " (create it with: orchestrator keys generate --out FILE)"
-        raise WorkersError(f"daemon.yaml workers: {exc}{hint}") from None
+        raise WorkersError(str(exc)) from None
     return WorkerHub(config, server, allowed)

@@ -113,3 +113,19 @@ def public_key(entry: str, *, base: Path | None = None) -> bytes:
     if base is not None and not path.is_absolute():
         path = base / path
     return read_key_file(path).public
+
+
+def load_server_keys(server_key: str | None, allow: tuple[str, ...], *, state: Path, home: Path,
+                     section: str) -> tuple[KeyPair, list[bytes]]:
+    """A CURVE server's key pair (default ``<state>/keys/curve.key``; relative paths are relative to
+    the config home) and its allow-list as public keys; KeyFileError names the ``section``."""
+    server_file = Path(server_key).expanduser() if server_key else default_key_file(state)
+    if not server_file.is_absolute():
+        server_file = home / server_file
+    try:
+        server = read_key_file(server_file, need_secret=True)
+        allowed = [public_key(entry, base=home) for entry in allow]
+    except KeyFileError as exc:
+        hint = "" if server_file.exists() else " (create it with: orchestrator keys generate --out FILE)"
+        raise KeyFileError(f"daemon.yaml {section}: {exc}{hint}") from None
+    return server, allowed

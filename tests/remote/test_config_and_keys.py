@@ -85,7 +85,7 @@ def test_daemon_yaml_workers_errors_name_line_and_key():
         "daemon.yaml:8: workers.extra: unknown setting (known: listen, server_key, allow, heartbeat_s, pools)",
     ]
     assert parse_settings_text("workers: {listen: 'tcp://*:1'}\n")[1] == [
-        "daemon.yaml:1: workers.allow: missing: the public keys (or key files) of the workers that may connect"]
+        "daemon.yaml:1: workers.allow: missing: the public keys (or key files) that may connect"]
 
 
 def test_a_hub_without_its_key_pair_does_not_start_and_says_how_to_make_one(short_tmp):
