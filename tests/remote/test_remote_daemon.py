@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,13 @@ from protocol import events as ev
 from tests.e2e.conftest import run_turn
 from tests.fakes import Answer, ToolCall, open_fake_openai
 
-from .conftest import process_alive, start_worker_process, stop_worker_process, workers_config
+from orchestrator.cli import main
+
+from .conftest import REPO, process_alive, start_worker_process, stop_worker_process, workers_config
+
+
+def main_cli_ok(argv: list[str]) -> bool:
+    return main(argv) == 0
 
 MODELS = """
 providers:
@@ -97,6 +104,22 @@ async def test_a_workspace_turns_tools_run_on_the_remote_worker(daemon, fake, wo
     # The worker's own environment (the daemon has no WORKER_MARK) and the worker's pid as the parent.
     assert "WORKER_MARK" not in os.environ
     assert f"mark=on-alpha ppid={worker.pid}" in returned[0].content
+    worker.proc.send_signal(signal.SIGTERM)
+    assert await trio.to_thread.run_sync(worker.proc.wait) == 0
+
+
+async def test_orchestrator_worker_with_a_key_the_daemon_does_not_allow_exits_1_with_one_line(
+        daemon, short_tmp, server_pair):
+    assert main_cli_ok(["keys", "generate", "--out", str(short_tmp / "stranger.key")])
+    result = await trio.run_process(
+        [sys.executable, "-m", "orchestrator", "worker", "--connect", daemon.workers.endpoint,
+         "--key", str(short_tmp / "stranger.key"), "--server-key", str(server_pair[0]), "--hello-timeout", "1"],
+        capture_stdout=True, capture_stderr=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 1
+    err = result.stderr.decode().strip()
+    assert err.startswith("orchestrator: no answer from tcp://127.0.0.1:") and "refused this worker's key" in err
+    assert len(err.splitlines()) == 1 and result.stdout == b""
+    assert daemon.workers.zap.refused >= 1 and daemon.workers.fleet.workers == {}
 
 
 async def test_cancelling_the_turn_kills_the_remote_tool_process(daemon, fake, workspace, workers):
