@@ -100,3 +100,19 @@ def test_workspace_yaml_names_a_worker_pool():
     broken = parse_settings("worker_pool: [a]\n")
     # A pool name that does not parse never means "run on the daemon's host": no worker can serve it.
     assert broken.worker_pool is not None and broken.worker_pool != "build" and broken.errors
+
+
+def test_the_daemon_yaml_examples_in_docs_remote_workers_parse_clean():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "remote-workers.md").read_text()
+    uncommented = ["".join(line for line in b.splitlines(keepends=True) if not line.startswith("#"))
+                   for b in re.findall(r"^```yaml\n(.*?)^```", doc, flags=re.M | re.S)]
+    blocks = [b for b in uncommented if b.startswith(("workers:", "curve:"))]
+    assert len(blocks) == 2
+    for block in blocks:
+        settings, errors = parse_settings_text(block)
+        assert errors == [] and settings is not None and (settings.workers or settings.curve)
+    assert parse_settings(next(b for b in re.findall(r"^```yaml\n(.*?)^```", doc, flags=re.M | re.S)
+                               if "worker_pool" in b)).worker_pool == "build"
