@@ -36,7 +36,8 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--connect", required=True, metavar="tcp://HOST:PORT", help="the daemon's workers.listen")
     w.add_argument("--key", metavar="FILE", help="this worker's key pair (default: <state>/keys/curve.key)")
     w.add_argument("--server-key", metavar="KEY",
-                   help=f"the daemon's public key or key file (default: ${SERVER_KEY_VAR})")
+                   help=f"the daemon's public key or key file (default: ${SERVER_KEY_VAR}); write "
+                        "--server-key=KEY, as a key may start with '-'")
     w.add_argument("--pool", default="default", help="the worker pool to join (default: default)")
     w.add_argument("--hello-timeout", type=_seconds, default=10.0, metavar="S",
                    help="give up if the daemon has not welcomed this worker within S seconds (default 10)")

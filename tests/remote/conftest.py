@@ -59,7 +59,7 @@ async def start_worker_process(endpoint: str, key_file: Path, server_public: byt
     cwd.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "WORKER_MARK": mark, "PYTHONPATH": str(REPO), "ORCHESTRATOR_STATE": str(cwd / "state")}
     proc = _spawn([sys.executable, "-m", "orchestrator", "worker", "--connect", endpoint, "--key", str(key_file),
-                   "--server-key", server_public.decode(), "--pool", pool, "--hello-timeout", "20"], cwd, env)
+                   f"--server-key={server_public.decode()}", "--pool", pool, "--hello-timeout", "20"], cwd, env)
     assert proc.stdout is not None
     line = "-"
     while line and "connected" not in line:   # log lines may come first

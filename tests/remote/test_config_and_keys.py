@@ -116,3 +116,11 @@ def test_the_daemon_yaml_examples_in_docs_remote_workers_parse_clean():
         assert errors == [] and settings is not None and (settings.workers or settings.curve)
     assert parse_settings(next(b for b in re.findall(r"^```yaml\n(.*?)^```", doc, flags=re.M | re.S)
                                if "worker_pool" in b)).worker_pool == "build"
+
+
+def test_a_server_key_that_starts_with_a_dash_is_taken_in_the_equals_form():
+    from orchestrator.cli import _parser
+
+    key = "-" + KEY[1:]   # Z85 keys may start with '-': seen as an option unless written --server-key=KEY
+    args = _parser().parse_args(["worker", "--connect", "tcp://127.0.0.1:7555", f"--server-key={key}"])
+    assert args.server_key == key
