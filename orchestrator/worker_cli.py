@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         hint = "" if key_file.exists() else " (create one: orchestrator keys generate)"
         raise CliError(f"{exc}{hint}") from None
     worker = RemoteWorker(args.connect, key, server, args.pool, hello_timeout_s=args.hello_timeout)
+    from .logs import configure_logging
+
+    configure_logging("info")   # log lines to stderr, like the daemon's; stdout carries the "connected" line
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
