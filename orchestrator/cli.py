@@ -145,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     add_review_parser(sub)
     from .workflows_cli import add_subparsers as add_workflows_parsers
     add_workflows_parsers(sub, _workspace_arg)
+    from .loops_cli import add_subparser as add_loops_parser
+    add_loops_parser(sub, _workspace_arg)
     return p
 
 
@@ -333,6 +335,9 @@ def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
     if cmd == "review":
         from .review_cli import run as run_review
         return run_review(args)
+    if cmd == "loop":
+        from .loops_cli import run as run_loops
+        return run_loops(args)
     if cmd in ("run", "mcp"):
         from .workflows_cli import run as run_workflows
         return run_workflows(args)
@@ -527,6 +532,8 @@ async def _status(client, as_json: bool) -> int:
         _print_json(data)
         return EXIT_OK
     print(render_status(report))
+    from .loops_cli import render_status_loops
+    print(render_status_loops(report.loops))
     print(render_config_health(rules, units))
     return EXIT_OK
 
