@@ -239,7 +239,7 @@ def _unknown(loop_id: str) -> Failure:
 
 def _tick_view(t: TickRecord) -> dict[str, Any]:
     return {"n": t.n, "status": t.status, "pilot_verdict": t.pilot_verdict, "land_verdict": t.land_verdict,
-            "cost_usd": t.cost_usd, "turn_ids": list(t.turn_ids)}
+            "cost_usd": t.cost_usd, "turn_ids": list(t.turn_ids), **({"error": t.error} if t.error else {})}
 
 
 class _TickIO:

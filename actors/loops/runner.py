@@ -18,7 +18,7 @@ from .driver import (
     BUDGET, COMPLETED, FAILED, INTERRUPTED, MAX_TICKS, PILOT, RUNNING, STATE_FINISHED, STATE_RUNNING, WORKFLOW,
     Judgement, LoopSpec, TickOutcome, budget_reached, judge, limit_reached, tick_prompt, wants_land,
 )
-from .schedule import next_due
+from .schedule import failure_backoff, next_due
 from .verdicts import Verdict, Verdicts, parse_verdicts
 
 
@@ -103,9 +103,21 @@ async def drive(loop: LoopState, io: TickIO, clock: Callable[[], float]) -> None
             loop.state, loop.stop_reason = STATE_FINISHED, reason
             break
         due = next_due(loop.spec.every_s, loop.last_started, clock())
+        last = loop.ticks[-1] if loop.ticks else None
+        if last is not None and last.status == FAILED and last.ended_at is not None:
+            due = max(due, last.ended_at + failure_backoff(_failed_in_a_row(loop)))
         await trio.sleep(max(0.0, due - clock()))
         await run_tick(loop, io, clock)
     await io.loop_finished(loop)
+
+
+def _failed_in_a_row(loop: LoopState) -> int:
+    n = 0
+    for tick in reversed(loop.ticks):
+        if tick.status != FAILED:
+            break
+        n += 1
+    return n
 
 
 def _limit_before_tick(loop: LoopState) -> str | None:

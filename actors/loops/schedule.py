@@ -11,6 +11,7 @@ import re
 
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 MAX_EVERY_S = 7 * 24 * 3600.0
+MAX_BACKOFF_S = 300.0
 
 
 def parse_duration(text: str) -> float:
@@ -44,3 +45,12 @@ def next_due(every_s: float, last_started: float | None, now: float) -> float:
     if last_started is None or not math.isfinite(last_started):
         return now
     return max(now, last_started + max(0.0, every_s))
+
+
+def failure_backoff(consecutive_failures: int) -> float:
+    """The least pause after ``consecutive_failures`` failed ticks in a row (1 s, 2 s, 4 s … 5 min):
+    a loop whose every tick fails (a provider down, a workflow that does not exist) must not spin,
+    even at ``--every 0``."""
+    if consecutive_failures <= 0:
+        return 0.0
+    return min(MAX_BACKOFF_S, 2.0 ** (consecutive_failures - 1))

@@ -77,6 +77,9 @@ class LoopStore:
                       for t in self.store._query(
                           "SELECT n, status, pilot_verdict, land_verdict, cost_usd, turn_ids, error, started_at, "
                           "ended_at FROM loop_ticks WHERE loop_id=? ORDER BY n", (loop.id,))]
+        for tick in loop.ticks:
+            if tick.cost_usd is None and tick.status != RUNNING:   # cut short by a crash: what the ledger has
+                tick.cost_usd = str(self.tick_cost(tick))
         loop.spend_usd = self.spend(loop)
         return loop
 

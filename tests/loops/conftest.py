@@ -39,10 +39,12 @@ async def fake(nursery):
 
 
 @pytest.fixture
-async def loop_stack(nursery, short_tmp, fake):
+async def loop_stack(request, nursery, short_tmp, fake):
+    """(daemon, client, fake); ``indirect`` parametrization with True runs it in wire mode."""
     home = write_home(short_tmp, fake.base_url)
     paths = Paths(home, short_tmp / "state", f"ipc://{short_tmp}/d.sock")
-    daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=1.0, retry_base_delay_s=0.001))
+    daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=1.0, retry_base_delay_s=0.001),
+                    wire_mode=getattr(request, "param", False))
     await nursery.start(daemon.run)
     async with open_client(paths.endpoint) as client:
         yield daemon, client, fake

@@ -24,6 +24,7 @@ async def wait_for(client, loop_id: str, pred, *, timeout: float = 20.0) -> dict
             await trio.sleep(0.02)
 
 
+@pytest.mark.parametrize("loop_stack", [False, True], ids=["local", "wire"], indirect=True)
 async def test_pilot_land_loop_runs_three_ticks_and_stops_on_no_work(loop_stack):
     daemon, client, fake = loop_stack
     fake.script(said("PILOT_VERDICT=ADVANCED fn-1"),
@@ -110,3 +111,39 @@ async def test_unknown_loop_and_invalid_start_are_answered_as_errors(loop_stack)
     with pytest.raises(RemoteError) as err:
         await client.request("loops", StartLoop("prompt", "  "))
     assert err.value.code == "invalid_loop"
+
+
+async def test_a_failing_tick_is_data_and_other_sessions_keep_working(loop_stack):
+    from tests.fakes import Fail
+
+    _, client, fake = loop_stack
+    fake.script(Fail(400, "invalid_request_error", "scripted"), said("PILOT_VERDICT=NO_WORK"))
+    info = await client.request("loops", StartLoop("prompt", "go"))
+    loop = await wait_for(client, info.loop["id"], lambda lp: lp["state"] != "running")
+    assert [t["status"] for t in loop["ticks"]] == ["failed", "completed"]
+    assert loop["strikes"] == {"(no verdict)": 1} and loop["stop_reason"] == "no_work"
+    fake.script(Answer(text=("fine",)))
+    session = await client.open_session()
+    async with client.turn(session.session_id, "hello") as turn:
+        async for _ in turn:
+            pass
+    assert type(turn.terminal).__name__ == "TurnCompleted"
+
+
+async def test_a_workflow_tick_runs_the_workflow_and_reads_its_output(loop_stack):
+    _, client, fake = loop_stack
+    fake.default = said("Confidence: 90", "PILOT_VERDICT=NO_WORK")
+    info = await client.request("loops", StartLoop("workflow", workflow="qc", max_ticks=3))
+    loop = await wait_for(client, info.loop["id"], lambda lp: lp["state"] != "running")
+    assert loop["stop_reason"] == "no_work", loop
+    tick = loop["ticks"][0]
+    assert tick["status"] == "completed" and tick["pilot_verdict"] == "NO_WORK" and len(tick["turn_ids"]) >= 1
+    assert Decimal(tick["cost_usd"]) > 0
+
+
+async def test_an_unknown_workflow_fails_the_tick_in_one_line(loop_stack):
+    _, client, fake = loop_stack
+    info = await client.request("loops", StartLoop("workflow", workflow="nope", max_ticks=1))
+    loop = await wait_for(client, info.loop["id"], lambda lp: lp["state"] != "running")
+    assert loop["stop_reason"] == "max_ticks" and loop["ticks"][0]["status"] == "failed"
+    assert "nope" in loop["ticks"][0]["error"]
