@@ -27,7 +27,8 @@ from protocol.canonical import ImageBlock, ToolDefinition
 from protocol.codec import Envelope, decode, encode, new_id
 from protocol.errors import FrameError, RemoteError
 from protocol.messages import (
-    CancelTurn, ClearModel, EventNotice, Failure, LoopNotice, WatchLoops, GetCost, GetStatus, GetTrace, ModelState, OpenSession,
+    CancelTurn, ClearModel, EventNotice, Failure, GetCost, GetStatus, GetTrace, ModelState, OpenSession,
+    LoopNotice, WatchLoops,
     Ping, ReloadRules, ResetAvailability, SessionInfo, SetModel, ShowModel, ShowRules, StartTurn,
     SubmitToolResult, TurnAccepted,
 )

@@ -167,7 +167,8 @@ def _verdicts(loop: dict) -> str:
 
 def progress_line(loop: dict) -> str:
     state = loop["state"] + (f" ({loop['stop_reason']})" if loop.get("stop_reason") else "")
-    current = f"tick {loop['current_tick']} running" if loop.get("current_tick") else f"{loop.get('ticks_run', 0)} ticks"
+    ran = f"{loop.get('ticks_run', 0)} ticks"
+    current = f"tick {loop['current_tick']} running" if loop.get("current_tick") else ran
     return f"{loop['id']}  {state:<22} {current:<16} last: {_verdicts(loop):<32} spend ${loop['spend_usd']}"
 
 

@@ -283,9 +283,9 @@ class _TickIO:
             return StepResult(COMPLETED, "".join(parts), [turn_id], terminal.model or model)
         if isinstance(terminal, ev.TurnCancelled):
             return StepResult(INTERRUPTED, "".join(parts), [turn_id], model, error=terminal.reason)
-        message = getattr(terminal, "message", "") or ""
-        return StepResult(FAILED, "".join(parts), [turn_id], model,
-                          error=f"{getattr(terminal, 'error', 'turn_failed')}: {message.splitlines()[0] if message else ''}")
+        message = (getattr(terminal, "message", "") or "").splitlines()
+        error = f"{getattr(terminal, 'error', 'turn_failed')}: {message[0] if message else ''}"
+        return StepResult(FAILED, "".join(parts), [turn_id], model, error=error)
 
     def _count(self, loop: LoopState, terminal: object) -> None:
         usage = getattr(terminal, "usage", None)

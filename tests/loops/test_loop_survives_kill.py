@@ -36,7 +36,8 @@ async def run_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 async def serve(env: dict, log: Path) -> subprocess.Popen:
     with open(log, "a") as out:
-        proc = subprocess.Popen([PY, "-m", "orchestrator", "serve"], env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen([PY, "-m", "orchestrator", "serve"], env=env, stdout=out,  # noqa: ASYNC220
+                                stderr=out)
     with trio.fail_after(30):
         while True:
             assert proc.poll() is None, log.read_text()
