@@ -144,6 +144,12 @@ async def run_tick(loop: LoopState, io: TickIO, clock: Callable[[], float]) -> N
         raise AssertionError("unreachable") from None
     except BaseException:
         # A stop, a shutdown or a crash of this task mid-tick: the tick is interrupted, never done.
+        # One cut short before its first turn was accepted did not happen at all.
+        if not tick.turn_ids:
+            loop.ticks.pop()
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await io.tick_dropped(loop, tick)
+            raise
         tick.status, tick.ended_at = INTERRUPTED, clock()
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             loop.spend_usd = io.spend(loop)

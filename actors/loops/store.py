@@ -48,7 +48,9 @@ class LoopStore:
         self.store._write("DELETE FROM loop_ticks WHERE loop_id=? AND n=?", (loop_id, n), None)
 
     def close_interrupted_ticks(self) -> int:
-        """At start-up: ticks a crash left ``running`` were interrupted (never completed)."""
+        """At start-up: ticks a crash left ``running`` were interrupted (never completed); one that had
+        not started a turn yet did not happen."""
+        self.store._write("DELETE FROM loop_ticks WHERE status=? AND turn_ids=?", (RUNNING, "[]"), None)
         rows = self.store._query("SELECT COUNT(*) FROM loop_ticks WHERE status=?", (RUNNING,))
         self.store._write("UPDATE loop_ticks SET status=?, ended_at=COALESCE(ended_at, started_at), "
                           "error=COALESCE(error, ?) WHERE status=?",

@@ -147,3 +147,31 @@ async def test_an_unknown_workflow_fails_the_tick_in_one_line(loop_stack):
     loop = await wait_for(client, info.loop["id"], lambda lp: lp["state"] != "running")
     assert loop["stop_reason"] == "max_ticks" and loop["ticks"][0]["status"] == "failed"
     assert "nope" in loop["ticks"][0]["error"]
+
+
+async def test_sigterm_mid_tick_records_it_interrupted_and_the_next_daemon_resumes(short_tmp, fake):
+    from orchestrator.client import open_client
+    from orchestrator.daemon import Daemon
+    from orchestrator.paths import Paths
+    from orchestrator.settings import DaemonSettings
+
+    from .conftest import write_home
+
+    paths = Paths(write_home(short_tmp, fake.base_url), short_tmp / "state", f"ipc://{short_tmp}/d.sock")
+    fake.script(said("PILOT_VERDICT=ADVANCED"), Answer(text=("slow",) * 400, delay=0.05))
+    async with trio.open_nursery() as nursery:
+        daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=0.2))
+        await nursery.start(daemon.run)
+        async with open_client(paths.endpoint) as client:
+            loop_id = (await client.request("loops", StartLoop("prompt", "go"))).loop["id"]
+            await wait_for(client, loop_id, lambda lp: lp["current_tick"] == 2)
+        daemon.request_stop("SIGTERM")
+    fake.script(said("PILOT_VERDICT=NO_WORK"))
+    async with trio.open_nursery() as nursery:
+        daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=0.2))
+        await nursery.start(daemon.run)
+        async with open_client(paths.endpoint) as client:
+            loop = await wait_for(client, loop_id, lambda lp: lp["state"] != "running")
+        daemon.request_stop("test over")
+    assert [(t["n"], t["status"]) for t in loop["ticks"]] == [(1, "completed"), (2, "interrupted"), (3, "completed")], loop["ticks"]
+    assert loop["stop_reason"] == "no_work" and loop["strikes"] == {}

@@ -44,11 +44,13 @@ class ScriptedIO:
         self.running = 0
         self.overlaps = 0
         self.finished: list[TickRecord] = []
+        self.dropped: list[int] = []
 
     async def run_turn(self, loop, tick, text):
         self.running += 1
         self.overlaps += self.running > 1
         self.starts.append(trio.current_time())
+        tick.turn_ids.append(f"t{len(self.starts)}")     # accepted by the session: the tick has begun
         try:
             await trio.sleep(self.duration)
             return StepResult(COMPLETED, self.answers.pop(0), [f"t{len(self.starts)}"])
@@ -68,7 +70,7 @@ class ScriptedIO:
         self.finished.append(tick)
 
     async def tick_dropped(self, loop, tick):
-        pass
+        self.dropped.append(tick.n)
 
     async def loop_finished(self, loop):
         pass
@@ -128,3 +130,15 @@ async def test_failing_ticks_back_off_even_back_to_back(autojump_clock):
     t0 = trio.current_time()
     await drive(loop, io, trio.current_time)
     assert [s - t0 for s in io.starts] == [0, 1, 3, 7, 15] and loop.stop_reason == "max_ticks"
+
+
+async def test_a_tick_cancelled_before_its_turn_was_accepted_did_not_happen(autojump_clock):
+    class NeverAccepted(ScriptedIO):
+        async def run_turn(self, loop, tick, text):
+            await trio.sleep_forever()
+
+    io = NeverAccepted([])
+    loop = LoopState("l_t", LoopSpec(PROMPT, "go"), "s")
+    with trio.move_on_after(50):
+        await drive(loop, io, trio.current_time)
+    assert io.dropped == [1] and io.finished == [] and loop.ticks == []
