@@ -173,5 +173,6 @@ async def test_sigterm_mid_tick_records_it_interrupted_and_the_next_daemon_resum
         async with open_client(paths.endpoint) as client:
             loop = await wait_for(client, loop_id, lambda lp: lp["state"] != "running")
         daemon.request_stop("test over")
-    assert [(t["n"], t["status"]) for t in loop["ticks"]] == [(1, "completed"), (2, "interrupted"), (3, "completed")], loop["ticks"]
+    assert [(t["n"], t["status"]) for t in loop["ticks"]] == [
+        (1, "completed"), (2, "interrupted"), (3, "completed")], loop["ticks"]
     assert loop["stop_reason"] == "no_work" and loop["strikes"] == {}
