@@ -20,9 +20,11 @@ import trio
 
 from actors.runtime.kernel import Actor, RequestTimeout
 from actors.runtime.store import StorageError, Store
+from actors.session.state import DAEMON_OWNER
 from protocol import events as ev
 from protocol.codec import Envelope
 from protocol.errors import RemoteError
+from protocol.identity import principal_of
 from protocol.messages import (
     Ack, EventNotice, Failure, ListLoops, LoopInfo, LoopListing, LoopNotice, RateTurn, ResumeLoop, ShowLoop,
     StartLoop, StopLoop, WatchLoops,
@@ -63,8 +65,9 @@ class LoopActor(Actor):
         self._reported: dict[str, Decimal] = {}             # loop id → cost the current tick's turns reported
 
     def handlers(self):
-        return {StartLoop: self.on_start, ListLoops: self.on_list, ShowLoop: self.on_show, StopLoop: self.on_stop,
-                ResumeLoop: self.on_resume, WatchLoops: self.on_watch, EventNotice: self.on_event}
+        commands = {StartLoop: self.on_start, ListLoops: self.on_list, ShowLoop: self.on_show, StopLoop: self.on_stop,
+                    ResumeLoop: self.on_resume, WatchLoops: self.on_watch}
+        return {**{cls: _daemon_user_only(fn) for cls, fn in commands.items()}, EventNotice: self.on_event}
 
     async def setup(self, nursery: trio.Nursery) -> None:
         closed = self.db.close_interrupted_ticks()
@@ -227,6 +230,17 @@ class LoopActor(Actor):
         self.spawn(self.tell, self.router, RateTurn(turn_id, score))
 
 
+def _daemon_user_only(handler: Callable[[Envelope], Awaitable[Any]]) -> Callable[[Envelope], Awaitable[Any]]:
+    """Loops run as the daemon's user, in workspaces of its choosing: only that user (or the daemon
+    itself) may start, see or steer them (docs/security.md)."""
+    async def guarded(env: Envelope) -> Any:
+        principal = principal_of(env.sender)
+        if principal not in (None, DAEMON_OWNER):
+            return Failure("forbidden_loop", "loops belong to the daemon's user; this connection is another user's")
+        return await handler(env)
+    return guarded
+
+
 def _open(workspace: str | None):
     from protocol.messages import OpenSession
 
@@ -349,7 +363,7 @@ class _TickIO:
 
     def _signals(self, loop: LoopState, outputs: list[StepResult], judgement: Judgement) -> None:
         for step in outputs:
-            if not step.turn_ids or step.status == INTERRUPTED:
+            if not step.turn_ids or step.status != COMPLETED:   # a provider failure says nothing of the answer
                 continue
             said = parse_verdicts(step.output)
             verdict = said.land if (loop.spec.mode == PILOT and step is not outputs[0]) else (said.pilot or said.land)

@@ -1,6 +1,7 @@
 """Loops in a real daemon, ticking against a scripted fake provider."""
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 
 import pytest
@@ -176,3 +177,15 @@ async def test_sigterm_mid_tick_records_it_interrupted_and_the_next_daemon_resum
     assert [(t["n"], t["status"]) for t in loop["ticks"]] == [
         (1, "completed"), (2, "interrupted"), (3, "completed")], loop["ticks"]
     assert loop["stop_reason"] == "no_work" and loop["strikes"] == {}
+
+
+async def test_another_users_connection_may_not_start_or_see_loops(loop_stack):
+    from protocol.codec import Envelope
+    from protocol.messages import Failure
+
+    daemon, _, _ = loop_stack
+    actor = daemon.actors["loops"]
+    stranger = f"~u{os.getuid() + 1}.ab12/client"
+    for body in (StartLoop("prompt", "rm -rf"), ListLoops(), ShowLoop("l_x"), StopLoop("l_x")):
+        reply = await actor.table[type(body)](Envelope(body, "loops", stranger))
+        assert isinstance(reply, Failure) and reply.code == "forbidden_loop"
