@@ -129,7 +129,7 @@ class LoopActor(Actor):
             return _unknown(env.body.loop_id)
         if env.body.clear_strikes:
             loop.strikes = {}
-        if loop.state != STATE_RUNNING and loop.id not in self._scopes:
+        if loop.id not in self._scopes:     # stopped, finished, or a drive that failed (see _drive)
             loop.state, loop.stop_reason = STATE_RUNNING, None
             self.db.save_loop(loop)
             self.spawn(self._drive, loop)
@@ -184,6 +184,10 @@ class LoopActor(Actor):
             self._turns[loop.id] = InProcessTurns(self.system, self.name, session=self.session)
             try:
                 await drive(loop, _TickIO(self), self.clock)
+            except Exception as exc:   # e.g. the database failed: this loop waits for `loop resume`
+                self.log.error("loop stopped driving; `loop resume` restarts it", loop_id=loop.id, error=str(exc))
+                self.faults += 1
+                self.last_fault = f"loop {loop.id}: {exc}"
             finally:
                 self._scopes.pop(loop.id, None)
                 self._turns.pop(loop.id, None)
