@@ -285,7 +285,7 @@ def _sole_leaf(group: BaseExceptionGroup) -> BaseException:
 
 
 _DAEMON_COMMANDS = frozenset({"ask", "chat", "model", "rules", "trace", "cost", "status", "availability", "rate",
-                              "route", "run", "mcp"})
+                              "route", "run", "mcp", "loop"})
 
 
 def _check_edges(args: argparse.Namespace) -> None:

@@ -137,7 +137,16 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _watch(client, loop_id: str | None, as_json: bool) -> int:
+    from protocol.messages import ShowLoop
+
     async with client.watch_loops(loop_id) as events:
+        if loop_id is not None:     # subscribed first, then asked: a loop that already ended says so
+            loop = (await client.request("loops", ShowLoop(loop_id))).loop
+            if loop["state"] != "running":
+                done = {"type": "loop.stopped", "loop_id": loop_id, "state": loop["state"],
+                        "stop_reason": loop["stop_reason"]}
+                print(json.dumps(done) if as_json else render_event(done), flush=True)
+                return EXIT_OK
         async for event in events:
             print(json.dumps(event) if as_json else render_event(event), flush=True)
             if loop_id is not None and event.get("type") == "loop.stopped":

@@ -87,3 +87,18 @@ async def test_chat_loop_starts_lists_and_stops_a_loop(loop_stack, capsys):
     assert f"{loop_id}: stopped" in capsys.readouterr().out
     await chat_loop(client, ["soon", "x"])
     assert capsys.readouterr().out.startswith("usage: /loop")
+
+
+async def test_loop_watch_prints_the_events_until_the_loop_stops(loop_stack):
+    daemon, _, fake = loop_stack
+    env = _env(daemon)
+    fake.script(Answer(text=("step",) * 20 + ("\nPILOT_VERDICT=ADVANCED",), delay=0.05),
+                Answer(text=("PILOT_VERDICT=NO_WORK",)))
+    loop_id = (await cli(env, "loop", "start", "--prompt", "go")).stdout.strip()
+    out = await cli(env, "loop", "watch", loop_id, "--json")
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert events[-1] == {"type": "loop.stopped", "loop_id": loop_id, "state": "finished", "stop_reason": "no_work"}
+    assert all(e["loop_id"] == loop_id for e in events)
+    again = await cli(env, "loop", "watch", loop_id)                  # already over: says so and ends
+    assert again.returncode == 0 and "finished: no_work" in again.stdout
