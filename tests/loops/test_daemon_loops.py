@@ -72,8 +72,13 @@ async def test_blocked_twice_strikes_the_item_and_the_next_prompt_skips_it(loop_
     assert loop["strikes"] == {"fn-7": 2} and loop["struck"] == ["fn-7"]
     third = [m["content"] for m in fake.requests[2].json["messages"] if m["role"] == "user"][-1]
     assert third.startswith("work the queue") and "fn-7" in third and "Skip" in third
+    fake.script(said("PILOT_VERDICT=NO_WORK"))
     cleared = (await client.request("loops", ResumeLoop(info.loop["id"], clear_strikes=True))).loop
-    assert cleared["strikes"] == {}
+    assert cleared["strikes"] == {} and cleared["state"] == "running"
+    loop = await wait_for(client, info.loop["id"], lambda lp: lp["state"] != "running")
+    assert loop["stop_reason"] == "no_work" and [t["n"] for t in loop["ticks"]] == [1, 2, 3, 4]
+    fourth = [m["content"] for m in fake.requests[3].json["messages"] if m["role"] == "user"][-1]
+    assert fourth == "work the queue"                      # cleared: nothing to skip any more
 
 
 async def test_a_malformed_verdict_is_a_strike_and_the_budget_stops_the_loop(loop_stack):

@@ -81,6 +81,11 @@ async def test_chat_loop_starts_lists_and_stops_a_loop(loop_stack, capsys):
     started = capsys.readouterr().out
     assert started.startswith("loop l_") and "every 30m" in started
     loop_id = started.split()[1]
+    from protocol.messages import ShowLoop
+
+    with trio.fail_after(20):       # its first tick is done (at 30m, the next one is far away)
+        while (await client.request("loops", ShowLoop(loop_id))).loop["ticks_run"] < 1:
+            await trio.sleep(0.02)
     await chat_loop(client, ["list"])
     assert loop_id in capsys.readouterr().out
     await chat_loop(client, ["stop", loop_id])
