@@ -26,8 +26,8 @@ from protocol.codec import Envelope
 from protocol.errors import RemoteError
 from protocol.identity import principal_of
 from protocol.messages import (
-    Ack, EventNotice, Failure, ListLoops, LoopInfo, LoopListing, LoopNotice, RateTurn, ResumeLoop, ShowLoop,
-    StartLoop, StopLoop, WatchLoops,
+    Ack, EventNotice, Failure, ListLoops, LoopInfo, LoopListing, LoopNotice, OpenSession, RateTurn, ResumeLoop,
+    ShowLoop, StartLoop, StopLoop, WatchLoops,
 )
 
 from .driver import (
@@ -91,7 +91,8 @@ class LoopActor(Actor):
 
     async def _start(self, env: Envelope, spec: LoopSpec) -> None:
         try:
-            info = await self.system.request(self.session, _open(spec.workspace), timeout=30, sender_name=self.name)
+            info = await self.system.request(self.session, OpenSession(None, spec.workspace), timeout=30,
+                                             sender_name=self.name)
         except (RemoteError, RequestTimeout) as exc:
             await self._reply(env, Failure("loop_not_started", f"the loop's session could not be opened: {exc}"))
             return
@@ -243,12 +244,6 @@ def _daemon_user_only(handler: Callable[[Envelope], Awaitable[Any]]) -> Callable
             return Failure("forbidden_loop", "loops belong to the daemon's user; this connection is another user's")
         return await handler(env)
     return guarded
-
-
-def _open(workspace: str | None):
-    from protocol.messages import OpenSession
-
-    return OpenSession(None, workspace)
 
 
 def _unknown(loop_id: str) -> Failure:
