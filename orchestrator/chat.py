@@ -34,6 +34,8 @@ HELP = """commands:
   /rate good|bad|0.7  rate the last turn's answer (teaches the pattern store)
   /cost               this session's cost by model and role
   /run WORKFLOW TEXT  run a workflow (qc, or one of workflows.yaml) on TEXT
+  /loop 30m PROMPT    start a loop in the daemon (a tick every 30m; 0 = back to back)
+  /loop list|show ID|stop ID|resume ID   the daemon's loops (docs/loops.md)
   /cancel             cancel the running turn
   /quit               leave (also Ctrl-D)
   @alias message      use that model for this message only
@@ -106,6 +108,10 @@ async def _command(client, sid: str, line: str) -> str | None:
         from .workflows_cli import chat_run
 
         await chat_run(client, rest)
+    elif cmd == "/loop":
+        from .loops_cli import chat_loop
+
+        await chat_loop(client, rest)
     elif cmd in ("/help", "/?"):
         print(HELP)
     else:

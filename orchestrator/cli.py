@@ -149,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     add_keys_parser(sub)
     from .worker_cli import add_subparser as add_worker_parser
     add_worker_parser(sub)
+    from .loops_cli import add_subparser as add_loops_parser
+    add_loops_parser(sub, _workspace_arg)
     return p
 
 
@@ -287,7 +289,7 @@ def _sole_leaf(group: BaseExceptionGroup) -> BaseException:
 
 
 _DAEMON_COMMANDS = frozenset({"ask", "chat", "model", "rules", "trace", "cost", "status", "availability", "rate",
-                              "route", "run", "mcp"})
+                              "route", "run", "mcp", "loop"})
 
 
 def _check_edges(args: argparse.Namespace) -> None:
@@ -337,6 +339,9 @@ def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
     if cmd == "review":
         from .review_cli import run as run_review
         return run_review(args)
+    if cmd == "loop":
+        from .loops_cli import run as run_loops
+        return run_loops(args)
     if cmd in ("run", "mcp"):
         from .workflows_cli import run as run_workflows
         return run_workflows(args)
@@ -537,6 +542,8 @@ async def _status(client, as_json: bool) -> int:
         _print_json(data)
         return EXIT_OK
     print(render_status(report))
+    from .loops_cli import render_status_loops
+    print(render_status_loops(report.loops))
     print(render_config_health(rules, units))
     return EXIT_OK
 

@@ -29,6 +29,7 @@ from protocol.codec import Envelope, decode, encode, new_id
 from protocol.errors import FrameError, RemoteError
 from protocol.messages import (
     CancelTurn, ClearModel, EventNotice, Failure, GetCost, GetStatus, GetTrace, ModelState, OpenSession,
+    LoopNotice, WatchLoops,
     Ping, ReloadRules, ResetAvailability, SessionInfo, SetModel, ShowModel, ShowRules, StartTurn,
     SubmitToolResult, TurnAccepted,
 )
@@ -68,6 +69,7 @@ class Client:
         self.address = f"{self.node_id}/client"
         self._pending: dict[str, _Pending] = {}
         self._sessions: dict[str, trio.MemorySendChannel] = {}
+        self._loop_events: trio.MemorySendChannel | None = None   # `watch_loops`: LoopNotice events
         # Frames received from the daemon, ever: a daemon too busy to answer a Ping in time but
         # still sending (other turns' events, the late Pong) is alive, not lost.
         self.heard = 0
@@ -83,6 +85,10 @@ class Client:
                 pending = self._pending.pop(env.correlation_id)
                 pending.reply = env.body
                 pending.event.set()
+            elif isinstance(env.body, LoopNotice):
+                if self._loop_events is not None:
+                    with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                        self._loop_events.send_nowait(env.body.event)   # a slow watcher misses events
             elif isinstance(env.body, EventNotice):
                 chan = self._sessions.get(env.body.session_id)
                 if chan is not None:
@@ -199,6 +205,18 @@ class Client:
 
     async def reset_availability(self, scope: str):
         return await self.request("availability", ResetAvailability(scope))
+
+    @contextlib.asynccontextmanager
+    async def watch_loops(self, loop_id: str | None = None) -> AsyncIterator[trio.MemoryReceiveChannel]:
+        """Loop events (``loop.tick_started``, ``loop.tick_finished``, ``loop.stopped``) as dicts, of
+        one loop or of all, for as long as the context is open."""
+        send, recv = trio.open_memory_channel[dict](1024)
+        self._loop_events = send
+        try:
+            await self.request("loops", WatchLoops(loop_id))
+            yield recv
+        finally:
+            self._loop_events = None
 
 
 class TurnHandle:

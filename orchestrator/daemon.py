@@ -24,6 +24,7 @@ import zmq
 
 from actors.availability.actor import AvailabilityActor
 from actors.cost.actor import CostActor
+from actors.loops.actor import LoopActor
 from actors.worker.delegation import Delegator
 from actors.runtime.kernel import Actor, ActorSystem
 from actors.runtime.node import Node
@@ -39,6 +40,7 @@ from protocol import events as ev
 from protocol.codec import converter
 from protocol.messages import (
     ActorStatus, DrainTurns, Failure, GetActorStatus, GetSessionStats, GetStatus, GetTrace, GetUnavailableScopes,
+    ListLoops, LoopListing,
     Ping, Pong, ReloadRules, RulesReport, SessionStats, StatusReport, TraceReply, UnavailableScopes,
 )
 
@@ -138,6 +140,8 @@ class Daemon:
             nursery.start_soon(ask, "availability", GetUnavailableScopes())
             if "gateway" in self.actors:   # HTTP gateway turns run outside the session actor
                 nursery.start_soon(ask, "gateway", GetSessionStats())
+            if "loops" in self.actors:
+                nursery.start_soon(ask, "loops", ListLoops(running_only=True))
         for name, entry in actors.items():
             answer = answers.get((name, GetActorStatus))
             if isinstance(answer, ActorStatus):
@@ -155,8 +159,10 @@ class Daemon:
         scopes = tuple({"scope": u.scope, "kind": u.kind, "reason": u.reason, "since": u.since,
                         **({"detail": u.detail} if u.detail is not None else {})}
                        for u in (unavailable.scopes if isinstance(unavailable, UnavailableScopes) else ()))
+        loops = answers.get(("loops", ListLoops))
         return StatusReport(__version__, os.getpid(), round(time.time() - self.started_at, 3), self.node.endpoint or "",
-                            stats.accepting_turns, stats.sessions_open, stats.turns_running, actors, scopes)
+                            stats.accepting_turns, stats.sessions_open, stats.turns_running, actors, scopes,
+                            loops.loops if isinstance(loops, LoopListing) else ())
 
     def request_stop(self, reason: str) -> None:
         self.stop_reason = reason
@@ -213,7 +219,10 @@ class Daemon:
         worker = self.planner_class(system, registry=registry, adapters=adapters, tools=tools, name="worker")
         self.session = self.session_class(system, self.store)
         control = ControlActor(system, self)
-        cast: tuple[Actor, ...] = (self.availability, cost, self.router, planner, worker, self.session, control)
+        from .loops_daemon import workflow_hook
+
+        loops = LoopActor(system, self.store, workflow=workflow_hook(self.paths.home))
+        cast: tuple[Actor, ...] = (self.availability, cost, self.router, planner, worker, self.session, control, loops)
         gateway = None
         if self.settings.http is not None:
             from .gateway.turns import GatewayActor

@@ -24,18 +24,24 @@ from .messages import (
     GetPatternStats,
     GetStatus,
     GetTrace,
+    ListLoops,
     ListSessions,
     OpenSession,
     Ping,
     RateTurn,
     ReloadRules,
     ResetAvailability,
+    ResumeLoop,
     RouteChoice,
     SetModel,
     ShowModel,
+    ShowLoop,
     ShowRules,
+    StartLoop,
     StartTurn,
+    StopLoop,
     SubmitToolResult,
+    WatchLoops,
 )
 
 # class → the actor names it may be sent to (None: any actor; those that do not serve it answer
@@ -60,6 +66,12 @@ CLIENT_MESSAGES: dict[type, frozenset[str] | None] = {
     RateTurn: frozenset({"router"}),
     GetPatternStats: frozenset({"router"}),
     ResetAvailability: frozenset({"availability"}),
+    StartLoop: frozenset({"loops"}),
+    ListLoops: frozenset({"loops"}),
+    ShowLoop: frozenset({"loops"}),
+    StopLoop: frozenset({"loops"}),
+    ResumeLoop: frozenset({"loops"}),
+    WatchLoops: frozenset({"loops"}),
 }
 
 MAX_ID_CHARS = 256            # ids, model names, scopes, reasons: anything used as a key
@@ -74,6 +86,7 @@ MAX_FLOAT = 1e15
 
 _ID_FIELDS = frozenset({"session_id", "turn_id", "tool_use_id", "model", "scope", "action", "reason",
                         "name", "media_type", "role", "tier", "effort"})
+_ID_FIELDS |= frozenset({"loop_id", "mode", "workflow", "budget_usd"})   # the loop commands (§4.10)
 _PATH_FIELDS = frozenset({"workspace", "url"})
 _LONG_FIELDS = frozenset({"text", "content", "data", "description"})
 # A turn's caller-supplied trace lines (StartTurn.trace_notes) are stored with its route: a few short lines.

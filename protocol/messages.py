@@ -216,6 +216,7 @@ class StatusReport:
     turns_running: int
     actors: dict = attrs.field(factory=dict)
     availability: tuple[dict, ...] = ()
+    loops: tuple[dict, ...] = ()           # running loops (DESIGN §4.10): id, current tick, last verdicts, spend
 
 
 @message("trace.get")
@@ -670,3 +671,78 @@ class ToolDone:
     content: str
     is_error: bool = False
     cancelled: bool = False
+
+
+# --- loops (DESIGN §4.10) ------------------------------------------------------------------------
+
+
+@message("loop.start")
+@frozen
+class StartLoop:
+    """`loop start`: ``mode`` is prompt | pilot | workflow; ``text`` the --prompt or --pilot text."""
+
+    mode: str
+    text: str = ""
+    land: str | None = None
+    workflow: str | None = None
+    every_s: float = 0.0
+    max_ticks: int | None = None
+    budget_usd: str | None = None
+    workspace: str | None = None
+
+
+@message("loop.list")
+@frozen
+class ListLoops:
+    running_only: bool = False
+
+
+@message("loop.show")
+@frozen
+class ShowLoop:
+    loop_id: str
+
+
+@message("loop.stop")
+@frozen
+class StopLoop:
+    loop_id: str
+
+
+@message("loop.resume")
+@frozen
+class ResumeLoop:
+    loop_id: str
+    clear_strikes: bool = False
+
+
+@message("loop.info")
+@frozen
+class LoopInfo:
+    """One loop as `loop show --json` prints it (a JSON object)."""
+
+    loop: dict
+
+
+@message("loop.listing")
+@frozen
+class LoopListing:
+    loops: tuple[dict, ...] = ()
+
+
+@message("loop.watch")
+@frozen
+class WatchLoops:
+    """Subscribe this connection to loop events (``loop_id`` None: every loop); answered with an Ack.
+    The events then arrive as ``LoopNotice`` until the connection goes away."""
+
+    loop_id: str | None = None
+
+
+@message("loop.event")
+@frozen
+class LoopNotice:
+    """A loop event pushed to subscribers: ``event`` has ``type`` (loop.tick_started,
+    loop.tick_finished, loop.stopped), ``loop_id`` and the event's fields."""
+
+    event: dict

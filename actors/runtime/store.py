@@ -103,6 +103,30 @@ CREATE TABLE IF NOT EXISTS pattern_outcomes (
     fp_name TEXT,
     fp BLOB
 );
+-- Loops (DESIGN §4.10, actors/loops/store.py): a loop, its ticks and its strike ledger.
+CREATE TABLE IF NOT EXISTS loops (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    stop_reason TEXT,
+    strikes TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS loop_ticks (
+    loop_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    pilot_verdict TEXT,
+    land_verdict TEXT,
+    cost_usd TEXT,
+    turn_ids TEXT NOT NULL DEFAULT '[]',
+    error TEXT,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    PRIMARY KEY (loop_id, n)
+);
 """
 # Columns added to pattern_outcomes after it first shipped (a database made before gets them at open).
 _PATTERN_OUTCOME_COLUMNS = {"source": "TEXT NOT NULL DEFAULT 'rating'", "fp_name": "TEXT", "fp": "BLOB"}
