@@ -356,8 +356,25 @@ class Store:
                     (status, time.time(), json.dumps(usage) if usage else None, error, turn_id), into)
 
     def interrupted_turns(self) -> list[tuple[str, str]]:
-        """Turns a crash left 'running': (turn_id, session_id)."""
-        return [tuple(r) for r in self._query("SELECT id, session_id FROM turns WHERE status='running'")]
+        """Turns a crash left 'running': (turn_id, session_id). On a shared database, only those no
+        live daemon holds the session lease of (a delegation's turn: its parent's), not a neighbour's."""
+        if not self.shared:
+            return [tuple(r) for r in self._query("SELECT id, session_id FROM turns WHERE status='running'")]
+        return [tuple(r) for r in self._query(
+            "SELECT t.id, t.session_id FROM turns t LEFT JOIN sessions s ON s.id=t.session_id "
+            "LEFT JOIN leases l ON l.kind='session' AND l.id=COALESCE(s.parent_session_id, t.session_id) "
+            "AND l.expires_at>=? WHERE t.status='running' AND l.owner IS NULL", (time.time(),))]
+
+    def running_turns(self, session_id: str) -> list[str]:
+        """The session's turns (its delegations' too) still marked running: after a takeover, the
+        dead owner's, to be closed."""
+        return [r[0] for r in self._query(
+            "SELECT t.id FROM turns t LEFT JOIN sessions s ON s.id=t.session_id WHERE t.status='running' "
+            "AND (t.session_id=? OR s.parent_session_id=?)", (session_id, session_id))]
+
+    def forget_cached(self, session_id: str) -> None:
+        """Another daemon may have written this session: read its message numbers afresh."""
+        self._next_seq.pop(session_id, None)
 
     def set_turn_route(self, turn_id: str, model: str | None, route: dict, *, into: Batch | None = None) -> None:
         """A mid-turn fallback: the turn now runs on ``model``; ``route`` keeps both decisions."""
