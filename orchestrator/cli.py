@@ -145,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     add_review_parser(sub)
     from .workflows_cli import add_subparsers as add_workflows_parsers
     add_workflows_parsers(sub, _workspace_arg)
+    from .migrate_cli import add_subparsers as add_migrate_parsers
+    add_migrate_parsers(sub)
     return p
 
 
@@ -333,6 +335,9 @@ def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
     if cmd == "review":
         from .review_cli import run as run_review
         return run_review(args)
+    if cmd in ("migrate", "export", "import"):
+        from .migrate_cli import run as run_migrate
+        return run_migrate(args)
     if cmd in ("run", "mcp"):
         from .workflows_cli import run as run_workflows
         return run_workflows(args)

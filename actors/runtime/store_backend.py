@@ -130,6 +130,12 @@ class SqliteBackend:
     def reset_ids(self, table: str) -> None:
         """AUTOINCREMENT follows explicitly inserted ids by itself."""
 
+    def stream(self, sql: str, size: int = 1000) -> Iterator[list[Any]]:
+        """A large result in chunks (an export), not all in memory."""
+        cur = self.db.execute(sql)
+        while rows := cur.fetchmany(size):
+            yield rows
+
     def close(self) -> None:
         self.db.close()
 
@@ -252,8 +258,17 @@ class PgBackend:
         return {r[0] for r in self.query(
             "SELECT table_name FROM information_schema.tables WHERE table_schema=current_schema()")}
 
+    def stream(self, sql: str, size: int = 1000) -> Iterator[list[Any]]:
+        """A large result in chunks (an export) through a server-side cursor."""
+        with self._errors(), self._live().transaction(), self.db.cursor(name="orchestrator_stream") as cur:
+            cur.execute(sql)
+            while rows := cur.fetchmany(size):
+                yield rows
+
     def reset_ids(self, table: str) -> None:
         """After rows came in with their ids (an import), the next generated id follows them."""
+        if not self.query("SELECT pg_get_serial_sequence(?, 'id')", (table,))[0][0]:
+            return
         self.query(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                    f"GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), 1), "
                    f"(SELECT COUNT(*) > 0 FROM {table}))")
