@@ -199,7 +199,7 @@ class Daemon:
         self.router = RouterActor(system, loader, store=self.store)
         planner = self.planner_class(system, registry=registry, adapters=adapters, tools=tools)
         worker = self.planner_class(system, registry=registry, adapters=adapters, tools=tools, name="worker")
-        self.session = self.session_class(system, self.store, **({"leases": self.leases} if self.leases else {}))
+        self.session = self.session_class(system, self.store, leases=self.leases)
         control = ControlActor(system, self)
         cast: tuple[Actor, ...] = (self.availability, cost, self.router, planner, worker, self.session, control)
         gateway = None
