@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"schema version {before} → {after} ({backend.describe()})")
             return 0
         if args.command == "export":
+            if isinstance(location, Path) and not location.exists():
+                raise CliError(f"no database to export at {location} (ORCHESTRATOR_STATE)", EXIT_FAIL)
             store = Store(location, migrate=False)
             try:
                 if args.file == "-":

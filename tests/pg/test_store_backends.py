@@ -114,3 +114,22 @@ def test_a_statement_the_server_rejects_is_a_storage_error_and_the_store_carries
     with pytest.raises(StorageError):
         store.start_turn("t1", "s1", "m:a", None)
     assert store.turn_count("s1") == 1
+
+
+def test_a_keeper_whose_lease_was_taken_while_it_stalled_hears_so_on_its_next_heartbeat(store):
+    now = [100.0]
+    a = lease.LeaseKeeper(store, owner="A", ttl=5.0, clock=lambda: now[0])
+    b = lease.LeaseKeeper(store, owner="B", ttl=5.0, clock=lambda: now[0])
+    lost: list[tuple[str, str]] = []
+    a.on_lost.append(lambda kind, id_: lost.append((kind, id_)))
+    assert a.acquire("loop", "l_1").ok and a.acquire("session", "s_1").ok
+    now[0] = 104.0
+    a.heartbeat()                      # renewed: B cannot take it at 108
+    now[0] = 108.0
+    assert not b.acquire("loop", "l_1").ok
+    now[0] = 110.0                     # A stalled past its expiry (109)
+    assert b.acquire("loop", "l_1").previous == "A"
+    a.heartbeat()
+    assert lost == [("loop", "l_1")] and not a.holds("loop", "l_1") and a.holds("session", "s_1")
+    a.release_all()
+    assert lease.holder(store, "session", "s_1", 110.0) is None and b.holds("loop", "l_1")
