@@ -145,6 +145,10 @@ def _parser() -> argparse.ArgumentParser:
     add_review_parser(sub)
     from .workflows_cli import add_subparsers as add_workflows_parsers
     add_workflows_parsers(sub, _workspace_arg)
+    from .keys_cli import add_subparser as add_keys_parser
+    add_keys_parser(sub)
+    from .worker_cli import add_subparser as add_worker_parser
+    add_worker_parser(sub)
     from .migrate_cli import add_subparsers as add_migrate_parsers
     add_migrate_parsers(sub)
     return p
@@ -341,6 +345,12 @@ def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
     if cmd in ("run", "mcp"):
         from .workflows_cli import run as run_workflows
         return run_workflows(args)
+    if cmd == "keys":
+        from .keys_cli import run as run_keys
+        return run_keys(args)
+    if cmd == "worker":
+        from .worker_cli import run as run_worker
+        return run_worker(args)
     import trio
 
     return trio.run(_client_command, args)

@@ -17,7 +17,8 @@ import math
 import os
 import socket
 from typing import Any
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 
 import trio
 import zmq
@@ -308,9 +309,11 @@ async def open_client(endpoint: str | None = None, *, check: bool = True,
         _probe_ipc(endpoint[len("ipc://"):])
     timeout = _connect_timeout() if timeout is None else timeout
     ctx: zmq.Context = zmq.Context.instance()
+    options: dict[int, int | bytes] = {zmq.RCVHWM: PEER_HWM}
+    if endpoint.startswith("tcp://"):
+        options.update(curve_client_options(os.environ))
     try:
-        async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint,
-                                   options={zmq.RCVHWM: PEER_HWM}) as sock:
+        async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint, options=options) as sock:
             client = Client(sock, endpoint)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(client._receive_loop)
@@ -327,6 +330,32 @@ async def open_client(endpoint: str | None = None, *, check: bool = True,
             first = leaves[0]
             raise (first if isinstance(first, DaemonUnreachable) else DaemonUnreachable(str(first))) from None
         raise
+
+
+CLIENT_KEY_VAR = "ORCHESTRATOR_CLIENT_KEY"
+SERVER_KEY_VAR = "ORCHESTRATOR_SERVER_KEY"
+
+
+def curve_client_options(env: Mapping[str, str]) -> dict[int, int | bytes]:
+    """CURVE for a tcp endpoint whose daemon has ``curve:`` (docs/remote-workers.md): this client's key
+    pair from ``$ORCHESTRATOR_CLIENT_KEY`` (a key file), the daemon's public key from
+    ``$ORCHESTRATOR_SERVER_KEY`` (Z85 or a key file). Neither set: a plain connection."""
+    client_file = env.get(CLIENT_KEY_VAR)
+    if not client_file:
+        return {}
+    from actors.remote.keys import KeyFileError, public_key, read_key_file
+    from actors.remote.zap import curve_client_options as options
+
+    server = env.get(SERVER_KEY_VAR)
+    if not server:
+        raise DaemonUnreachable(f"{CLIENT_KEY_VAR} is set but {SERVER_KEY_VAR} (the daemon's public key) is not")
+    try:
+        pair = read_key_file(Path(client_file).expanduser(), need_secret=True)
+        server_public = public_key(server)
+    except KeyFileError as exc:
+        raise DaemonUnreachable(str(exc)) from None
+    assert pair.secret is not None
+    return options(server_public, pair.public, pair.secret)
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

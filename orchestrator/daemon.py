@@ -35,6 +35,7 @@ from actors.router.actor import RouterActor
 from actors.session.actor import STOP_GRACE_S, SessionActor
 from actors.runtime.store import StorageError, Store
 from actors.runtime.supervisor import ChildSpec, Restart, Supervisor
+from actors.remote.hub import WorkerHub
 from actors.planner.support import AdapterPool, ToolBox
 from protocol import events as ev
 from protocol.codec import converter
@@ -114,6 +115,7 @@ class Daemon:
     stop_reason: str = ""
     http_url: str | None = None            # where the HTTP gateway listens (settings.http), once it does
     _http_stop: trio.Event = attrs.field(factory=trio.Event)
+    workers: WorkerHub | None = None       # the remote workers' hub (settings.workers), once built
 
     def __attrs_post_init__(self) -> None:
         self.store = Store(self.paths.database)
@@ -165,7 +167,18 @@ class Daemon:
         self._stop.set()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        endpoint = check_endpoint(self.paths.endpoint)
+        endpoint = check_endpoint(self.paths.endpoint, authenticated=self.settings.curve is not None)
+        if self.settings.curve is not None:   # CURVE on the client endpoint (docs/remote-workers.md)
+            from actors.remote.keys import load_server_keys
+            from actors.remote.zap import CurveServer
+
+            curve = self.settings.curve
+            server, allowed = load_server_keys(curve.server_key, curve.allow, state=self.paths.state,
+                                               home=self.paths.home, section="curve")
+            assert server.secret is not None
+            # A context of its own: the ZAP handler is per context (tests run several daemons in one process).
+            self.node.ctx = zmq.Context()
+            self.node.curve = CurveServer(server.public, server.secret, frozenset(allowed))
         lock = None
         if self.paths.database_url is None:   # a shared database: leases, not a folder lock
             lock = StateLock(self.paths.state)
@@ -175,6 +188,8 @@ class Daemon:
         finally:
             if lock is not None:
                 lock.release()
+            if self.node.curve is not None:
+                self.node.ctx.destroy(linger=0)
 
     async def _run_locked(self, endpoint: str, lock: StateLock | None, task_status) -> None:
         prepare_endpoint(endpoint)
@@ -188,7 +203,11 @@ class Daemon:
         adapters = AdapterPool(registry, env=self.env, demo_chunk_delay=self.demo_chunk_delay,
                                max_attempts=self.settings.retry_max_attempts,
                                base_delay=self.settings.retry_base_delay_s)
-        tools = ToolBox(workspace_settings=workspace_settings, delegator=Delegator(self.store))
+        if self.settings.workers is not None:   # remote workers (docs/remote-workers.md)
+            from actors.remote.hub import hub_from_config
+
+            self.workers = hub_from_config(self.settings.workers, state=self.paths.state, home=self.paths.home)
+        tools = ToolBox(workspace_settings=workspace_settings, delegator=Delegator(self.store), remote=self.workers)
         system = self.system
 
         if self.store.shared:   # several daemons on one database (docs/postgresql.md)
@@ -223,6 +242,8 @@ class Daemon:
                     if self.leases is not None:
                         await nursery.start(self.leases.run)
                     await nursery.start(self.supervisor.run)
+                    if self.workers is not None:
+                        await nursery.start(self.workers.serve)
                     await nursery.start(self.node.serve, endpoint)
                     if gateway is not None:
                         await self._serve_http(nursery, gateway)

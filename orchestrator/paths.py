@@ -75,12 +75,13 @@ ENDPOINT_VAR = "ORCHESTRATOR_ENDPOINT"
 _TCP = re.compile(r"tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[0-9.]+|localhost):(?P<port>\*|[0-9]{1,5})")
 
 
-def check_endpoint(endpoint: str, env: Mapping[str, str] | None = None) -> str:
+def check_endpoint(endpoint: str, env: Mapping[str, str] | None = None, *, authenticated: bool = False) -> str:
     """Refuse what would expose the daemon (DESIGN §4.2, docs/security.md).
 
     ipc:// is the default and the safe choice: the socket's folder is 0700. tcp is accepted only
     as a literal loopback address with a port, and only with ``ORCHESTRATOR_ALLOW_TCP=1``: the
-    daemon has no authenticated transport, so every local user could connect to it.
+    daemon has no authenticated transport, so every local user could connect to it — unless
+    ``authenticated`` (daemon.yaml ``curve:``): then any literal address, only allowed keys get in.
     """
     env = os.environ if env is None else env
     scheme = endpoint.split("://", 1)[0]
@@ -99,10 +100,12 @@ def check_endpoint(endpoint: str, env: Mapping[str, str] | None = None) -> str:
         host, port = match["host"], match["port"]
         if port != "*" and not 0 < int(port) < 65536:
             raise EndpointRefused(f"refusing tcp endpoint {endpoint!r}: port {port} is out of range")
+        if authenticated:
+            return endpoint   # daemon.yaml curve: only allow-listed client keys get in (docs/remote-workers.md)
         if not _is_loopback(host):
             raise EndpointRefused(
                 f"refusing non-loopback tcp endpoint {endpoint}: the daemon has no authenticated transport; "
-                "use ipc:// or tcp://127.0.0.1:PORT")
+                "use ipc:// or tcp://127.0.0.1:PORT (or configure CURVE: daemon.yaml curve:, docs/remote-workers.md)")
         if env.get(ALLOW_TCP_VAR) != "1":
             raise EndpointRefused(
                 f"refusing tcp endpoint {endpoint}: on tcp ANY local user can connect, read every session "

@@ -59,7 +59,7 @@ def _serve(args: argparse.Namespace, latch: SignalLatch) -> int:
     if (refused := _invalid_config(paths)) is not None:
         return refused
     try:
-        check_endpoint(paths.endpoint)
+        check_endpoint(paths.endpoint, authenticated=settings.curve is not None)
     except EndpointRefused as exc:
         return _fail(str(exc))
     if (unusable := _unusable_folders(paths)) is not None:
@@ -130,6 +130,8 @@ def _unusable_folders(paths: Paths) -> str | None:
 def _run_daemon(args: argparse.Namespace, paths: Paths, settings: object, latch: SignalLatch) -> int:
     import trio
 
+    from actors.remote.hub import WorkersError
+    from actors.remote.keys import KeyFileError
     from actors.runtime.supervisor import SupervisorGaveUp
     from protocol.transport import EndpointError
 
@@ -154,6 +156,8 @@ def _run_daemon(args: argparse.Namespace, paths: Paths, settings: object, latch:
             return _fail(f"{gave_up}; exiting so the service manager can restart the daemon")
         if (locked := _find(exc, StateLocked)) is not None:
             return _fail(str(locked))
+        if (workers := _find(exc, (WorkersError, KeyFileError))) is not None:
+            return _fail(str(workers))
         if (bad_endpoint := _find(exc, EndpointError)) is not None:
             return _fail(f"cannot listen on {paths.endpoint} (ORCHESTRATOR_ENDPOINT): {bad_endpoint}")
         if (os_error := _find(exc, OSError)) is not None:
@@ -183,7 +187,7 @@ async def _answers(endpoint: str) -> bool:
         return False
 
 
-def _find(exc: BaseException, kind: type) -> BaseException | None:
+def _find(exc: BaseException, kind: type | tuple[type, ...]) -> BaseException | None:
     if isinstance(exc, kind):
         return exc
     if isinstance(exc, BaseExceptionGroup):

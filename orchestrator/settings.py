@@ -17,6 +17,7 @@ import attrs
 from actors.config.yamlload import read_capped_text
 from actors.review.config import section_problem
 from actors.router.yamlpos import Problems, describe, key_line, parse_yaml, plain
+from actors.remote.config import CurveConfig, WorkersConfig, parse_curve, parse_workers
 from .gateway.config import HttpSettings, parse_http
 # Per-workspace settings live with the tools that obey them; the old name stays importable here.
 from actors.tools.workspace import workspace_settings  # noqa: F401
@@ -38,6 +39,8 @@ class DaemonSettings:
     retry_base_delay_s: float = 0.5      # exponential backoff 0.5, 1, 2, 4 s (+ jitter), capped at 8 s
     review: str | None = None            # review: {backend: SPEC} — the config layer of the review spec (§4.8)
     http: HttpSettings | None = None     # the HTTP gateway (docs/gateway.md); None: not served
+    workers: WorkersConfig | None = None  # remote workers (docs/remote-workers.md); None: none served
+    curve: CurveConfig | None = None      # CURVE on the client endpoint: tcp beyond loopback (same doc)
 
 
 def _number(minimum: float, *, inclusive: bool) -> Callable[[Any], tuple[Any, str | None]]:
@@ -101,9 +104,21 @@ def parse_settings_text(text: str, filename: str = "daemon.yaml") -> tuple[Daemo
                 problems.add(where, path, what)
             values["http"] = http
             continue
+        if key in ("workers", "curve"):
+            raw_section = data[key]
+
+            def section_line(k: Any, r: Any = raw_section, at: int = line) -> int:
+                return at if k is None else key_line(r, k, at)
+            parse = parse_workers if key == "workers" else parse_curve
+            section, section_problems = parse(raw_section, section_line)
+            for where, path, what in section_problems:
+                problems.add(where, path, what)
+            values[key] = section
+            continue
         check = _CHECKS.get(key)
         if check is None:
-            problems.add(line, str(key), f"unknown setting (known: {', '.join((*_CHECKS, 'http'))})")
+            known = ", ".join((*_CHECKS, "http", "workers", "curve"))
+            problems.add(line, str(key), f"unknown setting (known: {known})")
             continue
         value, problem = check(plain(raw))
         if problem is not None:

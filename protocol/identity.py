@@ -3,17 +3,18 @@
 A frame that arrives on the daemon's ROUTER from a client gets its ``sender`` rewritten to
 ``~<principal>.<routing id hex>/<name>``. The routing id is the one ZeroMQ assigned to the
 connection, so replies go back to the connection that asked (whatever the frame claimed), and the
-principal is what the OS said about the peer: ``u<uid>`` over ipc (SO_PEERCRED), ``c`` (just this
-connection) where the transport cannot tell. Internal senders never start with ``~``.
+principal is what the OS said about the peer: ``u<uid>`` over ipc (SO_PEERCRED), ``k<key hex>`` for
+a CURVE client (the public key the ZAP handler admitted), ``c`` (just this connection) where the
+transport cannot tell. Internal senders never start with ``~``.
 """
 from __future__ import annotations
 
 CLIENT_MARK = "~"
 
 
-def client_node(uid: int | None, routing_id: bytes) -> str:
-    """The node part of a client's stamped address."""
-    tag = f"u{uid}" if uid is not None else "c"
+def client_node(uid: int | None, routing_id: bytes, key: bytes | None = None) -> str:
+    """The node part of a client's stamped address (``key``: the CURVE public key ZAP admitted)."""
+    tag = f"u{uid}" if uid is not None else f"k{key.hex()}" if key else "c"
     return f"{CLIENT_MARK}{tag}.{routing_id.hex()}"
 
 
@@ -36,6 +37,8 @@ def principal_of(sender: str) -> str | None:
     tag, _, hexid = node[1:].partition(".")
     if tag.startswith("u") and tag[1:].isdigit():
         return f"uid:{tag[1:]}"
+    if tag.startswith("k") and len(tag) > 1:   # a CURVE client: its key, across its connections
+        return f"key:{tag[1:]}"
     return f"conn:{hexid}"
 
 

@@ -602,3 +602,71 @@ class DrainTurns:
 
     grace_s: float
     reason: str = "daemon_shutdown"
+
+
+# --- remote workers (docs/remote-workers.md) ------------------------------------------------------
+# These travel only between the daemon's worker hub and ``orchestrator worker`` processes, over the
+# hub's own CURVE-authenticated ROUTER — never through the node's client socket, so they are not
+# client messages (protocol.bounds) and a client can never send one.
+
+@message("worker.hello")
+@frozen
+class WorkerHello:
+    """Worker → hub, first thing after connecting (and again after losing the daemon)."""
+
+    pool: str
+    host: str
+    pid: int
+    version: str = ""
+
+
+@message("worker.welcome")
+@frozen
+class WorkerWelcome:
+    """Hub → worker: accepted; both sides heartbeat every ``heartbeat_s`` from now on."""
+
+    worker_id: str
+    heartbeat_s: float
+
+
+@message("worker.heartbeat")
+@frozen
+class WorkerHeartbeat:
+    pass
+
+
+@message("worker.tool.run")
+@frozen
+class RunTool:
+    """Hub → worker: run one built-in tool call of a workspace turn, as ``actors.tools.dispatch``
+    would in the daemon. The worker builds run_command's environment from its own."""
+
+    call_id: str
+    workspace: str
+    name: str
+    input: dict = attrs.field(factory=dict)
+    allowed_tools: tuple[str, ...] | None = None
+    run_command_allowed: bool = False
+    command_timeout_s: float = 120.0
+    output_cap_bytes: int = 64 * 1024
+    is_worker: bool = False
+    turn_id: str = ""
+
+
+@message("worker.tool.cancel")
+@frozen
+class CancelTool:
+    """Hub → worker: the turn was cancelled; stop the call (its process group is killed)."""
+
+    call_id: str
+
+
+@message("worker.tool.done")
+@frozen
+class ToolDone:
+    """Worker → hub: the call's outcome (``cancelled``: it was stopped by ``CancelTool``)."""
+
+    call_id: str
+    content: str
+    is_error: bool = False
+    cancelled: bool = False

@@ -82,13 +82,15 @@ _RETRY_MAX_S = 0.5
 
 
 class PeerFrames(list):
-    """A received message plus what the OS said about the peer (ZeroMQ's ``Peer-Address``)."""
+    """A received message plus what the OS said about the peer (ZeroMQ's ``Peer-Address``) and,
+    on a CURVE socket, the ``User-Id`` its ZAP handler gave the connection (the client's key)."""
 
-    __slots__ = ("peer",)
+    __slots__ = ("peer", "user")
 
-    def __init__(self, frames: Iterable[bytes], peer: str | None) -> None:
+    def __init__(self, frames: Iterable[bytes], peer: str | None, user: str | None = None) -> None:
         super().__init__(frames)
         self.peer = peer
+        self.user = user
 
 
 class ParkPolicy(Protocol):
@@ -175,9 +177,11 @@ class ZmqSocket:
         receive_buffer: int,
         peer_address: bool = False,
         park: ParkPolicy | None = None,
+        curve_server: bool = False,
     ) -> None:
         self._sock = sock
         self._peer_address = peer_address
+        self._curve_server = curve_server   # then ZAP gave each connection a User-Id worth reading
         # ROUTER only (with ROUTER_MANDATORY): per-peer queues of parked messages, oldest first.
         self._park = park
         self._parked: dict[bytes, deque[Frames]] = {}
@@ -535,7 +539,8 @@ class ZmqSocket:
         except zmq.ZMQError as exc:
             raise _translate(exc, "receiving") from exc
         if self._peer_address:
-            frames = PeerFrames(frames, _peer_address_of(frame))
+            user = _property_of(frame, "User-Id") if self._curve_server else None
+            frames = PeerFrames(frames, _peer_address_of(frame), user)
         try:
             self._in_send.send_nowait(frames)
         except trio.WouldBlock:
@@ -597,6 +602,14 @@ def _peer_address_of(frame: zmq.Frame) -> str | None:
     try:
         address = frame.get("Peer-Address")
         return address if isinstance(address, str) else None
+    except (zmq.ZMQError, KeyError, TypeError):
+        return None
+
+
+def _property_of(frame: zmq.Frame, name: str) -> str | None:
+    try:
+        value = frame.get(name)
+        return value if isinstance(value, str) and value else None
     except (zmq.ZMQError, KeyError, TypeError):
         return None
 
@@ -700,6 +713,7 @@ async def open_zmq_socket(
         receive_buffer=receive_buffer,
         peer_address=peer_address,
         park=park,
+        curve_server=bool((options or {}).get(zmq.CURVE_SERVER)),
     )
     try:
         async with trio.open_nursery() as nursery:

@@ -170,11 +170,16 @@ class PlannerActor(Actor):
                                   error=f"provider_{exc.error_class.value}",
                                   message=await self._failure_message(spec, exc), partial_text=partial or None)
         except Exception as exc:
-            log.exception("turn loop crashed")
+            coded = _coded_failure(exc)   # an error that names its own code (a lost remote worker)
+            if coded is None:
+                log.exception("turn loop crashed")
+            else:
+                log.warning("turn failed", error=coded[0], message=coded[1])
             state.keep_partial()
             state.close_dangling_tool_uses("turn failed")
+            error, message = coded or ("internal_error", repr(exc))
             outcome = TurnOutcome(run.session_id, run.turn_id, TurnStatus.FAILED, tuple(state.new), state.usage,
-                                  error="internal_error", message=repr(exc))
+                                  error=error, message=message)
         except BaseException:
             # Cancelled from outside the turn's own scope: this actor is going down (a crash outside
             # the handlers, or the daemon stopping). The session must still hear how the turn ended,
@@ -406,6 +411,18 @@ class PlannerActor(Actor):
             return f"client tool {use.name} timed out after {CLIENT_TOOL_TIMEOUT_S:g}s", True
         finally:
             turn.client_results.pop(use.id, None)
+
+
+def _coded_failure(exc: BaseException) -> tuple[str, str] | None:
+    """(code, message) of the first error in ``exc`` (a tool nursery's group) that names its own
+    ``failure_code``; None for anything else (a bug: internal_error)."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _coded_failure(inner)) is not None:
+                return found
+        return None
+    code = getattr(exc, "failure_code", None)
+    return (code, str(exc)) if isinstance(code, str) else None
 
 
 @attrs.define

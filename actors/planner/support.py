@@ -17,11 +17,17 @@ from protocol.messages import RunTurn, TurnOutcome, TurnProgress
 
 from actors.providers.base import Adapter, LLMRequest, StreamEvent
 from actors.config.registry import DEFAULT_KEY_ENV, ModelRegistry, ModelSpec, ProviderSpec
-from actors.tools import ToolContext
+from actors.tools import ToolContext, ToolOutcome
 from actors.tools.instructions import with_instructions, workspace_instructions
 from actors.tools.workspace import WorkspaceSettings, load_workspace_settings
 
 log = structlog.get_logger("planner")
+
+
+class NoRemoteWorkers(Exception):
+    """A workspace names a worker pool, but this daemon serves no remote workers."""
+
+    failure_code = "no_worker"
 
 
 class AdapterPool:
@@ -153,6 +159,13 @@ class ExtraTools(Protocol[HostT_contra, TurnT_contra]):
     def on_worker_message(self, msg: TurnProgress | TurnOutcome) -> bool: ...
 
 
+class RemoteTools(Protocol):
+    """Runs a built-in tool call on a remote worker of ``ctx.worker_pool`` (actors.remote.hub)."""
+
+    async def dispatch(self, ctx: ToolContext, name: str, input: dict, *,
+                       allowed: set[str] | frozenset[str] | None = None) -> ToolOutcome: ...
+
+
 @attrs.define
 class ToolBox(Generic[HostT, TurnT]):
     """Which tools a turn offers, and where a call goes."""
@@ -160,6 +173,7 @@ class ToolBox(Generic[HostT, TurnT]):
     workspace_settings: Callable[[str | None], WorkspaceSettings] = load_workspace_settings
     delegator: ExtraTools[HostT, TurnT] | None = None   # delegate / _request_context
     env: Mapping[str, str] | None = None  # the daemon's environment (None: os.environ) for run_command's base
+    remote: RemoteTools | None = None     # workspace.yaml worker_pool: the calls run on a remote worker
 
     @property
     def extra(self) -> Mapping[str, ToolHandler[HostT, TurnT]]:
@@ -194,7 +208,8 @@ class ToolBox(Generic[HostT, TurnT]):
             source = os.environ if self.env is None else self.env
             context = ToolContext(workspace=Path(run.workspace), run_command_allowed=settings.run_command,
                                   is_worker=run.is_worker,
-                                  command_env=settings.command_env(source, secret_names=_key_names(registry)))
+                                  command_env=settings.command_env(source, secret_names=_key_names(registry)),
+                                  worker_pool=settings.worker_pool)
             allowed = set(run.allowed_tools) if run.allowed_tools is not None else None
             defs.extend(builtin_tool_definitions(context, allowed))
         defs.extend(self.extra_defs(run, spec))
@@ -212,5 +227,11 @@ class ToolBox(Generic[HostT, TurnT]):
         from actors.tools import dispatch
 
         allowed = set(run.allowed_tools) if run.allowed_tools is not None else None
+        if context.worker_pool is not None:
+            if self.remote is None:
+                raise NoRemoteWorkers(f"the workspace names worker pool {context.worker_pool!r} but daemon.yaml "
+                                      f"configures no workers: section; tool {use.name} was not run")
+            out = await self.remote.dispatch(context, use.name, dict(use.input), allowed=allowed)
+            return out.content, out.is_error
         out = await dispatch(context, use.name, dict(use.input), allowed=allowed)
         return out.content, out.is_error

@@ -17,6 +17,7 @@ import attrs
 import structlog
 import trio
 import zmq
+from zmq.utils import z85
 
 from protocol.bounds import OutOfBounds, check_bounds, forbidden_reason
 from protocol.codec import MAX_FRAME_BYTES, Envelope, decode, encode, new_id, try_peek_header
@@ -25,6 +26,7 @@ from protocol.identity import client_node, routing_id_of, uid_from_peer_address
 from protocol.messages import Failure
 from protocol.transport import TransportError, ZmqSocket, open_zmq_socket
 
+from actors.remote.zap import CurveServer, run_zap_handler
 from actors.runtime.kernel import ActorSystem
 from actors.runtime.streams import ClientStreams
 
@@ -59,9 +61,12 @@ class _Backlog:
 
 
 class Node:
-    def __init__(self, system: ActorSystem, ctx: zmq.Context | None = None):
+    def __init__(self, system: ActorSystem, ctx: zmq.Context | None = None, curve: CurveServer | None = None):
         self.system = system
         self.ctx = ctx or zmq.Context.instance()
+        # CURVE on the ROUTER (a tcp endpoint beyond loopback): only allow-listed keys get in, and a
+        # client's principal is its key. Needs a context of its own (one ZAP handler per context).
+        self.curve = curve
         self.router: ZmqSocket | None = None
         self.loopback: ZmqSocket | None = None
         self.peers: dict[str, ZmqSocket] = {}
@@ -80,8 +85,12 @@ class Node:
         """Bind the ROUTER and route until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            options: dict[int, int | bytes] = {zmq.SNDHWM: PEER_HWM, zmq.MAXMSGSIZE: MAX_WIRE_BYTES}
+            if self.curve is not None:
+                await nursery.start(run_zap_handler, self.ctx, self.curve.policy)   # before anyone can connect
+                options.update(self.curve.server_options())
             async with open_zmq_socket(self.ctx, zmq.ROUTER, bind=bind,
-                                       options={zmq.SNDHWM: PEER_HWM, zmq.MAXMSGSIZE: MAX_WIRE_BYTES},
+                                       options=options,
                                        receive_buffer=1024,
                                        send_buffer=1024,
                                        peer_address=True,
@@ -101,8 +110,9 @@ class Node:
                     nursery.cancel_scope.cancel()
 
     async def _run_loopback(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        options = self.curve.own_client_options() if self.curve is not None else None
         async with open_zmq_socket(self.ctx, zmq.DEALER, connect=self.endpoint,
-                                   identity=self._loopback_identity) as sock:
+                                   identity=self._loopback_identity, options=options) as sock:
             self.loopback = sock
             task_status.started()
             async for frames in sock:  # replies to the loopback itself arrive here
@@ -131,7 +141,8 @@ class Node:
         if routing_id == self._loopback_identity:
             await self._on_own_frame(payload)
         else:
-            await self._on_client_frame(routing_id, payload, getattr(frames, "peer", None))
+            await self._on_client_frame(routing_id, payload, getattr(frames, "peer", None),
+                                        getattr(frames, "user", None))
 
     async def _on_own_frame(self, payload: bytes) -> None:
         """Wire mode: an envelope one of our actors sent through the loopback."""
@@ -157,9 +168,11 @@ class Node:
         name = env.recipient.rpartition("/")[2]
         await self._deliver_inbound(attrs.evolve(env, recipient=name))
 
-    async def _on_client_frame(self, routing_id: bytes, payload: bytes, peer: str | None) -> None:
+    async def _on_client_frame(self, routing_id: bytes, payload: bytes, peer: str | None,
+                               user: str | None = None) -> None:
         uid = uid_from_peer_address(peer) if self._ipc else None
-        node = client_node(uid, routing_id)
+        key = z85.decode(user) if user and self.curve is not None and len(user) == 40 else None
+        node = client_node(uid, routing_id, key)
         try:
             env = decode(payload)
         except FrameError as exc:

@@ -32,7 +32,8 @@ class ToolContext:
     ``workspace`` is required by every built-in tool (they all act on workspace files); without it
     none is offered. ``run_command_allowed`` is granted by workspace config, never by the model.
     ``command_env`` is run_command's whole environment (None: the minimal base, see
-    ``actors.tools.workspace``); it never holds provider keys.
+    ``actors.tools.workspace``); it never holds provider keys. ``worker_pool`` sends the calls to a
+    remote worker of that pool (docs/remote-workers.md).
     """
 
     workspace: Path | None = attrs.field(default=None, converter=_to_workspace, validator=_check_absolute)
@@ -41,6 +42,8 @@ class ToolContext:
     output_cap_bytes: int = attrs.field(default=64 * 1024, validator=attrs.validators.gt(0))
     is_worker: bool = False
     command_env: Mapping[str, str] | None = None
+    # workspace.yaml ``worker_pool``: the calls run on a remote worker of that pool (actors.remote).
+    worker_pool: str | None = None
 
 
 @frozen

@@ -5,6 +5,7 @@
     env:                         # extra variables for run_command, literal values
       PYTHONDONTWRITEBYTECODE: "1"
     pass_env: [VIRTUAL_ENV]      # variables copied from the daemon's environment
+    worker_pool: build           # run the tools on a remote worker of this pool (docs/remote-workers.md)
 
 Rules (docs/workspace.md):
 - The file is read when a turn starts and the turn keeps that snapshot: an edit applies from the
@@ -36,6 +37,10 @@ BASE_ENV_NAMES = ("PATH", "HOME", "LANG", "LC_ALL")
 _FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CACHE_MAX = 256
+_POOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+# A worker_pool that does not parse still names *a* pool (one no worker can join), so the calls
+# fail with no_worker instead of quietly running on the daemon's host.
+_INVALID_POOL = "(invalid)"
 
 
 @frozen
@@ -47,6 +52,7 @@ class WorkspaceSettings:
     # Opt-in: a transient provider failure before the turn's first streamed byte moves the turn to
     # the next validated candidate instead of failing it (docs/workflows.md, "Mid-turn fallback").
     mid_turn_fallback: bool = False
+    worker_pool: str | None = None    # tools run on a remote worker of this pool (actors.remote)
 
     def command_env(self, source: Mapping[str, str], *, secret_names: Iterable[str] = ()) -> dict[str, str]:
         """run_command's environment: the base variables, then pass_env, then env; never a key."""
@@ -111,8 +117,14 @@ def parse_settings(text: str, filename: str = SETTINGS_FILE) -> WorkspaceSetting
     if not isinstance(fallback, bool):
         errors.append(f"{filename}: mid_turn_fallback: expected true or false, got {type(fallback).__name__}")
         fallback = False
+    pool = data.get("worker_pool")
+    if pool is not None and not (isinstance(pool, str) and _POOL_NAME.fullmatch(pool)):
+        # Never "run locally instead": a pool may exist to keep tools off the daemon's host.
+        errors.append(f"{filename}: worker_pool: expected a pool name (letters, digits, _ . -), got {pool!r}; "
+                      "the tools are offered to no remote worker and refused")
+        pool = _INVALID_POOL
     return WorkspaceSettings(run_command=run_command, env=env, pass_env=tuple(pass_env), errors=tuple(errors),
-                             mid_turn_fallback=fallback)
+                             mid_turn_fallback=fallback, worker_pool=pool)
 
 
 class SettingsCache:

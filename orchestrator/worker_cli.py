@@ -1,0 +1,98 @@
+"""``orchestrator worker --connect tcp://HOST:PORT [--key FILE] [--server-key KEY] [--pool NAME]``.
+
+Runs tool calls for a daemon on this host (docs/remote-workers.md) until SIGTERM/SIGINT (exit 0).
+The transport is always CURVE: ``--key`` is this worker's key pair (default
+``<state>/keys/curve.key``), ``--server-key`` the daemon's public key (Z85 text or a key file;
+default ``$ORCHESTRATOR_SERVER_KEY``). Prints one line once the daemon has welcomed it.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from .exitcodes import EXIT_OK, EXIT_USAGE, CliError
+
+SERVER_KEY_VAR = "ORCHESTRATOR_SERVER_KEY"
+_CONNECT = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def add_subparser(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser("worker", help="run tool calls for a daemon on this host (remote worker)")
+    w.add_argument("--connect", required=True, metavar="tcp://HOST:PORT", help="the daemon's workers.listen")
+    w.add_argument("--key", metavar="FILE", help="this worker's key pair (default: <state>/keys/curve.key)")
+    w.add_argument("--server-key", metavar="KEY",
+                   help=f"the daemon's public key or key file (default: ${SERVER_KEY_VAR}); write "
+                        "--server-key=KEY, as a key may start with '-'")
+    w.add_argument("--pool", default="default", help="the worker pool to join (default: default)")
+    w.add_argument("--hello-timeout", type=_seconds, default=10.0, metavar="S",
+                   help="give up if the daemon has not welcomed this worker within S seconds (default 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import trio
+
+    from actors.remote.config import is_pool_name
+    from actors.remote.keys import KeyFileError, default_key_file, public_key, read_key_file
+    from actors.remote.worker import RemoteWorker, WorkerRefused
+
+    from .paths import resolve_paths
+
+    if not _CONNECT.fullmatch(args.connect):
+        raise CliError(f"--connect {args.connect!r}: expected tcp://HOST:PORT", EXIT_USAGE)
+    if not is_pool_name(args.pool):
+        raise CliError(f"--pool {args.pool!r}: letters, digits, _ . - (at most 64)", EXIT_USAGE)
+    server_entry = args.server_key or os.environ.get(SERVER_KEY_VAR)
+    if not server_entry:
+        raise CliError(f"--server-key is needed: the daemon's public key (`orchestrator keys show` on the daemon "
+                       f"host), or set {SERVER_KEY_VAR}", EXIT_USAGE)
+    key_file = Path(args.key).expanduser() if args.key else default_key_file(resolve_paths().state)
+    try:
+        key = read_key_file(key_file, need_secret=True)
+        server = public_key(server_entry)
+    except KeyFileError as exc:
+        hint = "" if key_file.exists() else " (create one: orchestrator keys generate)"
+        raise CliError(f"{exc}{hint}") from None
+    worker = RemoteWorker(args.connect, key, server, args.pool, hello_timeout_s=args.hello_timeout)
+    from .logs import configure_logging
+
+    configure_logging("info")   # log lines to stderr, like the daemon's; stdout carries the "connected" line
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                worker_id = await nursery.start(worker.run)
+                print(f"worker {worker_id} connected to {args.connect} (pool {args.pool}, pid {os.getpid()})",
+                      flush=True)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    try:
+        trio.run(main)
+    except WorkerRefused as exc:
+        raise CliError(str(exc)) from None
+    except BaseExceptionGroup as group:
+        refused, _ = group.split(WorkerRefused)
+        if refused is not None:
+            leaf: BaseException = refused
+            while isinstance(leaf, BaseExceptionGroup):
+                leaf = leaf.exceptions[0]
+            raise CliError(str(leaf)) from None
+        raise
+    print(f"worker stopped (ran {worker.calls_run} tool calls)", file=sys.stderr)
+    return EXIT_OK
