@@ -151,6 +151,8 @@ def _parser() -> argparse.ArgumentParser:
     add_worker_parser(sub)
     from .loops_cli import add_subparser as add_loops_parser
     add_loops_parser(sub, _workspace_arg)
+    from .migrate_cli import add_subparsers as add_migrate_parsers
+    add_migrate_parsers(sub)
     return p
 
 
@@ -342,6 +344,9 @@ def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
     if cmd == "loop":
         from .loops_cli import run as run_loops
         return run_loops(args)
+    if cmd in ("migrate", "export", "import"):
+        from .migrate_cli import run as run_migrate
+        return run_migrate(args)
     if cmd in ("run", "mcp"):
         from .workflows_cli import run as run_workflows
         return run_workflows(args)

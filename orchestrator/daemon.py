@@ -23,16 +23,18 @@ import trio
 import zmq
 
 from actors.availability.actor import AvailabilityActor
+from actors.availability.shared import SharedObservations
 from actors.cost.actor import CostActor
 from actors.loops.actor import LoopActor
 from actors.worker.delegation import Delegator
 from actors.runtime.kernel import Actor, ActorSystem
+from actors.runtime.lease import LeaseKeeper, lease_ttl
 from actors.runtime.node import Node
 from actors.planner.actor import PlannerActor
 from actors.config.registry import ModelRegistry
 from actors.router.actor import RouterActor
 from actors.session.actor import STOP_GRACE_S, SessionActor
-from actors.runtime.store import Store
+from actors.runtime.store import StorageError, Store
 from actors.runtime.supervisor import ChildSpec, Restart, Supervisor
 from actors.remote.hub import WorkerHub
 from actors.planner.support import AdapterPool, ToolBox
@@ -104,6 +106,8 @@ class Daemon:
     session: SessionActor | None = None
     router: RouterActor | None = None
     availability: AvailabilityActor | None = None
+    # A shared database (PostgreSQL): this daemon's leases on sessions (and loops); None on SQLite.
+    leases: LeaseKeeper | None = None
     actors: dict[str, Actor] = attrs.field(factory=dict)
     # Subclasses to run instead of the standard session / planner actor (fault-injection tests).
     session_class: type[SessionActor] = SessionActor
@@ -182,7 +186,7 @@ class Daemon:
             self.node.ctx = zmq.Context()
             self.node.curve = CurveServer(server.public, server.secret, frozenset(allowed))
         lock = None
-        if "://" not in str(self.paths.state):   # a database URL is not a folder to lock
+        if self.paths.database_url is None:   # a shared database: leases, not a folder lock
             lock = StateLock(self.paths.state)
             lock.acquire(endpoint)               # StateLocked: another daemon uses this state
         try:
@@ -212,12 +216,15 @@ class Daemon:
         tools = ToolBox(workspace_settings=workspace_settings, delegator=Delegator(self.store), remote=self.workers)
         system = self.system
 
-        self.availability = AvailabilityActor(system, clock=self.clock)
+        if self.store.shared:   # several daemons on one database (docs/postgresql.md)
+            self.leases = LeaseKeeper(self.store, ttl=lease_ttl(self.env))
+        shared = SharedObservations(self.store, self.leases.owner) if self.leases is not None else None
+        self.availability = AvailabilityActor(system, clock=self.clock, shared=shared)
         cost = CostActor(system, self.store)
         self.router = RouterActor(system, loader, store=self.store)
         planner = self.planner_class(system, registry=registry, adapters=adapters, tools=tools)
         worker = self.planner_class(system, registry=registry, adapters=adapters, tools=tools, name="worker")
-        self.session = self.session_class(system, self.store)
+        self.session = self.session_class(system, self.store, leases=self.leases)
         control = ControlActor(system, self)
         from .loops_daemon import workflow_hook
 
@@ -241,6 +248,8 @@ class Daemon:
                     nursery.start_soon(self._signals, signals)
                     if self.signal_latch is not None and self.signal_latch.signum is not None:
                         self.request_stop(signal.Signals(self.signal_latch.signum).name)  # arrived during startup
+                    if self.leases is not None:
+                        await nursery.start(self.leases.run)
                     await nursery.start(self.supervisor.run)
                     if self.workers is not None:
                         await nursery.start(self.workers.serve)
@@ -268,6 +277,9 @@ class Daemon:
                 # Still inside the signal receiver: a signal now is queued and ignored, not fatal.
                 with trio.CancelScope(shield=True):
                     await adapters.aclose()
+                if self.leases is not None:   # a clean stop hands its sessions on at once
+                    with contextlib.suppress(StorageError):
+                        self.leases.release_all()
                 self.store.close()
                 if endpoint.startswith("ipc://"):
                     with contextlib.suppress(OSError):

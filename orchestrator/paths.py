@@ -19,6 +19,9 @@ class Paths:
     home: Path
     state: Path
     endpoint: str
+    # ORCHESTRATOR_STATE=postgresql://… (docs/postgresql.md): the database; ``state`` is then only
+    # the local folder the default socket falls back to.
+    database_url: str | None = None
 
     @property
     def models_file(self) -> Path:
@@ -33,8 +36,9 @@ class Paths:
         return self.home / "daemon.yaml"
 
     @property
-    def database(self) -> Path:
-        return self.state / "orchestrator.db"
+    def database(self) -> Path | str:
+        """A SQLite file in the state folder, or the PostgreSQL URL."""
+        return self.database_url or self.state / "orchestrator.db"
 
 
 def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
@@ -46,10 +50,15 @@ def resolve_paths(env: Mapping[str, str] | None = None) -> Paths:
     env = os.environ if env is None else env
     home = (Path(env["ORCHESTRATOR_HOME"]) if env.get("ORCHESTRATOR_HOME")
             else _xdg(env, "XDG_CONFIG_HOME", ".config") / "orchestrator")
-    state = (Path(env["ORCHESTRATOR_STATE"]) if env.get("ORCHESTRATOR_STATE")
+    raw_state = env.get("ORCHESTRATOR_STATE") or ""
+    url = raw_state if raw_state.startswith(DATABASE_URL_SCHEMES) else None
+    state = (Path(raw_state) if raw_state and url is None
              else _xdg(env, "XDG_STATE_HOME", ".local/state") / "orchestrator")
     endpoint = env.get("ORCHESTRATOR_ENDPOINT") or default_endpoint(env, state)
-    return Paths(home.expanduser(), state.expanduser(), endpoint)
+    return Paths(home.expanduser(), state.expanduser(), endpoint, url)
+
+
+DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
 
 
 def default_endpoint(env: Mapping[str, str], state: Path) -> str:

@@ -143,7 +143,12 @@ def _run_daemon(args: argparse.Namespace, paths: Paths, settings: object, latch:
     from .statelock import StateLocked
 
     assert isinstance(settings, DaemonSettings)
-    daemon = Daemon(paths, settings, wire_mode=args.wire_mode, signal_latch=latch)
+    from actors.runtime.store import StorageError
+
+    try:   # opening the database migrates it, or refuses one a newer version migrated
+        daemon = Daemon(paths, settings, wire_mode=args.wire_mode, signal_latch=latch)
+    except StorageError as exc:
+        return _fail(f"refusing to start: {exc}")
     try:
         trio.run(daemon.run)
     except BaseException as exc:  # noqa: BLE001 — report the cause in one line, exit non-zero

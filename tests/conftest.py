@@ -22,3 +22,7 @@ def short_tmp(tmp_path_factory):
     d = Path(tempfile.mkdtemp(prefix="orch-t-", dir="/tmp"))
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+# A private PostgreSQL server and a store per backend (issue 19): tests/pg/server.py.
+from tests.pg.server import pg_admin_url, pg_url, store_location  # noqa: E402,F401

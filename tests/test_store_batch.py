@@ -1,4 +1,4 @@
-"""Group commit in the store: a batch is one transaction — all of it lands, or none of it."""
+"""Group commit in the store: a batch is one transaction — all of it lands, or none of it (both backends)."""
 import pytest
 
 from actors.runtime.store import THREAD_BATCH_BYTES, StorageError, Store
@@ -10,8 +10,8 @@ def msg(text: str) -> Message:
 
 
 @pytest.mark.parametrize("size", [10, THREAD_BATCH_BYTES + 1], ids=["inline", "worker-thread"])
-async def test_a_batch_lands_whole_and_only_when_committed(tmp_path, size):
-    store = Store(tmp_path / "s.db")
+async def test_a_batch_lands_whole_and_only_when_committed(store_location, size):
+    store = Store(store_location)
     store.create_session("s_1", None)
     batch = store.batch()
     store.start_turn("t_1", "s_1", "m", None, into=batch)
@@ -25,8 +25,8 @@ async def test_a_batch_lands_whole_and_only_when_committed(tmp_path, size):
     store.close()
 
 
-async def test_a_failed_batch_writes_nothing_and_the_next_messages_keep_their_order(tmp_path):
-    store = Store(tmp_path / "s.db")
+async def test_a_failed_batch_writes_nothing_and_the_next_messages_keep_their_order(store_location):
+    store = Store(store_location)
     store.create_session("s_1", None)
     store.append_messages("s_1", None, [msg("before")])
     batch = store.batch()

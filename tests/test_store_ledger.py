@@ -6,12 +6,12 @@ from actors.cost.actor import build_report
 from actors.runtime.store import CostRow, Store
 
 
-def test_rows_with_costs_that_are_not_finite_numbers_read_back_as_unknown(tmp_path):
-    store = Store(tmp_path / "o.db")
+def test_rows_with_costs_that_are_not_finite_numbers_read_back_as_unknown(store_location):
+    store = Store(store_location)
     now = time.time()
     store.record_cost(CostRow("s", None, "t", "m:a", "planner", 1, 1, 0, 0, 0, Decimal("0.5"), now))
     for bad in ("NaN", "abc", "-Infinity"):  # as written before the cost actor cleaned its records
-        store.db.execute("INSERT INTO costs (session_id, turn_id, model, role, input_tokens, output_tokens, "
+        store.backend.run("INSERT INTO costs (session_id, turn_id, model, role, input_tokens, output_tokens, "
                          "cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, price, at) "
                          "VALUES ('s','t','m:a','planner',0,0,0,0,0,?,'{}',?)", (bad, now))
     rows = store.cost_rows(session_id="s")
@@ -19,3 +19,4 @@ def test_rows_with_costs_that_are_not_finite_numbers_read_back_as_unknown(tmp_pa
     report = build_report(rows, "s")
     assert report.total_usd == "0.5" and report.unknown_cost_calls == 3
     assert store.cost_since(now - 1) == Decimal("0.5")
+    store.close()

@@ -8,24 +8,30 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import trio
+
 from protocol.codec import Envelope
 from protocol.messages import (
     Ack, AvailabilityChanged, AvailabilityTransition, AvailabilityView, CallOutcome, GetAvailability,
     GetUnavailableScopes, ResetAvailability, UnavailableScope, UnavailableScopes,
 )
 
+from actors.availability.shared import POLL_S, SharedObservations, fold_remote
 from actors.availability.state import AvailabilityTracker, Transition, iso_utc
 from actors.runtime.kernel import Actor
+from actors.runtime.store import StorageError
 
 
 class AvailabilityActor(Actor):
     name = "availability"
 
-    def __init__(self, system, *, clock: Callable[[], float] = time.monotonic, router: str | None = "router"):
+    def __init__(self, system, *, clock: Callable[[], float] = time.monotonic, router: str | None = "router",
+                 shared: SharedObservations | None = None):
         super().__init__(system)
         self.tracker = AvailabilityTracker()
         self.clock = clock
         self.router = router   # where transitions are told; None: nobody listens
+        self.shared = shared   # a fleet on one database: what the other daemons observe (actors/availability/shared.py)
 
     def handlers(self):
         return {CallOutcome: self.on_outcome, GetAvailability: self.on_get, ResetAvailability: self.on_reset,
@@ -34,7 +40,30 @@ class AvailabilityActor(Actor):
     async def on_outcome(self, env: Envelope[CallOutcome]):
         m = env.body
         await self._publish(self.tracker.record(m.provider, m.model, m.ok, m.error_class, self.clock()))
+        if self.shared is not None:
+            try:
+                self.shared.record(m.provider, m.model, m.ok, m.error_class, time.time())
+            except StorageError as exc:   # the others miss one observation; this daemon keeps it
+                self.log.warning("availability observation not shared", error=str(exc))
         return None
+
+    async def setup(self, nursery: trio.Nursery) -> None:
+        if self.shared is not None:
+            self.spawn(self._follow_fleet, self.shared)
+
+    async def _follow_fleet(self, shared: SharedObservations) -> None:
+        """Fold in what the other daemons observe, every ``POLL_S``."""
+        first = True
+        while True:
+            try:
+                rows = shared.start(time.time()) if first else shared.new()
+                if first:
+                    shared.prune(time.time())
+                first = False
+                await self._publish(fold_remote(self.tracker, rows, self.clock(), time.time()))
+            except StorageError as exc:   # the database is away: try again on the next poll
+                self.log.warning("could not read the fleet's availability observations", error=str(exc))
+            await trio.sleep(POLL_S)
 
     async def on_get(self, env):
         return AvailabilityView(self.tracker.unavailable(self.clock()))

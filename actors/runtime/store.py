@@ -12,22 +12,23 @@ awaits the commit first.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sqlite3
 import threading
 import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import attrs
 import trio
 
 from protocol.canonical import Message
 from protocol.codec import converter
+
+# Both backends, the migrations and the error type every caller catches (issue 19).
+from .store_backend import Backend, StorageError, open_backend
+from .store_schema import check_not_newer, migrate as _migrate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -128,43 +129,8 @@ CREATE TABLE IF NOT EXISTS loop_ticks (
     PRIMARY KEY (loop_id, n)
 );
 """
-# Columns added to pattern_outcomes after it first shipped (a database made before gets them at open).
-_PATTERN_OUTCOME_COLUMNS = {"source": "TEXT NOT NULL DEFAULT 'rating'", "fp_name": "TEXT", "fp": "BLOB"}
-
-
-class StorageError(Exception):
-    """The database failed (disk full, I/O error, locked for too long): one clear line for the user."""
-
-    failure_code = "storage_error"   # what an actor answers when a handler meets this error
-
-
-class _GuardedConnection(sqlite3.Connection):
-    """Turns every sqlite3 error into a ``StorageError`` at the one seam where statements run, so
-    the actors catch one exception type and a full disk fails a turn instead of crashing an actor."""
-
-    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
-        with _as_storage_error():
-            return super().execute(*args, **kwargs)
-
-    def executemany(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
-        with _as_storage_error():
-            return super().executemany(*args, **kwargs)
-
-    def executescript(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
-        with _as_storage_error():
-            return super().executescript(*args, **kwargs)
-
-    def __exit__(self, *exc_info: Any) -> Any:
-        with _as_storage_error():
-            return super().__exit__(*exc_info)
-
-
-@contextlib.contextmanager
-def _as_storage_error() -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise StorageError(f"the database failed: {exc}") from exc
+__all__ = ["Batch", "CostRow", "PatternOutcome", "SCHEMA", "SessionRow", "StorageError", "Store", "StoredOutcome",
+           "TurnFacts"]
 
 
 # Sessions whose next message number is kept in memory (re-read with one indexed query when absent).
@@ -240,17 +206,6 @@ class TurnFacts:
     cost_usd: float
 
 
-def _make_private(db: Path) -> None:
-    """All conversation history lives here: the folder 0700, the database 0600 before SQLite opens
-    it (SQLite gives the -wal and -shm files the database's mode), older files tightened too."""
-    db.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(db.parent, 0o700)
-    os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
-    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-        if path.exists() and path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)
-
-
 def _stored_cost(text: str | None) -> Decimal | None:
     """A ledger cost as written; a row an older version let through (not a number, NaN, ∞) counts
     as unknown, so it can never poison a total or a report."""
@@ -282,16 +237,25 @@ class Batch:
 
 
 class Store:
-    def __init__(self, path: str | Path):
-        self.path = str(path)
-        if self.path != ":memory:":
-            _make_private(Path(self.path))
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, factory=_GuardedConnection)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(SCHEMA)
-        self._migrate_pattern_outcomes()
+    """The store on SQLite (a path, the default) or PostgreSQL (a ``postgresql://`` URL).
+
+    ``migrate=False`` only checks the schema is not newer than this version knows (``orchestrator
+    migrate`` then applies what is pending); by default opening migrates, as it always has.
+    """
+
+    def __init__(self, location: str | Path, *, migrate: bool = True):
+        self.backend: Backend = open_backend(location)
+        self.path = self.backend.location          # never a password (store_backend.redact_url)
+        self.shared = self.backend.shared          # several daemons may use this database
+        self.db = self.backend.db
+        try:
+            if migrate:
+                self.migrated = _migrate(self.backend, SCHEMA)
+            else:
+                check_not_newer(self.backend, SCHEMA)
+        except BaseException:
+            self.backend.close()
+            raise
         self._next_seq: dict[str, int] = {}
         # The connection is used from the event loop and from the commit thread: one at a time.
         self._lock = threading.Lock()
@@ -299,7 +263,7 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
-            self.db.close()
+            self.backend.close()
 
     # --- group commit ------------------------------------------------------------------------------
 
@@ -314,24 +278,20 @@ class Store:
             return
         with self._lock:
             if many:
-                with self.db:
-                    self.db.execute("BEGIN")
-                    self.db.executemany(sql, params)
+                with self.backend.transaction():
+                    self.backend.run(sql, params, True)
             else:
-                self.db.execute(sql, params)
+                self.backend.run(sql, params)
 
     def commit_now(self, batch: Batch) -> None:
         """Run ``batch`` as one transaction, here and now; on failure nothing of it is written."""
         if not batch.statements:
             return
         try:
-            with self._lock, self.db:
-                self.db.execute("BEGIN")
+            with self._lock, self.backend.transaction():
+                run = self.backend.run
                 for sql, params, many in batch.statements:
-                    if many:
-                        self.db.executemany(sql, params)
-                    else:
-                        self.db.execute(sql, params)
+                    run(sql, params, many)
         except StorageError:
             for sid in batch.sessions:  # their numbers were taken but not written: re-read them
                 self._next_seq.pop(sid, None)
@@ -349,7 +309,7 @@ class Store:
 
     def _query(self, sql: str, params: Any = ()) -> list[Any]:
         with self._lock:
-            return self.db.execute(sql, params).fetchall()
+            return self.backend.query(sql, params)
 
     # --- sessions -------------------------------------------------------------------------------
 
@@ -420,8 +380,25 @@ class Store:
                     (status, time.time(), json.dumps(usage) if usage else None, error, turn_id), into)
 
     def interrupted_turns(self) -> list[tuple[str, str]]:
-        """Turns a crash left 'running': (turn_id, session_id)."""
-        return [tuple(r) for r in self._query("SELECT id, session_id FROM turns WHERE status='running'")]
+        """Turns a crash left 'running': (turn_id, session_id). On a shared database, only those no
+        live daemon holds the session lease of (a delegation's turn: its parent's), not a neighbour's."""
+        if not self.shared:
+            return [tuple(r) for r in self._query("SELECT id, session_id FROM turns WHERE status='running'")]
+        return [tuple(r) for r in self._query(
+            "SELECT t.id, t.session_id FROM turns t LEFT JOIN sessions s ON s.id=t.session_id "
+            "LEFT JOIN leases l ON l.kind='session' AND l.id=COALESCE(s.parent_session_id, t.session_id) "
+            "AND l.expires_at>=? WHERE t.status='running' AND l.owner IS NULL", (time.time(),))]
+
+    def running_turns(self, session_id: str) -> list[str]:
+        """The session's turns (its delegations' too) still marked running: after a takeover, the
+        dead owner's, to be closed."""
+        return [r[0] for r in self._query(
+            "SELECT t.id FROM turns t LEFT JOIN sessions s ON s.id=t.session_id WHERE t.status='running' "
+            "AND (t.session_id=? OR s.parent_session_id=?)", (session_id, session_id))]
+
+    def forget_cached(self, session_id: str) -> None:
+        """Another daemon may have written this session: read its message numbers afresh."""
+        self._next_seq.pop(session_id, None)
 
     def set_turn_route(self, turn_id: str, model: str | None, route: dict, *, into: Batch | None = None) -> None:
         """A mid-turn fallback: the turn now runs on ``model``; ``route`` keeps both decisions."""
@@ -486,20 +463,13 @@ class Store:
 
     # --- pattern outcomes (issue 14) ------------------------------------------------------------
 
-    def _migrate_pattern_outcomes(self) -> None:
-        have = {r[1] for r in self.db.execute("PRAGMA table_info(pattern_outcomes)")}
-        for name, decl in _PATTERN_OUTCOME_COLUMNS.items():
-            if name not in have:
-                self.db.execute(f"ALTER TABLE pattern_outcomes ADD COLUMN {name} {decl}")
-
     def record_outcome(self, o: PatternOutcome, fp_name: str | None = None, fp: bytes | None = None) -> int:
-        with self._lock:
-            cur = self.db.execute(
-                "INSERT INTO pattern_outcomes (turn_id, session_id, workspace, text, model, score, cost_usd, at, "
-                "source, fp_name, fp) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (o.turn_id, o.session_id, o.workspace, o.text, o.model, o.score, o.cost_usd, o.at, o.source,
-                 fp_name, fp))
-            return int(cur.lastrowid or 0)
+        rows = self._query(
+            "INSERT INTO pattern_outcomes (turn_id, session_id, workspace, text, model, score, cost_usd, at, "
+            "source, fp_name, fp) VALUES (?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+            (o.turn_id, o.session_id, o.workspace, o.text, o.model, o.score, o.cost_usd, o.at, o.source,
+             fp_name, fp))
+        return int(rows[0][0]) if rows else 0
 
     def record_outcomes(self, rows: Iterable[tuple[PatternOutcome, str | None, bytes | None]]) -> None:
         """Many outcomes in one transaction (imports, benchmarks)."""

@@ -33,6 +33,7 @@ from protocol.messages import (
 )
 
 from actors.runtime.kernel import Actor, RequestTimeout
+from actors.runtime.lease import LeaseKeeper, serve_session
 from actors.router.context import extract_file_extensions
 from actors.runtime.store import Batch, StorageError, Store
 from actors.planner.tokens import estimate_input_tokens
@@ -66,9 +67,10 @@ class SessionActor(Actor):
     name = "session"
 
     def __init__(self, system, store: Store, *, router: str = "router", planner: str = "planner",
-                 max_cached: int = MAX_CACHED_SESSIONS):
+                 max_cached: int = MAX_CACHED_SESSIONS, leases: LeaseKeeper | None = None):
         super().__init__(system)
         self.store = store
+        self.leases = leases   # several daemons on one database: serve a session only under its lease
         self.router = router
         self.planner = planner
         # Least recently used first; sessions with a running turn are never evicted.
@@ -97,6 +99,8 @@ class SessionActor(Actor):
     # --- sessions ---------------------------------------------------------------------------------
 
     def _get(self, session_id: str) -> SessionState | None:
+        if self.leases is not None:
+            self._lease(session_id)
         state = self.sessions.get(session_id)
         if state is not None:
             self.sessions.move_to_end(session_id)
@@ -114,10 +118,18 @@ class SessionActor(Actor):
     def _create(self, session_id: str | None, workspace: str | None) -> SessionState:
         sid = session_id or new_session_id()
         ws = os.path.abspath(os.path.expanduser(workspace)) if workspace else None
+        if self.leases is not None:
+            self._lease(sid)
         self.store.create_session(sid, ws)
         state = SessionState(sid, ws)
         self._remember(state)
         return state
+
+    def _lease(self, session_id: str) -> None:
+        assert self.leases is not None
+        cached = self.sessions.get(session_id)
+        if serve_session(self.leases, self.store, session_id) and cached is not None and cached.turn is None:
+            del self.sessions[session_id]   # another daemon may have served it since: reload
 
     def _remember(self, state: SessionState) -> None:
         self.sessions[state.id] = state
@@ -137,6 +149,8 @@ class SessionActor(Actor):
                     self._apply_pending_swap(state)
                 except StorageError as exc:
                     self.log.error("queued /model swap not saved", session_id=sid, error=str(exc))
+            if self.leases is not None:   # in no daemon's memory now: any daemon may serve it
+                self.leases.release("session", sid)
 
     async def on_stats(self, env) -> SessionStats:
         return SessionStats(self.accepting, len(self.sessions), len(self._running))
