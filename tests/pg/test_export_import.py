@@ -7,6 +7,9 @@ import sys
 import time
 from decimal import Decimal
 
+from actors.loops.driver import LoopSpec
+from actors.loops.runner import LoopState, TickRecord
+from actors.loops.store import LoopStore
 from actors.runtime import lease
 from actors.runtime.store import CostRow, PatternOutcome, Store
 from actors.availability.shared import SharedObservations
@@ -29,6 +32,10 @@ def fill(store: Store) -> None:
     store.record_outcome(PatternOutcome(None, None, None, "other", "m:b", 0.0, 0.0, 4.0, "override"))
     SharedObservations(store, "A").record("demo", "demo:swift", False, "network", 5.0)
     lease.acquire(store, "session", "s1", "A", 30.0, time.time())
+    loops = LoopStore(store)
+    loops.save_loop(LoopState("l_1", LoopSpec("pilot", "go ü", land="land %s", budget_usd="1.5"), "s1",
+                              strikes={"item ?": 2}, created_at=7.0))
+    loops.save_tick("l_1", TickRecord(1, "completed", "ADVANCED", None, "0.01", ["t1"], 8.0, 9.0))
 
 
 def dump(location: str) -> dict[str, list[tuple]]:
