@@ -145,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     add_review_parser(sub)
     from .workflows_cli import add_subparsers as add_workflows_parsers
     add_workflows_parsers(sub, _workspace_arg)
+    from .delegate_cli import add_subparser as add_delegate_parser
+    add_delegate_parser(sub, _workspace_arg)
     return p
 
 
@@ -333,6 +335,9 @@ def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
     if cmd == "review":
         from .review_cli import run as run_review
         return run_review(args)
+    if cmd == "delegate":
+        from .delegate_cli import run as run_delegate
+        return run_delegate(args)
     if cmd in ("run", "mcp"):
         from .workflows_cli import run as run_workflows
         return run_workflows(args)

@@ -25,6 +25,7 @@ import zmq
 from actors.availability.actor import AvailabilityActor
 from actors.cost.actor import CostActor
 from actors.worker.delegation import Delegator
+from actors.delegate.tool import CodeDelegation
 from actors.runtime.kernel import Actor, ActorSystem
 from actors.runtime.node import Node
 from actors.planner.actor import PlannerActor
@@ -184,7 +185,8 @@ class Daemon:
         adapters = AdapterPool(registry, env=self.env, demo_chunk_delay=self.demo_chunk_delay,
                                max_attempts=self.settings.retry_max_attempts,
                                base_delay=self.settings.retry_base_delay_s)
-        tools = ToolBox(workspace_settings=workspace_settings, delegator=Delegator(self.store))
+        tools = ToolBox(workspace_settings=workspace_settings, delegator=Delegator(self.store),
+                        workspace_tools=CodeDelegation(self.store, registry, env=self.env))
         system = self.system
 
         self.availability = AvailabilityActor(system, clock=self.clock)

@@ -29,6 +29,7 @@ import attrs
 from attrs import frozen
 
 from actors.config.yamlload import YAMLLimitError, load_yaml, read_capped_text
+from actors.delegate.config import DelegateConfig, parse_delegate
 
 SETTINGS_FILE = ".orchestrator/workspace.yaml"
 MAX_SETTINGS_BYTES = 64 * 1024
@@ -47,6 +48,8 @@ class WorkspaceSettings:
     # Opt-in: a transient provider failure before the turn's first streamed byte moves the turn to
     # the next validated candidate instead of failing it (docs/workflows.md, "Mid-turn fallback").
     mid_turn_fallback: bool = False
+    # Opt-in: delegation of implementation work to a command-line agent (docs/delegation.md).
+    delegate: DelegateConfig | None = None
 
     def command_env(self, source: Mapping[str, str], *, secret_names: Iterable[str] = ()) -> dict[str, str]:
         """run_command's environment: the base variables, then pass_env, then env; never a key."""
@@ -111,8 +114,10 @@ def parse_settings(text: str, filename: str = SETTINGS_FILE) -> WorkspaceSetting
     if not isinstance(fallback, bool):
         errors.append(f"{filename}: mid_turn_fallback: expected true or false, got {type(fallback).__name__}")
         fallback = False
+    delegate, delegate_errors = parse_delegate(data.get("delegate"), filename)
+    errors.extend(delegate_errors)
     return WorkspaceSettings(run_command=run_command, env=env, pass_env=tuple(pass_env), errors=tuple(errors),
-                             mid_turn_fallback=fallback)
+                             mid_turn_fallback=fallback, delegate=delegate)
 
 
 class SettingsCache:
