@@ -164,11 +164,21 @@ def changes(snap: Snapshot) -> frozenset[str]:
     return changed_files(before, after, now)
 
 
+def index_changes(snap: Snapshot) -> frozenset[str]:
+    """Snapshot files whose index entry differs now (e.g. a delegate's ``git commit -a`` staged the
+    user's own edit: after HEAD is put back, that edit would otherwise stay staged)."""
+    current = _index_entries(snap.workspace, snap.files)
+    return frozenset(p for p in snap.files if current.get(p) != snap.index.get(p))
+
+
 def rollback(snap: Snapshot, changed: Iterable[str]) -> list[str]:
-    """Undo exactly ``changed``; returns what could not be restored (one line each)."""
+    """Undo exactly ``changed`` (and the index entries of the user's files the delegate staged);
+    returns what could not be restored (one line each)."""
     ws, root = snap.workspace, Path(snap.workspace)
+    changed = set(changed)
     problems: list[str] = []
-    index_lines: list[str] = []
+    index_lines = [f"{snap.index[p]}\t{p}" if p in snap.index else f"0 {'0' * 40}\t{p}"
+                   for p in sorted(index_changes(snap) - changed)]
     at_head: list[str] = []
     for rel in sorted(changed):
         target = root / rel

@@ -28,7 +28,7 @@ from actors.delegate import breaker as brk
 from actors.delegate import gitio, state
 from actors.delegate.config import DelegateConfig, effort_with_floor
 from actors.delegate.consent import BlastRadius, blast_radius, consent_hint
-from actors.delegate.verify import Evidence, TestRun, decide, parse_claimed
+from actors.delegate.verify import Evidence, CheckRun, decide, parse_claimed
 from actors.providers.base import Completed, LLMRequest, ProviderError, TextChunk
 from actors.providers.cli import build_argv
 from actors.runtime.store import PatternOutcome, Store
@@ -225,7 +225,7 @@ class CodeDelegation:
             return self._finish(run, result, breaker, problems, task, agent, usage)
         evidence = await trio.to_thread.run_sync(self._evidence, snap, output)
         verdict = decide(evidence, config.allow, None)
-        tests: TestRun | None = None
+        tests: CheckRun | None = None
         if verdict.run_tests:
             tests = await self._run_tests(snap.workspace, config, settings, registry)
             result["tests"] = tests.summary
@@ -247,7 +247,9 @@ class CodeDelegation:
         head_after, branch_after = gitio.head(snap.workspace), gitio.branch(snap.workspace)
         if head_after != snap.head or branch_after != snap.branch:
             gitio.restore_refs(snap)   # the delegate's commits become differences from HEAD: rolled back below
-        return Evidence(snap.head, head_after, snap.branch, branch_after, gitio.changes(snap), parse_claimed(output))
+        changed = gitio.changes(snap)
+        return Evidence(snap.head, head_after, snap.branch, branch_after, changed, parse_claimed(output),
+                        gitio.index_changes(snap) - changed)
 
     def _undo(self, snap: gitio.Snapshot) -> tuple[list[str], list[str]]:
         try:
@@ -258,7 +260,7 @@ class CodeDelegation:
             return [], [str(exc)]
 
     async def _run_tests(self, workspace: str, config: DelegateConfig, settings: WorkspaceSettings,
-                         registry: ModelRegistry) -> TestRun:
+                         registry: ModelRegistry) -> CheckRun:
         from actors.tools import ToolContext
         from actors.tools._command import run_command
 
@@ -268,7 +270,7 @@ class CodeDelegation:
         text, failed = await run_command(ctx, config.test_command)
         status = text.splitlines()[1] if len(text.splitlines()) > 1 else text
         tail = text[-1500:] if failed else ""
-        return TestRun(not failed, status + (f"\n{tail}" if tail else ""))
+        return CheckRun(not failed, status + (f"\n{tail}" if tail else ""))
 
     def _finish(self, run: RunTurn, result: dict[str, Any], breaker: brk.BreakerState, problems: list[str],
                 task: str, agent: ModelSpec, usage: Usage) -> dict[str, Any]:

@@ -88,10 +88,11 @@ class Evidence:
     branch_after: str | None
     changed: frozenset[str]
     claimed: frozenset[str] | None
+    staged: frozenset[str] = frozenset()      # the user's files whose index entry the delegate changed
 
 
 @frozen
-class TestRun:
+class CheckRun:
     passed: bool
     summary: str                      # "exit 0", "exit 1: <tail>", "timed out after 600s"
 
@@ -114,6 +115,8 @@ def check_tree(evidence: Evidence, allow: Iterable[str]) -> Verdict:
                        + (f", branch {evidence.branch_before} → {evidence.branch_after}"
                           if evidence.branch_after != evidence.branch_before else "")
                        + "): the delegate owns no git")
+    if evidence.staged:
+        reasons.append(f"it changed the git index for {', '.join(sorted(evidence.staged))}: the delegate owns no git")
     allow = tuple(allow)
     outside = sorted(p for p in evidence.changed if not is_allowed(p, allow))
     if outside:
@@ -132,12 +135,10 @@ def check_tree(evidence: Evidence, allow: Iterable[str]) -> Verdict:
     return Verdict(False, (), run_tests=True)
 
 
-def decide(evidence: Evidence, allow: Iterable[str], tests: TestRun | None) -> Verdict:
+def decide(evidence: Evidence, allow: Iterable[str], tests: CheckRun | None) -> Verdict:
     tree = check_tree(evidence, allow)
-    if not tree.run_tests:
+    if not tree.run_tests or tests is None:   # refused, or the test command decides next
         return tree
-    if tests is None:
-        return Verdict(False, ("the test command did not run",))
     if not tests.passed:
         return Verdict(False, (f"the test command failed: {tests.summary}",))
     return Verdict(True, (f"HEAD unchanged, {len(evidence.changed)} file(s) as reported, tests passed",))

@@ -1,0 +1,131 @@
+"""delegate_code end to end: a scripted session model calls the tool, a fake command-line agent
+works in a temporary git repository, the daemon verifies, accepts or rolls back, and trips the breaker."""
+from __future__ import annotations
+
+import json
+
+from actors.delegate import state
+from actors.runtime.store import Store
+from protocol import events as ev
+from tests.fakes import Answer
+
+from .conftest import USER_APP, delegate_call, git, tool_result
+
+
+def offered_tools(fake, i: int) -> list[str]:
+    return [t["function"]["name"] for t in fake.requests[i].json.get("tools", [])]
+
+
+async def test_without_consent_the_tool_is_not_offered_refuses_and_nothing_is_written(stack):
+    before = stack.tree()
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("I'll do it myself",)))
+    assert isinstance(events[-1], ev.TurnCompleted)
+    assert "delegate_code" not in offered_tools(stack.fake, 0)
+    result = tool_result(events)
+    assert result.is_error
+    assert "refused: no consent for this workspace: run `orchestrator delegate consent --workspace" in result.content
+    assert stack.runs() == [] and stack.tree() == before
+
+
+async def test_consent_needs_a_terminal_or_yes(stack):
+    refused = stack.consent()
+    assert refused.returncode == 1 and "consent needs a terminal to ask on, or --yes" in refused.stderr
+    assert "command line:" in refused.stdout and str(stack.ws) in refused.stdout and "src/**" in refused.stdout
+    granted = stack.consent("--yes", "--json")
+    assert granted.returncode == 0, granted.stderr
+    data = json.loads(granted.stdout)
+    assert data["consented"] and data["radius"]["allow"] == ["src/**"]
+    assert data["radius"]["command"][-1] == "--effort=medium"   # the effort floor is in the command line
+
+
+async def test_a_delegate_that_succeeds_is_accepted_after_the_test_command_passes(stack):
+    assert stack.consent("--yes").returncode == 0
+    _, events = await stack.turn(None, delegate_call(effort="low"), Answer(text=("done",)))
+    assert isinstance(events[-1], ev.TurnCompleted), events[-1]
+    assert "delegate_code" in offered_tools(stack.fake, 0)
+    result = tool_result(events)
+    data = json.loads(result.content)
+    assert not result.is_error and data["accepted"], data
+    assert data["files"] == ["src/app.py", "src/pkg/new.py"] and data["tests"] == "exit code: 0"
+    run = stack.runs()[0]
+    assert run["cwd"] == str(stack.ws.resolve())            # the agent runs in the workspace
+    assert run["argv"] == ["--effort=medium"] and run["asked_for_files"]   # low asked, the floor applied
+    assert (stack.ws / "src" / "app.py").read_text() == USER_APP + "# feature\n"
+    assert (stack.ws / "src" / "pkg" / "new.py").read_text() == "NEW = 1\n"
+
+
+async def test_a_delegate_that_lies_about_its_files_is_rolled_back_and_the_users_edits_survive(stack):
+    assert stack.consent("--yes").returncode == 0
+    before = stack.tree()
+    stack.mode("lie")
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("doing it myself",)))
+    data = json.loads(tool_result(events).content)
+    assert not data["accepted"]
+    assert "it changed files it did not report: src/pkg/new.py" in data["reasons"]
+    assert "it reported files it did not change: src/other.py" in data["reasons"]
+    assert data["tests"] is None                              # caught before the tests ran
+    assert data["rolled_back"] == ["src/app.py", "src/pkg/new.py"]
+    assert "implement the task yourself" in data["next"]
+    assert stack.tree() == before                             # the user's dirty app.py is back, new.py gone
+
+
+async def test_a_delegate_that_moves_head_is_rolled_back_with_head_restored(stack):
+    assert stack.consent("--yes").returncode == 0
+    head = git(stack.ws, "rev-parse", "HEAD")
+    before = stack.tree()
+    stack.mode("commit")
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    data = json.loads(tool_result(events).content)
+    assert not data["accepted"] and any("moved HEAD" in r for r in data["reasons"])
+    assert git(stack.ws, "rev-parse", "HEAD") == head
+    assert stack.tree() == before
+    # `git commit -a` had staged the user's own edit of notes.txt: it is unstaged again, as before.
+    assert git(stack.ws, "status", "--porcelain").splitlines() == [" M notes.txt", " M src/app.py", "?? scratch.txt"]
+
+
+async def test_a_delegate_that_breaks_the_tests_is_rolled_back_and_the_third_failure_opens_the_breaker(stack):
+    assert stack.consent("--yes").returncode == 0
+    before = stack.tree()
+    stack.mode("break")
+    session = None
+    for n in range(3):
+        session, events = await stack.turn(session, delegate_call(task_id=f"T{n}", id_=f"d{n}"), Answer(text=("ok",)))
+        data = json.loads(tool_result(events).content)
+        assert not data["accepted"] and data["reasons"][0].startswith("the test command failed: exit code: 1")
+        assert stack.tree() == before
+    assert "3 delegated tasks in a row failed verification" in data["breaker"]
+    # Open for the rest of the session: not offered, and a call anyway is refused without running the agent.
+    calls = len(stack.runs())
+    stack.mode("ok")
+    _, events = await stack.turn(session, delegate_call(id_="d9"), Answer(text=("myself then",)))
+    assert "delegate_code" not in offered_tools(stack.fake, len(stack.fake.requests) - 2)
+    refused = tool_result(events)
+    assert refused.is_error and "the circuit breaker is open for this session" in refused.content
+    assert len(stack.runs()) == calls and stack.tree() == before
+    # Persisted: a fresh connection to the state database (a restarted daemon) sees it open.
+    store = Store(stack.paths.database)
+    assert state.get_breaker(store, session).is_open
+    store.close()
+
+
+async def test_a_cli_failure_rolls_back_and_opens_the_breaker_at_once(stack):
+    assert stack.consent("--yes").returncode == 0
+    before = stack.tree()
+    stack.mode("crash")
+    session, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    data = json.loads(tool_result(events).content)
+    assert not data["accepted"] and "exited with status 3" in data["reasons"][0]
+    assert data["rolled_back"] == ["src/app.py", "src/pkg/partial.py"]
+    assert stack.tree() == before
+    assert data["breaker"].startswith("open: the delegate's command failed")
+    _, events = await stack.turn(session, delegate_call(id_="d2"), Answer(text=("myself",)))
+    assert "circuit breaker is open" in tool_result(events).content
+
+
+async def test_a_widened_blast_radius_needs_consent_again(stack):
+    assert stack.consent("--yes").returncode == 0
+    (stack.ws / ".orchestrator" / "workspace.yaml").write_text(
+        (stack.ws / ".orchestrator" / "workspace.yaml").read_text().replace('["src/**"]', '["**"]'))
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("myself",)))
+    assert "blast radius changed since consent was given" in tool_result(events).content
+    assert stack.runs() == []
