@@ -11,6 +11,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+import trio
 
 from orchestrator.client import open_client
 from orchestrator.daemon import Daemon
@@ -101,6 +102,7 @@ class Stack:
     paths: Paths
     nursery: object
     daemon: Daemon | None = None
+    stopped: trio.Event = attrs.field(factory=trio.Event)
 
     def mode(self, mode: str) -> None:
         (self.control / "mode").write_text(mode)
@@ -116,7 +118,21 @@ class Stack:
 
     async def start(self) -> None:
         self.daemon = Daemon(self.paths, DaemonSettings(shutdown_grace_s=1.0, retry_base_delay_s=0.001))
-        await self.nursery.start(self.daemon.run)
+        self.stopped = trio.Event()
+        await self.nursery.start(self._run, self.daemon, self.stopped)
+
+    @staticmethod
+    async def _run(daemon: Daemon, stopped: trio.Event, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await daemon.run(task_status=task_status)
+        finally:
+            stopped.set()
+
+    async def restart(self) -> None:
+        """Stop the daemon, wait until it is gone, start a new one on the same state."""
+        self.stop()
+        await self.stopped.wait()
+        await self.start()
 
     def stop(self) -> None:
         if self.daemon is not None:

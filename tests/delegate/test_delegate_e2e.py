@@ -102,9 +102,13 @@ async def test_a_delegate_that_breaks_the_tests_is_rolled_back_and_the_third_fai
     refused = tool_result(events)
     assert refused.is_error and "the circuit breaker is open for this session" in refused.content
     assert len(stack.runs()) == calls and stack.tree() == before
-    # Persisted: a fresh connection to the state database (a restarted daemon) sees it open.
+    # Persisted: it holds across a daemon restart within the session.
+    await stack.restart()
+    _, events = await stack.turn(session, delegate_call(id_="d10"), Answer(text=("still myself",)))
+    assert "the circuit breaker is open for this session" in tool_result(events).content
+    assert len(stack.runs()) == calls
     store = Store(stack.paths.database)
-    assert state.get_breaker(store, session).is_open
+    assert state.get_breaker(store, session).failures == 3
     store.close()
 
 
@@ -129,3 +133,40 @@ async def test_a_widened_blast_radius_needs_consent_again(stack):
     _, events = await stack.turn(None, delegate_call(), Answer(text=("myself",)))
     assert "blast radius changed since consent was given" in tool_result(events).content
     assert stack.runs() == []
+
+
+NEEDS_WORK = "FINDINGS:\n- medium | src/app.py:2 | the feature lacks a docstring\nVERDICT: NEEDS_WORK\n"
+
+
+async def test_a_task_whose_review_comes_back_needs_work_twice_goes_back_to_the_session_model(stack):
+    yaml = stack.ws / ".orchestrator" / "workspace.yaml"
+    yaml.write_text(yaml.read_text() + '  review: "loc:reviewer"\n  escalate_after_needs_work: 2\n')
+    assert stack.consent("--yes").returncode == 0
+    session = None
+    for n in (1, 2):
+        session, events = await stack.turn(session, delegate_call(id_=f"d{n}"), Answer(text=(NEEDS_WORK,)),
+                                           Answer(text=("noted",)))
+        data = json.loads(tool_result(events).content)
+        assert data["accepted"] and data["review"]["verdict"] == "NEEDS_WORK", data
+        assert data["review"]["model"] == "loc:reviewer" and data["review"]["needs_work_count"] == n
+        assert data["review"]["findings"][0]["file"] == "src/app.py"
+    assert "task T1 is no longer delegated" in data["review"]["escalated"]
+    # The reviewer saw the delegated diff (cross-family: the writer is agent:coder).
+    review_request = stack.fake.requests[1].json["messages"][-1]["content"]
+    assert "+# feature" in review_request and "+NEW = 1" in review_request
+    runs = len(stack.runs())
+    _, events = await stack.turn(session, delegate_call(id_="d3"), Answer(text=("doing T1 myself",)))
+    refused = tool_result(events)
+    assert refused.is_error and "task T1 is no longer delegated (its review came back NEEDS_WORK 2 times)" \
+        in refused.content
+    assert len(stack.runs()) == runs
+    # Another task still goes to the delegate (escalation is per task, not the breaker).
+    _, events = await stack.turn(session, delegate_call(task_id="T2", id_="d4"),
+                                 Answer(text=("FINDINGS: none\nVERDICT: SHIP\n",)), Answer(text=("ok",)))
+    assert json.loads(tool_result(events).content)["review"]["verdict"] == "SHIP"
+    # Verification results and review verdicts are pattern-store outcome signals for the delegate model.
+    store = Store(stack.paths.database)
+    signals = [(o.source, o.model, o.score) for o in store.outcomes()]
+    store.close()
+    assert sorted(signals) == sorted([("delegate_verify", "agent:coder", 1.0)] * 3 + [
+        ("delegate_review", "agent:coder", 0.5)] * 2 + [("delegate_review", "agent:coder", 1.0)])
