@@ -182,13 +182,23 @@ class CodeDelegation:
             snap = await trio.to_thread.run_sync(gitio.snapshot, run.workspace)
         except gitio.GitProblem as exc:
             return f"{TOOL_NAME}: refused: {exc}. Do the task yourself.", True
-        result = await self._run_and_verify(planner, turn, config, agent, run_effort, snap, task_id, task.strip(),
-                                            settings, registry)
+        accepted = trio.Event()
+        try:
+            result = await self._run_and_verify(planner, turn, config, agent, run_effort, snap, task_id,
+                                                task.strip(), settings, registry, accepted)
+        except BaseException:
+            # Cancelled (or a bug) before the change was accepted: what the agent wrote so far is
+            # undone, shielded and bounded, before the cancellation goes on. An accepted change stays.
+            if not accepted.is_set():
+                with trio.CancelScope(shield=True), trio.move_on_after(ROLLBACK_BOUND_S):
+                    await trio.to_thread.run_sync(self._undo, snap)
+            raise
         return json.dumps(result), not result["accepted"]
 
     async def _run_and_verify(self, planner: PlannerActor, turn: ActiveTurn, config: DelegateConfig,
                               agent: ModelSpec, effort: str | None, snap: gitio.Snapshot, task_id: str, task: str,
-                              settings: WorkspaceSettings, registry: ModelRegistry) -> dict[str, Any]:
+                              settings: WorkspaceSettings, registry: ModelRegistry,
+                              accepted: trio.Event) -> dict[str, Any]:
         run = turn.run
         prompt = AGENT_PROMPT.format(workspace=snap.workspace, task_id=task_id, task=task,
                                      allow=", ".join(config.allow), test_command=config.test_command)
@@ -208,11 +218,6 @@ class CodeDelegation:
                         usage = event.usage
         except ProviderError as exc:
             cli_failure = f"{exc.error_class.value}: {exc.message}"
-        except BaseException:
-            # Cancelled (or a bug): what the agent wrote so far is undone before anything else.
-            with trio.CancelScope(shield=True), trio.move_on_after(ROLLBACK_BOUND_S):
-                await trio.to_thread.run_sync(self._undo, snap)
-            raise
         turn.delegated_usage.append(usage)
         output = "".join(text)
         result: dict[str, Any] = {"accepted": False, "task_id": task_id, "agent": agent.id, "effort": effort,
@@ -237,6 +242,7 @@ class CodeDelegation:
             breaker = brk.on_task_failure(breaker, verdict.text())
             return self._finish(run, result, breaker, problems, task, agent, usage)
         result["accepted"] = True
+        accepted.set()
         result["reasons"] = list(verdict.reasons)
         breaker = brk.on_success(breaker)
         if config.review:

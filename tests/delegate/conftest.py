@@ -34,6 +34,12 @@ def edit(path, text):
     with open(path, "a") as f:
         f.write(text)
 
+if mode == "slow":
+    edit("src/app.py", "half-done\n")
+    edit("src/pkg/partial.py", "x = 1\n")
+    open(os.path.join(control, "started"), "w").write("yes")
+    import time
+    time.sleep(60)
 if mode == "crash":
     edit("src/app.py", "half-done\n")
     edit("src/pkg/partial.py", "x = 1\n")

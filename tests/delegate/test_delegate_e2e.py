@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import trio
+
 from actors.delegate import state
 from actors.runtime.store import Store
+from orchestrator.client import open_client
 from protocol import events as ev
 from tests.fakes import Answer
 
@@ -170,3 +173,39 @@ async def test_a_task_whose_review_comes_back_needs_work_twice_goes_back_to_the_
     store.close()
     assert sorted(signals) == sorted([("delegate_verify", "agent:coder", 1.0)] * 3 + [
         ("delegate_review", "agent:coder", 0.5)] * 2 + [("delegate_review", "agent:coder", 1.0)])
+
+
+async def test_cancelling_the_turn_while_the_agent_works_rolls_back_what_it_wrote(stack):
+    assert stack.consent("--yes").returncode == 0
+    before = stack.tree()
+    stack.mode("slow")
+    stack.fake.script(delegate_call())
+    async with open_client(stack.daemon.paths.endpoint) as client:
+        info = await client.open_session(workspace=str(stack.ws))
+        async with client.turn(info.session_id, "implement T1") as turn:
+            async for e in turn:
+                if isinstance(e, ev.ToolCalled):
+                    with trio.fail_after(20):
+                        while not (stack.control / "started").exists():
+                            await trio.sleep(0.02)
+                    await turn.cancel()
+    assert isinstance(turn.terminal, ev.TurnCancelled)
+    assert stack.tree() == before
+
+
+async def test_delegate_show_and_revoke_report_the_consent(stack):
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "orchestrator", "delegate", *args, "--workspace", str(stack.ws)],
+                              env=stack.env, capture_output=True, text=True)
+
+    assert json.loads(cli("show", "--json").stdout)["consent"] == "missing"
+    assert stack.consent("--yes").returncode == 0
+    shown = cli("show").stdout
+    assert "consent:      granted" in shown and "verified by:  ! grep -rq BROKEN src" in shown
+    assert json.loads(cli("revoke", "--json").stdout) == {"workspace": str(stack.ws.resolve()), "revoked": True}
+    assert json.loads(cli("show", "--json").stdout)["consent"] == "missing"
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("myself",)))
+    assert "refused: no consent" in tool_result(events).content and stack.runs() == []
