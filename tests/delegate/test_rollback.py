@@ -17,7 +17,8 @@ def make_repo(ws: Path) -> None:
     git(ws, "init", "-q", "-b", "main")
     git(ws, "config", "user.email", "t@example.invalid")
     git(ws, "config", "user.name", "test")
-    for name, text in {"src/a.py": "a\n", "src/b.py": "b\n", "src/gone.py": "g\n", ".gitignore": ".orchestrator/\n"}.items():
+    files = {"src/a.py": "a\n", "src/b.py": "b\n", "src/gone.py": "g\n", ".gitignore": ".orchestrator/\n"}
+    for name, text in files.items():
         (ws / name).parent.mkdir(parents=True, exist_ok=True)
         (ws / name).write_text(text)
     git(ws, "add", "-A")
