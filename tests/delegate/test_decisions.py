@@ -117,3 +117,12 @@ def test_consent_binds_to_the_exact_blast_radius():
 
 def attrs_tuple(r: BlastRadius) -> tuple:
     return (r.agent, r.command, r.directory, r.allow, r.test_command)
+
+
+def test_the_delegation_decisions_import_no_io_library():
+    from pathlib import Path
+
+    from tests.test_layering import IO_MODULES, ROOT, imported_top_levels
+
+    cores = [Path(ROOT, "actors", "delegate", f"{name}.py") for name in ("config", "consent", "verify", "breaker")]
+    assert {str(p.name): imported_top_levels(p) & IO_MODULES for p in cores} == {p.name: set() for p in cores}
