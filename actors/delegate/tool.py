@@ -117,6 +117,9 @@ class CodeDelegation:
         self.store = store
         self.registry = registry          # () -> ModelRegistry: the last-known-good registry
         self.env = env
+        # One delegation at a time per workspace: two agents (or two snapshots) in one tree would
+        # each see the other's changes as their own.
+        self._locks: dict[str, trio.Lock] = {}
 
     # --- what the ToolBox asks ---------------------------------------------------------------------
 
@@ -178,14 +181,27 @@ class CodeDelegation:
         run_effort, problem = effort_with_floor(effort, config.effort, agent.efforts)
         if problem:
             return f"{TOOL_NAME}: {problem}", True
+        lock = self._locks.setdefault(run.workspace, trio.Lock())
+        async with lock:
+            return await self._locked(planner, turn, config, agent, run_effort, task_id, task.strip(), settings,
+                                      registry)
+
+    async def _locked(self, planner: PlannerActor, turn: ActiveTurn, config: DelegateConfig, agent: ModelSpec,
+                      run_effort: str | None, task_id: str, task: str, settings: WorkspaceSettings,
+                      registry: ModelRegistry) -> tuple[str, bool]:
+        assert turn.run.workspace is not None
+        breaker = state.get_breaker(self.store, turn.run.session_id)   # it may have opened while we waited
+        if breaker.is_open:
+            return (f"{TOOL_NAME}: refused: the circuit breaker is open for this session: {breaker.open_reason}. "
+                    "Do the task yourself.", True)
         try:
-            snap = await trio.to_thread.run_sync(gitio.snapshot, run.workspace)
+            snap = await trio.to_thread.run_sync(gitio.snapshot, turn.run.workspace)
         except gitio.GitProblem as exc:
             return f"{TOOL_NAME}: refused: {exc}. Do the task yourself.", True
         accepted = trio.Event()
         try:
             result = await self._run_and_verify(planner, turn, config, agent, run_effort, snap, task_id,
-                                                task.strip(), settings, registry, accepted)
+                                                task, settings, registry, accepted)
         except BaseException:
             # Cancelled (or a bug) before the change was accepted: what the agent wrote so far is
             # undone, shielded and bounded, before the cancellation goes on. An accepted change stays.

@@ -209,3 +209,13 @@ async def test_delegate_show_and_revoke_report_the_consent(stack):
     assert json.loads(cli("show", "--json").stdout)["consent"] == "missing"
     _, events = await stack.turn(None, delegate_call(), Answer(text=("myself",)))
     assert "refused: no consent" in tool_result(events).content and stack.runs() == []
+
+
+async def test_two_delegations_in_one_answer_run_one_after_the_other(stack):
+    assert stack.consent("--yes").returncode == 0
+    calls = (delegate_call("T1", "d1").tool_calls[0], delegate_call("T2", "d2").tool_calls[0])
+    both = Answer(text=(), tool_calls=calls)
+    _, events = await stack.turn(None, both, Answer(text=("done",)))
+    results = [json.loads(e.content) for e in events if isinstance(e, ev.ToolReturned)]
+    assert [r["accepted"] for r in results] == [True, True], results
+    assert (stack.ws / "src" / "app.py").read_text() == USER_APP + "# feature\n" * 2
