@@ -31,6 +31,7 @@ from actors.delegate.consent import BlastRadius, blast_radius, consent_hint
 from actors.delegate.verify import Evidence, CheckRun, decide, parse_claimed
 from actors.providers.base import Completed, LLMRequest, ProviderError, TextChunk
 from actors.providers.cli import build_argv
+from actors.providers.redact import configured_keys, scrub
 from actors.runtime.store import PatternOutcome, Store
 from actors.tools.workspace import SETTINGS_FILE, WorkspaceSettings, load_workspace_settings
 
@@ -42,6 +43,7 @@ log = structlog.get_logger("delegate")
 
 TOOL_NAME = "delegate_code"
 ROLLBACK_BOUND_S = 30.0
+OUTPUT_TAIL = 1500
 
 AGENT_PROMPT = """You are a coding agent. Implement the task below by editing files in the current
 directory ({workspace}).
@@ -233,11 +235,14 @@ class CodeDelegation:
                     elif isinstance(event, Completed):
                         usage = event.usage
         except ProviderError as exc:
-            cli_failure = f"{exc.error_class.value}: {exc.message}"
+            # Its stderr tail is in the message: scrubbed of configured keys like any provider error.
+            cli_failure = f"{exc.error_class.value}: {scrub(exc.message, configured_keys(registry, self.env))}"
         turn.delegated_usage.append(usage)
         output = "".join(text)
         result: dict[str, Any] = {"accepted": False, "task_id": task_id, "agent": agent.id, "effort": effort,
-                                  "files": [], "reasons": [], "rolled_back": [], "tests": None, "review": None}
+                                  "files": [], "reasons": [], "rolled_back": [], "tests": None, "review": None,
+                                  # What it said, for context only: never evidence (that is verified above).
+                                  "agent_said": output[-OUTPUT_TAIL:]}
         breaker = state.get_breaker(self.store, run.session_id)
         if cli_failure is not None:
             result["reasons"] = [f"the agent's command failed: {cli_failure}"]
