@@ -53,7 +53,9 @@ async def run_review(planner: PlannerActor, turn: ActiveTurn, config: DelegateCo
                     usage = event.usage
     except ProviderError as exc:
         return {"verdict": None, "model": spec.id, "error": f"review failed: {exc.error_class.value}: {exc.message}"}
-    turn.delegated_usage.append(usage)
+    from actors.delegate.tool import record_usage
+
+    turn.delegated_usage.append(await record_usage(planner, turn.run, spec, usage, registry))
     try:
         review = parse_review("".join(text))
     except UnparseableReview as exc:

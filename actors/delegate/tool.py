@@ -21,7 +21,7 @@ import structlog
 import trio
 
 from protocol.canonical import Message, Role, TextBlock, ToolDefinition, ToolUseBlock, Usage
-from protocol.messages import RunTurn
+from protocol.messages import RecordUsage, RunTurn
 
 from actors.config.registry import DEFAULT_KEY_ENV, EFFORTS, ModelRegistry, ModelSpec
 from actors.delegate import breaker as brk
@@ -44,6 +44,7 @@ log = structlog.get_logger("delegate")
 TOOL_NAME = "delegate_code"
 ROLLBACK_BOUND_S = 30.0
 OUTPUT_TAIL = 1500
+LEDGER_BOUND_S = 5.0
 
 AGENT_PROMPT = """You are a coding agent. Implement the task below by editing files in the current
 directory ({workspace}).
@@ -106,6 +107,23 @@ def _tool_definition(config: DelegateConfig) -> ToolDefinition:
             },
         },
     )
+
+
+async def record_usage(planner: PlannerActor, run: RunTurn, spec: ModelSpec, usage: Usage,
+                       registry: ModelRegistry) -> Usage:
+    """A ledger row (role ``worker``) for a call made on the turn's behalf; returns the priced usage.
+    Shielded and bounded: a call being cancelled is still billed."""
+    from actors.planner.support import price_call
+
+    priced, price = price_call(spec, usage, registry.providers.get(spec.provider))
+    record = RecordUsage(run.session_id, run.turn_id, spec.id, "worker", priced, run.parent_session_id, price,
+                         planner.clock())
+    with trio.CancelScope(shield=True), trio.move_on_after(LEDGER_BOUND_S):
+        try:
+            await planner.system.tell_patiently(planner.cost, record, stall_s=LEDGER_BOUND_S / 2)
+        except Exception as exc:
+            log.error("ledger row not delivered", turn_id=run.turn_id, model=spec.id, error=repr(exc))
+    return priced
 
 
 def _key_names(registry: ModelRegistry) -> set[str]:
@@ -237,7 +255,7 @@ class CodeDelegation:
         except ProviderError as exc:
             # Its stderr tail is in the message: scrubbed of configured keys like any provider error.
             cli_failure = f"{exc.error_class.value}: {scrub(exc.message, configured_keys(registry, self.env))}"
-        turn.delegated_usage.append(usage)
+        turn.delegated_usage.append(await record_usage(planner, run, agent, usage, registry))
         output = "".join(text)
         result: dict[str, Any] = {"accepted": False, "task_id": task_id, "agent": agent.id, "effort": effort,
                                   "files": [], "reasons": [], "rolled_back": [], "tests": None, "review": None,

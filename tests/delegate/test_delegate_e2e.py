@@ -43,7 +43,7 @@ async def test_consent_needs_a_terminal_or_yes(stack):
 
 async def test_a_delegate_that_succeeds_is_accepted_after_the_test_command_passes(stack):
     assert stack.consent("--yes").returncode == 0
-    _, events = await stack.turn(None, delegate_call(effort="low"), Answer(text=("done",)))
+    session, events = await stack.turn(None, delegate_call(effort="low"), Answer(text=("done",)))
     assert isinstance(events[-1], ev.TurnCompleted), events[-1]
     assert "delegate_code" in offered_tools(stack.fake, 0)
     result = tool_result(events)
@@ -55,6 +55,9 @@ async def test_a_delegate_that_succeeds_is_accepted_after_the_test_command_passe
     assert run["argv"] == ["--effort=medium"] and run["asked_for_files"]   # low asked, the floor applied
     assert (stack.ws / "src" / "app.py").read_text() == USER_APP + "# feature\n"
     assert (stack.ws / "src" / "pkg" / "new.py").read_text() == "NEW = 1\n"
+    async with open_client(stack.daemon.paths.endpoint) as client:
+        report = await client.cost(session)
+    assert {(m["model"], m["role"], m["calls"]) for m in report.by_model} >= {("agent:coder", "worker", 1)}
 
 
 async def test_a_delegate_that_lies_about_its_files_is_rolled_back_and_the_users_edits_survive(stack):
