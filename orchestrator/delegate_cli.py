@@ -117,6 +117,7 @@ def _show(args: argparse.Namespace, store: Store, radius: BlastRadius) -> int:
     if args.session:
         breaker = state.get_breaker(store, args.session)
         data["breaker"] = {"open": breaker.is_open, "reason": breaker.open_reason, "failures": breaker.failures}
+        data["escalated_tasks"] = state.escalated_tasks(store, args.session)
     if args.json:
         print(json.dumps(data))
         return EXIT_OK
@@ -128,6 +129,10 @@ def _show(args: argparse.Namespace, store: Store, radius: BlastRadius) -> int:
         assert isinstance(b, dict)
         print(f"breaker:      {'open: ' + str(b['reason']) if b['open'] else 'closed'} "
               f"({b['failures']} failure(s) in a row)")
+        escalated = data["escalated_tasks"]
+        assert isinstance(escalated, dict)
+        for task_id, why in escalated.items():
+            print(f"escalated:    {task_id}: {why}")
     return EXIT_OK
 
 

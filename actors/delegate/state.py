@@ -67,3 +67,10 @@ def put_task(store: Store, session_id: str, task_id: str, state: TaskState) -> N
         "ON CONFLICT (session_id, task_id) DO UPDATE SET needs_work=excluded.needs_work, "
         "escalated=excluded.escalated, updated_at=excluded.updated_at",
         (session_id, task_id, state.needs_work, state.escalated, time.time()), None)
+
+
+def escalated_tasks(store: Store, session_id: str) -> dict[str, str]:
+    """task id → why it is no longer delegated, for the session's escalated tasks."""
+    rows = store._query("SELECT task_id, escalated FROM delegate_tasks WHERE session_id=? AND escalated IS NOT NULL "
+                        "ORDER BY task_id", (session_id,))
+    return {r[0]: r[1] for r in rows}

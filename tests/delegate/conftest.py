@@ -122,6 +122,11 @@ class Stack:
                                str(self.ws), *extra], env=self.env, capture_output=True, text=True,
                               stdin=subprocess.DEVNULL)
 
+    def cli(self, *args: str, workspace: bool = True) -> subprocess.CompletedProcess:
+        where = ("--workspace", str(self.ws)) if workspace else ()
+        return subprocess.run([sys.executable, "-m", "orchestrator", "delegate", *args, *where], env=self.env,
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
     async def start(self) -> None:
         self.daemon = Daemon(self.paths, DaemonSettings(shutdown_grace_s=1.0, retry_base_delay_s=0.001))
         self.stopped = trio.Event()

@@ -116,6 +116,12 @@ async def test_a_delegate_that_breaks_the_tests_is_rolled_back_and_the_third_fai
     store = Store(stack.paths.database)
     assert state.get_breaker(store, session).failures == 3
     store.close()
+    # `delegate show --session` reports it; `delegate reset` closes it.
+    shown = stack.cli("show", "--json", "--session", session)
+    assert json.loads(shown.stdout)["breaker"]["open"] is True
+    assert stack.cli("reset", "--session", session, workspace=False).returncode == 0
+    assert json.loads(stack.cli("show", "--json", "--session", session).stdout)["breaker"] == {
+        "open": False, "reason": None, "failures": 0}
 
 
 async def test_a_cli_failure_rolls_back_and_opens_the_breaker_at_once(stack):
@@ -157,6 +163,8 @@ async def test_a_task_whose_review_comes_back_needs_work_twice_goes_back_to_the_
         assert data["review"]["model"] == "loc:reviewer" and data["review"]["needs_work_count"] == n
         assert data["review"]["findings"][0]["file"] == "src/app.py"
     assert "task T1 is no longer delegated" in data["review"]["escalated"]
+    shown = json.loads(stack.cli("show", "--json", "--session", session).stdout)
+    assert shown["escalated_tasks"] == {"T1": "its review came back NEEDS_WORK 2 times"}
     # The reviewer saw the delegated diff (cross-family: the writer is agent:coder).
     review_request = stack.fake.requests[1].json["messages"][-1]["content"]
     assert "+# feature" in review_request and "+NEW = 1" in review_request
@@ -197,13 +205,7 @@ async def test_cancelling_the_turn_while_the_agent_works_rolls_back_what_it_wrot
 
 
 async def test_delegate_show_and_revoke_report_the_consent(stack):
-    import subprocess
-    import sys
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "orchestrator", "delegate", *args, "--workspace", str(stack.ws)],
-                              env=stack.env, capture_output=True, text=True)
-
+    cli = stack.cli
     assert json.loads(cli("show", "--json").stdout)["consent"] == "missing"
     assert stack.consent("--yes").returncode == 0
     shown = cli("show").stdout
