@@ -267,7 +267,12 @@ class CodeDelegation:
             result["rolled_back"], problems = await trio.to_thread.run_sync(self._undo, snap)
             breaker = brk.on_cli_failure(breaker, cli_failure)
             return self._finish(run, result, breaker, problems, task, agent, usage)
-        evidence = await trio.to_thread.run_sync(self._evidence, snap, output)
+        try:
+            evidence = await trio.to_thread.run_sync(self._evidence, snap, output)
+        except gitio.GitProblem as exc:   # the change cannot even be inspected: certainly not accepted
+            result["reasons"] = [f"verification failed: {exc}"]
+            result["rolled_back"], problems = await trio.to_thread.run_sync(self._undo, snap)
+            return self._finish(run, result, brk.on_task_failure(breaker, str(exc)), problems, task, agent, usage)
         verdict = decide(evidence, config.allow, None)
         tests: CheckRun | None = None
         if verdict.run_tests:
