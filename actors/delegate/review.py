@@ -19,6 +19,7 @@ from protocol.canonical import Message, Role, TextBlock, Usage
 from actors.config.registry import ModelRegistry, ModelSpec
 from actors.delegate import gitio
 from actors.delegate.config import DelegateConfig
+from actors.delegate.ledger import record_usage
 from actors.providers.base import Completed, LLMRequest, ProviderError, TextChunk
 from actors.review.choose import choose_reviewer
 from actors.review.precedence import ENV_VAR, Layer, resolve
@@ -53,8 +54,6 @@ async def run_review(planner: PlannerActor, turn: ActiveTurn, config: DelegateCo
                     usage = event.usage
     except ProviderError as exc:
         return {"verdict": None, "model": spec.id, "error": f"review failed: {exc.error_class.value}: {exc.message}"}
-    from actors.delegate.tool import record_usage
-
     turn.delegated_usage.append(await record_usage(planner, turn.run, spec, usage, registry))
     try:
         review = parse_review("".join(text))

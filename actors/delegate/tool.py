@@ -21,13 +21,15 @@ import structlog
 import trio
 
 from protocol.canonical import Message, Role, TextBlock, ToolDefinition, ToolUseBlock, Usage
-from protocol.messages import RecordUsage, RunTurn
+from protocol.messages import RunTurn
 
 from actors.config.registry import DEFAULT_KEY_ENV, EFFORTS, ModelRegistry, ModelSpec
 from actors.delegate import breaker as brk
 from actors.delegate import gitio, state
+from actors.delegate.ledger import record_usage
 from actors.delegate.config import DelegateConfig, effort_with_floor
 from actors.delegate.consent import BlastRadius, blast_radius, consent_hint
+from actors.delegate.review import run_review
 from actors.delegate.verify import Evidence, CheckRun, decide, parse_claimed
 from actors.providers.base import Completed, LLMRequest, ProviderError, TextChunk
 from actors.providers.cli import build_argv
@@ -44,7 +46,6 @@ log = structlog.get_logger("delegate")
 TOOL_NAME = "delegate_code"
 ROLLBACK_BOUND_S = 30.0
 OUTPUT_TAIL = 1500
-LEDGER_BOUND_S = 5.0
 
 AGENT_PROMPT = """You are a coding agent. Implement the task below by editing files in the current
 directory ({workspace}).
@@ -107,23 +108,6 @@ def _tool_definition(config: DelegateConfig) -> ToolDefinition:
             },
         },
     )
-
-
-async def record_usage(planner: PlannerActor, run: RunTurn, spec: ModelSpec, usage: Usage,
-                       registry: ModelRegistry) -> Usage:
-    """A ledger row (role ``worker``) for a call made on the turn's behalf; returns the priced usage.
-    Shielded and bounded: a call being cancelled is still billed."""
-    from actors.planner.support import price_call
-
-    priced, price = price_call(spec, usage, registry.providers.get(spec.provider))
-    record = RecordUsage(run.session_id, run.turn_id, spec.id, "worker", priced, run.parent_session_id, price,
-                         planner.clock())
-    with trio.CancelScope(shield=True), trio.move_on_after(LEDGER_BOUND_S):
-        try:
-            await planner.system.tell_patiently(planner.cost, record, stall_s=LEDGER_BOUND_S / 2)
-        except Exception as exc:
-            log.error("ledger row not delivered", turn_id=run.turn_id, model=spec.id, error=repr(exc))
-    return priced
 
 
 def _key_names(registry: ModelRegistry) -> set[str]:
@@ -347,8 +331,6 @@ class CodeDelegation:
 
     async def _review(self, planner: PlannerActor, turn: ActiveTurn, config: DelegateConfig, agent: ModelSpec,
                       snap: gitio.Snapshot, evidence: Evidence, task_id: str, task: str) -> dict[str, Any]:
-        from actors.delegate.review import run_review
-
         run = turn.run
         review = await run_review(planner, turn, config, agent, snap, evidence.changed, self.registry())
         if review.get("verdict") is None:
