@@ -224,3 +224,29 @@ async def test_two_delegations_in_one_answer_run_one_after_the_other(stack):
     results = [json.loads(e.content) for e in events if isinstance(e, ev.ToolReturned)]
     assert [r["accepted"] for r in results] == [True, True], results
     assert (stack.ws / "src" / "app.py").read_text() == USER_APP + "# feature\n" * 2
+
+
+async def test_consent_on_a_terminal_asks_y_n_and_no_is_the_default(stack):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    def answer(text: bytes) -> subprocess.CompletedProcess:
+        master, slave = pty.openpty()
+        try:
+            os.write(master, text)   # typed ahead: the terminal buffers it until the prompt reads
+            return subprocess.run([sys.executable, "-m", "orchestrator", "delegate", "consent", "--workspace",
+                                   str(stack.ws)], env=stack.env, stdin=slave, capture_output=True, text=True,
+                                  timeout=60)
+        finally:
+            os.close(slave)
+            os.close(master)
+
+    declined = answer(b"\n")
+    assert declined.returncode == 1 and "no consent given: delegation stays off" in declined.stderr
+    assert "[y/N]" in declined.stdout
+    assert json.loads(stack.cli("show", "--json").stdout)["consent"] == "missing"
+    accepted = answer(b"y\n")
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(stack.cli("show", "--json").stdout)["consent"] == "granted"
