@@ -153,6 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     add_loops_parser(sub, _workspace_arg)
     from .migrate_cli import add_subparsers as add_migrate_parsers
     add_migrate_parsers(sub)
+    from .delegate_cli import add_subparser as add_delegate_parser
+    add_delegate_parser(sub, _workspace_arg)
     return p
 
 
@@ -347,6 +349,9 @@ def _dispatch(args: argparse.Namespace, latch: object | None = None) -> int:
     if cmd in ("migrate", "export", "import"):
         from .migrate_cli import run as run_migrate
         return run_migrate(args)
+    if cmd == "delegate":
+        from .delegate_cli import run as run_delegate
+        return run_delegate(args)
     if cmd in ("run", "mcp"):
         from .workflows_cli import run as run_workflows
         return run_workflows(args)

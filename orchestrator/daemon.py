@@ -27,6 +27,7 @@ from actors.availability.shared import SharedObservations
 from actors.cost.actor import CostActor
 from actors.loops.actor import LoopActor
 from actors.worker.delegation import Delegator
+from actors.delegate.tool import CodeDelegation
 from actors.runtime.kernel import Actor, ActorSystem
 from actors.runtime.lease import LeaseKeeper, lease_ttl
 from actors.runtime.node import Node
@@ -213,7 +214,8 @@ class Daemon:
             from actors.remote.hub import hub_from_config
 
             self.workers = hub_from_config(self.settings.workers, state=self.paths.state, home=self.paths.home)
-        tools = ToolBox(workspace_settings=workspace_settings, delegator=Delegator(self.store), remote=self.workers)
+        tools = ToolBox(workspace_settings=workspace_settings, delegator=Delegator(self.store), remote=self.workers,
+                        workspace_tools=CodeDelegation(self.store, registry, env=self.env))
         system = self.system
 
         if self.store.shared:   # several daemons on one database (docs/postgresql.md)

@@ -166,6 +166,15 @@ class RemoteTools(Protocol):
                        allowed: set[str] | frozenset[str] | None = None) -> ToolOutcome: ...
 
 
+class WorkspaceTools(Protocol[HostT_contra, TurnT_contra]):
+    """Tools that the workspace's settings enable (delegate_code); offered per turn from its snapshot."""
+
+    async def offered(self, run: RunTurn, spec: ModelSpec,
+                      settings: WorkspaceSettings) -> tuple[ToolDefinition, ...]: ...
+
+    def handlers(self) -> Mapping[str, ToolHandler[HostT_contra, TurnT_contra]]: ...
+
+
 @attrs.define
 class ToolBox(Generic[HostT, TurnT]):
     """Which tools a turn offers, and where a call goes."""
@@ -174,10 +183,14 @@ class ToolBox(Generic[HostT, TurnT]):
     delegator: ExtraTools[HostT, TurnT] | None = None   # delegate / _request_context
     env: Mapping[str, str] | None = None  # the daemon's environment (None: os.environ) for run_command's base
     remote: RemoteTools | None = None     # workspace.yaml worker_pool: the calls run on a remote worker
+    workspace_tools: WorkspaceTools[HostT, TurnT] | None = None   # delegate_code (actors/delegate)
 
     @property
     def extra(self) -> Mapping[str, ToolHandler[HostT, TurnT]]:
-        return self.delegator.handlers() if self.delegator is not None else {}
+        handlers = dict(self.delegator.handlers()) if self.delegator is not None else {}
+        if self.workspace_tools is not None:
+            handlers.update(self.workspace_tools.handlers())
+        return handlers
 
     def extra_defs(self, run: RunTurn, spec: ModelSpec) -> tuple[ToolDefinition, ...]:
         return self.delegator.definitions(run, spec) if self.delegator is not None else ()
@@ -213,6 +226,8 @@ class ToolBox(Generic[HostT, TurnT]):
             allowed = set(run.allowed_tools) if run.allowed_tools is not None else None
             defs.extend(builtin_tool_definitions(context, allowed))
         defs.extend(self.extra_defs(run, spec))
+        if self.workspace_tools is not None and run.workspace:
+            defs.extend(await self.workspace_tools.offered(run, spec, settings))
         defs.extend(run.client_tools)
         return TurnTools(context, tuple(defs), instructions)
 

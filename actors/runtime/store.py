@@ -128,6 +128,28 @@ CREATE TABLE IF NOT EXISTS loop_ticks (
     ended_at REAL,
     PRIMARY KEY (loop_id, n)
 );
+-- delegation to command-line agents (actors/delegate/state.py): consent per workspace, the
+-- circuit breaker per session, the escalation ledger per (session, task)
+CREATE TABLE IF NOT EXISTS delegate_consents (
+    workspace TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    radius TEXT NOT NULL,
+    granted_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS delegate_breakers (
+    session_id TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    open_reason TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS delegate_tasks (
+    session_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    needs_work INTEGER NOT NULL,
+    escalated TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (session_id, task_id)
+);
 """
 __all__ = ["Batch", "CostRow", "PatternOutcome", "SCHEMA", "SessionRow", "StorageError", "Store", "StoredOutcome",
            "TurnFacts"]

@@ -30,6 +30,7 @@ import attrs
 from attrs import frozen
 
 from actors.config.yamlload import YAMLLimitError, load_yaml, read_capped_text
+from actors.delegate.config import DelegateConfig, parse_delegate
 
 SETTINGS_FILE = ".orchestrator/workspace.yaml"
 MAX_SETTINGS_BYTES = 64 * 1024
@@ -53,6 +54,8 @@ class WorkspaceSettings:
     # the next validated candidate instead of failing it (docs/workflows.md, "Mid-turn fallback").
     mid_turn_fallback: bool = False
     worker_pool: str | None = None    # tools run on a remote worker of this pool (actors.remote)
+    # Opt-in: delegation of implementation work to a command-line agent (docs/delegation.md).
+    delegate: DelegateConfig | None = None
 
     def command_env(self, source: Mapping[str, str], *, secret_names: Iterable[str] = ()) -> dict[str, str]:
         """run_command's environment: the base variables, then pass_env, then env; never a key."""
@@ -123,8 +126,10 @@ def parse_settings(text: str, filename: str = SETTINGS_FILE) -> WorkspaceSetting
         errors.append(f"{filename}: worker_pool: expected a pool name (letters, digits, _ . -), got {pool!r}; "
                       "the tools are offered to no remote worker and refused")
         pool = _INVALID_POOL
+    delegate, delegate_errors = parse_delegate(data.get("delegate"), filename)
+    errors.extend(delegate_errors)
     return WorkspaceSettings(run_command=run_command, env=env, pass_env=tuple(pass_env), errors=tuple(errors),
-                             mid_turn_fallback=fallback, worker_pool=pool)
+                             mid_turn_fallback=fallback, delegate=delegate, worker_pool=pool)
 
 
 class SettingsCache:

@@ -1,0 +1,63 @@
+"""The review of a verified delegated change (actors/review: spec, cross-family choice, verdict).
+
+The spec is ``delegate.review`` (a per-spec layer: it wins over ``ORCHESTRATOR_REVIEW_BACKEND``,
+as in the review precedence); the writer is the delegate's model, so the reviewer is of another
+family unless the spec pins one. The reviewer runs as one direct call (its usage is added to the
+turn's), and its answer is parsed with the same verdict format as ``orchestrator review``.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+
+import trio
+
+from protocol.canonical import Message, Role, TextBlock, Usage
+
+from actors.config.registry import ModelRegistry, ModelSpec
+from actors.delegate import gitio
+from actors.delegate.config import DelegateConfig
+from actors.delegate.ledger import record_usage
+from actors.providers.base import Completed, LLMRequest, ProviderError, TextChunk
+from actors.review.choose import choose_reviewer
+from actors.review.precedence import ENV_VAR, Layer, resolve
+from actors.review.verdict import UnparseableReview, parse_review, review_prompt
+from actors.tools.workspace import SETTINGS_FILE
+
+if TYPE_CHECKING:
+    from actors.planner.actor import ActiveTurn, PlannerActor
+
+
+async def run_review(planner: PlannerActor, turn: ActiveTurn, config: DelegateConfig, agent: ModelSpec,
+                     snap: gitio.Snapshot, changed: Iterable[str], registry: ModelRegistry) -> dict[str, Any]:
+    """``{"verdict", "model", "findings"}``, or ``{"verdict": None, "error"}`` when no review ran."""
+    resolved = resolve([Layer("spec", config.review, f"{SETTINGS_FILE}: delegate.review"),
+                        Layer("env", os.environ.get(ENV_VAR), ENV_VAR)], registry)
+    choice = choose_reviewer(resolved, registry, agent.id)
+    if choice.skipped or not choice.ok or choice.model is None:
+        return {"verdict": None, "error": choice.error or "; ".join(choice.notes) or "no reviewer"}
+    spec = registry.models[choice.model]
+    diff = await trio.to_thread.run_sync(gitio.change_diff, snap, list(changed))
+    prompt = review_prompt(diff, base=snap.head, workspace=snap.workspace)
+    request = LLMRequest(model=spec.name, messages=(Message(Role.USER, (TextBlock(prompt),)),),
+                         max_tokens=spec.max_output_tokens, effort=choice.effort, workspace=snap.workspace)
+    text: list[str] = []
+    usage = Usage()
+    try:
+        async with aclosing(planner.adapters.get(spec).stream(request)) as events:
+            async for event in events:
+                if isinstance(event, TextChunk):
+                    text.append(event.text)
+                elif isinstance(event, Completed):
+                    usage = event.usage
+    except ProviderError as exc:
+        return {"verdict": None, "model": spec.id, "error": f"review failed: {exc.error_class.value}: {exc.message}"}
+    turn.delegated_usage.append(await record_usage(planner, turn.run, spec, usage, registry))
+    try:
+        review = parse_review("".join(text))
+    except UnparseableReview as exc:
+        return {"verdict": None, "model": spec.id, "error": f"review unreadable: {exc}"}
+    return {"verdict": review.verdict, "model": spec.id, "notes": list(choice.notes),
+            "findings": [f.as_json() for f in review.findings]}

@@ -1,0 +1,140 @@
+"""``orchestrator delegate show|consent|revoke|reset`` (docs/delegation.md).
+
+Works on the state database directly, with or without a running daemon: consent is the user's
+decision on a terminal, stored where the model cannot write (not in the workspace, which
+``run_command`` could). ``consent`` shows the blast radius and asks y/N (``--yes`` for scripts;
+no terminal and no ``--yes`` → no consent).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from actors.config.files import load_files
+from actors.config.registry import ModelRegistry
+from actors.delegate import state
+from actors.delegate.config import DelegateConfig
+from actors.delegate.consent import BlastRadius, consent_hint
+from actors.delegate.tool import radius_for
+from actors.runtime.store import Store
+from actors.tools.workspace import SETTINGS_FILE, SettingsCache
+
+from .exitcodes import EXIT_OK, CliError
+
+
+def add_subparser(sub: argparse._SubParsersAction, workspace_arg) -> None:
+    d = sub.add_parser("delegate", help="delegation to a command-line coding agent: consent and state "
+                                        "(docs/delegation.md)")
+    dsub = d.add_subparsers(dest="delegate_command", required=True, metavar="ACTION")
+    show = dsub.add_parser("show", help="the workspace's delegate config, blast radius and consent")
+    consent = dsub.add_parser("consent", help="show the blast radius and consent to it (one-time per workspace)")
+    revoke = dsub.add_parser("revoke", help="withdraw the workspace's consent")
+    reset = dsub.add_parser("reset", help="close a session's circuit breaker")
+    for p in (show, consent, revoke):
+        p.add_argument("--workspace", type=workspace_arg, metavar="DIR",
+                       help="the workspace (default: the current directory)")
+        p.add_argument("--json", action="store_true")
+    show.add_argument("--session", metavar="S", help="also show this session's breaker and escalated tasks")
+    consent.add_argument("--yes", action="store_true", help="consent without asking (scripts)")
+    reset.add_argument("--session", required=True, metavar="S")
+
+
+def _open_store() -> Store:
+    from .paths import resolve_paths
+
+    return Store(resolve_paths(os.environ).database)
+
+
+def _registry() -> ModelRegistry:
+    from .paths import resolve_paths
+
+    paths = resolve_paths(os.environ)
+    checked = load_files(str(paths.models_file), str(paths.routing_file), home=str(paths.home))
+    if checked.registry is None:
+        raise CliError("; ".join(checked.errors) or "models.yaml could not be loaded")
+    return checked.registry
+
+
+def _config(workspace: str) -> DelegateConfig:
+    settings = SettingsCache().load(workspace)
+    delegate_errors = [e for e in settings.errors if ": delegate" in e]
+    if delegate_errors:
+        raise CliError("; ".join(delegate_errors))
+    if settings.delegate is None:
+        raise CliError(f"delegation is off in {workspace}: there is no delegate: section in {SETTINGS_FILE} "
+                       "(docs/delegation.md)")
+    return settings.delegate
+
+
+def _radius(workspace: str) -> BlastRadius:
+    radius = radius_for(_config(workspace), _registry(), workspace)
+    if isinstance(radius, str):
+        raise CliError(radius)
+    return radius
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.delegate_command == "reset":
+        store = _open_store()
+        state.put_breaker(store, args.session, state.BreakerState())
+        print(f"breaker closed for session {args.session}")
+        return EXIT_OK
+    workspace = os.path.realpath(args.workspace or os.getcwd())
+    if args.delegate_command == "revoke":
+        had = state.revoke_consent(_open_store(), workspace)
+        _emit(args.json, {"workspace": workspace, "revoked": had},
+              f"consent revoked for {workspace}" if had else f"no consent was stored for {workspace}")
+        return EXIT_OK
+    radius = _radius(workspace)
+    store = _open_store()
+    if args.delegate_command == "show":
+        return _show(args, store, radius)
+    print("Delegation to a command-line coding agent — blast radius:", file=sys.stderr if args.json else sys.stdout)
+    for line in radius.describe():
+        print("  " + line, file=sys.stderr if args.json else sys.stdout)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError("consent needs a terminal to ask on, or --yes")
+        try:
+            answer = input("Allow this agent to change these files in this directory? [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            raise CliError("no consent given: delegation stays off")
+    state.grant_consent(store, radius)
+    _emit(args.json, {"workspace": workspace, "consented": True, "radius": radius.as_json()},
+          f"consent stored for {workspace} (withdraw with `orchestrator delegate revoke --workspace {workspace}`)")
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace, store: Store, radius: BlastRadius) -> int:
+    consent = state.get_consent(store, radius.directory)
+    status = ("missing" if consent is None else "granted" if consent.fingerprint == radius.fingerprint()
+              else "stale (the blast radius changed since)")
+    data: dict[str, object] = {"workspace": radius.directory, "radius": radius.as_json(), "consent": status.split()[0]}
+    if args.session:
+        breaker = state.get_breaker(store, args.session)
+        data["breaker"] = {"open": breaker.is_open, "reason": breaker.open_reason, "failures": breaker.failures}
+        data["escalated_tasks"] = state.escalated_tasks(store, args.session)
+    if args.json:
+        print(json.dumps(data))
+        return EXIT_OK
+    for line in radius.describe():
+        print(line)
+    print(f"consent:      {status}" + ("" if status == "granted" else f" — run `{consent_hint(radius.directory)}`"))
+    if args.session:
+        b = data["breaker"]
+        assert isinstance(b, dict)
+        print(f"breaker:      {'open: ' + str(b['reason']) if b['open'] else 'closed'} "
+              f"({b['failures']} failure(s) in a row)")
+        escalated = data["escalated_tasks"]
+        assert isinstance(escalated, dict)
+        for task_id, why in escalated.items():
+            print(f"escalated:    {task_id}: {why}")
+    return EXIT_OK
+
+
+def _emit(as_json: bool, data: dict[str, object], text: str) -> None:
+    print(json.dumps(data) if as_json else text)
