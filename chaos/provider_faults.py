@@ -60,7 +60,7 @@ FELL_THROUGH = [re.compile(r"^\S+ currently unavailable\. Routing fell through t
                 re.compile(r"^\S+ provider currently unavailable\. Routing fell through to \S+ \(.+\)\.$")]
 
 
-def models_yaml(anthropic_url: str, openai_url: str) -> str:
+def models_yaml(anthropic_url: str, openai_url: str, *, ghost: bool = True) -> str:
     lines = ["providers:",
              f'  anthropic: {{kind: anthropic, base_url: "{anthropic_url}", timeout_s: {TIMEOUT_S}}}',
              f'  openai: {{kind: openai, base_url: "{openai_url}", timeout_s: {TIMEOUT_S}}}',
@@ -68,16 +68,18 @@ def models_yaml(anthropic_url: str, openai_url: str) -> str:
              f'timeout_s: {TIMEOUT_S}}}',
              "models:"]
     for model, (_, pin, pout) in MODELS.items():
+        if model.startswith("ghost:") and not ghost:
+            continue
         lines += [f'  "{model}":', "    tier: balanced",
                   "    capabilities: {max_context_tokens: 200000, supports_tools: true}",
                   f"    pricing: {{input_per_mtok: {pin}, output_per_mtok: {pout}}}"]
     return "\n".join(lines) + "\n"
 
 
-def routing_yaml() -> str:
+def routing_yaml(*, ghost: bool = True) -> str:
     out = "schema_version: 1\nglobal_default: openai:gpt-main\nrules:\n"
     for model, (marker, _, _) in MODELS.items():
-        if marker:
+        if marker and (ghost or not model.startswith("ghost:")):
             out += f'  - name: "{marker}"\n    when: {{message_contains_any: ["{marker}"]}}\n    use: {model}\n'
     return out
 
