@@ -95,12 +95,18 @@ class DaemonProcess:
         except OSError:
             return ""
 
-    async def start(self) -> None:
-        """Start ``serve`` and wait (bounded) until it answers a Ping."""
+    def spawn(self) -> subprocess.Popen:
+        """Start ``serve`` (a fork and exec: quick enough to do from the event loop)."""
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve"], env=self.env, cwd=ROOT,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
+        return self.proc
+
+    async def start(self) -> None:
+        """Start ``serve`` and wait (bounded) until it answers a Ping."""
+        self.spawn()
+        assert self.proc is not None
         deadline = trio.current_time() + READY_TIMEOUT_S
         while True:
             if self.proc.poll() is not None:

@@ -49,7 +49,7 @@ def corpus() -> list[bytes]:
     from tests.test_codec import sample
 
     frames = []
-    for i, (tag, cls) in enumerate(sorted(TAGS.items())):
+    for i, (_tag, cls) in enumerate(sorted(TAGS.items())):
         try:
             body = sample(cls)
         except TypeError:
@@ -265,6 +265,10 @@ def atheris_main() -> None:
     atheris.Fuzz()
 
 
+REDUCED = {"frames": 4_000}
+FULL = {"frames": 1_000_000}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="the documented full size: 1,000,000 frames")
@@ -277,7 +281,7 @@ def main() -> None:
     if a.atheris:
         atheris_main()
         return
-    frames = a.frames or (1_000_000 if a.full else 4_000)
+    frames = a.frames or (FULL if a.full else REDUCED)["frames"]
     report = trio.run(lambda: run(frames=frames, seed=a.seed, decoder_only=a.decoder_only,
                                   size="full" if a.full else ("reduced" if a.frames is None else "custom")))
     main_exit(report, a.json)

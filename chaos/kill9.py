@@ -221,6 +221,10 @@ async def _final_turns(report: Report, daemon: DaemonProcess, sids: list[str]) -
         report.problem(f"the daemon did not serve turns after the last restart: {exc!r}")
 
 
+REDUCED = {"kills": 3, "sessions": 8}
+FULL = {"kills": 20, "sessions": 8}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="the documented full size: 20 kills")
@@ -229,7 +233,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=19)
     p.add_argument("--json", help="also write the report here")
     a = p.parse_args()
-    kills = a.kills or (20 if a.full else 3)
+    kills = a.kills or (FULL if a.full else REDUCED)["kills"]
     report = trio.run(lambda: run(kills=kills, sessions=a.sessions, seed=a.seed,
                                   size="full" if a.full else ("reduced" if a.kills is None else "custom")))
     main_exit(report, a.json)

@@ -1,6 +1,6 @@
 """Provider faults: turns through a real daemon against the fake providers, faults injected at a rate.
 
-    python -m chaos.provider_faults            # reduced (CI): 800 turns
+    python -m chaos.provider_faults            # reduced (CI): 600 turns
     python -m chaos.provider_faults --full     # 10,000 turns
     python -m chaos.provider_faults --turns N --rate 0.25 --concurrency 24 --seed 7
 
@@ -306,6 +306,11 @@ def _check_ledger(report: Report, daemon: DaemonProcess, fakes: dict[str, FakeAn
         report.problem(f"{running} turns still 'running' in the database after a clean stop")
 
 
+# The reduced size CI runs (tests/chaos) and the documented full size.
+REDUCED = {"turns": 600, "concurrency": 16}
+FULL = {"turns": 10_000, "concurrency": 32}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="the documented full size: 10,000 turns")
@@ -317,8 +322,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=19)
     p.add_argument("--json", help="also write the report here")
     a = p.parse_args()
-    turns = a.turns or (10_000 if a.full else 800)
-    concurrency = a.concurrency or (32 if a.full else 16)
+    size = FULL if a.full else REDUCED
+    turns = a.turns or size["turns"]
+    concurrency = a.concurrency or size["concurrency"]
     report = trio.run(lambda: run(turns=turns, concurrency=concurrency, rate=a.rate, auth_rate=a.auth_rate,
                                   seed=a.seed, reset_every=a.reset_every,
                                   size="full" if a.full else ("reduced" if a.turns is None else "custom")))

@@ -1,6 +1,6 @@
 """Soak: many concurrent sessions running turns for minutes; the daemon's memory and lost turns.
 
-    python -m chaos.soak              # reduced (CI): 100 sessions for 30 s
+    python -m chaos.soak              # reduced (CI): 100 sessions for 20 s
     python -m chaos.soak --full       # 1,000 sessions for 10 minutes
     python -m chaos.soak --sessions N --seconds S --fault-rate 0.03
 
@@ -11,8 +11,8 @@ active sessions stays constant while no single history grows for the whole run (
 growth is data, not a leak). The daemon's RSS (VmRSS, /proc) is sampled every few seconds.
 
 Invariants: RSS at the end ≤ 110 % of RSS at the end of the warm-up (the first fifth of the run,
-at least 10 s); every turn the daemon accepted has exactly one terminal event at the client and a
-turns row with a final status; the daemon process stays up.
+at least 10 s; half of the reduced run); every turn the daemon accepted has exactly one terminal
+event at the client and a turns row with a final status; the daemon process stays up.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ TURN_DEADLINE_S = 240.0
 
 
 async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_session: int, seed: int,
-              size: str = "custom") -> Report:
+              warmup: float | None = None, size: str = "custom") -> Report:
     report = Report("soak", size)
     report.figures.update(sessions=sessions, seconds=seconds, fault_rate=fault_rate, seed=seed,
                           turns_per_session=turns_per_session)
@@ -43,7 +43,8 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
     accepted: dict[str, object] = {}
     outcomes: Counter[str] = Counter()
     samples: list[tuple[float, int]] = []
-    warmup = max(10.0, seconds / 5)
+    warmup = max(10.0, seconds / 5) if warmup is None else warmup
+    report.figures["warmup_s"] = warmup
     async with open_fake_anthropic(api_key="chaos-anthropic-key") as fa, \
             open_fake_openai(api_key="chaos-openai-key") as fo:
         def reply(vendor: str, fake):
@@ -53,7 +54,8 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
             return choose
         fa.reply_for, fo.reply_for = reply("anthropic", fa), reply("openai", fo)
         daemon = DaemonProcess(models=models_yaml(fa.base_url, fo.base_url, ghost=False),
-                               routing=routing_yaml(ghost=False), daemon_yaml="log_level: warning\nshutdown_grace_s: 5\nretry_base_delay_s: 0.05\n")
+                               routing=routing_yaml(ghost=False),
+                               daemon_yaml="log_level: warning\nshutdown_grace_s: 5\nretry_base_delay_s: 0.05\n")
         try:
             await daemon.start()
             start = trio.current_time()
@@ -140,21 +142,30 @@ def _check(report: Report, daemon: DaemonProcess, accepted: dict[str, object], s
         report.problem(f"RSS grew {growth:.1%} after the warm-up ({base} → {end} KiB), more than {MAX_GROWTH:.0%}")
 
 
+REDUCED = {"sessions": 100, "seconds": 20.0, "turns_per_session": 3, "warmup": 10.0}
+FULL = {"sessions": 1000, "seconds": 600.0, "turns_per_session": 20, "warmup": None}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="the documented full size: 1,000 sessions for 10 minutes")
     p.add_argument("--sessions", type=int)
     p.add_argument("--seconds", type=float)
     p.add_argument("--fault-rate", type=float, default=0.03)
-    p.add_argument("--turns-per-session", type=int, default=20)
+    p.add_argument("--turns-per-session", type=int, help="default: 20 (full), 3 (reduced)")
+    p.add_argument("--warmup", type=float, help="seconds; default: a fifth of the run, at least 10 s (full), "
+                                                "half of it (reduced)")
     p.add_argument("--seed", type=int, default=19)
     p.add_argument("--json", help="also write the report here")
     a = p.parse_args()
-    sessions = a.sessions or (1000 if a.full else 100)
-    seconds = a.seconds or (600.0 if a.full else 30.0)
+    base = FULL if a.full else REDUCED
+    sessions = a.sessions or base["sessions"]
+    seconds = a.seconds or base["seconds"]
     size = "full" if a.full else ("reduced" if a.sessions is None and a.seconds is None else "custom")
+    turns_per_session = a.turns_per_session or base["turns_per_session"]
+    warmup = a.warmup if a.warmup is not None else (None if a.full else seconds / 2)
     report = trio.run(lambda: run(sessions=sessions, seconds=seconds, fault_rate=a.fault_rate,
-                                  turns_per_session=a.turns_per_session, seed=a.seed, size=size))
+                                  turns_per_session=turns_per_session, seed=a.seed, warmup=warmup, size=size))
     main_exit(report, a.json)
 
 
