@@ -6,11 +6,15 @@
 
 Clients stream turns (a fake OpenAI-compatible and a fake Anthropic provider on 127.0.0.1, answers
 that take about half a second) on sessions that outlive the daemon. At a random moment while at
-least one turn is mid-stream the daemon gets SIGKILL; it is restarted on the same home and state.
+least one turn is mid-stream the daemon gets SIGKILL — every other kill lands the instant a client
+hears ``turn.completed``; it is restarted on the same home and state.
 
 Invariants, checked after every restart against everything the clients saw over the whole run:
 - the daemon answers after each restart;
-- a turn whose ``turn.started`` a client saw has its turn row and its user message on disk;
+- a turn whose answer a client saw streaming (a ``text.delta``) or ending has its turn row and
+  its user message on disk (``turn.started`` itself goes out while the turn's start is being
+  committed — by design, so that no SQLite wait delays the first token; the deltas are held until
+  the commit — so a kill in between may leave a ``turn.started`` without a row: counted, not a loss);
 - a turn whose ``turn.completed`` a client saw is ``completed`` on disk with its assistant answer
   and ledger rows whose tokens add up to the usage the client was told;
 - rows never go away: messages, turns and ledger rows after a restart ≥ what the file held at the kill;
@@ -67,7 +71,8 @@ rules:
 class Seen:
     """What the clients saw of one turn."""
     session_id: str
-    started: bool = False
+    started: bool = False      # turn.started: sent while the turn's start is being committed
+    streamed: bool = False     # a text.delta: held back until the start is on disk
     completed: ev.TurnCompleted | None = None
     terminal: object = None
 
@@ -83,7 +88,7 @@ def _counts(daemon: DaemonProcess) -> dict[str, int]:
 
 
 def _check_disk(report: Report, daemon: DaemonProcess, seen: dict[str, Seen], in_flight: set[str],
-                at_kill: dict[str, int], kill_no: int) -> None:
+                at_kill: dict[str, int], kill_no: int, started_not_saved: set[str]) -> None:
     after = _counts(daemon)
     for table, n in at_kill.items():
         if after[table] < n:
@@ -106,9 +111,12 @@ def _check_disk(report: Report, daemon: DaemonProcess, seen: dict[str, Seen], in
         c[1] += outp
         c[2] += cread
     for turn_id, s in seen.items():
-        if s.started and (turn_id not in status or "user" not in roles.get(turn_id, ())):
-            report.problem(f"kill {kill_no}: turn {turn_id} was started for the client but its row or user "
-                           "message is missing")
+        if (s.streamed or s.terminal is not None) and (turn_id not in status or "user" not in roles.get(turn_id, ())):
+            report.problem(f"kill {kill_no}: turn {turn_id} streamed to the client (terminal: "
+                           f"{type(s.terminal).__name__}) but its row or user message is missing")
+            s.streamed, s.terminal = False, None   # reported once
+        elif s.started and turn_id not in status:
+            started_not_saved.add(turn_id)
         if s.completed is not None:
             u = s.completed.usage
             if status.get(turn_id) != "completed":
@@ -122,7 +130,7 @@ def _check_disk(report: Report, daemon: DaemonProcess, seen: dict[str, Seen], in
 
 
 async def _traffic(client, sessions: list[str], seen: dict[str, Seen], rng: random.Random,
-                   mid_stream: trio.Event) -> None:
+                   mid_stream: trio.Event, trigger: dict) -> None:
     async def one_session(sid: str) -> None:
         n = 0
         while True:
@@ -135,9 +143,12 @@ async def _traffic(client, sessions: list[str], seen: dict[str, Seen], rng: rand
                         if isinstance(e, ev.TurnStarted):
                             s.started = True
                         elif isinstance(e, ev.TextDelta):
+                            s.streamed = True
                             mid_stream.set()
                         elif isinstance(e, ev.TurnCompleted):
                             s.completed = e
+                            if trigger["armed"]:
+                                trigger["fired"].set()   # kill now: no checkpoint before the kill
                     s.terminal = turn.terminal
 
     async with trio.open_nursery() as n:
@@ -152,6 +163,8 @@ async def run(*, kills: int, sessions: int, seed: int, size: str = "custom") -> 
     seen: dict[str, Seen] = {}
     sids = [f"s_kill9_{i}" for i in range(sessions)]
     mid_turn_kills = 0
+    at_completion = 0   # kills the instant a client heard turn.completed
+    started_not_saved: set[str] = set()   # turn.started seen, the kill came before the start's commit
     restart_s: list[float] = []
 
     def answer(model: str, body: dict) -> Answer:
@@ -167,15 +180,25 @@ async def run(*, kills: int, sessions: int, seed: int, size: str = "custom") -> 
             await daemon.start()
             for kill_no in range(1, kills + 1):
                 mid_stream = trio.Event()
+                trigger = {"armed": False, "fired": trio.Event()}
                 await LOOP_HOOK(daemon, report)
                 async with open_client(daemon.endpoint) as client:
                     for sid in sids:
                         await client.open_session(sid)
                     async with trio.open_nursery() as n:
-                        n.start_soon(_traffic, client, sids, seen, rng, mid_stream)
+                        n.start_soon(_traffic, client, sids, seen, rng, mid_stream, trigger)
                         with trio.move_on_after(30):
                             await mid_stream.wait()
-                        await trio.sleep(rng.uniform(0.0, 2.5))   # a random point of the running turns
+                        if kill_no % 2:
+                            await trio.sleep(rng.uniform(0.0, 2.5))   # a random point of the running turns
+                        else:
+                            # The instant a client hears turn.completed: what it was just told must be
+                            # on disk already (its answer and its ledger rows), with other turns mid-stream.
+                            await trio.sleep(rng.uniform(0.0, 1.0))
+                            trigger["armed"] = True
+                            with trio.move_on_after(30):
+                                await trigger["fired"].wait()
+                            at_completion += 1
                         in_flight = {t for t, s in seen.items() if s.terminal is None}
                         mid_turn_kills += bool(in_flight)
                         daemon.kill9()
@@ -184,7 +207,7 @@ async def run(*, kills: int, sessions: int, seed: int, size: str = "custom") -> 
                 before = trio.current_time()
                 await daemon.start()
                 restart_s.append(round(trio.current_time() - before, 2))
-                _check_disk(report, daemon, seen, in_flight, at_kill, kill_no)
+                _check_disk(report, daemon, seen, in_flight, at_kill, kill_no, started_not_saved)
             await _final_turns(report, daemon, sids)
             exit_code = daemon.stop()
             if exit_code != 0:
@@ -196,6 +219,7 @@ async def run(*, kills: int, sessions: int, seed: int, size: str = "custom") -> 
             report.problem(f"{len(violations)} requests the strict fakes rejected, e.g. {violations[:3]}")
     terminals = Counter(type(s.terminal).__name__ if s.terminal else "cut by the kill" for s in seen.values())
     report.figures.update(turns_seen=len(seen), outcomes=dict(terminals), mid_turn_kills=mid_turn_kills,
+                          kills_at_a_completion=at_completion, started_but_not_saved=len(started_not_saved),
                           restart_s=restart_s,
                           interrupted_on_disk=sum(1 for s in seen.values() if s.terminal is None))
     if mid_turn_kills < kills:
