@@ -150,8 +150,10 @@ def check_terminal(report: Report, turn_id: str, events: list, outcomes: Counter
         return
     t = terminals[0]
     for b in events:
-        if isinstance(b, ev.Banner) and b.kind == "routing" and not any(p.match(b.text) for p in FELL_THROUGH):
-            report.problem(f"turn {turn_id}: routing banner not in the spec's words: {b.text!r}")
+        if isinstance(b, ev.Banner):
+            outcomes[f"banner:{b.kind}"] += 1
+            if b.kind == "routing" and not any(p.match(b.text) for p in FELL_THROUGH):
+                report.problem(f"turn {turn_id}: routing banner not in the spec's words: {b.text!r}")
     if isinstance(t, ev.TurnCompleted):
         outcomes["completed"] += 1
         if t.model not in VALID_MODELS:
@@ -261,6 +263,8 @@ async def _drive(report: Report, daemon: DaemonProcess, plan: FaultPlan, turns: 
                 report.problem(f"turn {turn_id}: daemon unreachable: {exc}")
                 return
             check_terminal(report, turn_id, events, outcomes)
+            if w % 2 and isinstance(events[-1], ev.TurnFailed):
+                outcomes[f"failed_with_mid_turn_fallback_on:{events[-1].error}"] += 1
 
     clients = max(1, concurrency // 8)
     async with open_client(daemon.endpoint) as control:
@@ -274,7 +278,7 @@ async def _drive(report: Report, daemon: DaemonProcess, plan: FaultPlan, turns: 
             background.cancel_scope.cancel()
     report.figures["outcomes"] = dict(sorted(outcomes.items()))
     report.figures["status_checks"] = status
-    seen = sum(outcomes.values())
+    seen = sum(n for k, n in outcomes.items() if not k.startswith(("banner:", "failed_with_")))
     if seen != turns:
         report.problem(f"{turns - seen} of {turns} turns ended without a checked terminal event")
 
