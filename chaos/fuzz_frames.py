@@ -3,7 +3,7 @@
     python -m chaos.fuzz_frames               # reduced (CI): 4,000 frames
     python -m chaos.fuzz_frames --full        # 1,000,000 frames
     python -m chaos.fuzz_frames --frames N --seed 7 [--decoder-only]
-    python -m chaos.fuzz_frames --atheris     # coverage-guided, decoder only (needs `pip install atheris`)
+    python -m chaos.fuzz_decoder_atheris [--full]   # coverage-guided, decoder only (`pip install atheris`)
 
 Frames are mutations of a corpus of valid frames — one per message class of the wire vocabulary,
 sent to the actors that serve them — at two levels: bytes (bit flips, replaced / inserted / deleted
@@ -250,21 +250,6 @@ async def _still_serving(report: Report, daemon: DaemonProcess) -> None:
             report.problem(f"the turn after the fuzzing ended {turn.terminal!r}")
 
 
-def atheris_main() -> None:
-    """Coverage-guided decoder fuzzing (libFuzzer options after ``--``, e.g. ``-runs=1000000``)."""
-    import atheris  # type: ignore[import-not-found]
-
-    def one(data: bytes) -> None:
-        try:
-            decode(data)
-        except FrameError:
-            pass
-
-    argv = [sys.argv[0]] + (sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else [])
-    atheris.Setup(argv, one)
-    atheris.Fuzz()
-
-
 REDUCED = {"frames": 4_000}
 FULL = {"frames": 1_000_000}
 
@@ -275,12 +260,8 @@ def main() -> None:
     p.add_argument("--frames", type=int)
     p.add_argument("--seed", type=int, default=19)
     p.add_argument("--decoder-only", action="store_true", help="no daemon: the decoder alone")
-    p.add_argument("--atheris", action="store_true", help="coverage-guided decoder fuzzing with atheris")
     p.add_argument("--json", help="also write the report here")
-    a, _ = p.parse_known_args()
-    if a.atheris:
-        atheris_main()
-        return
+    a = p.parse_args()
     frames = a.frames or (FULL if a.full else REDUCED)["frames"]
     report = trio.run(lambda: run(frames=frames, seed=a.seed, decoder_only=a.decoder_only,
                                   size="full" if a.full else ("reduced" if a.frames is None else "custom")))
