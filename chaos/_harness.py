@@ -29,6 +29,9 @@ from orchestrator.client import DaemonUnreachable, open_client  # noqa: E402
 FAKE_KEYS = {"ANTHROPIC_API_KEY": "chaos-anthropic-key", "OPENAI_API_KEY": "chaos-openai-key",
              "GHOST_API_KEY": "chaos-ghost-key"}
 READY_TIMEOUT_S = 60.0
+# The source tree the daemon runs from: this one, or $CHAOS_DAEMON_TREE (an older export, to measure
+# before → after with the same scenario and the same clients).
+DAEMON_TREE = Path(os.environ.get("CHAOS_DAEMON_TREE") or ROOT)
 
 
 def loadavg() -> str:
@@ -45,21 +48,24 @@ def read_rss_kib(pid: int) -> int:
     raise LookupError(f"VmRSS not in /proc/{pid}/status")
 
 
-def demo_home(home: Path) -> None:
+def demo_home(home: Path, chunk_delay: float | None = None) -> None:
     home.mkdir(parents=True, exist_ok=True)
     for name in ("models.yaml", "routing.yaml"):
-        (home / name).write_text(resources.files("orchestrator").joinpath("demo_config", name).read_text())
+        text = resources.files("orchestrator").joinpath("demo_config", name).read_text()
+        if chunk_delay is not None:
+            text = text.replace("demo: {kind: demo}", f"demo: {{kind: demo, options: {{chunk_delay: {chunk_delay}}}}}")
+        (home / name).write_text(text)
 
 
 class DaemonProcess:
     """``python -m orchestrator serve`` on a temporary home; ``kill9`` + ``start`` reuse its state."""
 
     def __init__(self, *, models: str | None = None, routing: str | None = None, daemon_yaml: str = "",
-                 keep: bool = False):
+                 keep: bool = False, demo_chunk_delay: float | None = None):
         self.root = Path(tempfile.mkdtemp(prefix="ochaos-", dir="/tmp"))   # short: ipc:// paths ≤ ~100 bytes
         self.home, self.state = self.root / "home", self.root / "state"
         if models is None:
-            demo_home(self.home)
+            demo_home(self.home, demo_chunk_delay)
         else:
             self.home.mkdir()
             (self.home / "models.yaml").write_text(models)
@@ -68,7 +74,7 @@ class DaemonProcess:
         self.endpoint = f"ipc://{self.root / 'd.sock'}"
         self.env = {**os.environ, **FAKE_KEYS, "ORCHESTRATOR_HOME": str(self.home),
                     "ORCHESTRATOR_STATE": str(self.state), "ORCHESTRATOR_ENDPOINT": self.endpoint,
-                    "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+                    "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(DAEMON_TREE)}
         self.log_path = self.root / "daemon.log"
         self.keep = keep
         self.proc: subprocess.Popen | None = None
@@ -89,6 +95,22 @@ class DaemonProcess:
     def rss_kib(self) -> int:
         return read_rss_kib(self.pid)
 
+    def log_summary(self, top: int = 8) -> dict[str, int]:
+        """The daemon's warnings and errors by message (structlog's console lines), most frequent first."""
+        counts: dict[str, int] = {}
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return counts
+        for line in lines:
+            for level in ("warning", "error", "critical"):
+                marker = f"[{level}"
+                if marker in line:
+                    message = line.split("]", 1)[-1].strip().split("  ")[0][:80]
+                    key = f"{level}: {message}"
+                    counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:top])
+
     def log_tail(self, n: int = 3000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-n:]
@@ -98,7 +120,7 @@ class DaemonProcess:
     def spawn(self) -> subprocess.Popen:
         """Start ``serve`` (a fork and exec: quick enough to do from the event loop)."""
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve"], env=self.env, cwd=ROOT,
+            self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve"], env=self.env, cwd=DAEMON_TREE,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
         return self.proc

@@ -172,7 +172,9 @@ async def run(*, frames: int, seed: int, decoder_only: bool = False, size: str =
         report.figures["decoder_frames_per_s"] = round(frames / (time.perf_counter() - started))
         report.figures["decoder_outcomes"] = dict(counts)
         return report.finish()
-    daemon = DaemonProcess()
+    # Demo models without their streaming delay: a mutation that stays a valid StartTurn runs a
+    # turn, and those turns should cost the daemon little next to the frames under test.
+    daemon = DaemonProcess(demo_chunk_delay=0.0)
     try:
         await daemon.start()
         rss_before = daemon.rss_kib()

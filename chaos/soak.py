@@ -43,6 +43,7 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
     accepted: dict[str, object] = {}
     outcomes: Counter[str] = Counter()
     samples: list[tuple[float, int]] = []
+    throughput: list[int] = []   # turns ended so far, at each RSS sample
     warmup = max(10.0, seconds / 5) if warmup is None else warmup
     report.figures["warmup_s"] = warmup
     async with open_fake_anthropic(api_key="chaos-anthropic-key") as fa, \
@@ -64,6 +65,7 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
             async def sampler() -> None:
                 while daemon.alive():
                     samples.append((round(trio.current_time() - start, 1), daemon.rss_kib()))
+                    throughput.append(sum(1 for t in accepted.values() if t is not None))
                     await trio.sleep(2.0)
                 report.problem(f"daemon exited during the soak:\n{daemon.log_tail()}")
 
@@ -111,6 +113,9 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
             if exit_code != 0:
                 report.problem(f"daemon exited {exit_code} on SIGTERM at the end:\n{daemon.log_tail()}")
             _check(report, daemon, accepted, samples, warmup)
+            step = max(1, len(samples) // 20)
+            report.figures["turns_ended_over_time"] = [(t, n) for (t, _), n in zip(samples, throughput, strict=False)][::step]
+            report.figures["daemon_log"] = daemon.log_summary()
         finally:
             daemon.close()
     report.figures["outcomes"] = dict(sorted(outcomes.items()))
