@@ -114,7 +114,8 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
                 report.problem(f"daemon exited {exit_code} on SIGTERM at the end:\n{daemon.log_tail()}")
             _check(report, daemon, accepted, samples, warmup)
             step = max(1, len(samples) // 20)
-            report.figures["turns_ended_over_time"] = [(t, n) for (t, _), n in zip(samples, throughput, strict=False)][::step]
+            timeline = [(t, n) for (t, _), n in zip(samples, throughput, strict=False)]
+            report.figures["turns_ended_over_time"] = timeline[::step]
             report.figures["daemon_log"] = daemon.log_summary()
         finally:
             daemon.close()
