@@ -5,9 +5,9 @@ from collections import deque
 from typing import Any
 from collections.abc import Callable
 
-from .http import CUT, FakeHTTPServer, Plan, RecordedRequest, Step, json_plan
 import attrs
 
+from .http import CUT, FakeHTTPServer, Plan, RecordedRequest, Step, json_plan
 from .script import Answer, Drop, Fail, Reply, Tokens
 
 
