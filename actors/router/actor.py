@@ -252,7 +252,20 @@ class RouterActor(Actor):
 
     # --- deciding --------------------------------------------------------------------------------
 
-    async def on_decide(self, env: Envelope[DecideRoute]):
+    async def on_decide(self, env: Envelope[DecideRoute]) -> None:
+        # Deciding waits on other actors (availability, maybe cost): in a task of its own, so one
+        # decision's round trips never queue every other session's turn behind it (chaos/soak.py:
+        # with 1,000 sessions the serial router failed turns with routing_error at its 30 s timeout).
+        self.spawn(self._decide_and_reply, env)
+
+    async def _decide_and_reply(self, env: Envelope[DecideRoute]) -> None:
+        try:
+            reply = await self._decide(env)
+        except Exception as exc:  # answered like a handler's failure: the requester is not left waiting
+            reply = self._fault(exc, "handling DecideRoute")
+        await self._reply(env, reply)
+
+    async def _decide(self, env: Envelope[DecideRoute]):
         msg = env.body
         engine, _ = self.engine()
         if engine is None:

@@ -5,8 +5,10 @@ from collections import deque
 from typing import Any
 from collections.abc import Callable
 
+import attrs
+
 from .http import CUT, FakeHTTPServer, Plan, RecordedRequest, Step, json_plan
-from .script import Answer, Drop, Fail, Reply
+from .script import Answer, Drop, Fail, Reply, Tokens
 
 
 class StreamSteps:
@@ -25,6 +27,9 @@ class StreamSteps:
             return True
         if a.cut_after is not None and self.deltas >= a.cut_after:
             self.steps.append(CUT)
+            self.stopped = True
+        elif a.garble_after is not None and self.deltas >= a.garble_after:
+            self.steps.append(b"data: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"text\n\n")
             self.stopped = True
         elif a.error_after is not None and self.deltas >= a.error_after:
             self.steps.append(self.render_error(a.error or Fail(500, "api_error", "scripted stream error")))
@@ -64,6 +69,12 @@ class FakeProvider:
         self._queue: deque[Reply] = deque()
         self._server: FakeHTTPServer | None = None
         self._ids = 0
+        # Chooses the reply for a request when the script queue is empty (before ``default``):
+        # ``reply_for(model, body)``; chaos/ injects faults at a rate through it.
+        self.reply_for: Callable[[str, dict], Reply] | None = None
+        # What the fake billed: answers sent in full (no cut, error or garbage), by the model asked for.
+        self.billed: dict[str, Tokens] = {}
+        self.billed_calls: dict[str, int] = {}
 
     # --- test-facing API ---
     def script(self, *replies: Reply) -> None:
@@ -124,11 +135,26 @@ class FakeProvider:
         if problems:
             self.violations.extend(problems)
             return self.error_plan(Fail(400, "invalid_request_error", "; ".join(problems)))
-        reply = self._queue.popleft() if self._queue else self.default
+        if self._queue:
+            reply: Reply | None = self._queue.popleft()
+        elif self.reply_for is not None:
+            reply = self.reply_for(str(body.get("model")), body)
+        else:
+            reply = self.default
         if reply is None:
             return self.error_plan(Fail(500, self.server_error_type, "fake: no scripted reply left"))
         if isinstance(reply, Drop):
             return Plan(drop=True)
         if isinstance(reply, Fail):
             return self.error_plan(reply)
-        return self.render(reply, body)
+        plan = self.render(reply, body)
+        if reply.cut_after is None and reply.error_after is None and reply.garble_after is None:
+            model = str(body.get("model"))
+            plan = attrs.evolve(plan, on_sent=lambda: self._bill(model, reply.usage))
+        return plan
+
+    def _bill(self, model: str, usage: Tokens) -> None:
+        b = self.billed.get(model, Tokens(0, 0))
+        self.billed[model] = Tokens(b.input + usage.input, b.output + usage.output, b.cache_read + usage.cache_read,
+                                    b.cache_write + usage.cache_write, b.reasoning + usage.reasoning)
+        self.billed_calls[model] = self.billed_calls.get(model, 0) + 1

@@ -43,6 +43,9 @@ class Plan:
     steps: tuple[Step, ...] = ()
     headers_delay: float = 0.0
     drop: bool = False  # close the connection without any response
+    # Called once the whole response (EndOfMessage included) was written: how a fake counts what it
+    # actually served, e.g. the usage it billed (chaos/ compares it with the daemon's ledger).
+    on_sent: Callable[[], None] | None = None
 
 
 def json_plan(status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()) -> Plan:
@@ -99,6 +102,8 @@ class FakeHTTPServer:
             elif step:
                 await stream.send_all(conn.send(h11.Data(data=step)))
         await stream.send_all(conn.send(h11.EndOfMessage()))
+        if plan.on_sent is not None:
+            plan.on_sent()
         return True
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:

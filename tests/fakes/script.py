@@ -66,6 +66,7 @@ class Answer:
     cut_after: int | None = None            # drop the connection after this many content deltas
     error_after: int | None = None          # send ``error`` as an in-stream event after N deltas
     error: Fail | None = None
+    garble_after: int | None = None         # after N deltas send a malformed SSE event, then end the body
 
 
 @frozen
