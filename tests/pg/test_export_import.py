@@ -39,7 +39,8 @@ def fill(store: Store) -> None:
     loops.save_loop(LoopState("l_1", LoopSpec("pilot", "go ü", land="land %s", budget_usd="1.5"), "s1",
                               strikes={"item ?": 2}, created_at=7.0))
     loops.save_tick("l_1", TickRecord(1, "completed", "ADVANCED", None, "0.01", ["t1"], 8.0, 9.0))
-    delegate_state.grant_consent(store, BlastRadius("cli:agent", ("agent", "-p", "50%"), "/ws/ü", ("src/**",), "pytest -q"))
+    radius = BlastRadius("cli:agent", ("agent", "-p", "50%"), "/ws/ü", ("src/**",), "pytest -q")
+    delegate_state.grant_consent(store, radius)
     delegate_state.put_breaker(store, "s1", BreakerState(2, None))
     delegate_state.put_task(store, "s1", "task ?", TaskState(1, "its review came back NEEDS_WORK"))
 
