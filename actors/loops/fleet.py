@@ -40,7 +40,7 @@ def decide(view: FleetView) -> FleetDecision:
     take = tuple(
         loop_id for loop_id, session_id in sorted(view.running.items())
         if loop_id not in view.driving
-        and loop_id not in view.loop_holders      # ours but not driven: a drive that failed released it
+        and view.loop_holders.get(loop_id) in (None, view.me)   # ours but not driven: the actor restarted
         and view.session_holders.get(session_id) in (None, view.me))
     stop = tuple(sorted(loop_id for loop_id in view.driving if loop_id not in view.running))
     return FleetDecision(take, stop)
