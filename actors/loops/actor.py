@@ -152,7 +152,7 @@ class LoopActor(Actor):
         if loop is None:
             return _unknown(env.body.loop_id)
         if self.shared is not None and loop.id not in self._scopes:
-            resumed = self.shared.resume(loop.id, clear_strikes=env.body.clear_strikes)
+            resumed = self.shared.resume(loop.id, loop.session_id, clear_strikes=env.body.clear_strikes)
             return resumed if isinstance(resumed, Failure) else LoopInfo(self.view(resumed))
         if env.body.clear_strikes:
             loop.strikes = {}

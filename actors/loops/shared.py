@@ -167,12 +167,15 @@ class SharedLoops:
                 self.leases.release(LOOP_LEASE, loop.id)
         return (self.db.load(loop.id) or loop), owned
 
-    def resume(self, loop_id: str, *, clear_strikes: bool) -> LoopState | Failure:
-        """Resume a loop this daemon does not drive: take it over unless a live daemon holds it."""
-        claim = self.leases.acquire(LOOP_LEASE, loop_id)
-        if not claim.ok:
+    def resume(self, loop_id: str, session_id: str, *, clear_strikes: bool) -> LoopState | Failure:
+        """Resume a loop this daemon does not drive: take it over unless a live daemon holds it (or
+        still serves its session: the ticks here would fail)."""
+        session_holder = lease.holder(self.leases.store, SESSION_LEASE, session_id, self.clock())
+        claim = self.leases.acquire(LOOP_LEASE, loop_id) if session_holder in (None, self.leases.owner) else None
+        if claim is None or not claim.ok:
+            owner = claim.owner if claim is not None else session_holder
             return Failure("loop_elsewhere",
-                           f"loop {loop_id} is run by another daemon ({claim.owner}); resume it there, or here once "
+                           f"loop {loop_id} is run by another daemon ({owner}); resume it there, or here once "
                            f"that daemon stops it or dies (its lease lapses within {self.leases.ttl:g} s)")
         self.db.close_interrupted_ticks(loop_id)
         loop = self.db.load(loop_id)
