@@ -132,3 +132,20 @@ async def test_stop_on_b_stops_the_loop_a_runs_and_resume_on_b_moves_it_to_b(fle
     assert after["stop_reason"] == "no_work"
     assert [(t["n"], t["status"]) for t in after["ticks"]] == [(1, "completed"), (2, "interrupted"), (3, "completed")]
     assert "loop taken over" not in Path(short_tmp / "a.log").read_text()
+
+
+async def test_a_daemon_stopped_cleanly_hands_its_loop_to_the_other_at_the_next_scan(fleet, fake,  # noqa: F811
+                                                                                    short_tmp):
+    a, b, procs = fleet
+    fake.script(said("PILOT_VERDICT=ADVANCED fn-1"), said("PILOT_VERDICT=NO_WORK"))
+    procs.append(await serve(a, short_tmp / "a.log"))
+    procs.append(await serve(b, short_tmp / "b.log"))
+    loop_id = await start_loop(a, "--every", "5s", "--prompt", "work the queue")   # tick 2: 5 s after tick 1
+    await until(a, loop_id, lambda lp: lp["ticks_run"] == 1, "A never finished tick 1")
+    procs[0].terminate()             # SIGTERM: A releases its leases on the way out
+    procs[0].wait(30)
+    taken = await until(b, loop_id, lambda lp: lp["daemon"] is not None, "B never took the loop over")
+    assert f":{procs[1].pid}:" in taken["daemon"] and await running_here(b) == [loop_id]
+    after = await until(b, loop_id, lambda lp: lp["state"] != "running", "the loop never ended on B")
+    assert after["stop_reason"] == "no_work"
+    assert [(t["n"], t["status"]) for t in after["ticks"]] == [(1, "completed"), (2, "completed")]
