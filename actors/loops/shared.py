@@ -16,8 +16,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import trio
 
@@ -31,12 +31,22 @@ from .fleet import LOOP_LEASE, SESSION_LEASE, FleetView, decide, scan_interval
 from .runner import LoopState
 from .store import LoopStore
 
-if TYPE_CHECKING:
-    from .actor import LoopActor
+
+class LoopHost(Protocol):
+    """What this needs of the loop actor (actor.py), without importing it."""
+
+    db: LoopStore
+    loops: dict[str, LoopState]
+    _scopes: dict[str, trio.CancelScope]
+    log: Any
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
+
+    async def _drive(self, loop: LoopState) -> None: ...
 
 
 class SharedLoops:
-    def __init__(self, actor: LoopActor, leases: LeaseKeeper, clock: Callable[[], float] = time.time):
+    def __init__(self, actor: LoopHost, leases: LeaseKeeper, clock: Callable[[], float] = time.time):
         self.actor = actor
         self.leases = leases
         self.clock = clock
