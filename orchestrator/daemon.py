@@ -230,7 +230,7 @@ class Daemon:
         control = ControlActor(system, self)
         from .loops_daemon import workflow_hook
 
-        loops = LoopActor(system, self.store, workflow=workflow_hook(self.paths.home))
+        loops = LoopActor(system, self.store, workflow=workflow_hook(self.paths.home), leases=self.leases)
         cast: tuple[Actor, ...] = (self.availability, cost, self.router, planner, worker, self.session, control, loops)
         gateway = None
         if self.settings.http is not None:

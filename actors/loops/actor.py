@@ -10,6 +10,7 @@ a crash cut short is recorded ``interrupted``). Subscribed connections (``WatchL
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from typing import Any
 import trio
 
 from actors.runtime.kernel import Actor, RequestTimeout
+from actors.runtime.lease import LeaseKeeper
 from actors.runtime.store import StorageError, Store
 from actors.session.state import DAEMON_OWNER
 from protocol import events as ev
@@ -36,6 +38,7 @@ from .driver import (
 )
 from .runner import LoopState, ShuttingDown, StepResult, TickRecord, drive
 from .schedule import MAX_EVERY_S, format_duration
+from .shared import SharedLoops
 from .store import LoopStore
 from .turns import InProcessTurns, cancel_turn
 from .verdicts import parse_verdicts
@@ -51,7 +54,8 @@ class LoopActor(Actor):
     name = "loops"
 
     def __init__(self, system, store: Store, *, session: str = "session", router: str = "router",
-                 workflow: WorkflowHook | None = None, clock: Callable[[], float] = time.time):
+                 workflow: WorkflowHook | None = None, clock: Callable[[], float] = time.time,
+                 leases: LeaseKeeper | None = None):
         super().__init__(system)
         self.db = LoopStore(store)
         self.session = session
@@ -63,6 +67,8 @@ class LoopActor(Actor):
         self._turns: dict[str, InProcessTurns] = {}        # per running loop: its turns' event routing
         self._watchers: dict[str, str | None] = {}          # subscriber address → loop id (None: all)
         self._reported: dict[str, Decimal] = {}             # loop id → cost the current tick's turns reported
+        # A shared database (several daemons): loops under leases (shared.py); None on SQLite.
+        self.shared = SharedLoops(self, leases) if leases is not None else None
 
     def handlers(self):
         commands = {StartLoop: self.on_start, ListLoops: self.on_list, ShowLoop: self.on_show, StopLoop: self.on_stop,
@@ -70,6 +76,9 @@ class LoopActor(Actor):
         return {**{cls: _daemon_user_only(fn) for cls, fn in commands.items()}, EventNotice: self.on_event}
 
     async def setup(self, nursery: trio.Nursery) -> None:
+        if self.shared is not None:   # another daemon may be driving any of them: take only free ones
+            self.spawn(self.shared.run)
+            return
         closed = self.db.close_interrupted_ticks()
         for loop in self.db.load_all():
             self.loops[loop.id] = loop
@@ -97,23 +106,37 @@ class LoopActor(Actor):
             await self._reply(env, Failure("loop_not_started", f"the loop's session could not be opened: {exc}"))
             return
         loop = LoopState("l_" + os.urandom(6).hex(), spec, info.session_id, created_at=self.clock())
+        if self.shared is not None:    # held before its row says running: no other daemon takes it
+            self.shared.claim_new(loop.id)
         self.db.save_loop(loop)
         self.loops[loop.id] = loop
         self.spawn(self._drive, loop)
         await self._reply(env, LoopInfo(self.view(loop)))
 
     async def on_list(self, env: Envelope[ListLoops]):
-        loops = [lp for lp in self.loops.values() if not env.body.running_only or lp.state == STATE_RUNNING]
+        if self.shared is not None:
+            loops = self.shared.listing(running_only=env.body.running_only)
+        else:
+            loops = [lp for lp in self.loops.values() if not env.body.running_only or lp.state == STATE_RUNNING]
         return LoopListing(tuple(self.view(lp, ticks=False) for lp in loops))
 
+    def _find(self, loop_id: str) -> LoopState | None:
+        """A loop this daemon drives (memory), or on a shared database any loop (its row)."""
+        return self.shared.find(loop_id) if self.shared is not None else self.loops.get(loop_id)
+
     async def on_show(self, env: Envelope[ShowLoop]):
-        loop = self.loops.get(env.body.loop_id)
+        loop = self._find(env.body.loop_id)
         return _unknown(env.body.loop_id) if loop is None else LoopInfo(self.view(loop))
 
     async def on_stop(self, env: Envelope[StopLoop]):
-        loop = self.loops.get(env.body.loop_id)
+        loop = self._find(env.body.loop_id)
         if loop is None:
             return _unknown(env.body.loop_id)
+        if self.shared is not None and loop.id not in self._scopes:   # driven elsewhere, or nowhere
+            loop, here = self.shared.stop(loop)
+            if here:
+                await self._publish(loop, "loop.stopped", state=loop.state, stop_reason=loop.stop_reason)
+            return LoopInfo(self.view(loop))
         if loop.state == STATE_RUNNING:
             loop.state, loop.stop_reason = STATE_STOPPED, STOPPED
             self.db.save_loop(loop)
@@ -125,9 +148,12 @@ class LoopActor(Actor):
         return LoopInfo(self.view(loop))
 
     async def on_resume(self, env: Envelope[ResumeLoop]):
-        loop = self.loops.get(env.body.loop_id)
+        loop = self._find(env.body.loop_id)
         if loop is None:
             return _unknown(env.body.loop_id)
+        if self.shared is not None and loop.id not in self._scopes:
+            resumed = self.shared.resume(loop.id, loop.session_id, clear_strikes=env.body.clear_strikes)
+            return resumed if isinstance(resumed, Failure) else LoopInfo(self.view(resumed))
         if env.body.clear_strikes:
             loop.strikes = {}
         if loop.id not in self._scopes:     # stopped, finished, or a drive that failed (see _drive)
@@ -139,7 +165,7 @@ class LoopActor(Actor):
         return LoopInfo(self.view(loop))
 
     async def on_watch(self, env: Envelope[WatchLoops]):
-        if env.body.loop_id is not None and env.body.loop_id not in self.loops:
+        if env.body.loop_id is not None and self._find(env.body.loop_id) is None:
             return _unknown(env.body.loop_id)
         if env.sender:
             if len(self._watchers) >= MAX_WATCHERS:   # the oldest subscription goes first
@@ -180,18 +206,27 @@ class LoopActor(Actor):
     # --- running loops --------------------------------------------------------------------------------
 
     async def _drive(self, loop: LoopState) -> None:
+        failed = False
+        if self.shared is not None:
+            self.shared.drive_started(loop)
         with trio.CancelScope() as scope:
             self._scopes[loop.id] = scope
             self._turns[loop.id] = InProcessTurns(self.system, self.name, session=self.session)
             try:
                 await drive(loop, _TickIO(self), self.clock)
             except Exception as exc:   # e.g. the database failed: this loop waits for `loop resume`
+                failed = True
                 self.log.error("loop stopped driving; `loop resume` restarts it", loop_id=loop.id, error=str(exc))
                 self.faults += 1
                 self.last_fault = f"loop {loop.id}: {exc}"
             finally:
                 self._scopes.pop(loop.id, None)
                 self._turns.pop(loop.id, None)
+                if self.shared is not None:
+                    with contextlib.suppress(StorageError):
+                        self.shared.drive_ended(loop, failed=failed)
+        if self.shared is not None and not self.shared.mine(loop):
+            return
         if scope.cancelled_caught and loop.state == STATE_STOPPED:     # `loop stop`
             await self._publish(loop, "loop.stopped", state=loop.state, stop_reason=loop.stop_reason)
 
@@ -214,6 +249,8 @@ class LoopActor(Actor):
         }
         if loop.spec.workflow:
             out["workflow"] = loop.spec.workflow
+        if self.shared is not None:   # several daemons: which one drives it (None: none does now)
+            out["daemon"] = self.shared.leases.owner if loop.id in self._scopes else self.shared.holder(loop.id)
         return out
 
     async def _publish(self, loop: LoopState, type_: str, **fields: Any) -> None:
@@ -270,7 +307,8 @@ class _TickIO:
             nonlocal turn_id
             turn_id = tid
             tick.turn_ids.append(tid)
-            self.actor.db.save_tick(loop.id, tick)   # a crash from here on leaves the turn's cost counted
+            if self._mine(loop):
+                self.actor.db.save_tick(loop.id, tick)   # a crash from here on leaves the turn's cost counted
 
         turns.on_turn = started
         try:
@@ -316,7 +354,8 @@ class _TickIO:
 
         def started(tid: str) -> None:
             tick.turn_ids.append(tid)
-            self.actor.db.save_tick(loop.id, tick)
+            if self._mine(loop):
+                self.actor.db.save_tick(loop.id, tick)
 
         turns.on_turn = started
         self.actor._turns[loop.id] = turns
@@ -338,8 +377,16 @@ class _TickIO:
             ledger += max(Decimal(0), reported - self.actor.db.tick_cost(current))
         return ledger
 
+    def _mine(self, loop: LoopState) -> bool:
+        shared = self.actor.shared
+        return shared is None or shared.mine(loop)
+
     async def tick_started(self, loop: LoopState, tick: TickRecord) -> None:
         self.actor._reported.pop(loop.id, None)
+        shared = self.actor.shared
+        if shared is not None and shared.adopt_stop(loop):   # stopped by another daemon: no new tick
+            self.actor._scopes[loop.id].cancel()
+            return
         self.actor.db.save_tick(loop.id, tick)
         await self.actor._publish(loop, "loop.tick_started", n=tick.n)
 
@@ -348,9 +395,14 @@ class _TickIO:
         ledger = self.actor.db.tick_cost(tick)
         tick.cost_usd = str(max(ledger, self.actor._reported.get(loop.id, Decimal(0))))
         tick.error = next((s.error for s in outputs if s.error), None)
+        shared = self.actor.shared
+        if not self._mine(loop):   # another daemon drives it now: its row is that daemon's to write
+            return
         try:
             self.actor.db.save_tick(loop.id, tick)
-            self.actor.db.save_loop(loop)
+            self.actor.db.save_loop(loop, unless_stopped=shared is not None)
+            if shared is not None and shared.adopt_stop(loop):   # stopped by another daemon meanwhile
+                self.actor.db.save_loop(loop)
         except StorageError as exc:
             self.actor.log.error("loop tick not saved", loop_id=loop.id, n=tick.n, error=str(exc))
         if judgement is not None:
@@ -370,10 +422,11 @@ class _TickIO:
             self.actor._signal(loop, step.turn_ids[-1], outcome_score(verdict, no_verdict=silent))
 
     async def tick_dropped(self, loop: LoopState, tick: TickRecord) -> None:
-        self.actor.db.drop_tick(loop.id, tick.n)
+        if self._mine(loop):
+            self.actor.db.drop_tick(loop.id, tick.n)
 
     async def loop_finished(self, loop: LoopState) -> None:
-        if loop.state == STATE_RUNNING:
+        if loop.state == STATE_RUNNING or not self._mine(loop):
             return
         self.actor.db.save_loop(loop)
         if loop.state == STATE_FINISHED:

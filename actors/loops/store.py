@@ -15,7 +15,7 @@ import attrs
 
 from actors.runtime.store import Store
 
-from .driver import INTERRUPTED, RUNNING, STATE_RUNNING, LoopSpec
+from .driver import INTERRUPTED, RUNNING, STATE_RUNNING, STATE_STOPPED, LoopSpec
 from .runner import LoopState, TickRecord
 
 
@@ -25,14 +25,18 @@ class LoopStore:
 
     # --- writes -------------------------------------------------------------------------------------
 
-    def save_loop(self, loop: LoopState) -> None:
+    def save_loop(self, loop: LoopState, *, unless_stopped: bool = False) -> None:
+        """``unless_stopped``: the daemon driving a loop on a shared database never overwrites a
+        ``loop stop`` another daemon wrote meanwhile (it adopts it instead: ``state_of``)."""
         now = time.time()
+        guard = " WHERE loops.state<>?" if unless_stopped else ""
         self.store._write(
             "INSERT INTO loops (id, session_id, spec, state, stop_reason, strikes, created_at, updated_at) "
             "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET state=excluded.state, "
-            "stop_reason=excluded.stop_reason, strikes=excluded.strikes, updated_at=excluded.updated_at",
+            "stop_reason=excluded.stop_reason, strikes=excluded.strikes, updated_at=excluded.updated_at" + guard,
             (loop.id, loop.session_id, json.dumps(attrs.asdict(loop.spec)), loop.state, loop.stop_reason,
-             json.dumps(loop.strikes, sort_keys=True), loop.created_at or now, now), None)
+             json.dumps(loop.strikes, sort_keys=True), loop.created_at or now, now,
+             *((STATE_STOPPED,) if unless_stopped else ())), None)
 
     def save_tick(self, loop_id: str, tick: TickRecord) -> None:
         self.store._write(
@@ -47,17 +51,28 @@ class LoopStore:
     def drop_tick(self, loop_id: str, n: int) -> None:
         self.store._write("DELETE FROM loop_ticks WHERE loop_id=? AND n=?", (loop_id, n), None)
 
-    def close_interrupted_ticks(self) -> int:
-        """At start-up: ticks a crash left ``running`` were interrupted (never completed); one that had
-        not started a turn yet did not happen."""
-        self.store._write("DELETE FROM loop_ticks WHERE status=? AND turn_ids=?", (RUNNING, "[]"), None)
-        rows = self.store._query("SELECT COUNT(*) FROM loop_ticks WHERE status=?", (RUNNING,))
-        self.store._write("UPDATE loop_ticks SET status=?, ended_at=COALESCE(ended_at, started_at), "
-                          "error=COALESCE(error, ?) WHERE status=?",
-                          (INTERRUPTED, "the daemon stopped during the tick", RUNNING), None)
+    def close_interrupted_ticks(self, loop_id: str | None = None) -> int:
+        """At start-up (or, on a shared database, when a dead daemon's loop is taken over: that loop
+        only): ticks a crash left ``running`` were interrupted (never completed); one that had not
+        started a turn yet did not happen."""
+        where, args = ("status=?", (RUNNING,)) if loop_id is None else ("status=? AND loop_id=?", (RUNNING, loop_id))
+        self.store._write(f"DELETE FROM loop_ticks WHERE {where} AND turn_ids=?", (*args, "[]"), None)
+        rows = self.store._query(f"SELECT COUNT(*) FROM loop_ticks WHERE {where}", args)
+        self.store._write(f"UPDATE loop_ticks SET status=?, ended_at=COALESCE(ended_at, started_at), "
+                          f"error=COALESCE(error, ?) WHERE {where}",
+                          (INTERRUPTED, "the daemon stopped during the tick", *args), None)
         return int(rows[0][0]) if rows else 0
 
     # --- reads ----------------------------------------------------------------------------------------
+
+    def state_of(self, loop_id: str) -> str | None:
+        rows = self.store._query("SELECT state FROM loops WHERE id=?", (loop_id,))
+        return str(rows[0][0]) if rows else None
+
+    def running_sessions(self) -> dict[str, str]:
+        """Loop id → session id of every loop whose row says ``running`` (whichever daemon runs it)."""
+        return {str(i): str(s) for i, s in self.store._query("SELECT id, session_id FROM loops WHERE state=?",
+                                                              (STATE_RUNNING,))}
 
     def load(self, loop_id: str) -> LoopState | None:
         rows = self.store._query("SELECT id, session_id, spec, state, stop_reason, strikes, created_at "
