@@ -27,10 +27,11 @@ SLOW = Answer(text=("still working",) * 400, delay=0.05)   # a tick that is stre
 
 @pytest.fixture
 def fleet(short_tmp, pg_url, fake) -> Iterator[tuple[dict, dict, list[subprocess.Popen]]]:  # noqa: F811
-    """Environments of daemons A and B on one database (1 s leases); started processes are killed."""
+    """Environments of daemons A and B on one database; started processes are killed. Leases last 3 s:
+    a 1 s lease can lapse on a loaded machine before the test kills A."""
     home = write_home(short_tmp, fake.base_url)
     base = {**os.environ, "ORCHESTRATOR_HOME": str(home), "ORCHESTRATOR_STATE": pg_url,
-            "ORCHESTRATOR_LEASE_TTL_S": "1"}
+            "ORCHESTRATOR_LEASE_TTL_S": "3"}
     a = {**base, "ORCHESTRATOR_ENDPOINT": f"ipc://{short_tmp}/a.sock"}
     b = {**base, "ORCHESTRATOR_ENDPOINT": f"ipc://{short_tmp}/b.sock"}
     procs: list[subprocess.Popen] = []
