@@ -45,7 +45,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture
 def fleet(env, pg_url, short_tmp) -> Iterator[tuple[dict, dict, list]]:
-    """Environments of daemons A and B on one database (3 s leases: 1 s can lapse on a loaded machine); started processes are stopped."""
+    """Environments of daemons A and B on one database; started processes are stopped. Leases last
+    3 s: a 1 s lease can lapse on a loaded machine while A still runs."""
     base = {**env, "ORCHESTRATOR_STATE": pg_url, "ORCHESTRATOR_LEASE_TTL_S": "3"}
     a = {**base, "ORCHESTRATOR_ENDPOINT": f"ipc://{short_tmp}/a.sock"}
     b = {**base, "ORCHESTRATOR_ENDPOINT": f"ipc://{short_tmp}/b.sock"}
