@@ -84,8 +84,24 @@ def start_message(args: argparse.Namespace):
             raise CliError(f"--{flag} is empty", EXIT_USAGE)
     mode = "prompt" if args.prompt is not None else "pilot" if args.pilot is not None else "workflow"
     text = args.prompt if args.prompt is not None else args.pilot or ""
+    if args.workflow is not None:
+        _check_workflow(args.workflow)
     return StartLoop(mode, text, args.land, args.workflow, args.every, args.max_ticks, args.budget_usd,
                      args.workspace)
+
+
+def _check_workflow(name: str) -> None:
+    """An unknown workflow is refused here, as `orchestrator run` refuses it, instead of a loop that
+    only fails. A home that does not load is left to the daemon (it says why at every tick)."""
+    from .paths import resolve_paths
+    from .workflows_run import ConfigProblem, load_home_config
+
+    try:
+        defined = load_home_config(resolve_paths().home).workflows.workflows
+    except ConfigProblem:
+        return
+    if name not in defined:
+        raise CliError(f"no workflow named {name!r} (defined: {', '.join(sorted(defined))})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -204,6 +220,8 @@ def render_loop(loop: dict) -> str:
     for t in loop.get("ticks", []):
         said = " / ".join(v for v in (t.get("pilot_verdict"), t.get("land_verdict")) if v) or "no verdict"
         lines.append(f"  tick {t['n']:>3}  {t['status']:<11} {said:<40} ${t.get('cost_usd') or '0'}")
+        if t.get("error"):
+            lines.append(f"             error: {t['error']}")
     if loop.get("strikes"):
         struck = set(loop.get("struck", []))
         lines.append("strikes: " + ", ".join(f"{k}×{n}{' (struck)' if k in struck else ''}"

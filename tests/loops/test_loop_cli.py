@@ -107,3 +107,22 @@ async def test_loop_watch_prints_the_events_until_the_loop_stops(loop_stack):
     assert all(e["loop_id"] == loop_id for e in events)
     again = await cli(env, "loop", "watch", loop_id)                  # already over: says so and ends
     assert again.returncode == 0 and "finished: no_work" in again.stdout
+
+
+async def test_loop_start_with_an_unknown_workflow_exits_1_and_starts_nothing(loop_stack):
+    daemon, _, _ = loop_stack
+    env = _env(daemon)
+    out = await cli(env, "loop", "start", "--workflow", "nope")
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert out.stderr.strip() == "orchestrator: no workflow named 'nope' (defined: qc)"
+    assert json.loads((await cli(env, "loop", "list", "--json")).stdout) == []
+
+
+def test_loop_show_says_why_a_tick_failed():
+    from orchestrator.loops_cli import render_loop
+
+    tick = {"n": 1, "status": "failed", "pilot_verdict": None, "land_verdict": None, "cost_usd": "0",
+            "error": "workflow x: no workflow named 'x' [unknown_workflow]"}
+    shown = render_loop({"id": "l_1", "state": "running", "stop_reason": None, "spend_usd": "0", "mode": "prompt",
+                         "every": "0", "ticks": [tick], "strikes": {}})
+    assert "no workflow named 'x'" in shown
