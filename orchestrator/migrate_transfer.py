@@ -116,11 +116,11 @@ def import_(store: Store, src: IO[str], progress: Progress) -> dict[str, int]:
                 if len(batch) >= CHUNK:
                     _flush(store, sql, batch, table, counts, progress)
             elif "table" in item:
-                _flush(store, sql, batch, table, counts, progress)
+                _flush(store, sql, batch, table, counts, progress, done=True)
                 table, sql = _begin_table(store, tables, item)
                 counts[table] = 0
             elif item.get("end"):
-                _flush(store, sql, batch, table, counts, progress)
+                _flush(store, sql, batch, table, counts, progress, done=True)
                 end = item
                 break
         if end is None:
@@ -145,14 +145,13 @@ def _begin_table(store: Store, tables: list[str], item: dict[str, Any]) -> tuple
 
 
 def _flush(store: Store, sql: str, batch: list[list[Any]], table: str, counts: dict[str, int],
-           progress: Progress) -> None:
-    if not batch:
-        if table:
-            progress(f"import: {table}: {counts[table]} rows, done")
-        return
-    store.backend.run(sql, batch, True)
-    before = counts[table]
-    counts[table] += len(batch)
-    if counts[table] // PROGRESS_EVERY > before // PROGRESS_EVERY:
-        progress(f"import: {table}: {counts[table]} rows")
-    batch.clear()
+           progress: Progress, *, done: bool = False) -> None:
+    if batch:
+        store.backend.run(sql, batch, True)
+        before = counts[table]
+        counts[table] += len(batch)
+        if counts[table] // PROGRESS_EVERY > before // PROGRESS_EVERY and not done:
+            progress(f"import: {table}: {counts[table]} rows")
+        batch.clear()
+    if done and table:     # the table's last rows are in: say so, whether or not they filled a batch
+        progress(f"import: {table}: {counts[table]} rows, done")

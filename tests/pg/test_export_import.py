@@ -103,3 +103,15 @@ def test_import_refuses_a_database_that_holds_data_and_a_cut_off_export(env, sho
     cut = cli(env, pg_url, "import", str(short_tmp / "cut.jsonl"))
     assert cut.returncode == 1 and "cut off; nothing was imported" in cut.stderr
     assert all(not rows for rows in dump(pg_url).values())   # one transaction: nothing half-imported
+
+
+def test_import_reports_every_table_it_loaded_on_stderr(env, short_tmp):
+    source, target = short_tmp / "src", short_tmp / "dst"
+    store = Store(source / "orchestrator.db")
+    fill(store)
+    store.close()
+    assert cli(env, str(source), "export", str(short_tmp / "x.jsonl")).returncode == 0
+    loaded = cli(env, str(target), "import", str(short_tmp / "x.jsonl"))
+    assert loaded.returncode == 0, loaded.stderr
+    assert "import: sessions: 2 rows, done" in loaded.stderr and "import: turns: 1 rows, done" in loaded.stderr
+    assert "import: availability_observations: 1 rows, done" in loaded.stderr   # the first table, too
