@@ -214,6 +214,8 @@ class LoopActor(Actor):
         }
         if loop.spec.workflow:
             out["workflow"] = loop.spec.workflow
+        if loop.spec.land:      # `loop show` names a pilot/land loop by it
+            out["land"] = loop.spec.land
         return out
 
     async def _publish(self, loop: LoopState, type_: str, **fields: Any) -> None:

@@ -126,3 +126,14 @@ def test_loop_show_says_why_a_tick_failed():
     shown = render_loop({"id": "l_1", "state": "running", "stop_reason": None, "spend_usd": "0", "mode": "prompt",
                          "every": "0", "ticks": [tick], "strikes": {}})
     assert "no workflow named 'x'" in shown
+
+
+async def test_loop_show_names_a_pilot_land_loop_and_its_land_prompt(loop_stack):
+    daemon, _, fake = loop_stack
+    env = _env(daemon)
+    fake.default = Answer(text=("PILOT_VERDICT=ADVANCED",))
+    loop_id = (await cli(env, "loop", "start", "--every", "1h", "--pilot", "go", "--land", "land it")).stdout.strip()
+    human = (await cli(env, "loop", "show", loop_id)).stdout
+    assert f"loop {loop_id} · pilot/land · every 1h" in human, human
+    assert json.loads((await cli(env, "loop", "show", loop_id, "--json")).stdout)["land"] == "land it"
+    await cli(env, "loop", "stop", loop_id)
