@@ -153,7 +153,11 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _watch(client, loop_id: str | None, as_json: bool) -> int:
-    from protocol.messages import ShowLoop
+    import trio
+
+    from protocol.messages import ShowLoop, WatchLoops
+
+    from .client import LIVENESS_INTERVAL_S, DaemonUnreachable
 
     async with client.watch_loops(loop_id) as events:
         if loop_id is not None:     # subscribed first, then asked: a loop that already ended says so
@@ -163,11 +167,24 @@ async def _watch(client, loop_id: str | None, as_json: bool) -> int:
                         "stop_reason": loop["stop_reason"]}
                 print(json.dumps(done) if as_json else render_event(done), flush=True)
                 return EXIT_OK
-        async for event in events:
-            print(json.dumps(event) if as_json else render_event(event), flush=True)
-            if loop_id is not None and event.get("type") == "loop.stopped":
-                return EXIT_OK
-    return EXIT_OK
+        while True:
+            heard = client.heard
+            with trio.move_on_after(LIVENESS_INTERVAL_S):
+                try:
+                    event = await events.receive()
+                except trio.EndOfChannel:
+                    return EXIT_OK
+                print(json.dumps(event) if as_json else render_event(event), flush=True)
+                if loop_id is not None and event.get("type") == "loop.stopped":
+                    return EXIT_OK
+                continue
+            # Quiet for a while: ticks are slow, or the daemon is gone (ZeroMQ would wait for it
+            # forever). A ping tells them apart; a daemon that came back has forgotten us: ask again.
+            try:
+                await client.check_alive(LIVENESS_INTERVAL_S, heard)
+            except trio.TooSlowError:
+                raise DaemonUnreachable("lost the daemon while watching loops") from None
+            await client.request("loops", WatchLoops(loop_id))
 
 
 # --- rendering --------------------------------------------------------------------------------------

@@ -137,3 +137,24 @@ async def test_loop_show_names_a_pilot_land_loop_and_its_land_prompt(loop_stack)
     assert f"loop {loop_id} · pilot/land · every 1h" in human, human
     assert json.loads((await cli(env, "loop", "show", loop_id, "--json")).stdout)["land"] == "land it"
     await cli(env, "loop", "stop", loop_id)
+
+
+async def test_loop_watch_exits_3_when_the_daemon_goes_away(loop_stack):
+    daemon, _, fake = loop_stack
+    env = _env(daemon)
+    fake.default = Answer(text=("PILOT_VERDICT=ADVANCED",))
+    loop_id = (await cli(env, "loop", "start", "--every", "1h", "--prompt", "go")).stdout.strip()
+    watcher = subprocess.Popen([PY, "-m", "orchestrator", "loop", "watch", loop_id], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with trio.fail_after(20):     # the watch has subscribed
+            while not daemon.actors["loops"]._watchers:
+                await trio.sleep(0.05)
+        daemon.request_stop("gone")
+        out, err = await trio.to_thread.run_sync(lambda: watcher.communicate(timeout=60))
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 3, (out, err)
+    assert err.strip().splitlines() == ["orchestrator: daemon not reachable (lost the daemon while watching loops). "
+                                        "Start it with `orchestrator serve` or `systemctl --user start orchestrator`."]
