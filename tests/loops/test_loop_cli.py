@@ -144,8 +144,9 @@ async def test_loop_watch_exits_3_when_the_daemon_goes_away(loop_stack):
     env = _env(daemon)
     fake.default = Answer(text=("PILOT_VERDICT=ADVANCED",))
     loop_id = (await cli(env, "loop", "start", "--every", "1h", "--prompt", "go")).stdout.strip()
-    watcher = subprocess.Popen([PY, "-m", "orchestrator", "loop", "watch", loop_id], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = await trio.to_thread.run_sync(lambda: subprocess.Popen(
+        [PY, "-m", "orchestrator", "loop", "watch", loop_id], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
     try:
         with trio.fail_after(20):     # the watch has subscribed
             while not daemon.actors["loops"]._watchers:
