@@ -212,10 +212,10 @@ class LoopActor(Actor):
             "every": format_duration(loop.spec.every_s), "max_ticks": loop.spec.max_ticks,
             "budget_usd": loop.spec.budget_usd, "workspace": loop.spec.workspace,
         }
-        if loop.spec.workflow:
-            out["workflow"] = loop.spec.workflow
         if loop.spec.land:      # `loop show` names a pilot/land loop by it
             out["land"] = loop.spec.land
+        if loop.spec.workflow:
+            out["workflow"] = loop.spec.workflow
         return out
 
     async def _publish(self, loop: LoopState, type_: str, **fields: Any) -> None:
