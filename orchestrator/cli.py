@@ -159,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _reopen_closed_std_streams()
     args_list = sys.argv[1:] if argv is None else list(argv)
     latch = _serve_latch(args_list)
     try:
@@ -180,6 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"orchestrator: {_last_resort_text(exc)}", file=sys.stderr)
         _settle_stdout()
         return EXIT_FAIL
+
+
+def _reopen_closed_std_streams() -> None:
+    """`orchestrator … >&-` starts Python with sys.stdout None: flushing it would be a traceback, and
+    the first file we open would take descriptor 1. /dev/null takes the closed descriptor instead."""
+    for name in ("stdin", "stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "r" if name == "stdin" else "w"))  # noqa: SIM115 — for the run
 
 
 def _serve_latch(args: list[str]) -> object | None:

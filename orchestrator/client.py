@@ -364,14 +364,16 @@ def curve_client_options(env: Mapping[str, str]) -> dict[int, int | bytes]:
     from actors.remote.keys import KeyFileError, public_key, read_key_file
     from actors.remote.zap import curve_client_options as options
 
+    from .paths import EndpointRefused   # a setting to fix (exit 1), not a daemon to start (exit 3)
+
     server = env.get(SERVER_KEY_VAR)
     if not server:
-        raise DaemonUnreachable(f"{CLIENT_KEY_VAR} is set but {SERVER_KEY_VAR} (the daemon's public key) is not")
+        raise EndpointRefused(f"{CLIENT_KEY_VAR} is set but {SERVER_KEY_VAR} (the daemon's public key) is not")
     try:
         pair = read_key_file(Path(client_file).expanduser(), need_secret=True)
         server_public = public_key(server)
     except KeyFileError as exc:
-        raise DaemonUnreachable(str(exc)) from None
+        raise EndpointRefused(f"{exc} ({CLIENT_KEY_VAR} / {SERVER_KEY_VAR})") from None
     assert pair.secret is not None
     return options(server_public, pair.public, pair.secret)
 

@@ -84,8 +84,24 @@ def start_message(args: argparse.Namespace):
             raise CliError(f"--{flag} is empty", EXIT_USAGE)
     mode = "prompt" if args.prompt is not None else "pilot" if args.pilot is not None else "workflow"
     text = args.prompt if args.prompt is not None else args.pilot or ""
+    if args.workflow is not None:
+        _check_workflow(args.workflow)
     return StartLoop(mode, text, args.land, args.workflow, args.every, args.max_ticks, args.budget_usd,
                      args.workspace)
+
+
+def _check_workflow(name: str) -> None:
+    """An unknown workflow is refused here, as `orchestrator run` refuses it, instead of a loop that
+    only fails. A home that does not load is left to the daemon (it says why at every tick)."""
+    from .paths import resolve_paths
+    from .workflows_run import ConfigProblem, load_home_config
+
+    try:
+        defined = load_home_config(resolve_paths().home).workflows.workflows
+    except ConfigProblem:
+        return
+    if name not in defined:
+        raise CliError(f"no workflow named {name!r} (defined: {', '.join(sorted(defined))})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,7 +153,11 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _watch(client, loop_id: str | None, as_json: bool) -> int:
-    from protocol.messages import ShowLoop
+    import trio
+
+    from protocol.messages import ShowLoop, WatchLoops
+
+    from .client import LIVENESS_INTERVAL_S, DaemonUnreachable
 
     async with client.watch_loops(loop_id) as events:
         if loop_id is not None:     # subscribed first, then asked: a loop that already ended says so
@@ -147,11 +167,24 @@ async def _watch(client, loop_id: str | None, as_json: bool) -> int:
                         "stop_reason": loop["stop_reason"]}
                 print(json.dumps(done) if as_json else render_event(done), flush=True)
                 return EXIT_OK
-        async for event in events:
-            print(json.dumps(event) if as_json else render_event(event), flush=True)
-            if loop_id is not None and event.get("type") == "loop.stopped":
-                return EXIT_OK
-    return EXIT_OK
+        while True:
+            heard = client.heard
+            with trio.move_on_after(LIVENESS_INTERVAL_S):
+                try:
+                    event = await events.receive()
+                except trio.EndOfChannel:
+                    return EXIT_OK
+                print(json.dumps(event) if as_json else render_event(event), flush=True)
+                if loop_id is not None and event.get("type") == "loop.stopped":
+                    return EXIT_OK
+                continue
+            # Quiet for a while: ticks are slow, or the daemon is gone (ZeroMQ would wait for it
+            # forever). A ping tells them apart; a daemon that came back has forgotten us: ask again.
+            try:
+                await client.check_alive(LIVENESS_INTERVAL_S, heard)
+            except trio.TooSlowError:
+                raise DaemonUnreachable("lost the daemon while watching loops") from None
+            await client.request("loops", WatchLoops(loop_id))
 
 
 # --- rendering --------------------------------------------------------------------------------------
@@ -204,6 +237,8 @@ def render_loop(loop: dict) -> str:
     for t in loop.get("ticks", []):
         said = " / ".join(v for v in (t.get("pilot_verdict"), t.get("land_verdict")) if v) or "no verdict"
         lines.append(f"  tick {t['n']:>3}  {t['status']:<11} {said:<40} ${t.get('cost_usd') or '0'}")
+        if t.get("error"):
+            lines.append(f"             error: {t['error']}")
     if loop.get("strikes"):
         struck = set(loop.get("struck", []))
         lines.append("strikes: " + ", ".join(f"{k}×{n}{' (struck)' if k in struck else ''}"

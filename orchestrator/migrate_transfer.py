@@ -50,7 +50,10 @@ def _encode(value: Any) -> Any:
 
 def _decode(value: Any) -> Any:
     if isinstance(value, dict) and "$b64" in value:
-        return base64.b64decode(value["$b64"])
+        try:
+            return base64.b64decode(value["$b64"], validate=True)
+        except (TypeError, ValueError):
+            raise TransferError("a {\"$b64\": …} value is not base64: the export is damaged") from None
     return value
 
 
@@ -96,6 +99,9 @@ def import_(store: Store, src: IO[str], progress: Progress) -> dict[str, int]:
         raise TransferError("not an orchestrator export (the first line names no format)")
     if header.get("version") != VERSION:
         raise TransferError(f"export format version {header.get('version')!r}; this orchestrator reads {VERSION}")
+    if not isinstance(header.get("schema_version", 0), int):
+        raise TransferError(f"the export's schema_version {header.get('schema_version')!r} is not a number: "
+                            "the export is damaged")
     if int(header.get("schema_version", 0)) > latest(SCHEMA):
         raise TransferError(f"the export has schema version {header['schema_version']}, newer than this "
                             f"orchestrator knows ({latest(SCHEMA)}); upgrade orchestrator first")
@@ -112,15 +118,17 @@ def import_(store: Store, src: IO[str], progress: Progress) -> dict[str, int]:
             if "row" in item:
                 if not table:
                     raise TransferError("a row before any table line: the export is damaged")
+                if not isinstance(item["row"], list):
+                    raise TransferError(f"a row of table {table} is not a list: the export is damaged")
                 batch.append([_decode(v) for v in item["row"]])
                 if len(batch) >= CHUNK:
                     _flush(store, sql, batch, table, counts, progress)
             elif "table" in item:
-                _flush(store, sql, batch, table, counts, progress)
+                _flush(store, sql, batch, table, counts, progress, done=True)
                 table, sql = _begin_table(store, tables, item)
                 counts[table] = 0
             elif item.get("end"):
-                _flush(store, sql, batch, table, counts, progress)
+                _flush(store, sql, batch, table, counts, progress, done=True)
                 end = item
                 break
         if end is None:
@@ -138,21 +146,21 @@ def _begin_table(store: Store, tables: list[str], item: dict[str, Any]) -> tuple
     table, columns = item["table"], item.get("columns")
     if table not in tables:
         raise TransferError(f"the export has a table {table!r} this database does not: migrate it, or upgrade")
-    if not isinstance(columns, list) or not set(columns) <= store.backend.columns(table):
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) \
+            or not set(columns) <= store.backend.columns(table):
         raise TransferError(f"table {table}: the export's columns {columns} are not all in this database")
     marks = ",".join("?" * len(columns))
     return table, f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
 
 
 def _flush(store: Store, sql: str, batch: list[list[Any]], table: str, counts: dict[str, int],
-           progress: Progress) -> None:
-    if not batch:
-        if table:
-            progress(f"import: {table}: {counts[table]} rows, done")
-        return
-    store.backend.run(sql, batch, True)
-    before = counts[table]
-    counts[table] += len(batch)
-    if counts[table] // PROGRESS_EVERY > before // PROGRESS_EVERY:
-        progress(f"import: {table}: {counts[table]} rows")
-    batch.clear()
+           progress: Progress, *, done: bool = False) -> None:
+    if batch:
+        store.backend.run(sql, batch, True)
+        before = counts[table]
+        counts[table] += len(batch)
+        if counts[table] // PROGRESS_EVERY > before // PROGRESS_EVERY and not done:
+            progress(f"import: {table}: {counts[table]} rows")
+        batch.clear()
+    if done and table:     # the table's last rows are in: say so, whether or not they filled a batch
+        progress(f"import: {table}: {counts[table]} rows, done")

@@ -67,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
     except KeyFileError as exc:
         hint = "" if key_file.exists() else " (create one: orchestrator keys generate)"
         raise CliError(f"{exc}{hint}") from None
-    worker = RemoteWorker(args.connect, key, server, args.pool, hello_timeout_s=args.hello_timeout)
+    def rejoined(worker_id: str) -> None:     # the terminal said "lost the daemon": say it is over
+        print(f"worker {worker_id} reconnected to {args.connect} (pool {args.pool})", flush=True)
+
+    worker = RemoteWorker(args.connect, key, server, args.pool, hello_timeout_s=args.hello_timeout,
+                          on_rejoin=rejoined)
     from .logs import configure_logging
 
     configure_logging("info")   # log lines to stderr, like the daemon's; stdout carries the "connected" line

@@ -247,6 +247,8 @@ class LoopActor(Actor):
             "every": format_duration(loop.spec.every_s), "max_ticks": loop.spec.max_ticks,
             "budget_usd": loop.spec.budget_usd, "workspace": loop.spec.workspace,
         }
+        if loop.spec.land:      # `loop show` names a pilot/land loop by it
+            out["land"] = loop.spec.land
         if loop.spec.workflow:
             out["workflow"] = loop.spec.workflow
         if self.shared is not None:   # several daemons: which one drives it (None: none does now)

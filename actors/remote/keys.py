@@ -57,6 +57,8 @@ def generate_key_pair() -> KeyPair:
 def write_key_file(path: Path, pair: KeyPair, *, force: bool = False) -> None:
     """Create ``path`` (0600; its folder 0700 if we create it). An existing file is an error
     unless ``force``; then it is replaced by rename, never rewritten in place."""
+    if path.is_dir():   # else: "already exists" (a folder cannot be replaced), or a temp file's name with --force
+        raise KeyFileError(f"{path} is a folder: name a file, e.g. --out {path}/curve.key")
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     data = render_key_file(pair).encode()
     if not force:

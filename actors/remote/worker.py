@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -44,7 +45,8 @@ class WorkerRefused(Exception):
 
 class RemoteWorker:
     def __init__(self, connect: str, key: KeyPair, server_public: bytes, pool: str = "default", *,
-                 hello_timeout_s: float = HELLO_TIMEOUT_S) -> None:
+                 hello_timeout_s: float = HELLO_TIMEOUT_S,
+                 on_rejoin: Callable[[str], None] | None = None) -> None:
         if key.secret is None:
             raise WorkerRefused("the worker's --key file holds only a public key; it needs a key pair")
         self.connect = connect
@@ -52,6 +54,7 @@ class RemoteWorker:
         self.server_public = server_public
         self.pool = pool
         self.hello_timeout_s = hello_timeout_s
+        self.on_rejoin = on_rejoin     # called with the worker id when a daemon that was lost welcomes it again
         self.worker_id: str | None = None
         self.calls_run = 0
         self._running: dict[str, trio.CancelScope] = {}
@@ -80,6 +83,11 @@ class RemoteWorker:
                     if first:
                         task_status.started(welcome.worker_id)
                         first = False
+                    else:
+                        log.info("the daemon is back; serving again", endpoint=self.connect,
+                                 worker_id=welcome.worker_id)
+                        if self.on_rejoin is not None:
+                            self.on_rejoin(welcome.worker_id)
                     await self._serve(sock, welcome.heartbeat_s)
                     log.warning("lost the daemon; saying hello again", endpoint=self.connect)
         finally:

@@ -29,11 +29,15 @@ def is_database_url(location: str | Path) -> bool:
 
 def redact_url(url: str) -> str:
     """The URL as it may appear in a message or a log: never its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urlsplit(url)
+        password, port = parts.password, parts.port
+    except ValueError:      # malformed (a bad port, an unclosed "["): nothing after the scheme is safe to show
+        return url.split("://", 1)[0] + "://***"
+    if password is None:
         return url
     host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{port}" if port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
@@ -181,7 +185,13 @@ class PgBackend:
         self._psycopg = psycopg
         self.url = url
         self.location = redact_url(url)
-        self._password = urlsplit(url).password
+        try:
+            parts = urlsplit(url)
+            self._password = parts.password
+            parts.port        # noqa: B018 — parsing it is the check ("Port out of range …")
+        except ValueError:      # not the parser's words: they may quote a password that has a "/" in it
+            raise StorageError(f"{self.location} is not a valid database URL: check its host and port, and "
+                               "percent-encode special characters (/ @ : [ ]) in the user and password") from None
         self._translated: dict[str, str] = {}
         self._connect_timeout = connect_timeout
         self.db = self._connect()

@@ -280,6 +280,20 @@ def test_a_closed_stdout_ends_every_command_quietly_with_exit_0(env):
         assert noise == [], (args, out.stderr)
 
 
+def test_a_stdout_closed_before_start_is_no_traceback(env, tmp_path):
+    """`orchestrator … >&-`: Python starts with sys.stdout None; the command still ends cleanly."""
+    def closed_stdout(*args):
+        return subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", PY, "-m", "orchestrator", *args], env=env,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+
+    for args in (("check",), ("migrate",), ("keys", "generate", "--out", str(tmp_path / "k.key")),
+                 ("export", str(tmp_path / "x.jsonl"))):
+        out = closed_stdout(*args)
+        assert out.returncode == 0 and "Traceback" not in out.stderr and "a bug" not in out.stderr, (args, out.stderr)
+    unreachable = closed_stdout("status")
+    assert unreachable.returncode == 3 and len(unreachable.stderr.strip().splitlines()) == 1, unreachable.stderr
+
+
 # --- 9.–10. the daemon stops or dies during a turn -------------------------------------------------
 
 

@@ -107,3 +107,55 @@ async def test_loop_watch_prints_the_events_until_the_loop_stops(loop_stack):
     assert all(e["loop_id"] == loop_id for e in events)
     again = await cli(env, "loop", "watch", loop_id)                  # already over: says so and ends
     assert again.returncode == 0 and "finished: no_work" in again.stdout
+
+
+async def test_loop_start_with_an_unknown_workflow_exits_1_and_starts_nothing(loop_stack):
+    daemon, _, _ = loop_stack
+    env = _env(daemon)
+    out = await cli(env, "loop", "start", "--workflow", "nope")
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert out.stderr.strip() == "orchestrator: no workflow named 'nope' (defined: qc)"
+    assert json.loads((await cli(env, "loop", "list", "--json")).stdout) == []
+
+
+def test_loop_show_says_why_a_tick_failed():
+    from orchestrator.loops_cli import render_loop
+
+    tick = {"n": 1, "status": "failed", "pilot_verdict": None, "land_verdict": None, "cost_usd": "0",
+            "error": "workflow x: no workflow named 'x' [unknown_workflow]"}
+    shown = render_loop({"id": "l_1", "state": "running", "stop_reason": None, "spend_usd": "0", "mode": "prompt",
+                         "every": "0", "ticks": [tick], "strikes": {}})
+    assert "no workflow named 'x'" in shown
+
+
+async def test_loop_show_names_a_pilot_land_loop_and_its_land_prompt(loop_stack):
+    daemon, _, fake = loop_stack
+    env = _env(daemon)
+    fake.default = Answer(text=("PILOT_VERDICT=ADVANCED",))
+    loop_id = (await cli(env, "loop", "start", "--every", "1h", "--pilot", "go", "--land", "land it")).stdout.strip()
+    human = (await cli(env, "loop", "show", loop_id)).stdout
+    assert f"loop {loop_id} · pilot/land · every 1h" in human, human
+    assert json.loads((await cli(env, "loop", "show", loop_id, "--json")).stdout)["land"] == "land it"
+    await cli(env, "loop", "stop", loop_id)
+
+
+async def test_loop_watch_exits_3_when_the_daemon_goes_away(loop_stack):
+    daemon, _, fake = loop_stack
+    env = _env(daemon)
+    fake.default = Answer(text=("PILOT_VERDICT=ADVANCED",))
+    loop_id = (await cli(env, "loop", "start", "--every", "1h", "--prompt", "go")).stdout.strip()
+    watcher = await trio.to_thread.run_sync(lambda: subprocess.Popen(
+        [PY, "-m", "orchestrator", "loop", "watch", loop_id], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
+    try:
+        with trio.fail_after(20):     # the watch has subscribed
+            while not daemon.actors["loops"]._watchers:
+                await trio.sleep(0.05)
+        daemon.request_stop("gone")
+        out, err = await trio.to_thread.run_sync(lambda: watcher.communicate(timeout=60))
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 3, (out, err)
+    assert err.strip().splitlines() == ["orchestrator: daemon not reachable (lost the daemon while watching loops). "
+                                        "Start it with `orchestrator serve` or `systemctl --user start orchestrator`."]

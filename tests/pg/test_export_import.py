@@ -110,3 +110,37 @@ def test_import_refuses_a_database_that_holds_data_and_a_cut_off_export(env, sho
     cut = cli(env, pg_url, "import", str(short_tmp / "cut.jsonl"))
     assert cut.returncode == 1 and "cut off; nothing was imported" in cut.stderr
     assert all(not rows for rows in dump(pg_url).values())   # one transaction: nothing half-imported
+
+
+def test_import_reports_every_table_it_loaded_on_stderr(env, short_tmp):
+    source, target = short_tmp / "src", short_tmp / "dst"
+    store = Store(source / "orchestrator.db")
+    fill(store)
+    store.close()
+    assert cli(env, str(source), "export", str(short_tmp / "x.jsonl")).returncode == 0
+    loaded = cli(env, str(target), "import", str(short_tmp / "x.jsonl"))
+    assert loaded.returncode == 0, loaded.stderr
+    assert "import: sessions: 2 rows, done" in loaded.stderr and "import: turns: 1 rows, done" in loaded.stderr
+    assert "import: availability_observations: 1 rows, done" in loaded.stderr   # the first table, too
+
+
+HEADER = '{"format": "orchestrator-export", "version": 1, "schema_version": 2}'
+
+
+def test_a_damaged_export_is_refused_in_one_line_and_imports_nothing(env, short_tmp):
+
+    damaged = {
+        "schema_version": '{"format": "orchestrator-export", "version": 1, "schema_version": "x"}\n',
+        "row": HEADER + '\n{"table": "sessions", "columns": ["id"]}\n{"row": 5}\n',
+        "base64": HEADER + '\n{"table": "pattern_outcomes", "columns": ["fp"]}\n{"row": [{"$b64": "!!"}]}\n',
+        "columns": HEADER + '\n{"table": "sessions", "columns": [["id"]]}\n',
+    }
+    for name, text in damaged.items():
+        (short_tmp / f"{name}.jsonl").write_text(text)
+        out = cli(env, str(short_tmp / name), "import", str(short_tmp / f"{name}.jsonl"))
+        assert out.returncode == 1, (name, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "a bug" not in lines[0], (name, out.stderr)
+        assert "damaged" in lines[0] or "are not all in this database" in lines[0], (name, out.stderr)
+        if (short_tmp / name / "orchestrator.db").exists():
+            assert all(not rows for rows in dump(str(short_tmp / name / "orchestrator.db")).values())

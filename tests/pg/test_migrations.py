@@ -73,3 +73,14 @@ def test_migrate_prints_from_and_to_and_the_daemon_refuses_a_newer_schema(env, p
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "schema version 99, newer than this orchestrator knows" in lines[0], refused.stderr
     assert pg_url.split(":")[2].split("@")[0] not in refused.stderr   # never the password
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:s3cret@[db/x", "postgresql://u:s3cret@db:5x/x",
+                                 "postgresql://u:s3cret@db:99999/x", "postgresql://u:s3/cret@db/x"])
+def test_a_malformed_database_url_is_one_line_without_the_password(env, url):
+    for args in (("migrate",), ("export", "-"), ("serve",)):
+        out = _cli({**env, "ORCHESTRATOR_STATE": url}, *args)
+        assert out.returncode == 1, (args, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "is not a valid database URL" in lines[0], out.stderr
+        assert "s3cret" not in out.stderr and "cret" not in out.stderr and "a bug" not in out.stderr

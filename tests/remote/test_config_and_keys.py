@@ -47,6 +47,16 @@ def test_keys_generate_never_overwrites_without_force(state, capsys):
     assert out.read_text() != before and stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
+def test_keys_generate_into_a_folder_says_so_with_or_without_force(state, capsys):
+    folder = state / "keys-dir"
+    folder.mkdir(parents=True)
+    for extra in ([], ["--force"]):
+        assert main(["keys", "generate", "--out", str(folder), *extra]) == 1
+        err = capsys.readouterr().err
+        assert err.strip() == f"orchestrator: {folder} is a folder: name a file, e.g. --out {folder}/curve.key", err
+    assert list(folder.iterdir()) == [] and not list(state.glob(".keys-dir*"))
+
+
 def test_keys_show_of_a_missing_or_foreign_file_is_one_clear_error(state, capsys, short_tmp):
     assert main(["keys", "show", str(short_tmp / "nope.key")]) == 1
     assert "cannot read key file" in capsys.readouterr().err

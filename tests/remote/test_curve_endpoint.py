@@ -80,3 +80,21 @@ async def test_a_client_without_an_allowed_key_is_refused(curve_daemon, monkeypa
             pass
     assert curve_daemon.node.curve.policy.refused >= 1
     assert curve_daemon.node.bad_frames == 0 and curve_daemon.node.forbidden_frames == 0
+
+
+def test_a_client_key_setting_that_cannot_work_is_named_not_blamed_on_the_daemon(short_tmp):
+    import os
+    import subprocess
+    import sys
+
+    key = short_tmp / "client.key"
+    write_key_file(key, generate_key_pair())
+    base = {**os.environ, "ORCHESTRATOR_ENDPOINT": "tcp://127.0.0.1:9", "ORCHESTRATOR_HOME": str(short_tmp),
+            "ORCHESTRATOR_STATE": str(short_tmp / "state"), CLIENT_KEY_VAR: str(key)}
+    for env, says in (({**base, SERVER_KEY_VAR: ""}, f"{SERVER_KEY_VAR} (the daemon's public key) is not"),
+                      ({**base, SERVER_KEY_VAR: str(short_tmp / "missing.key")}, "cannot read key file")):
+        out = subprocess.run([sys.executable, "-m", "orchestrator", "status"], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 1, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and says in out.stderr, out.stderr
+        assert "orchestrator serve" not in out.stderr       # the daemon is not the problem

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from actors.remote.config import WorkersConfig
 from actors.remote.hub import CANCEL_ACK_S, NoLiveWorker, WorkerHub, WorkerLost
 from actors.remote.keys import generate_key_pair
 from actors.remote.worker import RemoteWorker, WorkerRefused
@@ -126,3 +127,22 @@ async def test_a_worker_that_falls_silent_fails_its_running_call_with_worker_los
     with pytest.raises(WorkerLost, match=lost):
         await hub.dispatch(ctx_for(ws), "run_command", {"command": "touch started; sleep 30"})
     assert hub.fleet.workers == {}
+
+
+async def test_a_worker_says_when_it_rejoins_a_daemon_that_came_back(nursery, server_pair, worker_pair):
+    server_file, server = server_pair
+    _, keys = worker_pair
+    first = WorkerHub(workers_config(server_file, keys.public), server, [keys.public])
+    rejoined: list[str] = []
+    async with trio.open_nursery() as daemon:
+        endpoint = await daemon.start(first.serve)
+        worker = RemoteWorker(endpoint, keys, server.public, "build", on_rejoin=rejoined.append)
+        await nursery.start(worker.run)
+        daemon.cancel_scope.cancel()           # the daemon goes away …
+    again = WorkerHub(WorkersConfig(endpoint, (keys.public.decode(),), str(server_file), 0.5, ("default", "build")),
+                      server, [keys.public])
+    await nursery.start(again.serve)           # … and comes back on the same address
+    with trio.fail_after(30):
+        while not rejoined:
+            await trio.sleep(0.05)
+    assert rejoined == [worker.worker_id]
