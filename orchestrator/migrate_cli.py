@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .exitcodes import EXIT_FAIL, CliError
 
@@ -20,13 +21,40 @@ def add_subparsers(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("export", help="write the whole state database to FILE (JSON lines)")
     e.add_argument("file", help="where to write the export (created 0600; '-' for stdout)")
     e.add_argument("--json", action="store_true", help='one object {"file", "tables": {table: rows}, "rows"}')
+    e.add_argument("--force", action="store_true", help="replace FILE if it exists")
     i = sub.add_parser("import", help="load an export FILE into an empty state database")
     i.add_argument("file", help="an export written by `orchestrator export` ('-' for stdin)")
     i.add_argument("--json", action="store_true", help='one object {"file", "tables": {table: rows}, "rows"}')
 
 
+if TYPE_CHECKING:
+    from actors.runtime.store import Store
+
+
 def _progress(line: str) -> None:
     print(f"orchestrator: {line}", file=sys.stderr, flush=True)
+
+
+def _export_to_file(store: Store, path: Path, *, force: bool) -> dict[str, int]:
+    """Never clobbers an earlier export by accident, and never leaves half a file under FILE's name:
+    the dump goes to a private temporary file beside it (conversations are in it: 0600 from the
+    first byte, like the database) and replaces FILE only once complete."""
+    if path.exists() and not force:
+        raise CliError(f"{path} exists; pass --force to replace it", EXIT_FAIL)
+    if path.is_dir():
+        raise CliError(f"{path} is a folder", EXIT_FAIL)
+    from .migrate_transfer import export
+
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            counts = export(store, out, _progress)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return counts
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,11 +89,7 @@ def run(args: argparse.Namespace) -> int:
                 if args.file == "-":
                     counts = export(store, sys.stdout, _progress)
                 else:
-                    path = Path(args.file)
-                    # Conversations are in it: private from the first byte, like the database.
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                    with os.fdopen(fd, "w", encoding="utf-8") as out:
-                        counts = export(store, out, _progress)
+                    counts = _export_to_file(store, Path(args.file), force=args.force)
             finally:
                 store.close()
         else:

@@ -84,3 +84,21 @@ def test_a_malformed_database_url_is_one_line_without_the_password(env, url):
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and "is not a valid database URL" in lines[0], out.stderr
         assert "s3cret" not in out.stderr and "cret" not in out.stderr and "a bug" not in out.stderr
+
+
+def test_export_never_replaces_an_earlier_export_without_force_and_writes_it_private(env, tmp_path):
+    state = tmp_path / "state"
+    Store(state / "orchestrator.db").close()
+    target = tmp_path / "earlier.jsonl"
+    target.write_text("an earlier export\n")
+    target.chmod(0o644)
+    env = {**env, "ORCHESTRATOR_STATE": str(state)}
+
+    refused = _cli(env, "export", str(target))
+    assert refused.returncode == 1 and "exists; pass --force" in refused.stderr, refused.stderr
+    assert target.read_text() == "an earlier export\n"
+
+    replaced = _cli(env, "export", str(target), "--force")
+    assert replaced.returncode == 0, replaced.stderr
+    assert target.read_text().startswith("{") and (target.stat().st_mode & 0o777) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name] == []
