@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 from actors.config.files import load_files
 from actors.config.registry import ModelRegistry
-from actors.delegate import state
+from actors.delegate import gitio, state
 from actors.delegate.config import DelegateConfig
 from actors.delegate.consent import BlastRadius, consent_hint
 from actors.delegate.tool import radius_for
@@ -60,8 +61,10 @@ def _registry() -> ModelRegistry:
 def _config(workspace: str) -> DelegateConfig:
     settings = SettingsCache().load(workspace)
     delegate_errors = [e for e in settings.errors if ": delegate" in e]
-    if delegate_errors:
-        raise CliError("; ".join(delegate_errors))
+    # Invalid YAML, an unreadable file, not a mapping: the whole file is ignored, delegate: with it.
+    file_errors = [e for e in settings.errors if not re.match(rf"{re.escape(SETTINGS_FILE)}: [a-z_]+[:.]", e)]
+    if delegate_errors or file_errors:
+        raise CliError("; ".join(delegate_errors + file_errors))
     if settings.delegate is None:
         raise CliError(f"delegation is off in {workspace}: there is no delegate: section in {SETTINGS_FILE} "
                        "(docs/delegation.md)")
@@ -73,6 +76,14 @@ def _radius(workspace: str) -> BlastRadius:
     if isinstance(radius, str):
         raise CliError(radius)
     return radius
+
+
+def _repository_problem(workspace: str) -> str | None:
+    try:
+        gitio.check_repository(workspace)
+    except gitio.GitProblem as exc:
+        return str(exc)
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,8 +100,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     radius = _radius(workspace)
     store = _open_store()
+    problem = _repository_problem(workspace)
     if args.delegate_command == "show":
-        return _show(args, store, radius)
+        return _show(args, store, radius, problem)
+    if problem is not None:   # consent to a radius that cannot work would only fail later, at a call
+        raise CliError(f"delegation cannot work in {workspace}: {problem}")
     print("Delegation to a command-line coding agent — blast radius:", file=sys.stderr if args.json else sys.stdout)
     for line in radius.describe():
         print("  " + line, file=sys.stderr if args.json else sys.stdout)
@@ -109,11 +123,12 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _show(args: argparse.Namespace, store: Store, radius: BlastRadius) -> int:
+def _show(args: argparse.Namespace, store: Store, radius: BlastRadius, problem: str | None) -> int:
     consent = state.get_consent(store, radius.directory)
     status = ("missing" if consent is None else "granted" if consent.fingerprint == radius.fingerprint()
               else "stale (the blast radius changed since)")
-    data: dict[str, object] = {"workspace": radius.directory, "radius": radius.as_json(), "consent": status.split()[0]}
+    data: dict[str, object] = {"workspace": radius.directory, "radius": radius.as_json(), "consent": status.split()[0],
+                               "repository": problem or "ok"}
     if args.session:
         breaker = state.get_breaker(store, args.session)
         data["breaker"] = {"open": breaker.is_open, "reason": breaker.open_reason, "failures": breaker.failures}
@@ -123,7 +138,10 @@ def _show(args: argparse.Namespace, store: Store, radius: BlastRadius) -> int:
         return EXIT_OK
     for line in radius.describe():
         print(line)
-    print(f"consent:      {status}" + ("" if status == "granted" else f" — run `{consent_hint(radius.directory)}`"))
+    if problem is not None:
+        print(f"repository:   {problem}")
+    print(f"consent:      {status}" + ("" if status == "granted" or problem else
+                                       f" — run `{consent_hint(radius.directory)}`"))
     if args.session:
         b = data["breaker"]
         assert isinstance(b, dict)

@@ -144,6 +144,10 @@ class CodeDelegation:
         radius = radius_for(config, self.registry(), workspace)
         if isinstance(radius, str):
             return radius
+        try:
+            gitio.check_repository(radius.directory)
+        except gitio.GitProblem as exc:
+            return str(exc)
         consent = state.get_consent(self.store, radius.directory)
         if consent is None:
             return f"no consent for this workspace: run `{consent_hint(radius.directory)}`"

@@ -58,6 +58,15 @@ if mode == "commit":
     edit("src/app.py", "# feature\n")
     subprocess.run(["git", "commit", "-qam", "the agent commits"], check=True)
     print("FILES_CHANGED=src/app.py")
+if mode == "delete":
+    os.remove("src/app.py")
+    os.remove("notes.txt")
+    print("FILES_CHANGED=src/app.py,notes.txt")
+if mode == "outside":
+    edit("notes.txt", "the agent's line\n")
+    edit("scratch.txt", "the agent's line\n")
+    edit("src/app.py", "# feature\n")
+    print("FILES_CHANGED=notes.txt,scratch.txt,src/app.py")
 if mode == "break":
     edit("src/app.py", "BROKEN\n")
     edit("src/pkg/new.py", "NEW = 1\n")

@@ -1,0 +1,58 @@
+"""`orchestrator delegate show|consent` on workspaces delegation cannot work in, and on a
+workspace.yaml that is not even readable YAML: the user learns why at consent time, in one line."""
+from __future__ import annotations
+
+import json
+import shutil
+
+from tests.fakes import Answer
+
+from .conftest import delegate_call, git, tool_result
+
+
+async def test_consent_is_refused_where_delegation_cannot_work_and_show_says_why(stack):
+    nogit = stack.root / "nogit"
+    (nogit / ".orchestrator").mkdir(parents=True)
+    shutil.copy(stack.ws / ".orchestrator" / "workspace.yaml", nogit / ".orchestrator" / "workspace.yaml")
+    nocommit = stack.root / "nocommit"
+    shutil.copytree(nogit, nocommit)
+    git(nocommit, "init", "-q")
+    sub = stack.ws / "sub"
+    shutil.copytree(nogit, sub)
+    cases = {nogit: "is not a git repository", nocommit: "has no commit yet",
+             sub: "must be the top of its git repository"}
+    for where, why in cases.items():
+        stack.ws, ws = where, stack.ws
+        try:
+            refused = stack.consent("--yes")
+            assert refused.returncode == 1 and why in refused.stderr, (where, refused.stderr)
+            assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+            shown = stack.cli("show", "--json")
+            assert shown.returncode == 0, shown.stderr
+            data = json.loads(shown.stdout)
+            assert data["consent"] == "missing" and why in data["repository"], data
+            assert why in stack.cli("show").stdout
+        finally:
+            stack.ws = ws
+    assert json.loads(stack.cli("show", "--json").stdout)["repository"] == "ok"
+
+
+async def test_a_consented_workspace_that_stopped_being_a_repository_is_not_offered_the_tool(stack):
+    assert stack.consent("--yes").returncode == 0
+    (stack.ws / ".git").rename(stack.root / "git-away")
+    before = stack.tree()
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("myself",)))
+    tools = [t["function"]["name"] for t in stack.fake.requests[0].json.get("tools", [])]
+    assert "delegate_code" not in tools
+    result = tool_result(events)
+    assert result.is_error and "is not a git repository" in result.content
+    assert stack.runs() == [] and stack.tree() == before
+
+
+async def test_show_and_consent_report_a_workspace_yaml_that_is_not_valid_yaml(stack):
+    settings = stack.ws / ".orchestrator" / "workspace.yaml"
+    settings.write_text(settings.read_text() + "commands: [unclosed\n")
+    for args in (("show",), ("consent", "--yes")):
+        out = stack.cli(*args)
+        assert out.returncode == 1, out
+        assert "invalid YAML" in out.stderr and "no delegate: section" not in out.stderr, out.stderr

@@ -1,0 +1,130 @@
+"""What a new user tries first with delegation: deletions, writes outside allow, hanging or missing
+test commands and agents, revoke, and delegate_code inside a loop with and without consent."""
+from __future__ import annotations
+
+import json
+
+from tests.fakes import Answer
+
+from .conftest import delegate_call, git, tool_result
+
+
+async def test_a_delegate_that_deletes_the_users_dirty_files_is_rolled_back_with_their_edits(stack):
+    assert stack.consent("--yes").returncode == 0
+    before = stack.tree()
+    status = git(stack.ws, "status", "--porcelain")
+    stack.mode("delete")
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    data = json.loads(tool_result(events).content)
+    assert not data["accepted"], data
+    assert any("notes.txt" in r for r in data["reasons"]), data
+    assert stack.tree() == before
+    assert git(stack.ws, "status", "--porcelain") == status
+
+
+async def test_a_delegate_that_writes_outside_allow_is_rolled_back_and_untracked_user_files_survive(stack):
+    assert stack.consent("--yes").returncode == 0
+    before = stack.tree()
+    status = git(stack.ws, "status", "--porcelain")
+    stack.mode("outside")
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    data = json.loads(tool_result(events).content)
+    assert not data["accepted"], data
+    assert data["rolled_back"] == ["notes.txt", "scratch.txt", "src/app.py"], data
+    assert stack.tree() == before
+    assert git(stack.ws, "status", "--porcelain") == status
+
+
+async def test_revoke_then_a_turn_refuses(stack):
+    assert stack.consent("--yes").returncode == 0
+    assert stack.cli("revoke").returncode == 0
+    before = stack.tree()
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    assert "no consent" in tool_result(events).content
+    assert stack.runs() == [] and stack.tree() == before
+
+
+def set_workspace_yaml(stack, extra: str = "", **over: str) -> None:
+    lines = {"agent": '"agent:coder"', "effort": "medium", "test_command": '"! grep -rq BROKEN src"',
+             "allow": '["src/**"]', **over}
+    body = "delegate:\n" + "".join(f"  {k}: {v}\n" for k, v in lines.items()) + extra
+    (stack.ws / ".orchestrator" / "workspace.yaml").write_text(body)
+
+
+async def test_a_test_command_that_hangs_times_out_and_is_rolled_back(stack):
+    set_workspace_yaml(stack, test_command='"sleep 30"', test_timeout_s="1")
+    assert stack.consent("--yes").returncode == 0
+    before = stack.tree()
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    data = json.loads(tool_result(events).content)
+    assert not data["accepted"], data
+    assert stack.tree() == before
+
+
+async def test_a_missing_test_command_is_not_accepted(stack):
+    set_workspace_yaml(stack, test_command='"no-such-test-runner-xyz"')
+    assert stack.consent("--yes").returncode == 0
+    before = stack.tree()
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    data = json.loads(tool_result(events).content)
+    assert not data["accepted"], data
+    assert stack.tree() == before
+
+
+async def test_an_agent_command_that_is_not_found_opens_the_breaker(stack):
+    models = stack.paths.home / "models.yaml"
+    models.write_text(models.read_text().replace('command: ["', 'command: ["/nonexistent/agent", "'))
+    await stack.restart()
+    assert stack.consent("--yes").returncode == 0, stack.consent("--yes").stderr
+    before = stack.tree()
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    data = json.loads(tool_result(events).content)
+    assert not data["accepted"] and "breaker" in data, data
+    assert stack.tree() == before
+
+
+async def test_an_agent_that_hangs_is_killed_at_its_timeout_and_rolled_back(stack):
+    models = stack.paths.home / "models.yaml"
+    models.write_text(models.read_text().replace("timeout_s: 30", "timeout_s: 2"))
+    await stack.restart()
+    assert stack.consent("--yes").returncode == 0
+    before = stack.tree()
+    stack.mode("slow")
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    data = json.loads(tool_result(events).content)
+    assert not data["accepted"] and "breaker" in data, data
+    assert stack.tree() == before
+
+
+async def _loop_one_tick(stack):
+    import trio
+    from orchestrator.client import open_client
+    from protocol.messages import ShowLoop, StartLoop
+    async with open_client(stack.daemon.paths.endpoint) as client:
+        info = await client.request("loops", StartLoop("prompt", "implement T1", max_ticks=1, workspace=str(stack.ws)))
+        loop_id = info.loop["id"]
+        with trio.fail_after(30):
+            while True:
+                loop = (await client.request("loops", ShowLoop(loop_id))).loop
+                if loop["state"] != "running" and loop["current_tick"] is None:
+                    return loop
+                await trio.sleep(0.05)
+
+
+async def test_a_loop_without_consent_writes_nothing(stack):
+    before = stack.tree()
+    stack.fake.script(delegate_call(), Answer(text=("myself\n",)))
+    loop = await _loop_one_tick(stack)
+    assert loop["stop_reason"] == "max_ticks"
+    assert stack.runs() == [] and stack.tree() == before
+    tools = [t["function"]["name"] for t in stack.fake.requests[0].json.get("tools", [])]
+    assert "delegate_code" not in tools
+
+
+async def test_a_loop_with_consent_delegates(stack):
+    assert stack.consent("--yes").returncode == 0
+    stack.fake.script(delegate_call(), Answer(text=("done\n",)))
+    loop = await _loop_one_tick(stack)
+    assert loop["stop_reason"] == "max_ticks"
+    assert len(stack.runs()) == 1
+    assert (stack.ws / "src" / "pkg" / "new.py").exists()
