@@ -286,7 +286,8 @@ class CodeDelegation:
         if head_after != snap.head or branch_after != snap.branch:
             gitio.restore_refs(snap)   # the delegate's commits become differences from HEAD: rolled back below
         changed = gitio.changes(snap)
-        return Evidence(snap.head, head_after, snap.branch, branch_after, changed, parse_claimed(output),
+        claimed = parse_claimed(output, snap.workspace)
+        return Evidence(snap.head, head_after, snap.branch, branch_after, changed, claimed,
                         gitio.index_changes(snap) - changed)
 
     def _undo(self, snap: gitio.Snapshot) -> tuple[list[str], list[str]]:

@@ -67,6 +67,15 @@ if mode == "outside":
     edit("scratch.txt", "the agent's line\n")
     edit("src/app.py", "# feature\n")
     print("FILES_CHANGED=notes.txt,scratch.txt,src/app.py")
+if mode == "stash":
+    edit("src/app.py", "# feature\n")
+    subprocess.run(["git", "stash", "-q"], check=True)
+    edit("src/app.py", "# feature\n")
+    print("FILES_CHANGED=src/app.py")
+if mode == "absolute":
+    edit("src/app.py", "# feature\n")
+    print("Changed files:")
+    print("`FILES_CHANGED=" + os.path.join(os.getcwd(), "src/app.py") + "`")
 if mode == "break":
     edit("src/app.py", "BROKEN\n")
     edit("src/pkg/new.py", "NEW = 1\n")

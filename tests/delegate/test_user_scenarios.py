@@ -6,7 +6,7 @@ import json
 
 from tests.fakes import Answer
 
-from .conftest import delegate_call, git, tool_result
+from .conftest import USER_APP, delegate_call, git, tool_result
 
 
 async def test_a_delegate_that_deletes_the_users_dirty_files_is_rolled_back_with_their_edits(stack):
@@ -128,3 +128,25 @@ async def test_a_loop_with_consent_delegates(stack):
     assert loop["stop_reason"] == "max_ticks"
     assert len(stack.runs()) == 1
     assert (stack.ws / "src" / "pkg" / "new.py").exists()
+
+
+async def test_a_delegate_that_stashes_the_users_edits_is_rolled_back_with_index_and_tree_as_before(stack):
+    assert stack.consent("--yes").returncode == 0
+    git(stack.ws, "add", "src/app.py")                       # staged …
+    (stack.ws / "src" / "app.py").write_text(USER_APP + "# and more, unstaged\n")   # … and edited again
+    before, status = stack.tree(), git(stack.ws, "status", "--porcelain")
+    staged = git(stack.ws, "diff", "--cached")
+    stack.mode("stash")
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    data = json.loads(tool_result(events).content)
+    assert not data["accepted"], data
+    assert stack.tree() == before
+    assert git(stack.ws, "status", "--porcelain") == status and git(stack.ws, "diff", "--cached") == staged
+
+
+async def test_an_agent_that_reports_absolute_paths_in_backticks_is_accepted(stack):
+    assert stack.consent("--yes").returncode == 0
+    stack.mode("absolute")
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    data = json.loads(tool_result(events).content)
+    assert data["accepted"] and data["files"] == ["src/app.py"], data
