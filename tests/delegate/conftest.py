@@ -76,6 +76,10 @@ if mode == "absolute":
     edit("src/app.py", "# feature\n")
     print("Changed files:")
     print("`FILES_CHANGED=" + os.path.join(os.getcwd(), "src/app.py") + "`")
+if mode == "background":
+    edit("src/app.py", "# feature\n")
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])   # a dev server, say
+    print("FILES_CHANGED=src/app.py")
 if mode == "break":
     edit("src/app.py", "BROKEN\n")
     edit("src/pkg/new.py", "NEW = 1\n")

@@ -150,3 +150,14 @@ async def test_an_agent_that_reports_absolute_paths_in_backticks_is_accepted(sta
     _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
     data = json.loads(tool_result(events).content)
     assert data["accepted"] and data["files"] == ["src/app.py"], data
+
+
+async def test_an_agent_that_leaves_a_background_process_running_is_judged_when_it_exits(stack):
+    models = stack.paths.home / "models.yaml"
+    models.write_text(models.read_text().replace("timeout_s: 30", "timeout_s: 10"))
+    await stack.restart()
+    assert stack.consent("--yes").returncode == 0
+    stack.mode("background")
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    data = json.loads(tool_result(events).content)
+    assert data["accepted"] and data["files"] == ["src/app.py"], data
