@@ -40,6 +40,7 @@ def add_subparser(sub: argparse._SubParsersAction, workspace_arg) -> None:
     show.add_argument("--session", metavar="S", help="also show this session's breaker and escalated tasks")
     consent.add_argument("--yes", action="store_true", help="consent without asking (scripts)")
     reset.add_argument("--session", required=True, metavar="S")
+    reset.add_argument("--json", action="store_true")
 
 
 def _open_store() -> Store:
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if args.delegate_command == "reset":
         store = _open_store()
         state.put_breaker(store, args.session, state.BreakerState())
-        print(f"breaker closed for session {args.session}")
+        _emit(args.json, {"session": args.session, "breaker": "closed"}, f"breaker closed for session {args.session}")
         return EXIT_OK
     workspace = os.path.realpath(args.workspace or os.getcwd())
     if args.delegate_command == "revoke":

@@ -56,3 +56,13 @@ async def test_show_and_consent_report_a_workspace_yaml_that_is_not_valid_yaml(s
         out = stack.cli(*args)
         assert out.returncode == 1, out
         assert "invalid YAML" in out.stderr and "no delegate: section" not in out.stderr, out.stderr
+
+
+async def test_every_delegate_command_answers_json_with_json(stack):
+    for args, workspace in ((("show", "--json"), True), (("consent", "--yes", "--json"), True),
+                            (("revoke", "--json"), True), (("reset", "--session", "s_x", "--json"), False)):
+        out = stack.cli(*args, workspace=workspace)
+        assert out.returncode == 0, (args, out.stderr)
+        assert isinstance(json.loads(out.stdout), dict), out.stdout
+    assert json.loads(stack.cli("reset", "--session", "s_x", "--json", workspace=False).stdout) == {
+        "session": "s_x", "breaker": "closed"}
