@@ -80,6 +80,10 @@ if mode == "background":
     edit("src/app.py", "# feature\n")
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])   # a dev server, say
     print("FILES_CHANGED=src/app.py")
+if mode == "rmtree":
+    import shutil
+    shutil.rmtree("src")
+    print("FILES_CHANGED=src/app.py")
 if mode == "break":
     edit("src/app.py", "BROKEN\n")
     edit("src/pkg/new.py", "NEW = 1\n")

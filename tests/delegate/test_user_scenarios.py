@@ -161,3 +161,39 @@ async def test_an_agent_that_leaves_a_background_process_running_is_judged_when_
     _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
     data = json.loads(tool_result(events).content)
     assert data["accepted"] and data["files"] == ["src/app.py"], data
+
+
+async def test_stopping_the_daemon_while_the_agent_works_rolls_back_what_it_wrote(stack):
+    import trio
+    from orchestrator.client import open_client
+    from protocol import events as ev
+    assert stack.consent("--yes").returncode == 0
+    before = stack.tree()
+    stack.mode("slow")
+    stack.fake.script(delegate_call())
+    async with open_client(stack.daemon.paths.endpoint) as client:
+        info = await client.open_session(workspace=str(stack.ws))
+        try:
+            async with client.turn(info.session_id, "implement T1") as turn:
+                async for e in turn:
+                    if isinstance(e, ev.ToolCalled):
+                        with trio.fail_after(20):
+                            while not (stack.control / "started").exists():
+                                await trio.sleep(0.02)
+                        stack.stop()
+        except Exception:
+            pass
+    with trio.fail_after(40):
+        await stack.stopped.wait()
+    assert stack.tree() == before
+
+
+async def test_a_delegate_that_removes_a_whole_folder_gets_every_file_in_it_back(stack):
+    assert stack.consent("--yes").returncode == 0
+    (stack.ws / "src" / "draft.py").write_text("the user's untracked draft\n")
+    before, status = stack.tree(), git(stack.ws, "status", "--porcelain")
+    stack.mode("rmtree")
+    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    data = json.loads(tool_result(events).content)
+    assert not data["accepted"], data
+    assert stack.tree() == before and git(stack.ws, "status", "--porcelain") == status
