@@ -66,3 +66,18 @@ async def test_every_delegate_command_answers_json_with_json(stack):
         assert isinstance(json.loads(out.stdout), dict), out.stdout
     assert json.loads(stack.cli("reset", "--session", "s_x", "--json", workspace=False).stdout) == {
         "session": "s_x", "breaker": "closed"}
+
+
+async def test_delegate_commands_with_stdout_closed_do_their_work_without_a_traceback(stack):
+    import functools
+    import subprocess
+    import sys
+
+    import trio
+    for args in (f"delegate consent --yes --workspace {stack.ws}", f"delegate show --workspace {stack.ws}",
+                 "delegate reset --session s_x"):
+        argv = ["sh", "-c", f"'{sys.executable}' -m orchestrator {args} >&-"]
+        out = await trio.to_thread.run_sync(functools.partial(
+            subprocess.run, argv, env=stack.env, capture_output=True, text=True, stdin=subprocess.DEVNULL))
+        assert "Traceback" not in out.stderr and out.returncode == 0, (args, out.stderr)
+    assert json.loads(stack.cli("show", "--json").stdout)["consent"] == "granted"
