@@ -189,7 +189,9 @@ class CodeDelegation:
         run_effort, problem = effort_with_floor(effort, config.effort, agent.efforts)
         if problem:
             return f"{TOOL_NAME}: {problem}", True
-        lock = self._locks.setdefault(run.workspace, trio.Lock())
+        # By the real path: a symlinked spelling of the same tree is the same tree.
+        real = await trio.to_thread.run_sync(os.path.realpath, run.workspace)
+        lock = self._locks.setdefault(real, trio.Lock())
         async with lock:
             return await self._locked(planner, turn, config, agent, run_effort, task_id, task.strip(), settings,
                                       registry)

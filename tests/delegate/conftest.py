@@ -84,6 +84,18 @@ if mode == "rmtree":
     import shutil
     shutil.rmtree("src")
     print("FILES_CHANGED=src/app.py")
+if mode == "exclusive":
+    import time
+    try:
+        fd = os.open(os.path.join(control, "busy"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        open(os.path.join(control, "overlap"), "w").write("two agents at once in one workspace")
+        sys.exit(0)
+    time.sleep(1)
+    os.close(fd)
+    os.remove(os.path.join(control, "busy"))
+    edit("src/app.py", "# feature\n")
+    print("FILES_CHANGED=src/app.py")
 if mode == "break":
     edit("src/app.py", "BROKEN\n")
     edit("src/pkg/new.py", "NEW = 1\n")

@@ -197,3 +197,28 @@ async def test_a_delegate_that_removes_a_whole_folder_gets_every_file_in_it_back
     data = json.loads(tool_result(events).content)
     assert not data["accepted"], data
     assert stack.tree() == before and git(stack.ws, "status", "--porcelain") == status
+
+
+async def test_two_sessions_on_one_workspace_by_different_paths_delegate_one_at_a_time(stack):
+    import trio
+    from orchestrator.client import open_client
+    assert stack.consent("--yes").returncode == 0
+    link = stack.root / "link"
+    link.symlink_to(stack.ws)
+    stack.mode("exclusive")
+    stack.fake.script(delegate_call("T1", "d1"), delegate_call("T2", "d2"), Answer(text=("done",)),
+                      Answer(text=("done",)))
+
+    async def one(where, task_status=trio.TASK_STATUS_IGNORED):
+        async with open_client(stack.daemon.paths.endpoint) as client:
+            session = (await client.open_session(workspace=str(where))).session_id
+            async with client.turn(session, "implement") as turn:
+                task_status.started()
+                async for _ in turn:
+                    pass
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(one, stack.ws)
+        await nursery.start(one, link)
+    assert not (stack.control / "overlap").exists()
+    assert (stack.ws / "src" / "app.py").read_text() == USER_APP + "# feature\n" * 2
