@@ -112,8 +112,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             raise CliError("consent needs a terminal to ask on, or --yes")
+        question = "Allow this agent to change these files in this directory? [y/N] "
         try:
-            answer = input("Allow this agent to change these files in this directory? [y/N] ")
+            if args.json:   # stdout carries only the JSON answer
+                print(question, end="", file=sys.stderr, flush=True)
+                answer = sys.stdin.readline()
+            else:
+                answer = input(question)
         except EOFError:
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):

@@ -81,3 +81,25 @@ async def test_delegate_commands_with_stdout_closed_do_their_work_without_a_trac
             subprocess.run, argv, env=stack.env, capture_output=True, text=True, stdin=subprocess.DEVNULL))
         assert "Traceback" not in out.stderr and out.returncode == 0, (args, out.stderr)
     assert json.loads(stack.cli("show", "--json").stdout)["consent"] == "granted"
+
+
+async def test_consent_json_on_a_terminal_keeps_the_question_off_stdout(stack):
+    import functools
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    import trio
+    master, slave = pty.openpty()
+    try:
+        os.write(master, b"y\n")
+        out = await trio.to_thread.run_sync(functools.partial(
+            subprocess.run, [sys.executable, "-m", "orchestrator", "delegate", "consent", "--json", "--workspace",
+                             str(stack.ws)], env=stack.env, stdin=slave, capture_output=True, text=True, timeout=60))
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["consented"] is True
+    assert "[y/N]" in out.stderr
