@@ -46,6 +46,7 @@ log = structlog.get_logger("delegate")
 TOOL_NAME = "delegate_code"
 ROLLBACK_BOUND_S = 30.0
 OUTPUT_TAIL = 1500
+RESET_COMMAND = "orchestrator delegate reset --session {session}"
 
 AGENT_PROMPT = """You are a coding agent. Implement the task below by editing files in the current
 directory ({workspace}).
@@ -156,7 +157,8 @@ class CodeDelegation:
                     f"`{consent_hint(radius.directory)}` again")
         breaker = state.get_breaker(self.store, session_id)
         if breaker.is_open:
-            return f"the circuit breaker is open for this session: {breaker.open_reason}"
+            return (f"the circuit breaker is open for this session: {breaker.open_reason} (the user closes it with "
+                    f"`{RESET_COMMAND.format(session=session_id)}`)")
         return None
 
     # --- the call ---------------------------------------------------------------------------------
@@ -202,7 +204,8 @@ class CodeDelegation:
         assert turn.run.workspace is not None
         breaker = state.get_breaker(self.store, turn.run.session_id)   # it may have opened while we waited
         if breaker.is_open:
-            return (f"{TOOL_NAME}: refused: the circuit breaker is open for this session: {breaker.open_reason}. "
+            return (f"{TOOL_NAME}: refused: the circuit breaker is open for this session: {breaker.open_reason} "
+                    f"(the user closes it with `{RESET_COMMAND.format(session=turn.run.session_id)}`). "
                     "Do the task yourself.", True)
         try:
             snap = await trio.to_thread.run_sync(gitio.snapshot, turn.run.workspace)
@@ -319,7 +322,8 @@ class CodeDelegation:
         if problems:
             result["rollback_problems"] = problems
         if breaker.is_open:
-            result["breaker"] = f"open: {breaker.open_reason}; {TOOL_NAME} is off for the rest of this session"
+            result["breaker"] = (f"open: {breaker.open_reason}; {TOOL_NAME} is off for the rest of this session "
+                                 f"(the user closes it with `{RESET_COMMAND.format(session=run.session_id)}`)")
         if not result["accepted"]:
             result["next"] = "The delegated change was not accepted and was rolled back: implement the task yourself."
         self._outcome(run, task, agent, 1.0 if result["accepted"] else 0.0, usage, "delegate_verify")

@@ -222,3 +222,13 @@ async def test_two_sessions_on_one_workspace_by_different_paths_delegate_one_at_
         await nursery.start(one, link)
     assert not (stack.control / "overlap").exists()
     assert (stack.ws / "src" / "app.py").read_text() == USER_APP + "# feature\n" * 2
+
+
+async def test_an_open_breaker_names_the_command_that_closes_it(stack):
+    assert stack.consent("--yes").returncode == 0
+    stack.mode("crash")
+    session, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
+    reset = f"orchestrator delegate reset --session {session}"
+    assert reset in json.loads(tool_result(events).content)["breaker"]
+    _, events = await stack.turn(session, delegate_call(id_="d2"), Answer(text=("myself",)))
+    assert reset in tool_result(events).content
