@@ -134,6 +134,9 @@ def check_tree(evidence: Evidence, allow: Iterable[str]) -> Verdict:
             reasons.append(f"it changed files it did not report: {', '.join(unreported)}")
         if untouched:
             reasons.append(f"it reported files it did not change: {', '.join(untouched)}")
+    if not reasons and not evidence.changed:
+        # The tests passed before it ran too: "done" with no change is its word, not evidence.
+        reasons.append("it changed no files: there is nothing to accept")
     if reasons:
         return Verdict(False, tuple(reasons))
     return Verdict(False, (), run_tests=True)
