@@ -73,7 +73,12 @@ def _config(workspace: str) -> DelegateConfig:
 
 
 def _radius(workspace: str) -> BlastRadius:
-    radius = radius_for(_config(workspace), _registry(), workspace)
+    config = _config(workspace)
+    for glob in config.allow:   # `src` meant as a folder would match only a file named src
+        if not any(c in glob for c in "*?") and os.path.isdir(os.path.join(workspace, glob)):
+            raise CliError(f"{SETTINGS_FILE}: delegate.allow: {glob!r} is a folder, which matches no file: "
+                           f"write {glob.rstrip('/') + '/**'!r}")
+    radius = radius_for(config, _registry(), workspace)
     if isinstance(radius, str):
         raise CliError(radius)
     return radius

@@ -103,3 +103,14 @@ async def test_consent_json_on_a_terminal_keeps_the_question_off_stdout(stack):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["consented"] is True
     assert "[y/N]" in out.stderr
+
+
+async def test_an_allow_entry_that_names_a_folder_is_refused_with_the_glob_to_write(stack):
+    settings = stack.ws / ".orchestrator" / "workspace.yaml"
+    for entry in ('"src/"', '"src"'):
+        settings.write_text(settings.read_text().replace('["src/**"]', f"[{entry}]"))
+        for args in (("show",), ("consent", "--yes")):
+            out = stack.cli(*args)
+            assert out.returncode == 1 and "write 'src/**'" in out.stderr, (entry, args, out.stderr)
+        settings.write_text(settings.read_text().replace(f"[{entry}]", '["src/**"]'))
+    assert stack.cli("consent", "--yes").returncode == 0
