@@ -18,6 +18,7 @@ from actors.config.registry import ModelRegistry
 from actors.delegate import gitio, state
 from actors.delegate.config import DelegateConfig
 from actors.delegate.consent import BlastRadius, consent_hint
+from actors.delegate.review import reviewer_for
 from actors.delegate.tool import radius_for
 from actors.runtime.store import Store
 from actors.tools.workspace import SETTINGS_FILE, SettingsCache
@@ -72,16 +73,27 @@ def _config(workspace: str) -> DelegateConfig:
     return settings.delegate
 
 
-def _radius(workspace: str) -> BlastRadius:
-    config = _config(workspace)
+def _radius(workspace: str, config: DelegateConfig, registry: ModelRegistry) -> BlastRadius:
     for glob in config.allow:   # `src` meant as a folder would match only a file named src
         if not any(c in glob for c in "*?") and os.path.isdir(os.path.join(workspace, glob)):
             raise CliError(f"{SETTINGS_FILE}: delegate.allow: {glob!r} is a folder, which matches no file: "
                            f"write {glob.rstrip('/') + '/**'!r}")
-    radius = radius_for(config, _registry(), workspace)
+    radius = radius_for(config, registry, workspace)
     if isinstance(radius, str):
         raise CliError(radius)
     return radius
+
+
+def _review(config: DelegateConfig, registry: ModelRegistry) -> str:
+    """Who reviews accepted changes, as `delegate show` says it; a broken spec says why."""
+    if not config.review:
+        return "none (no delegate.review)"
+    choice = reviewer_for(config, config.agent, registry)
+    if choice.skipped:
+        return "none (" + "; ".join(choice.notes) + ")"
+    if not choice.ok or choice.model is None:
+        return f"cannot run: {choice.error or 'no reviewer'} (accepted changes go unreviewed)"
+    return choice.model + (f" ({'; '.join(choice.notes)})" if choice.notes else "")
 
 
 def _repository_problem(workspace: str) -> str | None:
@@ -104,11 +116,12 @@ def run(args: argparse.Namespace) -> int:
         _emit(args.json, {"workspace": workspace, "revoked": had},
               f"consent revoked for {workspace}" if had else f"no consent was stored for {workspace}")
         return EXIT_OK
-    radius = _radius(workspace)
+    config, registry = _config(workspace), _registry()
+    radius = _radius(workspace, config, registry)
     store = _open_store()
     problem = _repository_problem(workspace)
     if args.delegate_command == "show":
-        return _show(args, store, radius, problem)
+        return _show(args, store, radius, problem, _review(config, registry))
     if problem is not None:   # consent to a radius that cannot work would only fail later, at a call
         raise CliError(f"delegation cannot work in {workspace}: {problem}")
     print("Delegation to a command-line coding agent — blast radius:", file=sys.stderr if args.json else sys.stdout)
@@ -134,12 +147,12 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _show(args: argparse.Namespace, store: Store, radius: BlastRadius, problem: str | None) -> int:
+def _show(args: argparse.Namespace, store: Store, radius: BlastRadius, problem: str | None, review: str) -> int:
     consent = state.get_consent(store, radius.directory)
     status = ("missing" if consent is None else "granted" if consent.fingerprint == radius.fingerprint()
               else "stale (the blast radius changed since)")
     data: dict[str, object] = {"workspace": radius.directory, "radius": radius.as_json(), "consent": status.split()[0],
-                               "repository": problem or "ok"}
+                               "repository": problem or "ok", "review": review}
     if args.session:
         breaker = state.get_breaker(store, args.session)
         data["breaker"] = {"open": breaker.is_open, "reason": breaker.open_reason, "failures": breaker.failures}
@@ -149,6 +162,7 @@ def _show(args: argparse.Namespace, store: Store, radius: BlastRadius, problem: 
         return EXIT_OK
     for line in radius.describe():
         print(line)
+    print(f"reviewed by:  {review}")
     if problem is not None:
         print(f"repository:   {problem}")
     print(f"consent:      {status}" + ("" if status == "granted" or problem else

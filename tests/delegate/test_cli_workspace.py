@@ -114,3 +114,13 @@ async def test_an_allow_entry_that_names_a_folder_is_refused_with_the_glob_to_wr
             assert out.returncode == 1 and "write 'src/**'" in out.stderr, (entry, args, out.stderr)
         settings.write_text(settings.read_text().replace(f"[{entry}]", '["src/**"]'))
     assert stack.cli("consent", "--yes").returncode == 0
+
+
+async def test_show_says_who_reviews_and_why_a_review_spec_cannot_run(stack):
+    settings = stack.ws / ".orchestrator" / "workspace.yaml"
+    assert json.loads(stack.cli("show", "--json").stdout)["review"].startswith("none")
+    settings.write_text(settings.read_text() + '  review: "loc:reviewer"\n')
+    assert json.loads(stack.cli("show", "--json").stdout)["review"].startswith("loc:reviewer")
+    settings.write_text(settings.read_text().replace('"loc:reviewer"', '"nosuch:model"'))
+    shown = stack.cli("show")
+    assert shown.returncode == 0 and "reviewed by:  cannot run:" in shown.stdout, shown.stdout
