@@ -214,6 +214,8 @@ class StdoutUnwritable(OSError):
 
 
 def _flush_stdout() -> None:
+    if sys.stdout is None:   # started with fd 1 closed (`>&-`): print() dropped the output, as Python does
+        return
     try:
         sys.stdout.flush()
     except BrokenPipeError:
@@ -233,6 +235,8 @@ def _last_resort_text(exc: Exception) -> str:
 
 
 def _stdout_unwritable() -> bool:
+    if sys.stdout is None:
+        return False
     try:
         sys.stdout.flush()
     except OSError:

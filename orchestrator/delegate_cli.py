@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 from actors.config.files import load_files
 from actors.config.registry import ModelRegistry
-from actors.delegate import state
+from actors.delegate import gitio, state
 from actors.delegate.config import DelegateConfig
 from actors.delegate.consent import BlastRadius, consent_hint
+from actors.delegate.review import reviewer_for
 from actors.delegate.tool import radius_for
 from actors.runtime.store import Store
 from actors.tools.workspace import SETTINGS_FILE, SettingsCache
@@ -39,6 +41,7 @@ def add_subparser(sub: argparse._SubParsersAction, workspace_arg) -> None:
     show.add_argument("--session", metavar="S", help="also show this session's breaker and escalated tasks")
     consent.add_argument("--yes", action="store_true", help="consent without asking (scripts)")
     reset.add_argument("--session", required=True, metavar="S")
+    reset.add_argument("--json", action="store_true")
 
 
 def _open_store() -> Store:
@@ -60,26 +63,52 @@ def _registry() -> ModelRegistry:
 def _config(workspace: str) -> DelegateConfig:
     settings = SettingsCache().load(workspace)
     delegate_errors = [e for e in settings.errors if ": delegate" in e]
-    if delegate_errors:
-        raise CliError("; ".join(delegate_errors))
+    # Invalid YAML, an unreadable file, not a mapping: the whole file is ignored, delegate: with it.
+    file_errors = [e for e in settings.errors if not re.match(rf"{re.escape(SETTINGS_FILE)}: [a-z_]+[:.]", e)]
+    if delegate_errors or file_errors:
+        raise CliError("; ".join(delegate_errors + file_errors))
     if settings.delegate is None:
         raise CliError(f"delegation is off in {workspace}: there is no delegate: section in {SETTINGS_FILE} "
                        "(docs/delegation.md)")
     return settings.delegate
 
 
-def _radius(workspace: str) -> BlastRadius:
-    radius = radius_for(_config(workspace), _registry(), workspace)
+def _radius(workspace: str, config: DelegateConfig, registry: ModelRegistry) -> BlastRadius:
+    for glob in config.allow:   # `src` meant as a folder would match only a file named src
+        if not any(c in glob for c in "*?") and os.path.isdir(os.path.join(workspace, glob)):
+            raise CliError(f"{SETTINGS_FILE}: delegate.allow: {glob!r} is a folder, which matches no file: "
+                           f"write {glob.rstrip('/') + '/**'!r}")
+    radius = radius_for(config, registry, workspace)
     if isinstance(radius, str):
         raise CliError(radius)
     return radius
+
+
+def _review(config: DelegateConfig, registry: ModelRegistry) -> str:
+    """Who reviews accepted changes, as `delegate show` says it; a broken spec says why."""
+    if not config.review:
+        return "none (no delegate.review)"
+    choice = reviewer_for(config, config.agent, registry)
+    if choice.skipped:
+        return "none (" + "; ".join(choice.notes) + ")"
+    if not choice.ok or choice.model is None:
+        return f"cannot run: {choice.error or 'no reviewer'} (accepted changes go unreviewed)"
+    return choice.model + (f" ({'; '.join(choice.notes)})" if choice.notes else "")
+
+
+def _repository_problem(workspace: str) -> str | None:
+    try:
+        gitio.check_repository(workspace)
+    except gitio.GitProblem as exc:
+        return str(exc)
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
     if args.delegate_command == "reset":
         store = _open_store()
         state.put_breaker(store, args.session, state.BreakerState())
-        print(f"breaker closed for session {args.session}")
+        _emit(args.json, {"session": args.session, "breaker": "closed"}, f"breaker closed for session {args.session}")
         return EXIT_OK
     workspace = os.path.realpath(args.workspace or os.getcwd())
     if args.delegate_command == "revoke":
@@ -87,18 +116,27 @@ def run(args: argparse.Namespace) -> int:
         _emit(args.json, {"workspace": workspace, "revoked": had},
               f"consent revoked for {workspace}" if had else f"no consent was stored for {workspace}")
         return EXIT_OK
-    radius = _radius(workspace)
+    config, registry = _config(workspace), _registry()
+    radius = _radius(workspace, config, registry)
     store = _open_store()
+    problem = _repository_problem(workspace)
     if args.delegate_command == "show":
-        return _show(args, store, radius)
+        return _show(args, store, radius, problem, _review(config, registry))
+    if problem is not None:   # consent to a radius that cannot work would only fail later, at a call
+        raise CliError(f"delegation cannot work in {workspace}: {problem}")
     print("Delegation to a command-line coding agent — blast radius:", file=sys.stderr if args.json else sys.stdout)
     for line in radius.describe():
         print("  " + line, file=sys.stderr if args.json else sys.stdout)
     if not args.yes:
         if not sys.stdin.isatty():
             raise CliError("consent needs a terminal to ask on, or --yes")
+        question = "Allow this agent to change these files in this directory? [y/N] "
         try:
-            answer = input("Allow this agent to change these files in this directory? [y/N] ")
+            if args.json:   # stdout carries only the JSON answer
+                print(question, end="", file=sys.stderr, flush=True)
+                answer = sys.stdin.readline()
+            else:
+                answer = input(question)
         except EOFError:
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):
@@ -109,11 +147,12 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _show(args: argparse.Namespace, store: Store, radius: BlastRadius) -> int:
+def _show(args: argparse.Namespace, store: Store, radius: BlastRadius, problem: str | None, review: str) -> int:
     consent = state.get_consent(store, radius.directory)
     status = ("missing" if consent is None else "granted" if consent.fingerprint == radius.fingerprint()
               else "stale (the blast radius changed since)")
-    data: dict[str, object] = {"workspace": radius.directory, "radius": radius.as_json(), "consent": status.split()[0]}
+    data: dict[str, object] = {"workspace": radius.directory, "radius": radius.as_json(), "consent": status.split()[0],
+                               "repository": problem or "ok", "review": review}
     if args.session:
         breaker = state.get_breaker(store, args.session)
         data["breaker"] = {"open": breaker.is_open, "reason": breaker.open_reason, "failures": breaker.failures}
@@ -123,7 +162,11 @@ def _show(args: argparse.Namespace, store: Store, radius: BlastRadius) -> int:
         return EXIT_OK
     for line in radius.describe():
         print(line)
-    print(f"consent:      {status}" + ("" if status == "granted" else f" — run `{consent_hint(radius.directory)}`"))
+    print(f"reviewed by:  {review}")
+    if problem is not None:
+        print(f"repository:   {problem}")
+    print(f"consent:      {status}" + ("" if status == "granted" or problem else
+                                       f" — run `{consent_hint(radius.directory)}`"))
     if args.session:
         b = data["breaker"]
         assert isinstance(b, dict)

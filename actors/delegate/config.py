@@ -56,6 +56,10 @@ def parse_delegate(value: Any, filename: str) -> tuple[DelegateConfig | None, tu
     if not (isinstance(allow, list) and allow and all(isinstance(g, str) and g.strip() for g in allow)):
         errors.append(f"{where}.allow: expected a non-empty list of globs (the files the delegate may change)")
         allow = []
+    for glob in allow:
+        if isinstance(glob, str) and glob.strip().endswith("/"):
+            errors.append(f"{where}.allow: {glob!r} names a folder, which matches no file: write "
+                          f"{glob.strip().rstrip('/') + '/**'!r}")
     effort = value.get("effort")
     if effort is not None and effort not in EFFORTS:
         errors.append(f"{where}.effort: expected one of {', '.join(EFFORTS)}, got {effort!r}")

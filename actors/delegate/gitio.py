@@ -123,7 +123,9 @@ def _index_entries(workspace: str, paths: Iterable[str]) -> dict[str, str]:
     return entries
 
 
-def snapshot(workspace: str) -> Snapshot:
+def check_repository(workspace: str) -> str:
+    """HEAD of the workspace's repository; GitProblem when delegation cannot work there (not a git
+    repository, not its top folder, no commit yet) — checked before consent, offer and snapshot."""
     workspace = os.path.realpath(workspace)
     top = _git(workspace, "rev-parse", "--show-toplevel", ok=(0, 128)).decode().strip()
     if not top:
@@ -133,6 +135,12 @@ def snapshot(workspace: str) -> Snapshot:
     rev = head(workspace)
     if rev is None:
         raise GitProblem("the repository has no commit yet: commit once before delegating")
+    return rev
+
+
+def snapshot(workspace: str) -> Snapshot:
+    workspace = os.path.realpath(workspace)
+    rev = check_repository(workspace)
     root = Path(workspace)
     paths = dirty_paths(workspace) | set(_protected(root))
     files = {p: _save(root, p) for p in paths}

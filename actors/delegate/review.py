@@ -21,7 +21,7 @@ from actors.delegate import gitio
 from actors.delegate.config import DelegateConfig
 from actors.delegate.ledger import record_usage
 from actors.providers.base import Completed, LLMRequest, ProviderError, TextChunk
-from actors.review.choose import choose_reviewer
+from actors.review.choose import Choice, choose_reviewer
 from actors.review.precedence import ENV_VAR, Layer, resolve
 from actors.review.verdict import UnparseableReview, parse_review, review_prompt
 from actors.tools.workspace import SETTINGS_FILE
@@ -30,12 +30,17 @@ if TYPE_CHECKING:
     from actors.planner.actor import ActiveTurn, PlannerActor
 
 
+def reviewer_for(config: DelegateConfig, agent_id: str, registry: ModelRegistry) -> Choice:
+    """Who reviews the agent's accepted changes (also shown by ``orchestrator delegate show``)."""
+    resolved = resolve([Layer("spec", config.review, f"{SETTINGS_FILE}: delegate.review"),
+                        Layer("env", os.environ.get(ENV_VAR), ENV_VAR)], registry)
+    return choose_reviewer(resolved, registry, agent_id)
+
+
 async def run_review(planner: PlannerActor, turn: ActiveTurn, config: DelegateConfig, agent: ModelSpec,
                      snap: gitio.Snapshot, changed: Iterable[str], registry: ModelRegistry) -> dict[str, Any]:
     """``{"verdict", "model", "findings"}``, or ``{"verdict": None, "error"}`` when no review ran."""
-    resolved = resolve([Layer("spec", config.review, f"{SETTINGS_FILE}: delegate.review"),
-                        Layer("env", os.environ.get(ENV_VAR), ENV_VAR)], registry)
-    choice = choose_reviewer(resolved, registry, agent.id)
+    choice = reviewer_for(config, agent.id, registry)
     if choice.skipped or not choice.ok or choice.model is None:
         return {"verdict": None, "error": choice.error or "; ".join(choice.notes) or "no reviewer"}
     spec = registry.models[choice.model]

@@ -46,6 +46,7 @@ log = structlog.get_logger("delegate")
 TOOL_NAME = "delegate_code"
 ROLLBACK_BOUND_S = 30.0
 OUTPUT_TAIL = 1500
+RESET_COMMAND = "orchestrator delegate reset --session {session}"
 
 AGENT_PROMPT = """You are a coding agent. Implement the task below by editing files in the current
 directory ({workspace}).
@@ -144,6 +145,10 @@ class CodeDelegation:
         radius = radius_for(config, self.registry(), workspace)
         if isinstance(radius, str):
             return radius
+        try:
+            gitio.check_repository(radius.directory)
+        except gitio.GitProblem as exc:
+            return str(exc)
         consent = state.get_consent(self.store, radius.directory)
         if consent is None:
             return f"no consent for this workspace: run `{consent_hint(radius.directory)}`"
@@ -152,7 +157,8 @@ class CodeDelegation:
                     f"`{consent_hint(radius.directory)}` again")
         breaker = state.get_breaker(self.store, session_id)
         if breaker.is_open:
-            return f"the circuit breaker is open for this session: {breaker.open_reason}"
+            return (f"the circuit breaker is open for this session: {breaker.open_reason} (the user closes it with "
+                    f"`{RESET_COMMAND.format(session=session_id)}`)")
         return None
 
     # --- the call ---------------------------------------------------------------------------------
@@ -185,7 +191,9 @@ class CodeDelegation:
         run_effort, problem = effort_with_floor(effort, config.effort, agent.efforts)
         if problem:
             return f"{TOOL_NAME}: {problem}", True
-        lock = self._locks.setdefault(run.workspace, trio.Lock())
+        # By the real path: a symlinked spelling of the same tree is the same tree.
+        real = await trio.to_thread.run_sync(os.path.realpath, run.workspace)
+        lock = self._locks.setdefault(real, trio.Lock())
         async with lock:
             return await self._locked(planner, turn, config, agent, run_effort, task_id, task.strip(), settings,
                                       registry)
@@ -196,7 +204,8 @@ class CodeDelegation:
         assert turn.run.workspace is not None
         breaker = state.get_breaker(self.store, turn.run.session_id)   # it may have opened while we waited
         if breaker.is_open:
-            return (f"{TOOL_NAME}: refused: the circuit breaker is open for this session: {breaker.open_reason}. "
+            return (f"{TOOL_NAME}: refused: the circuit breaker is open for this session: {breaker.open_reason} "
+                    f"(the user closes it with `{RESET_COMMAND.format(session=turn.run.session_id)}`). "
                     "Do the task yourself.", True)
         try:
             snap = await trio.to_thread.run_sync(gitio.snapshot, turn.run.workspace)
@@ -282,7 +291,8 @@ class CodeDelegation:
         if head_after != snap.head or branch_after != snap.branch:
             gitio.restore_refs(snap)   # the delegate's commits become differences from HEAD: rolled back below
         changed = gitio.changes(snap)
-        return Evidence(snap.head, head_after, snap.branch, branch_after, changed, parse_claimed(output),
+        claimed = parse_claimed(output, snap.workspace)
+        return Evidence(snap.head, head_after, snap.branch, branch_after, changed, claimed,
                         gitio.index_changes(snap) - changed)
 
     def _undo(self, snap: gitio.Snapshot) -> tuple[list[str], list[str]]:
@@ -312,7 +322,8 @@ class CodeDelegation:
         if problems:
             result["rollback_problems"] = problems
         if breaker.is_open:
-            result["breaker"] = f"open: {breaker.open_reason}; {TOOL_NAME} is off for the rest of this session"
+            result["breaker"] = (f"open: {breaker.open_reason}; {TOOL_NAME} is off for the rest of this session "
+                                 f"(the user closes it with `{RESET_COMMAND.format(session=run.session_id)}`)")
         if not result["accepted"]:
             result["next"] = "The delegated change was not accepted and was rolled back: implement the task yourself."
         self._outcome(run, task, agent, 1.0 if result["accepted"] else 0.0, usage, "delegate_verify")

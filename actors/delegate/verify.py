@@ -17,26 +17,30 @@ from collections.abc import Iterable, Mapping
 
 from attrs import frozen
 
-FILES_CHANGED = re.compile(r"^\s*FILES_CHANGED=(.*?)\s*$")
+# Markdown around the line (a bullet, `code`, **bold**) is how chatty agents print it: the same claim.
+FILES_CHANGED = re.compile(r"^[\s>*_`-]*FILES_CHANGED=(.*?)[\s*_`]*$")
 PROTECTED_PREFIXES = (".orchestrator/", ".git/")
 CLAIM_TAIL_LINES = 20
 
 
-def parse_claimed(output: str) -> frozenset[str] | None:
-    """The files named on the last ``FILES_CHANGED=`` line among the output's last lines; None: no line."""
+def parse_claimed(output: str, workspace: str | None = None) -> frozenset[str] | None:
+    """The files named on the last ``FILES_CHANGED=`` line among the output's last lines; None: no line.
+    An absolute path inside ``workspace`` is made relative to it (agents often print absolute paths)."""
     lines = [line for line in output.splitlines() if line.strip()][-CLAIM_TAIL_LINES:]
     for line in reversed(lines):
         m = FILES_CHANGED.match(line)
         if m is not None:
-            return frozenset(p for p in (normalize(part) for part in m.group(1).split(",")) if p)
+            return frozenset(p for p in (normalize(part, workspace) for part in m.group(1).split(",")) if p)
     return None
 
 
-def normalize(path: str) -> str:
-    path = path.strip().strip("'\"")
+def normalize(path: str, workspace: str | None = None) -> str:
+    path = path.strip().strip("'\"`")
     if not path:
         return ""
     norm = posixpath.normpath(path)
+    if workspace and norm.startswith(workspace.rstrip("/") + "/"):
+        norm = norm[len(workspace.rstrip("/")) + 1:]
     return "" if norm == "." else norm
 
 
@@ -130,6 +134,9 @@ def check_tree(evidence: Evidence, allow: Iterable[str]) -> Verdict:
             reasons.append(f"it changed files it did not report: {', '.join(unreported)}")
         if untouched:
             reasons.append(f"it reported files it did not change: {', '.join(untouched)}")
+    if not reasons and not evidence.changed:
+        # The tests passed before it ran too: "done" with no change is its word, not evidence.
+        reasons.append("it changed no files: there is nothing to accept")
     if reasons:
         return Verdict(False, tuple(reasons))
     return Verdict(False, (), run_tests=True)

@@ -34,6 +34,8 @@ from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderErr
 DEFAULT_TIMEOUT_S = 600.0
 TERM_GRACE_S = 2.0
 KILL_WAIT_S = 2.0
+EXIT_POLL_S = 0.5     # how often a silent agent is checked for having exited
+EXIT_DRAIN_S = 2.0    # after its exit, how long output from processes outside its group is still read
 STDERR_TAIL = 2000
 READ_SIZE = 4096
 
@@ -135,16 +137,29 @@ class CliAdapter:
             try:
                 decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 assert process.stdout is not None
+                exited_at: float | None = None
                 while True:
                     # The deadline is checked per read, not with a scope around the loop: a cancel
                     # scope must not stay open across the ``yield`` below.
-                    with trio.move_on_at(deadline) as read_scope:
+                    with trio.move_on_at(min(deadline, trio.current_time() + EXIT_POLL_S)) as read_scope:
                         data = await process.stdout.receive_some(READ_SIZE)
                     if read_scope.cancelled_caught:
-                        raise ProviderError(
-                            ErrorClass.TIMEOUT, f"{argv[0]} timed out after {self.timeout_s:g}s",
-                            partial_text="".join(text),
-                        )
+                        if trio.current_time() >= deadline:
+                            raise ProviderError(
+                                ErrorClass.TIMEOUT, f"{argv[0]} timed out after {self.timeout_s:g}s",
+                                partial_text="".join(text),
+                            )
+                        if process.poll() is None:
+                            continue
+                        # The agent has exited, but something it started (a dev server, a watcher)
+                        # still holds its stdout: that is not the agent's answer. End its group; what
+                        # escaped the group gets a short drain, then the pipe is no longer read.
+                        if exited_at is None:
+                            await _terminate(process)
+                            exited_at = trio.current_time()
+                        elif trio.current_time() - exited_at >= EXIT_DRAIN_S:
+                            break
+                        continue
                     chunk = decoder.decode(data, final=not data)
                     if chunk:
                         text.append(chunk)

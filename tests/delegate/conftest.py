@@ -58,6 +58,44 @@ if mode == "commit":
     edit("src/app.py", "# feature\n")
     subprocess.run(["git", "commit", "-qam", "the agent commits"], check=True)
     print("FILES_CHANGED=src/app.py")
+if mode == "delete":
+    os.remove("src/app.py")
+    os.remove("notes.txt")
+    print("FILES_CHANGED=src/app.py,notes.txt")
+if mode == "outside":
+    edit("notes.txt", "the agent's line\n")
+    edit("scratch.txt", "the agent's line\n")
+    edit("src/app.py", "# feature\n")
+    print("FILES_CHANGED=notes.txt,scratch.txt,src/app.py")
+if mode == "stash":
+    edit("src/app.py", "# feature\n")
+    subprocess.run(["git", "stash", "-q"], check=True)
+    edit("src/app.py", "# feature\n")
+    print("FILES_CHANGED=src/app.py")
+if mode == "absolute":
+    edit("src/app.py", "# feature\n")
+    print("Changed files:")
+    print("`FILES_CHANGED=" + os.path.join(os.getcwd(), "src/app.py") + "`")
+if mode == "background":
+    edit("src/app.py", "# feature\n")
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])   # a dev server, say
+    print("FILES_CHANGED=src/app.py")
+if mode == "rmtree":
+    import shutil
+    shutil.rmtree("src")
+    print("FILES_CHANGED=src/app.py")
+if mode == "exclusive":
+    import time
+    try:
+        fd = os.open(os.path.join(control, "busy"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        open(os.path.join(control, "overlap"), "w").write("two agents at once in one workspace")
+        sys.exit(0)
+    time.sleep(1)
+    os.close(fd)
+    os.remove(os.path.join(control, "busy"))
+    edit("src/app.py", "# feature\n")
+    print("FILES_CHANGED=src/app.py")
 if mode == "break":
     edit("src/app.py", "BROKEN\n")
     edit("src/pkg/new.py", "NEW = 1\n")
