@@ -44,6 +44,11 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
     outcomes: Counter[str] = Counter()
     samples: list[tuple[float, int]] = []
     throughput: list[int] = []   # turns ended so far, at each RSS sample
+    # The turns in the histories of the slots' current sessions: the session data the daemon holds
+    # for them (their turns run one after another, so none of them is idle long enough to leave
+    # the session cache). It climbs until the slots move to fresh sessions (turns_per_session).
+    ages: dict[int, int] = {}
+    live_history: list[int] = []
     warmup = max(10.0, seconds / 5) if warmup is None else warmup
     report.figures["warmup_s"] = warmup
     async with open_fake_anthropic(api_key="chaos-anthropic-key") as fa, \
@@ -66,6 +71,7 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
                 while daemon.alive():
                     samples.append((round(trio.current_time() - start, 1), daemon.rss_kib()))
                     throughput.append(sum(1 for t in accepted.values() if t is not None))
+                    live_history.append(sum(ages.values()))
                     await trio.sleep(2.0)
                 report.problem(f"daemon exited during the soak:\n{daemon.log_tail()}")
 
@@ -76,6 +82,7 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
                         sid, done_here = (await client.open_session()).session_id, 0
                     marker = rng.choice(("[af] ", "[ad] ", "[om] ", ""))
                     done_here += 1
+                    ages[n] = done_here
                     try:
                         with trio.fail_after(TURN_DEADLINE_S):
                             async with client.turn(sid, f"{marker}soak turn {done_here} of slot {n}") as turn:
@@ -114,8 +121,8 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
                 report.problem(f"daemon exited {exit_code} on SIGTERM at the end:\n{daemon.log_tail()}")
             _check(report, daemon, accepted, samples, warmup)
             step = max(1, len(samples) // 20)
-            timeline = [(t, n) for (t, _), n in zip(samples, throughput, strict=False)]
-            report.figures["turns_ended_over_time"] = timeline[::step]
+            timeline = [(t, n, h) for (t, _), n, h in zip(samples, throughput, live_history, strict=False)]
+            report.figures["turns_ended_and_live_history_turns_over_time"] = timeline[::step]
             report.figures["daemon_log"] = daemon.log_summary()
         finally:
             daemon.close()
