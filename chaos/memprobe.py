@@ -4,8 +4,9 @@
 
 With ``CHAOS_MEMPROBE`` set, ``chaos._harness.DaemonProcess`` starts the daemon through this module.
 Every ``CHAOS_MEMPROBE_EVERY`` seconds (30) a thread writes ``DIR/probe.jsonl``: VmRSS, gc object
-counts by type (the 40 largest), and — with ``CHAOS_MEMPROBE_TRACEMALLOC=1`` (slow: 2–3×) — the
-allocation sites that grew most since the previous sample. Debug only: never in CI.
+counts by type (the 40 largest), and — with ``CHAOS_MEMPROBE_TRACEMALLOC=S`` (slow: 2–3×) — the
+allocation sites that grew most since the previous sample, tracing from S seconds after the start
+(after the warm-up: what is allocated then and still held later is what grows). Debug only.
 """
 from __future__ import annotations
 
@@ -28,11 +29,14 @@ def _rss_kib() -> int:
     return -1
 
 
-def _probe(out: Path, every: float, traced: bool) -> None:
+def _probe(out: Path, every: float, trace_from: float | None) -> None:
     start = time.monotonic()
     previous: tracemalloc.Snapshot | None = None
     while True:
         time.sleep(every)
+        if trace_from is not None and not tracemalloc.is_tracing() and time.monotonic() - start >= trace_from:
+            tracemalloc.start(8)
+        traced = tracemalloc.is_tracing()
         counts = Counter(type(o).__qualname__ for o in gc.get_objects())
         record: dict[str, object] = {"t": round(time.monotonic() - start, 1), "rss_kib": _rss_kib(),
                                      "gc_objects": sum(counts.values()), "types": dict(counts.most_common(40))}
@@ -50,11 +54,10 @@ def _probe(out: Path, every: float, traced: bool) -> None:
 def main() -> None:
     out = Path(os.environ["CHAOS_MEMPROBE"])
     out.mkdir(parents=True, exist_ok=True)
-    traced = os.environ.get("CHAOS_MEMPROBE_TRACEMALLOC") == "1"
-    if traced:
-        tracemalloc.start(8)
+    trace_from = os.environ.get("CHAOS_MEMPROBE_TRACEMALLOC")
     every = float(os.environ.get("CHAOS_MEMPROBE_EVERY", "30"))
-    threading.Thread(target=_probe, args=(out, every, traced), daemon=True, name="memprobe").start()
+    threading.Thread(target=_probe, args=(out, every, None if trace_from is None else float(trace_from)),
+                     daemon=True, name="memprobe").start()
     sys.argv = ["orchestrator", *sys.argv[1:]]
     runpy.run_module("orchestrator", run_name="__main__", alter_sys=True)
 
