@@ -42,6 +42,7 @@ from protocol import events as ev
 from tests.fakes import Answer, Tokens, open_fake_anthropic, open_fake_openai
 
 TURN_DEADLINE_S = 60.0
+KILL_POINTS = {1: "random", 2: "mid-tick", 3: "a tick's end heard", 0: "a turn's end heard"}
 
 
 def models_yaml(anthropic_url: str, openai_url: str) -> str:
@@ -166,6 +167,7 @@ async def run(*, kills: int, sessions: int, seed: int, size: str = "custom") -> 
     sids = [f"s_kill9_{i}" for i in range(sessions)]
     mid_turn_kills = 0
     at_completion = 0   # kills the instant a client heard turn.completed
+    kill_points: Counter[str] = Counter()
     started_not_saved: set[str] = set()   # turn.started seen, the kill came before the start's commit
     restart_s: list[float] = []
     loops = LoopChaos(random.Random(seed + 1))
@@ -196,6 +198,7 @@ async def run(*, kills: int, sessions: int, seed: int, size: str = "custom") -> 
                             await mid_stream.wait()
                         spend_before = await loops.spend_now(client)
                         loops.arm()
+                        kill_points[KILL_POINTS[kill_no % 4]] += 1
                         if kill_no % 4 == 1:
                             await trio.sleep(rng.uniform(0.0, 2.5))   # a random point of the running turns
                         elif kill_no % 4 == 2:                        # mid-tick: a random point of a tick
@@ -238,7 +241,8 @@ async def run(*, kills: int, sessions: int, seed: int, size: str = "custom") -> 
             report.problem(f"{len(violations)} requests the strict fakes rejected, e.g. {violations[:3]}")
     terminals = Counter(type(s.terminal).__name__ if s.terminal else "cut by the kill" for s in seen.values())
     report.figures.update(turns_seen=len(seen), outcomes=dict(terminals), mid_turn_kills=mid_turn_kills,
-                          kills_at_a_completion=at_completion, started_but_not_saved=len(started_not_saved),
+                          kills_at_a_completion=at_completion, kill_points=dict(kill_points),
+                          started_but_not_saved=len(started_not_saved),
                           restart_s=restart_s,
                           interrupted_on_disk=sum(1 for s in seen.values() if s.terminal is None))
     if mid_turn_kills < kills:
