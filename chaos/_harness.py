@@ -120,7 +120,9 @@ class DaemonProcess:
     def spawn(self) -> subprocess.Popen:
         """Start ``serve`` (a fork and exec: quick enough to do from the event loop)."""
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve"], env=self.env, cwd=DAEMON_TREE,
+            # CHAOS_MEMPROBE=DIR: through chaos.memprobe (debug: what grows in the daemon).
+            entry = "chaos.memprobe" if os.environ.get("CHAOS_MEMPROBE") else "orchestrator"
+            self.proc = subprocess.Popen([sys.executable, "-m", entry, "serve"], env=self.env, cwd=DAEMON_TREE,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
         return self.proc

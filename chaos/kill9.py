@@ -21,9 +21,10 @@ Invariants, checked after every restart against everything the clients saw over 
 - no turn is left ``running``: those the kill interrupted read ``interrupted``;
 - sessions carry on: after the last restart every session runs one more turn to completion.
 
-Mid-LOOP kills (issue 19: "no loop state lost"): loops (``orchestrator loop …``) are being built
-in parallel; ``LOOP_HOOK`` below is where a loop is started before the kill and its ticks are
-compared after the restart. TODO(loops): fill it in once ``loop start``/``loop show`` exist.
+Mid-LOOP kills (issue 19: "no loop state lost"): three loops tick against the same fakes the whole
+run (chaos/kill9_loops.py: what they are and what is checked after each restart). The kill points
+cycle: a random moment; mid-tick (a random moment after a ``loop.tick_started``); the instant a
+client hears ``loop.tick_finished``; the instant a client hears ``turn.completed``.
 """
 from __future__ import annotations
 
@@ -35,11 +36,13 @@ import attrs
 import trio
 
 from chaos._harness import DaemonProcess, Report, main_exit
+from chaos.kill9_loops import LoopChaos
 from orchestrator.client import DaemonUnreachable, open_client
 from protocol import events as ev
 from tests.fakes import Answer, Tokens, open_fake_anthropic, open_fake_openai
 
 TURN_DEADLINE_S = 60.0
+KILL_POINTS = {1: "random", 2: "mid-tick", 3: "a tick's end heard", 0: "a turn's end heard"}
 
 
 def models_yaml(anthropic_url: str, openai_url: str) -> str:
@@ -77,24 +80,24 @@ class Seen:
     terminal: object = None
 
 
-async def LOOP_HOOK(daemon: DaemonProcess, report: Report) -> None:   # noqa: N802 (a named hook)
-    """TODO(loops): start a loop before the kill (``loop start --every 0 --prompt …``) and, after
-    the restart, check with ``loop show --json`` that every tick recorded before the kill is still
-    there and that the loop runs on. Nothing to do until loops exist in the daemon."""
-
-
 def _counts(daemon: DaemonProcess) -> dict[str, int]:
     return {table: daemon.query(f"SELECT COUNT(*) FROM {table}")[0][0] for table in ("messages", "turns", "costs")}
 
 
+def _running(daemon: DaemonProcess) -> set[str]:
+    return {t for (t,) in daemon.query("SELECT id FROM turns WHERE status='running'")}
+
+
 def _check_disk(report: Report, daemon: DaemonProcess, seen: dict[str, Seen], in_flight: set[str],
-                at_kill: dict[str, int], kill_no: int, started_not_saved: set[str]) -> None:
+                at_kill: dict[str, int], kill_no: int, started_not_saved: set[str],
+                running_at_kill: set[str]) -> None:
     after = _counts(daemon)
     for table, n in at_kill.items():
         if after[table] < n:
             report.problem(f"kill {kill_no}: {table} rows went from {n} at the kill to {after[table]} after restart")
     status = dict(daemon.query("SELECT id, status FROM turns"))
-    running = [t for t, s in status.items() if s == "running"]
+    # Only the turns running at the kill: the loops' next turns may be running already.
+    running = [t for t, s in status.items() if s == "running" and t in running_at_kill]
     if running:
         report.problem(f"kill {kill_no}: turns still 'running' after the restart: {running[:5]}")
     for turn_id in in_flight:
@@ -164,13 +167,15 @@ async def run(*, kills: int, sessions: int, seed: int, size: str = "custom") -> 
     sids = [f"s_kill9_{i}" for i in range(sessions)]
     mid_turn_kills = 0
     at_completion = 0   # kills the instant a client heard turn.completed
+    kill_points: Counter[str] = Counter()
     started_not_saved: set[str] = set()   # turn.started seen, the kill came before the start's commit
     restart_s: list[float] = []
+    loops = LoopChaos(random.Random(seed + 1))
 
     def answer(model: str, body: dict) -> Answer:
-        return Answer(text=tuple(f"w{i} " for i in range(10)), delay=0.05,
-                      usage=Tokens(input=rng.randint(10, 500), output=rng.randint(1, 200),
-                                   cache_read=rng.choice((0, rng.randint(1, 50)))))
+        usage = Tokens(input=rng.randint(10, 500), output=rng.randint(1, 200),
+                       cache_read=rng.choice((0, rng.randint(1, 50))))
+        return loops.answer(body, usage) or Answer(text=tuple(f"w{i} " for i in range(10)), delay=0.05, usage=usage)
 
     async with open_fake_anthropic(api_key="chaos-anthropic-key") as fa, \
             open_fake_openai(api_key="chaos-openai-key") as fo:
@@ -178,19 +183,31 @@ async def run(*, kills: int, sessions: int, seed: int, size: str = "custom") -> 
         daemon = DaemonProcess(models=models_yaml(fa.base_url, fo.base_url), routing=ROUTING)
         try:
             await daemon.start()
+            async with open_client(daemon.endpoint) as client:
+                await loops.start_loops(client)
             for kill_no in range(1, kills + 1):
                 mid_stream = trio.Event()
                 trigger = {"armed": False, "fired": trio.Event()}
-                await LOOP_HOOK(daemon, report)
                 async with open_client(daemon.endpoint) as client:
                     for sid in sids:
                         await client.open_session(sid)
                     async with trio.open_nursery() as n:
+                        await n.start(loops.watch, client)
                         n.start_soon(_traffic, client, sids, seen, rng, mid_stream, trigger)
                         with trio.move_on_after(30):
                             await mid_stream.wait()
-                        if kill_no % 2:
+                        spend_before = await loops.spend_now(client)
+                        loops.arm()
+                        kill_points[KILL_POINTS[kill_no % 4]] += 1
+                        if kill_no % 4 == 1:
                             await trio.sleep(rng.uniform(0.0, 2.5))   # a random point of the running turns
+                        elif kill_no % 4 == 2:                        # mid-tick: a random point of a tick
+                            with trio.move_on_after(30):
+                                await loops.tick_started.wait()
+                            await trio.sleep(rng.uniform(0.05, 0.4))
+                        elif kill_no % 4 == 3:                        # the instant a tick's end is heard
+                            with trio.move_on_after(30):
+                                await loops.tick_finished.wait()
                         else:
                             # The instant a client hears turn.completed: what it was just told must be
                             # on disk already (its answer and its ledger rows), with other turns mid-stream.
@@ -203,12 +220,17 @@ async def run(*, kills: int, sessions: int, seed: int, size: str = "custom") -> 
                         mid_turn_kills += bool(in_flight)
                         daemon.kill9()
                         n.cancel_scope.cancel()
-                at_kill = _counts(daemon)
+                at_kill, running_at_kill = _counts(daemon), _running(daemon)
+                loops.record_kill(daemon)
                 before = trio.current_time()
                 await daemon.start()
                 restart_s.append(round(trio.current_time() - before, 2))
-                _check_disk(report, daemon, seen, in_flight, at_kill, kill_no, started_not_saved)
+                _check_disk(report, daemon, seen, in_flight, at_kill, kill_no, started_not_saved, running_at_kill)
+                async with open_client(daemon.endpoint) as client:
+                    await loops.check_restart(report, daemon, client, kill_no, spend_before)
             await _final_turns(report, daemon, sids)
+            async with open_client(daemon.endpoint) as client:
+                await loops.finish(report, daemon, client)
             exit_code = daemon.stop()
             if exit_code != 0:
                 report.problem(f"daemon exited {exit_code} on SIGTERM at the end:\n{daemon.log_tail()}")
@@ -219,7 +241,8 @@ async def run(*, kills: int, sessions: int, seed: int, size: str = "custom") -> 
             report.problem(f"{len(violations)} requests the strict fakes rejected, e.g. {violations[:3]}")
     terminals = Counter(type(s.terminal).__name__ if s.terminal else "cut by the kill" for s in seen.values())
     report.figures.update(turns_seen=len(seen), outcomes=dict(terminals), mid_turn_kills=mid_turn_kills,
-                          kills_at_a_completion=at_completion, started_but_not_saved=len(started_not_saved),
+                          kills_at_a_completion=at_completion, kill_points=dict(kill_points),
+                          started_but_not_saved=len(started_not_saved),
                           restart_s=restart_s,
                           interrupted_on_disk=sum(1 for s in seen.values() if s.terminal is None))
     if mid_turn_kills < kills:

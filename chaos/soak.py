@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 from collections import Counter
 
 import trio
@@ -44,6 +45,11 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
     outcomes: Counter[str] = Counter()
     samples: list[tuple[float, int]] = []
     throughput: list[int] = []   # turns ended so far, at each RSS sample
+    # The turns in the histories of the slots' current sessions: the session data the daemon holds
+    # for them (their turns run one after another, so none of them is idle long enough to leave
+    # the session cache). It climbs until the slots move to fresh sessions (turns_per_session).
+    ages: dict[int, int] = {}
+    live_history: list[int] = []
     warmup = max(10.0, seconds / 5) if warmup is None else warmup
     report.figures["warmup_s"] = warmup
     async with open_fake_anthropic(api_key="chaos-anthropic-key") as fa, \
@@ -66,6 +72,7 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
                 while daemon.alive():
                     samples.append((round(trio.current_time() - start, 1), daemon.rss_kib()))
                     throughput.append(sum(1 for t in accepted.values() if t is not None))
+                    live_history.append(sum(ages.values()))
                     await trio.sleep(2.0)
                 report.problem(f"daemon exited during the soak:\n{daemon.log_tail()}")
 
@@ -76,6 +83,7 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
                         sid, done_here = (await client.open_session()).session_id, 0
                     marker = rng.choice(("[af] ", "[ad] ", "[om] ", ""))
                     done_here += 1
+                    ages[n] = done_here
                     try:
                         with trio.fail_after(TURN_DEADLINE_S):
                             async with client.turn(sid, f"{marker}soak turn {done_here} of slot {n}") as turn:
@@ -114,8 +122,8 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
                 report.problem(f"daemon exited {exit_code} on SIGTERM at the end:\n{daemon.log_tail()}")
             _check(report, daemon, accepted, samples, warmup)
             step = max(1, len(samples) // 20)
-            timeline = [(t, n) for (t, _), n in zip(samples, throughput, strict=False)]
-            report.figures["turns_ended_over_time"] = timeline[::step]
+            timeline = [(t, n, h) for (t, _), n, h in zip(samples, throughput, live_history, strict=False)]
+            report.figures["turns_ended_and_live_history_turns_over_time"] = timeline[::step]
             report.figures["daemon_log"] = daemon.log_summary()
         finally:
             daemon.close()
@@ -144,6 +152,14 @@ def _check(report: Report, daemon: DaemonProcess, accepted: dict[str, object], s
     growth = (end - base) / base
     report.figures["rss_kib"] = {"after_warmup": base, "end": end, "peak": peak, "growth_pct": round(growth * 100, 1)}
     report.figures["rss_samples"] = samples[:: max(1, len(samples) // 20)]
+    # RSS swings by several MB from one 2 s sample to the next (what 1,000 turns in flight hold):
+    # the medians of the 30 s after the warm-up and of the last 30 s, next to the single samples.
+    window = [kib for t, kib in samples if warmup <= t < warmup + 30]
+    last = [kib for t, kib in samples if t >= samples[-1][0] - 30]
+    if window and last:
+        m0, m1 = statistics.median(window), statistics.median(last)
+        report.figures["rss_median_30s_kib"] = {"after_warmup": m0, "end": m1,
+                                                "growth_pct": round((m1 - m0) / m0 * 100, 1)}
     if growth > MAX_GROWTH:
         report.problem(f"RSS grew {growth:.1%} after the warm-up ({base} → {end} KiB), more than {MAX_GROWTH:.0%}")
 

@@ -17,10 +17,14 @@ async def test_turns_under_injected_provider_faults_complete_on_a_validated_mode
     assert {"timeout", "cut_mid_stream", "malformed_sse", "429_retry_after", "500"} <= set(injected), injected
 
 
-async def test_kill_9_mid_turn_loses_no_committed_message_or_cost_row_and_the_restarted_daemon_serves():
+async def test_kill_9_mid_turn_and_mid_loop_loses_no_committed_row_tick_strike_or_spend_and_loops_resume():
+    # Three loops tick all along (chaos/kill9_loops.py); the kills land at random, mid-tick and the
+    # instant a tick's end is heard; after the last restart every loop stops on its NO_WORK verdict.
     report = await kill9.run(**kill9.REDUCED, seed=19, size="reduced")
     assert report.ok, report.render()
     assert report.figures["mid_turn_kills"] == kill9.REDUCED["kills"]
+    assert report.figures["loop_ticks_cut_by_a_kill"] > 0
+    assert report.figures["loop_stop"] == {"A": "finished/no_work", "B": "finished/no_work", "C": "finished/no_work"}
 
 
 async def test_fuzzed_frames_never_crash_the_decoder_and_the_live_daemon_answers_each_bad_one_with_a_failure():
