@@ -3,8 +3,8 @@
 tcp + CURVE. A workspace turn's tool runs on the worker; a worker whose key is not allowed is
 refused; `kill -9` of the worker fails the running tool call with `worker_lost`.
 
-Where namespaces cannot be created (no iproute2, no privilege) the same test runs both processes
-on plain loopback and prints that it did. The client talks to the daemon over its ipc socket:
+Where namespaces cannot be created (no iproute2, no privilege; or ORCHESTRATOR_TEST_NETNS=off) the
+same tests run both processes on plain loopback and print that they did. The client talks to the daemon over its ipc socket:
 the namespaces share the filesystem.
 
 The fake provider listens on the test's own loopback, which namespace A cannot reach: a small
@@ -61,6 +61,8 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
 
 def _netns_unavailable() -> str | None:
     """None when `ip netns add` works here, else why not (probed once per test run)."""
+    if os.environ.get("ORCHESTRATOR_TEST_NETNS") == "off":   # to exercise the fallback on purpose
+        return "ORCHESTRATOR_TEST_NETNS=off"
     if shutil.which("ip") is None:
         return "no `ip` command (iproute2)"
     probe = f"orch-probe-{uuid.uuid4().hex[:6]}"
