@@ -4,8 +4,8 @@ tcp + CURVE. A workspace turn's tool runs on the worker; a worker whose key is n
 refused; `kill -9` of the worker fails the running tool call with `worker_lost`.
 
 Where namespaces cannot be created (no iproute2, no privilege; or ORCHESTRATOR_TEST_NETNS=off) the
-same tests run both processes on plain loopback and print that they did. The client talks to the daemon over its ipc socket:
-the namespaces share the filesystem.
+same tests run both processes on plain loopback and print that they did. The client talks to the
+daemon over its ipc socket: the namespaces share the filesystem.
 
 The fake provider listens on the test's own loopback, which namespace A cannot reach: a small
 relay listens on A's loopback (its socket is created by a thread that entered A) and forwards to it.
