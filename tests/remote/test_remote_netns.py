@@ -296,7 +296,9 @@ async def test_across_namespaces_a_turns_tool_runs_on_the_worker_host(served, wo
     assert f"mark=on-host-b ppid={worker.pid}" in returned[0].content
 
 
-async def test_across_namespaces_a_worker_with_a_key_not_allowed_is_refused(served, hosts: Hosts, short_tmp: Path):
+async def test_across_namespaces_a_worker_with_a_key_not_allowed_is_refused(
+        served, worker, hosts: Hosts, short_tmp: Path):
+    # The allowed worker connected from the same host over the same path: the refusal is the key's.
     _, _, server_public = served
     stranger = short_tmp / "stranger.key"
     _key_pair(stranger)
@@ -306,6 +308,7 @@ async def test_across_namespaces_a_worker_with_a_key_not_allowed_is_refused(serv
     assert result.returncode == 1, err
     assert err.startswith(f"orchestrator: no answer from {hosts.endpoint}") and "refused this worker's key" in err
     assert len(err.splitlines()) == 1 and result.stdout == b""
+    assert worker.proc.poll() is None
 
 
 async def test_across_namespaces_kill_9_of_the_worker_fails_the_running_tool_call_with_worker_lost(
