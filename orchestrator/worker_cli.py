@@ -8,7 +8,6 @@ default ``$ORCHESTRATOR_SERVER_KEY``). Prints one line once the daemon has welco
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import signal
@@ -16,19 +15,10 @@ import sys
 from pathlib import Path
 
 from .exitcodes import EXIT_OK, EXIT_USAGE, CliError
+from .argtypes import positive_seconds
 
 SERVER_KEY_VAR = "ORCHESTRATOR_SERVER_KEY"
 _CONNECT = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
-    return seconds
 
 
 def add_subparser(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +29,7 @@ def add_subparser(sub: argparse._SubParsersAction) -> None:
                    help=f"the daemon's public key or key file (default: ${SERVER_KEY_VAR}); write "
                         "--server-key=KEY, as a key may start with '-'")
     w.add_argument("--pool", default="default", help="the worker pool to join (default: default)")
-    w.add_argument("--hello-timeout", type=_seconds, default=10.0, metavar="S",
+    w.add_argument("--hello-timeout", type=positive_seconds, default=10.0, metavar="S",
                    help="give up if the daemon has not welcomed this worker within S seconds (default 10)")
 
 

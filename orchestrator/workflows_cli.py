@@ -8,24 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import TYPE_CHECKING
 
 from .exitcodes import EXIT_CANCELLED, EXIT_FAIL, EXIT_OK, EXIT_USAGE, CliError
+from .argtypes import positive_seconds
 
 if TYPE_CHECKING:  # trio is imported where it runs: `run --help` stays quick
     import trio
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
-    return seconds
 
 
 def add_subparsers(sub: argparse._SubParsersAction, workspace_arg) -> None:
@@ -33,7 +23,7 @@ def add_subparsers(sub: argparse._SubParsersAction, workspace_arg) -> None:
     r.add_argument("workflow")
     r.add_argument("--input", required=True, help="the task")
     r.add_argument("--stakes", choices=("low", "normal", "high"), default="normal")
-    r.add_argument("--time-budget", type=_seconds, metavar="S", help="seconds; under 30 runs a single model")
+    r.add_argument("--time-budget", type=positive_seconds, metavar="S", help="seconds; under 30 runs a single model")
     r.add_argument("--workspace", type=workspace_arg)
     r.add_argument("--creative", action="store_true", help="creative or subjective work: no cross-check")
     r.add_argument("--has-tests", action="store_true",
