@@ -8,7 +8,6 @@ turn's), and its answer is parsed with the same verdict format as ``orchestrator
 from __future__ import annotations
 
 import os
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 from collections.abc import Iterable
 
@@ -20,7 +19,7 @@ from actors.config.registry import ModelRegistry, ModelSpec
 from actors.delegate import gitio
 from actors.delegate.config import DelegateConfig
 from actors.delegate.ledger import record_usage
-from actors.providers.base import Completed, LLMRequest, ProviderError, TextChunk
+from actors.providers.base import LLMRequest, ProviderError, collect_text
 from actors.review.choose import Choice, choose_reviewer
 from actors.review.precedence import ENV_VAR, Layer, resolve
 from actors.review.verdict import UnparseableReview, parse_review, review_prompt
@@ -51,12 +50,7 @@ async def run_review(planner: PlannerActor, turn: ActiveTurn, config: DelegateCo
     text: list[str] = []
     usage = Usage()
     try:
-        async with aclosing(planner.adapters.get(spec).stream(request)) as events:
-            async for event in events:
-                if isinstance(event, TextChunk):
-                    text.append(event.text)
-                elif isinstance(event, Completed):
-                    usage = event.usage
+        usage = await collect_text(planner.adapters.get(spec).stream(request), text)
     except ProviderError as exc:
         return {"verdict": None, "model": spec.id, "error": f"review failed: {exc.error_class.value}: {exc.message}"}
     turn.delegated_usage.append(await record_usage(planner, turn.run, spec, usage, registry))

@@ -13,7 +13,6 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from actors.delegate.config import DelegateConfig, effort_with_floor
 from actors.delegate.consent import BlastRadius, blast_radius, consent_hint
 from actors.delegate.review import run_review
 from actors.delegate.verify import Evidence, CheckRun, decide, parse_claimed
-from actors.providers.base import Completed, LLMRequest, ProviderError, TextChunk
+from actors.providers.base import LLMRequest, ProviderError, collect_text
 from actors.providers.cli import build_argv
 from actors.providers.redact import configured_keys, scrub
 from actors.runtime.store import PatternOutcome, Store
@@ -239,12 +238,7 @@ class CodeDelegation:
         try:
             adapter = planner.adapters.get(agent)
             # No retries: an agent that failed half-way has already written files.
-            async with aclosing(adapter.stream(request)) as events:
-                async for event in events:
-                    if isinstance(event, TextChunk):
-                        text.append(event.text)
-                    elif isinstance(event, Completed):
-                        usage = event.usage
+            usage = await collect_text(adapter.stream(request), text)
         except ProviderError as exc:
             # Its stderr tail is in the message: scrubbed of configured keys like any provider error.
             cli_failure = f"{exc.error_class.value}: {scrub(exc.message, configured_keys(registry, self.env))}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+from contextlib import aclosing
 from typing import Protocol
 from collections.abc import AsyncGenerator
 
@@ -110,3 +111,16 @@ class Adapter(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+async def collect_text(stream: AsyncGenerator[StreamEvent, None], text: list[str]) -> Usage:
+    """Drains a stream whose answer is only read as text, appending to ``text`` as it arrives (so
+    what came before a ``ProviderError`` is kept), and returns the usage it reported (zero if none)."""
+    usage = Usage()
+    async with aclosing(stream) as events:
+        async for event in events:
+            if isinstance(event, TextChunk):
+                text.append(event.text)
+            elif isinstance(event, Completed):
+                usage = event.usage
+    return usage
