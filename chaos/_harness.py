@@ -237,6 +237,11 @@ class Report:
         return "\n".join(lines)
 
 
+def size_label(full: bool, *overrides: object) -> str:
+    """How a run was sized, for its report: ``--full``, the reduced defaults, or counts given by hand."""
+    return "full" if full else ("reduced" if all(o is None for o in overrides) else "custom")
+
+
 def main_exit(report: Report, json_out: str | None = None) -> None:
     print(report.render(), flush=True)
     if json_out:

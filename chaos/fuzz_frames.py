@@ -32,7 +32,7 @@ import msgpack
 import trio
 import zmq
 
-from chaos._harness import DaemonProcess, Report, main_exit
+from chaos._harness import DaemonProcess, Report, main_exit, size_label
 from orchestrator.client import open_client
 from protocol import events as ev
 from protocol.codec import Envelope, decode, encode, new_id
@@ -266,7 +266,7 @@ def main() -> None:
     a = p.parse_args()
     frames = a.frames or (FULL if a.full else REDUCED)["frames"]
     report = trio.run(lambda: run(frames=frames, seed=a.seed, decoder_only=a.decoder_only,
-                                  size="full" if a.full else ("reduced" if a.frames is None else "custom")))
+                                  size=size_label(a.full, a.frames)))
     main_exit(report, a.json)
 
 

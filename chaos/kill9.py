@@ -35,7 +35,7 @@ from collections import Counter
 import attrs
 import trio
 
-from chaos._harness import DaemonProcess, Report, main_exit
+from chaos._harness import DaemonProcess, Report, main_exit, size_label
 from chaos.kill9_loops import LoopChaos
 from orchestrator.client import DaemonUnreachable, open_client
 from protocol import events as ev
@@ -282,7 +282,7 @@ def main() -> None:
     a = p.parse_args()
     kills = a.kills or (FULL if a.full else REDUCED)["kills"]
     report = trio.run(lambda: run(kills=kills, sessions=a.sessions, seed=a.seed,
-                                  size="full" if a.full else ("reduced" if a.kills is None else "custom")))
+                                  size=size_label(a.full, a.kills)))
     main_exit(report, a.json)
 
 

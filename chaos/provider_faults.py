@@ -35,7 +35,7 @@ from pathlib import Path
 
 import trio
 
-from chaos._harness import DaemonProcess, Report, ledger_totals, main_exit
+from chaos._harness import DaemonProcess, Report, ledger_totals, main_exit, size_label
 from orchestrator.client import DaemonUnreachable, open_client
 from protocol import events as ev
 from tests.fakes import Answer, Fail, FakeAnthropic, FakeOpenAI, Tokens, open_fake_anthropic, open_fake_openai
@@ -331,7 +331,7 @@ def main() -> None:
     concurrency = a.concurrency or size["concurrency"]
     report = trio.run(lambda: run(turns=turns, concurrency=concurrency, rate=a.rate, auth_rate=a.auth_rate,
                                   seed=a.seed, reset_every=a.reset_every,
-                                  size="full" if a.full else ("reduced" if a.turns is None else "custom")))
+                                  size=size_label(a.full, a.turns)))
     main_exit(report, a.json)
 
 

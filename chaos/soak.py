@@ -23,7 +23,7 @@ from collections import Counter
 
 import trio
 
-from chaos._harness import DaemonProcess, Report, main_exit
+from chaos._harness import DaemonProcess, Report, main_exit, size_label
 from chaos.provider_faults import FaultPlan, models_yaml, routing_yaml
 from orchestrator.client import DaemonUnreachable, open_client
 from protocol import events as ev
@@ -183,7 +183,7 @@ def main() -> None:
     base = FULL if a.full else REDUCED
     sessions = a.sessions or base["sessions"]
     seconds = a.seconds or base["seconds"]
-    size = "full" if a.full else ("reduced" if a.sessions is None and a.seconds is None else "custom")
+    size = size_label(a.full, a.sessions, a.seconds)
     turns_per_session = a.turns_per_session or base["turns_per_session"]
     warmup = a.warmup if a.warmup is not None else (None if a.full else seconds / 2)
     report = trio.run(lambda: run(sessions=sessions, seconds=seconds, fault_rate=a.fault_rate,
