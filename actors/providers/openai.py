@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import weakref
+from collections import OrderedDict
 from contextlib import aclosing
 from typing import Any
 from collections.abc import AsyncGenerator
@@ -94,34 +95,91 @@ def _wire_message(message: Message, supports_images: bool) -> list[dict]:
     return out
 
 
+# The wire forms of about 3,500 chat turns (≈ 1.2 KB each by ``wire_footprint``): a long session
+# stays converted, and what a crowd of live sessions can pin here is bounded.
+WIRE_CACHE_MAX_BYTES = 4 * 1024 * 1024
+# Estimated CPython sizes (64-bit): an entry's own bookkeeping (key, weakref, tuple, ordered-dict
+# slot), and the containers of a wire form. Strings the message already holds are shared, not counted.
+_ENTRY_BYTES = 270
+_DICT_BYTES = 232
+_LIST_BYTES = 56
+_STR_BYTES = 49
+_SHARED_FIELDS = ("text", "content", "id", "name")
+_LITERALS = frozenset({"system", "user", "assistant", "tool", "function", "text", "image_url"})
+
+
 class _WireCache:
-    """Each message's wire form, built once while the message lives.
+    """Each message's wire form, built once and kept while there is room for it.
 
     A session's whole history is sent with every turn; converting only the messages not seen
     before keeps a turn O(new messages). Keyed by identity (messages are immutable; an entry
     goes when its message does). The cached dicts are shared: nothing may mutate a request body.
+
+    Bounded by size, least recently used out first: otherwise every message held anywhere (a
+    thousand live sessions' histories, chaos soak) keeps a second, wire copy of itself (≈ 1.1 KB
+    a chat turn, measured). Each request touches all of its messages, so a session in use stays at the
+    recent end and keeps O(new messages) turns however long its history grows, as long as the
+    histories used together fit in ``max_bytes``; beyond that a turn converts again what fell
+    out (a miss costs a conversion, never a different body).
     """
 
-    def __init__(self) -> None:
-        self._by_id: dict[int, tuple[weakref.ref[Message], bool, list[dict]]] = {}
+    def __init__(self, max_bytes: int = WIRE_CACHE_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0   # the entries' estimated footprint (``wire_footprint``), always ≤ max_bytes
+        self._by_id: OrderedDict[int, tuple[weakref.KeyedRef, bool, list[dict], int]] = OrderedDict()
+        self._gone = self._forget   # one bound method for every entry's weakref callback
+
+    def __len__(self) -> int:
+        return len(self._by_id)
 
     def get(self, message: Message, supports_images: bool) -> list[dict] | None:
-        hit = self._by_id.get(id(message))
+        key = id(message)
+        hit = self._by_id.get(key)
         if hit is None or hit[0]() is not message or hit[1] != supports_images:
             return None
+        self._by_id.move_to_end(key)
         return hit[2]
 
     def put(self, message: Message, supports_images: bool, wire: list[dict]) -> list[dict]:
         key = id(message)
-        by_id = self._by_id
-
-        def forget(ref: weakref.ref[Message]) -> None:
-            hit = by_id.get(key)
-            if hit is not None and hit[0] is ref:
-                del by_id[key]
-
-        by_id[key] = (weakref.ref(message, forget), supports_images, wire)
+        size = wire_footprint(message, wire)
+        self._drop(key)
+        if size > self.max_bytes:
+            return wire
+        self._by_id[key] = (weakref.KeyedRef(message, self._gone, key), supports_images, wire, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, (_, _, _, old) = self._by_id.popitem(last=False)
+            self.bytes -= old
         return wire
+
+    def _drop(self, key: int) -> None:
+        hit = self._by_id.pop(key, None)
+        if hit is not None:
+            self.bytes -= hit[3]
+
+    def _forget(self, ref: weakref.KeyedRef) -> None:
+        hit = self._by_id.get(ref.key)
+        if hit is not None and hit[0] is ref:   # not a newer message that reused the id
+            self._drop(ref.key)
+
+
+def wire_footprint(message: Message, wire: list[dict]) -> int:
+    """What caching ``wire`` costs in memory, estimated without walking anything but ``wire``."""
+    shared = {id(getattr(b, field, None)) for b in message.content for field in _SHARED_FIELDS}
+    total = _ENTRY_BYTES
+    stack: list[object] = [wire]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            total += _DICT_BYTES
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            total += _LIST_BYTES + 8 * len(value)
+            stack.extend(value)
+        elif isinstance(value, str) and id(value) not in shared and value not in _LITERALS:
+            total += _STR_BYTES + (len(value) if value.isascii() else 4 * len(value))
+    return total
 
 
 _WIRE_CACHE = _WireCache()

@@ -135,14 +135,23 @@ class SessionActor(Actor):
         self.sessions[state.id] = state
         self._evict_idle(keep=state.id)
 
+    # What idle sessions' histories may hold in memory together (estimated: 4 bytes a token of
+    # text plus each message's objects), besides ``max_cached``: a count alone bounds nothing
+    # once histories grow long. A session shed here reloads from the store on its next turn.
+    max_idle_history_bytes = 16 * 1024 * 1024
+
     def _evict_idle(self, keep: str | None = None) -> None:
-        """Drop the least recently used idle sessions beyond ``max_cached``: all they hold is in the
-        store (a queued /model swap is applied on the way out, as the next turn would)."""
+        """Drop the least recently used idle sessions beyond ``max_cached`` or beyond
+        ``max_idle_history_bytes`` of history: all they hold is in the store (a queued /model swap
+        is applied on the way out, as the next turn would)."""
         excess = len(self.sessions) - self.max_cached
-        if excess <= 0:
-            return
-        idle = (sid for sid, s in self.sessions.items() if s.turn is None and sid != keep)
-        for sid in list(islice(idle, excess)):
+        idle = [sid for sid, s in self.sessions.items() if s.turn is None and sid != keep]
+        # history_facts is O(new messages) per session: the tally its next turn needs anyway.
+        held = [4 * self.sessions[sid].history_facts()[0] + 400 * len(self.sessions[sid].messages) for sid in idle]
+        over, n = sum(held) - self.max_idle_history_bytes, 0
+        while n < len(idle) and (n < excess or over > 0):
+            over, n = over - held[n], n + 1
+        for sid in list(islice(idle, n)):
             state = self.sessions.pop(sid)
             if state.pending_model is not None or state.pending_clear:
                 try:

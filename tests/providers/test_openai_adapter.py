@@ -201,5 +201,5 @@ def test_a_reused_history_is_converted_once_per_message_and_sent_identically():
     calls.clear()
     del history, again, first, fresh
     gc.collect()
-    alive = {key for key, (ref, _, _) in oa._WIRE_CACHE._by_id.items() if ref() is not None}
+    alive = {key for key, entry in oa._WIRE_CACHE._by_id.items() if entry[0]() is not None}
     assert alive == set(oa._WIRE_CACHE._by_id) and not ours & alive  # entries go with their messages
