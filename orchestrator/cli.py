@@ -567,6 +567,9 @@ async def _status(client, as_json: bool) -> int:
     print(render_status(report))
     from .loops_cli import render_status_loops
     print(render_status_loops(report.loops))
+    if report.workers:   # only a daemon with connected remote workers has this section
+        from .worker_cli import render_status_workers
+        print(render_status_workers(report.workers))
     print(render_config_health(rules, units))
     return EXIT_OK
 

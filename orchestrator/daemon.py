@@ -167,7 +167,8 @@ class Daemon:
         loops = answers.get(("loops", ListLoops))
         return StatusReport(__version__, os.getpid(), round(time.time() - self.started_at, 3), self.node.endpoint or "",
                             stats.accepting_turns, stats.sessions_open, stats.turns_running, actors, scopes,
-                            loops.loops if isinstance(loops, LoopListing) else ())
+                            loops.loops if isinstance(loops, LoopListing) else (),
+                            self.workers.connected() if self.workers is not None else ())
 
     def request_stop(self, reason: str) -> None:
         self.stop_reason = reason

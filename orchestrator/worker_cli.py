@@ -90,3 +90,18 @@ def run(args: argparse.Namespace) -> int:
         raise
     print(f"worker stopped (ran {worker.calls_run} tool calls)", file=sys.stderr)
     return EXIT_OK
+
+
+# The first characters of a Z85 public key: enough to tell workers.allow entries apart at a glance.
+KEY_PREFIX = 10
+
+
+def render_status_workers(workers: list[dict] | tuple[dict, ...]) -> str:
+    """``orchestrator status``: one line per connected remote worker (StatusReport.workers)."""
+    lines = ["remote workers:"]
+    for w in workers:
+        key = w["public_key"][:KEY_PREFIX] + "…" if w["public_key"] else "?"
+        calls = "1 call" if w["running"] == 1 else f"{w['running']} calls"
+        lines.append(f"  {w['id']:<4} pool {w['pool']:<10} {w['host']} pid {w['pid']} · key {key} · "
+                     f"heartbeat {w['heartbeat_age_s']:g}s ago · running {calls}")
+    return "\n".join(lines)

@@ -217,6 +217,8 @@ class StatusReport:
     actors: dict = attrs.field(factory=dict)
     availability: tuple[dict, ...] = ()
     loops: tuple[dict, ...] = ()           # running loops (DESIGN §4.10): id, current tick, last verdicts, spend
+    # Connected remote workers (§4.11): id, public_key, pool, host, pid, heartbeat_age_s, running.
+    workers: tuple[dict, ...] = ()
 
 
 @message("trace.get")

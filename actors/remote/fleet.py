@@ -40,6 +40,7 @@ class Worker:
     joined_at: float
     silence: Silence
     running: int = 0            # tool calls sent and not yet answered
+    public_key: str = ""        # its CURVE public key (Z85), as the hub's ZAP handler admitted it
 
     def describe(self) -> str:
         return f"worker {self.worker_id} (pool {self.pool!r}, {self.host} pid {self.pid})"
@@ -56,8 +57,8 @@ class Fleet:
     def timeout(self) -> float:
         return timeout_for(self.heartbeat_s)
 
-    def join(self, worker_id: str, pool: str, host: str, pid: int, now: float) -> Worker:
-        worker = Worker(worker_id, pool, host, pid, now, Silence(self.heartbeat_s, now))
+    def join(self, worker_id: str, pool: str, host: str, pid: int, now: float, public_key: str = "") -> Worker:
+        worker = Worker(worker_id, pool, host, pid, now, Silence(self.heartbeat_s, now), public_key=public_key)
         self.workers[worker_id] = worker
         return worker
 
@@ -85,6 +86,13 @@ class Fleet:
         if not live:
             return None
         return min(live, key=lambda w: (w.running, w.joined_at))
+
+    def describe_all(self, now: float) -> tuple[dict, ...]:
+        """The connected workers as ``orchestrator status`` shows them (StatusReport.workers), by id."""
+        return tuple(
+            {"id": w.worker_id, "public_key": w.public_key, "pool": w.pool, "host": w.host, "pid": w.pid,
+             "heartbeat_age_s": round(max(0.0, now - w.silence.last_heard), 1), "running": w.running}
+            for w in sorted(self.workers.values(), key=lambda w: (len(w.worker_id), w.worker_id)))
 
     def pools(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -106,7 +106,7 @@ class WorkerHub:
                 await nursery.start(run_zap_handler, ctx, self.zap)   # before bind: nobody in unchecked
                 try:
                     async with open_zmq_socket(ctx, zmq.ROUTER, bind=self.config.listen, options=options,
-                                               receive_buffer=1024, send_buffer=1024) as sock:
+                                               receive_buffer=1024, send_buffer=1024, peer_address=True) as sock:
                         await self._serve_socket(sock, nursery, task_status)
                 except EndpointError as exc:
                     raise WorkersError(f"cannot listen for workers on {self.config.listen} "
@@ -124,13 +124,14 @@ class WorkerHub:
             task_status.started(self.endpoint)
             async for frames in sock:
                 if len(frames) >= 2:
-                    await self._on_frame(frames[0], frames[-1])
+                    # The ZAP handler's User-Id: the worker's public key (peer_address=True reads it).
+                    await self._on_frame(frames[0], frames[-1], getattr(frames, "user", None) or "")
         finally:
             self._sock = None
             self._fail_all("the daemon is stopping")
             nursery.cancel_scope.cancel()
 
-    async def _on_frame(self, rid: bytes, payload: bytes) -> None:
+    async def _on_frame(self, rid: bytes, payload: bytes, public_key: str = "") -> None:
         try:
             env = decode(payload)
             check_bounds(env.body)
@@ -140,7 +141,7 @@ class WorkerHub:
         body = env.body
         now = trio.current_time()
         if isinstance(body, WorkerHello):
-            await self._on_hello(rid, body, now)
+            await self._on_hello(rid, body, now, public_key)
             return
         worker_id = self._ids.get(rid)
         if worker_id is None or not self.fleet.heard(worker_id, now):
@@ -153,7 +154,7 @@ class WorkerHub:
                 call.result = body
                 call.done.set()
 
-    async def _on_hello(self, rid: bytes, hello: WorkerHello, now: float) -> None:
+    async def _on_hello(self, rid: bytes, hello: WorkerHello, now: float, public_key: str = "") -> None:
         if hello.pool not in self.config.pools:
             await self._send(rid, Failure("unknown_pool", f"pool {hello.pool!r} is not in daemon.yaml "
                                                           f"workers.pools ({', '.join(self.config.pools)})"))
@@ -165,7 +166,7 @@ class WorkerHub:
         worker_id = f"w{self._serial}"
         self._ids[rid] = worker_id
         self._rids[worker_id] = rid
-        worker = self.fleet.join(worker_id, hello.pool, hello.host[:200], hello.pid, now)
+        worker = self.fleet.join(worker_id, hello.pool, hello.host[:200], hello.pid, now, public_key)
         log.info("worker joined", worker=worker.describe())
         self._changed()
         await self._send(rid, WorkerWelcome(worker_id, self.config.heartbeat_s))
@@ -261,6 +262,10 @@ class WorkerHub:
     def status(self) -> dict[str, object]:
         return {"endpoint": self.endpoint, "pools": self.fleet.pools(), "pid": os.getpid(),
                 "refused": self.zap.refused}
+
+    def connected(self) -> tuple[dict, ...]:
+        """The connected workers for ``orchestrator status`` (``Fleet.describe_all``)."""
+        return self.fleet.describe_all(trio.current_time())
 
 
 def hub_from_config(config: WorkersConfig, *, state: Path, home: Path) -> WorkerHub:

@@ -70,3 +70,27 @@ async def test_the_hub_drops_a_silent_worker_within_the_heartbeat_timeout(nurser
     assert hub.fleet.pools() == {"build": 1}       # silent, but not for three heartbeats yet
     await trio.sleep(0.5 + hub.config.heartbeat_s / 2 + 0.01)
     assert hub.fleet.pools() == {}                  # swept at the next half-beat after the timeout
+
+
+def test_status_describes_each_worker_in_join_order_with_its_heartbeat_age_and_running_calls():
+    fleet = Fleet(heartbeat_s=5)
+    for n in (2, 10, 1):
+        fleet.join(f"w{n}", "build", "box", 100 + n, now=0.0, public_key=f"key-{n}")
+    fleet.heard("w10", 7.25)
+    fleet.workers["w2"].running = 3
+    listed = fleet.describe_all(now=8.0)
+    assert [w["id"] for w in listed] == ["w1", "w2", "w10"]
+    assert listed[1] == {"id": "w2", "public_key": "key-2", "pool": "build", "host": "box", "pid": 102,
+                         "heartbeat_age_s": 8.0, "running": 3}
+    assert listed[2]["heartbeat_age_s"] == 0.8
+    assert Fleet(heartbeat_s=5).describe_all(now=1.0) == ()
+
+
+def test_status_text_shows_one_line_per_worker_with_a_key_prefix():
+    from orchestrator.worker_cli import render_status_workers
+
+    key = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+    text = render_status_workers([{"id": "w1", "public_key": key, "pool": "build", "host": "box", "pid": 42,
+                                   "heartbeat_age_s": 1.5, "running": 1}])
+    assert text == ("remote workers:\n"
+                    "  w1   pool build      box pid 42 · key rq:rM>}U?@… · heartbeat 1.5s ago · running 1 call")

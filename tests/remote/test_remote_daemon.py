@@ -4,8 +4,10 @@ remote tool's processes; `kill -9` of the worker fails the running turn with one
 the heartbeat timeout, and the next turn runs on another live worker of the pool."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -232,3 +234,43 @@ async def test_kill_9_of_the_worker_fails_the_delegation_with_one_clear_error(da
     assert failed[0].error.startswith("worker_error: remote worker w1 (pool 'build'")
     assert "was lost (no heartbeat for 1.5 s) while running tool run_command" in failed[0].error
     assert isinstance(events[-1], ev.TurnCompleted), events[-1]   # the planner read the failure and answered
+
+
+async def orchestrator_status(daemon, *args: str) -> str:
+    """``orchestrator status`` run as the user would, against this daemon."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ORCHESTRATOR_HOME": str(daemon.paths.home),
+           "ORCHESTRATOR_STATE": str(daemon.paths.state), "ORCHESTRATOR_ENDPOINT": daemon.paths.endpoint}
+    result = await trio.run_process([sys.executable, "-m", "orchestrator", "status", *args], env=env,
+                                    capture_stdout=True, capture_stderr=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode()
+
+
+async def test_status_lists_each_connected_worker_with_its_key_pool_host_heartbeat_and_running_calls(
+        daemon, fake, workspace, workers, worker_pair):
+    assert "remote workers" not in await orchestrator_status(daemon)   # none connected: nothing shown
+    alpha = await workers("alpha")
+    beta = await workers("beta")
+    key = worker_pair[1].public.decode()
+    fake.script(Answer(text=(), tool_calls=(ToolCall("run_command", {"command": "echo $$ > pid; exec sleep 60"}),)))
+    async with open_client(daemon.paths.endpoint) as client:
+        listed = (await client.status()).workers
+        assert [(w["id"], w["pool"], w["host"], w["pid"], w["public_key"], w["running"]) for w in listed] == [
+            ("w1", "build", socket.gethostname(), alpha.pid, key, 0),
+            ("w2", "build", socket.gethostname(), beta.pid, key, 0)]
+        assert all(w["heartbeat_age_s"] >= 0 for w in listed)
+        info = await client.open_session(workspace=str(workspace))
+        async with client.turn(info.session_id, "run something long") as turn:
+            async for e in turn:
+                if isinstance(e, ev.ToolCalled):
+                    await wait_for_file(workspace / "pid")
+                    as_json = json.loads(await orchestrator_status(daemon, "--json"))
+                    text = await orchestrator_status(daemon)
+                    await turn.cancel()
+    assert [(w["id"], w["running"]) for w in as_json["workers"]] == [("w1", 1), ("w2", 0)]
+    assert as_json["workers"][0]["public_key"] == key and as_json["workers"][0]["pid"] == alpha.pid
+    lines = text.splitlines()
+    at = lines.index("remote workers:")
+    host = socket.gethostname()
+    assert lines[at + 1].startswith(f"  w1   pool build      {host} pid {alpha.pid} · key {key[:10]}… · heartbeat ")
+    assert lines[at + 1].endswith("s ago · running 1 call") and lines[at + 2].endswith("running 0 calls")
