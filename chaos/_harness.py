@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from orchestrator.client import DaemonUnreachable, open_client  # noqa: E402
+from orchestrator.client import Client, DaemonUnreachable, open_client  # noqa: E402
 
 FAKE_KEYS = {"ANTHROPIC_API_KEY": "chaos-anthropic-key", "OPENAI_API_KEY": "chaos-openai-key",
              "GHOST_API_KEY": "chaos-ghost-key"}
@@ -235,6 +235,39 @@ class Report:
         lines.append("RESULT: ok" if self.ok else f"RESULT: {len(self.problems)} problem(s)")
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+@attrs.define
+class TurnRun:
+    """One client turn as a scenario saw it. ``lost`` says why it has no terminal event (reported
+    already): ``"hang"`` (none within the deadline) or ``"unreachable"`` (the daemon stopped answering)."""
+
+    turn_id: str = "?"
+    events: list[Any] = attrs.field(factory=list)
+    terminal: Any = None
+    lost: str | None = None
+
+
+async def checked_turn(report: Report, client: Client, sid: str, text: str, *, deadline: float,
+                       label: str = "") -> TurnRun:
+    """Run one turn to its terminal event, within ``deadline`` seconds; a hang or an unreachable
+    daemon is a problem of ``report`` (``label`` says whose turn it was), never an exception."""
+    run = TurnRun()
+    whose = f" ({label})" if label else ""
+    try:
+        with trio.fail_after(deadline):
+            async with client.turn(sid, text) as turn:
+                run.turn_id = turn.turn_id
+                async for e in turn:
+                    run.events.append(e)
+                run.terminal = turn.terminal
+    except trio.TooSlowError:
+        run.lost = "hang"
+        report.problem(f"turn {run.turn_id}{whose}: no terminal event within {deadline:g}s (hang)")
+    except DaemonUnreachable as exc:
+        run.lost = "unreachable"
+        report.problem(f"turn {run.turn_id}{whose}: daemon unreachable: {exc}")
+    return run
 
 
 def size_label(full: bool, *overrides: object) -> str:

@@ -32,7 +32,7 @@ import msgpack
 import trio
 import zmq
 
-from chaos._harness import DaemonProcess, Report, main_exit, size_label
+from chaos._harness import DaemonProcess, Report, checked_turn, main_exit, size_label
 from orchestrator.client import open_client
 from protocol import events as ev
 from protocol.codec import Envelope, decode, encode, new_id
@@ -244,11 +244,8 @@ async def _still_serving(report: Report, daemon: DaemonProcess) -> None:
         report.figures["actor_faults"] = {name: a.get("faults", 0) for name, a in status.actors.items()
                                           if a.get("faults")}
         sid = (await client.open_session()).session_id
-        with trio.fail_after(60):
-            async with client.turn(sid, "a normal turn after the fuzzing") as turn:
-                async for _ in turn:
-                    pass
-        if not isinstance(turn.terminal, ev.TurnCompleted):
+        turn = await checked_turn(report, client, sid, "a normal turn after the fuzzing", deadline=60)
+        if not turn.lost and not isinstance(turn.terminal, ev.TurnCompleted):
             report.problem(f"the turn after the fuzzing ended {turn.terminal!r}")
 
 

@@ -35,7 +35,7 @@ from collections import Counter
 import attrs
 import trio
 
-from chaos._harness import DaemonProcess, Report, main_exit, size_label
+from chaos._harness import DaemonProcess, Report, checked_turn, main_exit, size_label
 from chaos.kill9_loops import LoopChaos
 from orchestrator.client import DaemonUnreachable, open_client
 from protocol import events as ev
@@ -254,17 +254,15 @@ async def _final_turns(report: Report, daemon: DaemonProcess, sids: list[str]) -
     try:
         async with open_client(daemon.endpoint) as client:
             async def one(sid: str) -> None:
-                with trio.fail_after(TURN_DEADLINE_S):
-                    async with client.turn(sid, f"after the last restart, {sid}") as turn:
-                        async for _ in turn:
-                            pass
-                if not isinstance(turn.terminal, ev.TurnCompleted):
+                turn = await checked_turn(report, client, sid, f"after the last restart, {sid}",
+                                          deadline=TURN_DEADLINE_S, label=f"session {sid} after the last restart")
+                if not turn.lost and not isinstance(turn.terminal, ev.TurnCompleted):
                     report.problem(f"session {sid}: the turn after the last restart ended {turn.terminal!r}")
 
             async with trio.open_nursery() as n:
                 for sid in sids:
                     n.start_soon(one, sid)
-    except (DaemonUnreachable, trio.TooSlowError) as exc:
+    except DaemonUnreachable as exc:
         report.problem(f"the daemon did not serve turns after the last restart: {exc!r}")
 
 

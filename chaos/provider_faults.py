@@ -35,7 +35,7 @@ from pathlib import Path
 
 import trio
 
-from chaos._harness import DaemonProcess, Report, ledger_totals, main_exit, size_label
+from chaos._harness import DaemonProcess, Report, checked_turn, ledger_totals, main_exit, size_label
 from orchestrator.client import DaemonUnreachable, open_client
 from protocol import events as ev
 from tests.fakes import Answer, Fail, FakeAnthropic, FakeOpenAI, Tokens, open_fake_anthropic, open_fake_openai
@@ -247,22 +247,14 @@ async def _drive(report: Report, daemon: DaemonProcess, plan: FaultPlan, turns: 
                 sid = (await client.open_session(workspace=ws)).session_id
             marker = rng.choices(MARKERS, MARKER_WEIGHTS)[0]
             text = f"{marker or ''} chaos question {n}".strip()
-            events: list = []
-            turn_id = "?"
-            try:
-                with trio.fail_after(TURN_DEADLINE_S):
-                    async with client.turn(sid, text) as turn:
-                        turn_id = turn.turn_id
-                        async for e in turn:
-                            events.append(e)
-            except trio.TooSlowError:
-                report.problem(f"turn {turn_id} ({text!r}): no terminal event within {TURN_DEADLINE_S:g}s (hang)")
+            turn = await checked_turn(report, client, sid, text, deadline=TURN_DEADLINE_S, label=repr(text))
+            if turn.lost == "hang":
                 sid = None
                 continue
-            except DaemonUnreachable as exc:
-                report.problem(f"turn {turn_id}: daemon unreachable: {exc}")
+            if turn.lost:
                 return
-            check_terminal(report, turn_id, events, outcomes)
+            events = turn.events
+            check_terminal(report, turn.turn_id, events, outcomes)
             if w % 2 and isinstance(events[-1], ev.TurnFailed):
                 outcomes[f"failed_with_mid_turn_fallback_on:{events[-1].error}"] += 1
 

@@ -23,9 +23,9 @@ from collections import Counter
 
 import trio
 
-from chaos._harness import DaemonProcess, Report, main_exit, size_label
+from chaos._harness import DaemonProcess, Report, checked_turn, main_exit, size_label
 from chaos.provider_faults import FaultPlan, models_yaml, routing_yaml
-from orchestrator.client import DaemonUnreachable, open_client
+from orchestrator.client import open_client
 from protocol import events as ev
 from tests.fakes import open_fake_anthropic, open_fake_openai
 
@@ -84,23 +84,18 @@ async def run(*, sessions: int, seconds: float, fault_rate: float, turns_per_ses
                     marker = rng.choice(("[af] ", "[ad] ", "[om] ", ""))
                     done_here += 1
                     ages[n] = done_here
-                    try:
-                        with trio.fail_after(TURN_DEADLINE_S):
-                            async with client.turn(sid, f"{marker}soak turn {done_here} of slot {n}") as turn:
-                                accepted[turn.turn_id] = None
-                                terminals = 0
-                                async for e in turn:
-                                    terminals += isinstance(e, ev.TERMINAL_EVENT_TYPES)
-                                accepted[turn.turn_id] = turn.terminal
-                                if terminals != 1:
-                                    report.problem(f"turn {turn.turn_id}: {terminals} terminal events")
-                    except trio.TooSlowError:
-                        report.problem(f"a turn of slot {n} had no terminal event within {TURN_DEADLINE_S:g}s")
+                    turn = await checked_turn(report, client, sid, f"{marker}soak turn {done_here} of slot {n}",
+                                              deadline=TURN_DEADLINE_S, label=f"slot {n}")
+                    if turn.turn_id != "?":   # accepted: it must end with one terminal event and a final row
+                        accepted[turn.turn_id] = turn.terminal
+                    if turn.lost == "hang":
                         sid = None
                         continue
-                    except DaemonUnreachable as exc:
-                        report.problem(f"slot {n}: daemon unreachable: {exc}")
+                    if turn.lost:
                         return
+                    terminals = sum(isinstance(e, ev.TERMINAL_EVENT_TYPES) for e in turn.events)
+                    if terminals != 1:
+                        report.problem(f"turn {turn.turn_id}: {terminals} terminal events")
                     t = turn.terminal
                     outcomes[type(t).__name__ + (f":{t.error}" if isinstance(t, ev.TurnFailed) else "")] += 1
 
