@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 
 import pytest
 import trio
@@ -20,11 +19,14 @@ from orchestrator.paths import Paths
 from orchestrator.settings import DaemonSettings
 from protocol import events as ev
 from tests.e2e.conftest import run_turn
-from tests.fakes import Answer, ToolCall, open_fake_openai
+from tests.fakes import Answer, ToolCall
 
 from orchestrator.cli import main
 
-from .conftest import REPO, process_alive, start_worker_process, stop_worker_process, workers_config
+from .conftest import (
+    LONG_COMMAND, REPO, WHERE_AM_I, check_a_turns_tool_runs_on, process_alive, start_worker_process,
+    stop_worker_process, turn_with_long_remote_command, workers_config,
+)
 
 
 def main_cli_ok(argv: list[str]) -> bool:
@@ -38,13 +40,6 @@ models:
   "loc:w": {{tier: fast}}
 """
 ROUTING = "schema_version: 1\nglobal_default: loc:m\ntiers: {fast: loc:w, balanced: loc:m, deep: loc:m}\n"
-WORKSPACE_YAML = "tools: {run_command: true}\nworker_pool: build\npass_env: [WORKER_MARK]\n"
-
-
-@pytest.fixture
-async def fake():
-    async with open_fake_openai(api_key=None) as f:
-        yield f
 
 
 @pytest.fixture
@@ -59,14 +54,6 @@ async def daemon(nursery, short_tmp, fake, server_pair, worker_pair):
     await nursery.start(d.run)
     yield d
     d.request_stop("test over")
-
-
-@pytest.fixture
-def workspace(short_tmp) -> Path:
-    ws = short_tmp / "ws"
-    (ws / ".orchestrator").mkdir(parents=True)
-    (ws / ".orchestrator" / "workspace.yaml").write_text(WORKSPACE_YAML)
-    return ws
 
 
 @pytest.fixture
@@ -85,27 +72,16 @@ async def workers(daemon, short_tmp, worker_pair, server_pair):
         stop_worker_process(proc)
 
 
-async def wait_for_file(path: Path, lines: int = 1) -> list[str]:
-    while not path.exists() or len(path.read_text().split()) < lines:
-        await trio.sleep(0.02)
-    return path.read_text().split()
+def kill_9(pid: int):
+    """``act`` for turn_with_long_remote_command: ``kill -9`` of the worker process ``pid``."""
+    async def kill(client, turn, _command_pid: int) -> None:
+        os.kill(pid, signal.SIGKILL)
+    return kill
 
 
 async def test_a_workspace_turns_tools_run_on_the_remote_worker(daemon, fake, workspace, workers):
     worker = await workers("alpha")
-    fake.script(
-        Answer(text=(), tool_calls=(ToolCall("run_command", {"command": "echo mark=$WORKER_MARK ppid=$PPID"}),)),
-        Answer(text=("done",)),
-    )
-    async with open_client(daemon.paths.endpoint) as client:
-        info = await client.open_session(workspace=str(workspace))
-        _, events = await run_turn(client, info.session_id, "where do tools run?")
-    assert isinstance(events[-1], ev.TurnCompleted), events[-1]
-    returned = [e for e in events if isinstance(e, ev.ToolReturned)]
-    assert len(returned) == 1 and not returned[0].is_error, returned
-    # The worker's own environment (the daemon has no WORKER_MARK) and the worker's pid as the parent.
-    assert "WORKER_MARK" not in os.environ
-    assert f"mark=on-alpha ppid={worker.pid}" in returned[0].content
+    await check_a_turns_tool_runs_on(daemon.paths.endpoint, fake, workspace, worker, "on-alpha")
     worker.proc.send_signal(signal.SIGTERM)
     assert await trio.to_thread.run_sync(worker.proc.wait) == 0
 
@@ -126,19 +102,15 @@ async def test_orchestrator_worker_with_a_key_the_daemon_does_not_allow_exits_1_
 
 async def test_cancelling_the_turn_kills_the_remote_tool_process(daemon, fake, workspace, workers):
     await workers("alpha")
-    fake.script(Answer(text=(), tool_calls=(ToolCall("run_command", {"command": "echo $$ > pid; exec sleep 60"}),)))
-    async with open_client(daemon.paths.endpoint) as client:
-        info = await client.open_session(workspace=str(workspace))
-        events = []
-        async with client.turn(info.session_id, "run something long") as turn:
-            async for e in turn:
-                events.append(e)
-                if isinstance(e, ev.ToolCalled):
-                    pid = int((await wait_for_file(workspace / "pid"))[0])
-                    assert process_alive(pid)
-                    await turn.cancel()
-    assert isinstance(events[-1], ev.TurnCancelled), events[-1]
-    assert not process_alive(pid)
+    fake.script(Answer(text=(), tool_calls=(LONG_COMMAND,)))
+
+    async def cancel(client, turn, pid: int) -> None:
+        assert process_alive(pid)
+        await turn.cancel()
+
+    call = await turn_with_long_remote_command(daemon.paths.endpoint, workspace, "run something long", cancel)
+    assert isinstance(call.events[-1], ev.TurnCancelled), call.events[-1]
+    assert call.pid is not None and not call.left_running
 
 
 async def test_kill_9_of_the_worker_fails_the_turn_with_worker_lost_and_the_next_turn_uses_another_worker(
@@ -146,32 +118,20 @@ async def test_kill_9_of_the_worker_fails_the_turn_with_worker_lost_and_the_next
     first = await workers("alpha")
     await workers("beta")   # joined later: the tie on running calls goes to alpha first
     fake.script(
-        Answer(text=(), tool_calls=(ToolCall("run_command", {"command": "echo $$ > pid; exec sleep 60"}),)),
+        Answer(text=(), tool_calls=(LONG_COMMAND,)),
         Answer(text=(), tool_calls=(ToolCall("run_command", {"command": "echo mark=$WORKER_MARK"}),)),
         Answer(text=("done",)),
     )
-    orphan = None
-    try:
-        async with open_client(daemon.paths.endpoint) as client:
-            info = await client.open_session(workspace=str(workspace))
-            events = []
-            async with client.turn(info.session_id, "run something long") as turn:
-                async for e in turn:
-                    events.append(e)
-                    if isinstance(e, ev.ToolCalled):
-                        orphan = int((await wait_for_file(workspace / "pid"))[0])
-                        os.kill(first.pid, signal.SIGKILL)
-            failed = events[-1]
-            assert isinstance(failed, ev.TurnFailed), failed
-            assert failed.error == "worker_lost"
-            assert "remote worker w1 (pool 'build'" in failed.message
-            assert "was lost (no heartbeat for 1.5 s) while running tool run_command" in failed.message
-            assert sum(isinstance(e, (ev.TurnFailed, ev.TurnCompleted, ev.TurnCancelled)) for e in events) == 1
-
-            _, events = await run_turn(client, info.session_id, "again")
-    finally:
-        if orphan is not None and process_alive(orphan):
-            os.kill(orphan, signal.SIGKILL)   # kill -9 leaves the worker's child behind (documented)
+    call = await turn_with_long_remote_command(daemon.paths.endpoint, workspace, "run something long",
+                                               kill_9(first.pid))
+    failed = call.events[-1]
+    assert isinstance(failed, ev.TurnFailed), failed
+    assert failed.error == "worker_lost"
+    assert "remote worker w1 (pool 'build'" in failed.message
+    assert "was lost (no heartbeat for 1.5 s) while running tool run_command" in failed.message
+    assert sum(isinstance(e, (ev.TurnFailed, ev.TurnCompleted, ev.TurnCancelled)) for e in call.events) == 1
+    async with open_client(daemon.paths.endpoint) as client:
+        _, events = await run_turn(client, call.session_id, "again")
     assert isinstance(events[-1], ev.TurnCompleted), events[-1]
     returned = [e for e in events if isinstance(e, ev.ToolReturned)]
     assert "mark=on-beta" in returned[0].content
@@ -194,7 +154,7 @@ async def test_a_delegated_workers_tools_run_on_the_remote_worker(daemon, fake, 
     worker = await workers("alpha")
     fake.script(
         Answer(text=(), tool_calls=(DELEGATE,)),                                               # planner
-        Answer(text=(), tool_calls=(ToolCall("run_command", {"command": "echo mark=$WORKER_MARK ppid=$PPID"}),)),
+        Answer(text=(), tool_calls=(WHERE_AM_I,)),
         Answer(text=("checked",)),                                                             # worker
         Answer(text=("all good",)),                                                            # planner
     )
@@ -212,23 +172,12 @@ async def test_kill_9_of_the_worker_fails_the_delegation_with_one_clear_error(da
     first = await workers("alpha")
     fake.script(
         Answer(text=(), tool_calls=(DELEGATE,)),
-        Answer(text=(), tool_calls=(ToolCall("run_command", {"command": "echo $$ > pid; exec sleep 60"}),)),
+        Answer(text=(), tool_calls=(LONG_COMMAND,)),
         Answer(text=("the check could not run",)),
     )
-    orphan = None
-    try:
-        async with open_client(daemon.paths.endpoint) as client:
-            info = await client.open_session(workspace=str(workspace))
-            events = []
-            async with client.turn(info.session_id, "delegate the check") as turn:
-                async for e in turn:
-                    events.append(e)
-                    if isinstance(e, ev.DelegateStarted):
-                        orphan = int((await wait_for_file(workspace / "pid"))[0])
-                        os.kill(first.pid, signal.SIGKILL)
-    finally:
-        if orphan is not None and process_alive(orphan):
-            os.kill(orphan, signal.SIGKILL)
+    call = await turn_with_long_remote_command(daemon.paths.endpoint, workspace, "delegate the check",
+                                               kill_9(first.pid), when=ev.DelegateStarted)
+    events = call.events
     failed = [e for e in events if isinstance(e, ev.DelegateFailed)]
     assert len(failed) == 1, events
     assert failed[0].error.startswith("worker_error: remote worker w1 (pool 'build'")
@@ -252,21 +201,22 @@ async def test_status_lists_each_connected_worker_with_its_key_pool_host_heartbe
     alpha = await workers("alpha")
     beta = await workers("beta")
     key = worker_pair[1].public.decode()
-    fake.script(Answer(text=(), tool_calls=(ToolCall("run_command", {"command": "echo $$ > pid; exec sleep 60"}),)))
+    fake.script(Answer(text=(), tool_calls=(LONG_COMMAND,)))
     async with open_client(daemon.paths.endpoint) as client:
         listed = (await client.status()).workers
-        assert [(w["id"], w["pool"], w["host"], w["pid"], w["public_key"], w["running"]) for w in listed] == [
-            ("w1", "build", socket.gethostname(), alpha.pid, key, 0),
-            ("w2", "build", socket.gethostname(), beta.pid, key, 0)]
-        assert all(w["heartbeat_age_s"] >= 0 for w in listed)
-        info = await client.open_session(workspace=str(workspace))
-        async with client.turn(info.session_id, "run something long") as turn:
-            async for e in turn:
-                if isinstance(e, ev.ToolCalled):
-                    await wait_for_file(workspace / "pid")
-                    as_json = json.loads(await orchestrator_status(daemon, "--json"))
-                    text = await orchestrator_status(daemon)
-                    await turn.cancel()
+    assert [(w["id"], w["pool"], w["host"], w["pid"], w["public_key"], w["running"]) for w in listed] == [
+        ("w1", "build", socket.gethostname(), alpha.pid, key, 0),
+        ("w2", "build", socket.gethostname(), beta.pid, key, 0)]
+    assert all(w["heartbeat_age_s"] >= 0 for w in listed)
+    shown: dict[str, str] = {}
+
+    async def look(client, turn, pid: int) -> None:   # while w1 runs the command
+        shown["json"] = await orchestrator_status(daemon, "--json")
+        shown["text"] = await orchestrator_status(daemon)
+        await turn.cancel()
+
+    await turn_with_long_remote_command(daemon.paths.endpoint, workspace, "run something long", look)
+    as_json, text = json.loads(shown["json"]), shown["text"]
     assert [(w["id"], w["running"]) for w in as_json["workers"]] == [("w1", 1), ("w2", 0)]
     assert as_json["workers"][0]["public_key"] == key and as_json["workers"][0]["pid"] == alpha.pid
     lines = text.splitlines()

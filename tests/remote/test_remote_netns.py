@@ -27,13 +27,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from actors.remote.keys import generate_key_pair, write_key_file
-from orchestrator.client import open_client
 from protocol import events as ev
-from tests.e2e.conftest import run_turn
-from tests.fakes import Answer, ToolCall, open_fake_openai
+from tests.fakes import Answer
 
-from .conftest import REPO, WorkerProcess, process_alive, stop_worker_process
+from .conftest import (
+    LONG_COMMAND, REPO, WorkerProcess, check_a_turns_tool_runs_on, key_file, spawn, start_worker_process,
+    stop_worker_process, turn_with_long_remote_command, worker_argv,
+)
 
 DAEMON_IP, WORKER_IP, NETNS_PORT = "10.77.0.1", "10.77.0.2", 7555
 CLONE_NEWNET = 0x40000000
@@ -44,7 +44,6 @@ models:
   "loc:m": {{tier: balanced, can_delegate: true}}
 """
 ROUTING = "schema_version: 1\nglobal_default: loc:m\ntiers: {fast: loc:m, balanced: loc:m, deep: loc:m}\n"
-WORKSPACE_YAML = "tools: {run_command: true}\nworker_pool: build\npass_env: [WORKER_MARK]\n"
 DAEMON_YAML = """shutdown_grace_s: 1
 workers:
   listen: "{listen}"
@@ -172,12 +171,6 @@ async def _relay(listener: socket.socket, target_port: int) -> None:
 
 
 @pytest.fixture
-async def fake():
-    async with open_fake_openai(api_key=None) as f:
-        yield f
-
-
-@pytest.fixture
 async def provider_url(nursery, fake, hosts: Hosts) -> str:
     """The fake provider's base URL as seen from the daemon's host."""
     if hosts.daemon_ns is None:
@@ -188,31 +181,21 @@ async def provider_url(nursery, fake, hosts: Hosts) -> str:
     return str(fake.base_url).replace(f":{fake._server.port}/", f":{port}/")
 
 
-def _spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _key_pair(path: Path) -> bytes:
-    pair = generate_key_pair()
-    write_key_file(path, pair)
-    return pair.public
-
-
 @pytest.fixture
 async def served(short_tmp: Path, hosts: Hosts, provider_url: str) -> AsyncIterator[tuple[str, Path, bytes]]:
     """`orchestrator serve` on the daemon's host: (its ipc endpoint, the worker's key file, its public key)."""
     home, state = short_tmp / "home", short_tmp / "state"
     home.mkdir()
     worker_key = short_tmp / "worker.key"
-    server_public = _key_pair(home / "server.key")
+    server_public = key_file(home / "server.key")[1].public
     (home / "models.yaml").write_text(MODELS.format(url=provider_url))
     (home / "routing.yaml").write_text(ROUTING)
     (home / "daemon.yaml").write_text(DAEMON_YAML.format(
-        listen=hosts.endpoint, server_key=home / "server.key", allowed=_key_pair(worker_key).decode()))
+        listen=hosts.endpoint, server_key=home / "server.key", allowed=key_file(worker_key)[1].public.decode()))
     endpoint = f"ipc://{short_tmp}/d.sock"
     env = {**os.environ, "PYTHONPATH": str(REPO), "ORCHESTRATOR_HOME": str(home),
            "ORCHESTRATOR_STATE": str(state), "ORCHESTRATOR_ENDPOINT": endpoint}
-    proc = _spawn([*Hosts.prefix(hosts.daemon_ns), sys.executable, "-m", "orchestrator", "serve"], short_tmp, env)
+    proc = spawn([*Hosts.prefix(hosts.daemon_ns), sys.executable, "-m", "orchestrator", "serve"], short_tmp, env)
     try:
         with trio.move_on_after(60) as waited:
             while not (short_tmp / "d.sock").exists() and proc.poll() is None:
@@ -235,65 +218,20 @@ async def served(short_tmp: Path, hosts: Hosts, provider_url: str) -> AsyncItera
                 stream.close()
 
 
-def _worker_argv(hosts: Hosts, key: Path, server_public: bytes, hello_timeout: str) -> list[str]:
-    return [*Hosts.prefix(hosts.worker_ns), sys.executable, "-m", "orchestrator", "worker",
-            "--connect", hosts.endpoint, "--key", str(key), f"--server-key={server_public.decode()}",
-            "--pool", "build", "--hello-timeout", hello_timeout]
-
-
 @pytest.fixture
 async def worker(served, hosts: Hosts, short_tmp: Path) -> AsyncIterator[WorkerProcess]:
     """`orchestrator worker` on the worker's host, connected (it printed its "connected" line)."""
     _, key, server_public = served
-    cwd = short_tmp / "worker"
-    cwd.mkdir()
-    env = {**os.environ, "WORKER_MARK": "on-host-b", "PYTHONPATH": str(REPO), "ORCHESTRATOR_STATE": str(cwd / "state")}
-    proc = _spawn(_worker_argv(hosts, key, server_public, "30"), cwd, env)
-    started = WorkerProcess(proc, cwd)
+    started = await start_worker_process(hosts.endpoint, key, server_public, short_tmp / "worker", mark="on-host-b",
+                                         prefix=Hosts.prefix(hosts.worker_ns))
     try:
-        assert proc.stdout is not None
-        line = "-"
-        with trio.move_on_after(60):
-            while line and "connected" not in line:   # log lines may come first
-                line = await trio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)
-        if "connected" not in line:
-            proc.kill()
-            raise AssertionError(f"worker did not connect to {hosts.endpoint}: {line!r}")
         yield started
     finally:
         stop_worker_process(started)
 
 
-@pytest.fixture
-def workspace(short_tmp: Path) -> Path:
-    ws = short_tmp / "ws"
-    (ws / ".orchestrator").mkdir(parents=True)
-    (ws / ".orchestrator" / "workspace.yaml").write_text(WORKSPACE_YAML)
-    return ws
-
-
-async def _wait_for_pid(path: Path) -> int:
-    with trio.fail_after(60):   # a bound, not a timing assert: the command writes it at once
-        while not path.exists() or not path.read_text().strip():
-            await trio.sleep(0.02)
-    return int(path.read_text().split()[0])
-
-
 async def test_across_namespaces_a_turns_tool_runs_on_the_worker_host(served, worker, fake, workspace):
-    fake.script(
-        Answer(text=(), tool_calls=(ToolCall("run_command", {"command": "echo mark=$WORKER_MARK ppid=$PPID"}),)),
-        Answer(text=("done",)),
-    )
-    with trio.fail_after(120):
-        async with open_client(served[0]) as client:
-            info = await client.open_session(workspace=str(workspace))
-            _, events = await run_turn(client, info.session_id, "where do tools run?")
-    assert isinstance(events[-1], ev.TurnCompleted), events[-1]
-    returned = [e for e in events if isinstance(e, ev.ToolReturned)]
-    assert len(returned) == 1 and not returned[0].is_error, returned
-    # The worker's own environment (neither the test nor the daemon has WORKER_MARK) and its pid.
-    assert "WORKER_MARK" not in os.environ
-    assert f"mark=on-host-b ppid={worker.pid}" in returned[0].content
+    await check_a_turns_tool_runs_on(served[0], fake, workspace, worker, "on-host-b")
 
 
 async def test_across_namespaces_a_worker_with_a_key_not_allowed_is_refused(
@@ -301,8 +239,9 @@ async def test_across_namespaces_a_worker_with_a_key_not_allowed_is_refused(
     # The allowed worker connected from the same host over the same path: the refusal is the key's.
     _, _, server_public = served
     stranger = short_tmp / "stranger.key"
-    _key_pair(stranger)
-    result = await trio.run_process(_worker_argv(hosts, stranger, server_public, "2"), capture_stdout=True,
+    key_file(stranger)
+    argv = worker_argv(hosts.endpoint, stranger, server_public, hello_timeout="2", prefix=Hosts.prefix(hosts.worker_ns))
+    result = await trio.run_process(argv, capture_stdout=True,
                                     capture_stderr=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
     err = result.stderr.decode().strip()
     assert result.returncode == 1, err
@@ -313,23 +252,13 @@ async def test_across_namespaces_a_worker_with_a_key_not_allowed_is_refused(
 
 async def test_across_namespaces_kill_9_of_the_worker_fails_the_running_tool_call_with_worker_lost(
         served, worker, fake, workspace):
-    fake.script(Answer(text=(), tool_calls=(ToolCall("run_command", {"command": "echo $$ > pid; exec sleep 60"}),)))
-    orphan = None
-    try:
-        with trio.fail_after(120):   # the heartbeat timeout is 1.5 s; this only bounds a hang
-            async with open_client(served[0]) as client:
-                info = await client.open_session(workspace=str(workspace))
-                events = []
-                async with client.turn(info.session_id, "run something long") as turn:
-                    async for e in turn:
-                        events.append(e)
-                        if isinstance(e, ev.ToolCalled):
-                            orphan = await _wait_for_pid(workspace / "pid")
-                            os.kill(worker.pid, signal.SIGKILL)
-    finally:
-        if orphan is not None and process_alive(orphan):
-            os.kill(orphan, signal.SIGKILL)   # kill -9 leaves the worker's child behind (documented)
-    failed = events[-1]
+    fake.script(Answer(text=(), tool_calls=(LONG_COMMAND,)))
+
+    async def kill_9(client, turn, command_pid: int) -> None:
+        os.kill(worker.pid, signal.SIGKILL)
+
+    call = await turn_with_long_remote_command(served[0], workspace, "run something long", kill_9)
+    failed = call.events[-1]
     assert isinstance(failed, ev.TurnFailed), failed
     assert failed.error == "worker_lost"
     assert "remote worker w1 (pool 'build'" in failed.message
