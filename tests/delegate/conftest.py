@@ -7,13 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import attrs
 import pytest
 import trio
 
-from orchestrator.client import open_client
+from orchestrator.client import TurnHandle, open_client
 from orchestrator.daemon import Daemon
 from orchestrator.paths import Paths
 from orchestrator.settings import DaemonSettings
@@ -137,6 +138,23 @@ def git(ws: Path, *args: str) -> str:
 
 
 @attrs.define
+class Delegation:
+    """One turn whose session model called delegate_code: its session and events."""
+
+    session_id: str
+    events: list
+
+    @property
+    def result(self) -> ev.ToolReturned:
+        return tool_result(self.events)
+
+    @property
+    def data(self) -> dict:
+        """The delegate_code tool's result (JSON)."""
+        return json.loads(self.result.content)
+
+
+@attrs.define
 class Stack:
     root: Path
     ws: Path
@@ -147,6 +165,7 @@ class Stack:
     nursery: object
     daemon: Daemon | None = None
     stopped: trio.Event = attrs.field(factory=trio.Event)
+    consented: bool = False   # `delegate consent --yes` succeeded (``delegate`` consents once otherwise)
 
     def mode(self, mode: str) -> None:
         (self.control / "mode").write_text(mode)
@@ -156,9 +175,51 @@ class Stack:
         return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
 
     def consent(self, *extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "orchestrator", "delegate", "consent", "--workspace",
+        done = subprocess.run([sys.executable, "-m", "orchestrator", "delegate", "consent", "--workspace",
                                str(self.ws), *extra], env=self.env, capture_output=True, text=True,
                               stdin=subprocess.DEVNULL)
+        self.consented = self.consented or ("--yes" in extra and done.returncode == 0)
+        return done
+
+    async def delegate(self, mode: str | None = None, session_id: str | None = None, *,
+                       call: Answer | None = None, then: tuple[Answer, ...] = (Answer(text=("ok",)),)) -> Delegation:
+        """Consent (once, ``--yes``: after any edit of workspace.yaml or models.yaml the test made), the
+        agent in ``mode``, and one turn whose session model calls delegate_code (``call``), then answers ``then``."""
+        if not self.consented:
+            done = self.consent("--yes")
+            assert done.returncode == 0, done.stderr
+        if mode is not None:
+            self.mode(mode)
+        session_id, events = await self.turn(session_id, call or delegate_call(), *then)
+        return Delegation(session_id, events)
+
+    async def rolled_back(self, mode: str | None = None, **kw) -> dict:
+        """``delegate``, which must not be accepted and must leave the workspace's files and git status
+        as they were; its result."""
+        before, status = self.tree(), git(self.ws, "status", "--porcelain")
+        data = (await self.delegate(mode, **kw)).data
+        assert not data["accepted"], data
+        assert self.tree() == before
+        assert git(self.ws, "status", "--porcelain") == status
+        return data
+
+    async def while_the_agent_works(self, act: Callable[[TurnHandle], Awaitable[None]]) -> TurnHandle:
+        """A delegating turn with the agent in mode "slow": ``act(turn)`` once it has started writing."""
+        if not self.consented:
+            assert self.consent("--yes").returncode == 0
+        self.mode("slow")
+        self.fake.script(delegate_call())
+        assert self.daemon is not None
+        async with open_client(self.daemon.paths.endpoint) as client:
+            info = await client.open_session(workspace=str(self.ws))
+            async with client.turn(info.session_id, "implement T1") as turn:
+                async for e in turn:
+                    if isinstance(e, ev.ToolCalled):
+                        with trio.fail_after(20):
+                            while not (self.control / "started").exists():
+                                await trio.sleep(0.02)
+                        await act(turn)
+        return turn
 
     def cli(self, *args: str, workspace: bool = True) -> subprocess.CompletedProcess:
         where = ("--workspace", str(self.ws)) if workspace else ()

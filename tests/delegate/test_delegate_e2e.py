@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import trio
 
 from actors.delegate import state
 from actors.runtime.store import Store
@@ -61,30 +60,19 @@ async def test_a_delegate_that_succeeds_is_accepted_after_the_test_command_passe
 
 
 async def test_a_delegate_that_lies_about_its_files_is_rolled_back_and_the_users_edits_survive(stack):
-    assert stack.consent("--yes").returncode == 0
-    before = stack.tree()
-    stack.mode("lie")
-    _, events = await stack.turn(None, delegate_call(), Answer(text=("doing it myself",)))
-    data = json.loads(tool_result(events).content)
-    assert not data["accepted"]
+    data = await stack.rolled_back("lie", then=(Answer(text=("doing it myself",)),))
     assert "it changed files it did not report: src/pkg/new.py" in data["reasons"]
     assert "it reported files it did not change: src/other.py" in data["reasons"]
     assert data["tests"] is None                              # caught before the tests ran
     assert data["rolled_back"] == ["src/app.py", "src/pkg/new.py"]
-    assert "implement the task yourself" in data["next"]
-    assert stack.tree() == before                             # the user's dirty app.py is back, new.py gone
+    assert "implement the task yourself" in data["next"]      # the user's dirty app.py is back, new.py gone
 
 
 async def test_a_delegate_that_moves_head_is_rolled_back_with_head_restored(stack):
-    assert stack.consent("--yes").returncode == 0
     head = git(stack.ws, "rev-parse", "HEAD")
-    before = stack.tree()
-    stack.mode("commit")
-    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    data = json.loads(tool_result(events).content)
-    assert not data["accepted"] and any("moved HEAD" in r for r in data["reasons"])
+    data = await stack.rolled_back("commit")
+    assert any("moved HEAD" in r for r in data["reasons"])
     assert git(stack.ws, "rev-parse", "HEAD") == head
-    assert stack.tree() == before
     # `git commit -a` had staged the user's own edit of notes.txt: it is unstaged again, as before.
     assert git(stack.ws, "status", "--porcelain").splitlines() == [" M notes.txt", " M src/app.py", "?? scratch.txt"]
 
@@ -125,17 +113,13 @@ async def test_a_delegate_that_breaks_the_tests_is_rolled_back_and_the_third_fai
 
 
 async def test_a_cli_failure_rolls_back_and_opens_the_breaker_at_once(stack):
-    assert stack.consent("--yes").returncode == 0
-    before = stack.tree()
-    stack.mode("crash")
-    session, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    data = json.loads(tool_result(events).content)
+    first = await stack.delegate("crash")
+    data = first.data
     assert not data["accepted"] and "exited with status 3" in data["reasons"][0]
     assert data["rolled_back"] == ["src/app.py", "src/pkg/partial.py"]
-    assert stack.tree() == before
     assert data["breaker"].startswith("open: the delegate's command failed")
-    _, events = await stack.turn(session, delegate_call(id_="d2"), Answer(text=("myself",)))
-    assert "circuit breaker is open" in tool_result(events).content
+    again = await stack.delegate(None, first.session_id, call=delegate_call(id_="d2"), then=(Answer(text=("myself",)),))
+    assert "circuit breaker is open" in again.result.content
 
 
 async def test_a_widened_blast_radius_needs_consent_again(stack):
@@ -187,19 +171,12 @@ async def test_a_task_whose_review_comes_back_needs_work_twice_goes_back_to_the_
 
 
 async def test_cancelling_the_turn_while_the_agent_works_rolls_back_what_it_wrote(stack):
-    assert stack.consent("--yes").returncode == 0
     before = stack.tree()
-    stack.mode("slow")
-    stack.fake.script(delegate_call())
-    async with open_client(stack.daemon.paths.endpoint) as client:
-        info = await client.open_session(workspace=str(stack.ws))
-        async with client.turn(info.session_id, "implement T1") as turn:
-            async for e in turn:
-                if isinstance(e, ev.ToolCalled):
-                    with trio.fail_after(20):
-                        while not (stack.control / "started").exists():
-                            await trio.sleep(0.02)
-                    await turn.cancel()
+
+    async def cancel(turn) -> None:
+        await turn.cancel()
+
+    turn = await stack.while_the_agent_works(cancel)
     assert isinstance(turn.terminal, ev.TurnCancelled)
     assert stack.tree() == before
 

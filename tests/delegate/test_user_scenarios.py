@@ -2,7 +2,6 @@
 test commands and agents, revoke, and delegate_code inside a loop with and without consent."""
 from __future__ import annotations
 
-import json
 
 from tests.fakes import Answer
 
@@ -10,29 +9,13 @@ from .conftest import USER_APP, delegate_call, git, tool_result
 
 
 async def test_a_delegate_that_deletes_the_users_dirty_files_is_rolled_back_with_their_edits(stack):
-    assert stack.consent("--yes").returncode == 0
-    before = stack.tree()
-    status = git(stack.ws, "status", "--porcelain")
-    stack.mode("delete")
-    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    data = json.loads(tool_result(events).content)
-    assert not data["accepted"], data
+    data = await stack.rolled_back("delete")
     assert any("notes.txt" in r for r in data["reasons"]), data
-    assert stack.tree() == before
-    assert git(stack.ws, "status", "--porcelain") == status
 
 
 async def test_a_delegate_that_writes_outside_allow_is_rolled_back_and_untracked_user_files_survive(stack):
-    assert stack.consent("--yes").returncode == 0
-    before = stack.tree()
-    status = git(stack.ws, "status", "--porcelain")
-    stack.mode("outside")
-    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    data = json.loads(tool_result(events).content)
-    assert not data["accepted"], data
+    data = await stack.rolled_back("outside")
     assert data["rolled_back"] == ["notes.txt", "scratch.txt", "src/app.py"], data
-    assert stack.tree() == before
-    assert git(stack.ws, "status", "--porcelain") == status
 
 
 async def test_revoke_then_a_turn_refuses(stack):
@@ -53,47 +36,26 @@ def set_workspace_yaml(stack, extra: str = "", **over: str) -> None:
 
 async def test_a_test_command_that_hangs_times_out_and_is_rolled_back(stack):
     set_workspace_yaml(stack, test_command='"sleep 30"', test_timeout_s="1")
-    assert stack.consent("--yes").returncode == 0
-    before = stack.tree()
-    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    data = json.loads(tool_result(events).content)
-    assert not data["accepted"], data
-    assert stack.tree() == before
+    await stack.rolled_back()
 
 
 async def test_a_missing_test_command_is_not_accepted(stack):
     set_workspace_yaml(stack, test_command='"no-such-test-runner-xyz"')
-    assert stack.consent("--yes").returncode == 0
-    before = stack.tree()
-    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    data = json.loads(tool_result(events).content)
-    assert not data["accepted"], data
-    assert stack.tree() == before
+    await stack.rolled_back()
 
 
 async def test_an_agent_command_that_is_not_found_opens_the_breaker(stack):
     models = stack.paths.home / "models.yaml"
     models.write_text(models.read_text().replace('command: ["', 'command: ["/nonexistent/agent", "'))
     await stack.restart()
-    assert stack.consent("--yes").returncode == 0, stack.consent("--yes").stderr
-    before = stack.tree()
-    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    data = json.loads(tool_result(events).content)
-    assert not data["accepted"] and "breaker" in data, data
-    assert stack.tree() == before
+    assert "breaker" in await stack.rolled_back()
 
 
 async def test_an_agent_that_hangs_is_killed_at_its_timeout_and_rolled_back(stack):
     models = stack.paths.home / "models.yaml"
     models.write_text(models.read_text().replace("timeout_s: 30", "timeout_s: 2"))
     await stack.restart()
-    assert stack.consent("--yes").returncode == 0
-    before = stack.tree()
-    stack.mode("slow")
-    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    data = json.loads(tool_result(events).content)
-    assert not data["accepted"] and "breaker" in data, data
-    assert stack.tree() == before
+    assert "breaker" in await stack.rolled_back("slow")
 
 
 async def _loop_one_tick(stack):
@@ -131,24 +93,15 @@ async def test_a_loop_with_consent_delegates(stack):
 
 
 async def test_a_delegate_that_stashes_the_users_edits_is_rolled_back_with_index_and_tree_as_before(stack):
-    assert stack.consent("--yes").returncode == 0
     git(stack.ws, "add", "src/app.py")                       # staged …
     (stack.ws / "src" / "app.py").write_text(USER_APP + "# and more, unstaged\n")   # … and edited again
-    before, status = stack.tree(), git(stack.ws, "status", "--porcelain")
     staged = git(stack.ws, "diff", "--cached")
-    stack.mode("stash")
-    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    data = json.loads(tool_result(events).content)
-    assert not data["accepted"], data
-    assert stack.tree() == before
-    assert git(stack.ws, "status", "--porcelain") == status and git(stack.ws, "diff", "--cached") == staged
+    await stack.rolled_back("stash")
+    assert git(stack.ws, "diff", "--cached") == staged
 
 
 async def test_an_agent_that_reports_absolute_paths_in_backticks_is_accepted(stack):
-    assert stack.consent("--yes").returncode == 0
-    stack.mode("absolute")
-    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    data = json.loads(tool_result(events).content)
+    data = (await stack.delegate("absolute")).data
     assert data["accepted"] and data["files"] == ["src/app.py"], data
 
 
@@ -156,47 +109,29 @@ async def test_an_agent_that_leaves_a_background_process_running_is_judged_when_
     models = stack.paths.home / "models.yaml"
     models.write_text(models.read_text().replace("timeout_s: 30", "timeout_s: 10"))
     await stack.restart()
-    assert stack.consent("--yes").returncode == 0
-    stack.mode("background")
-    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    data = json.loads(tool_result(events).content)
+    data = (await stack.delegate("background")).data
     assert data["accepted"] and data["files"] == ["src/app.py"], data
 
 
 async def test_stopping_the_daemon_while_the_agent_works_rolls_back_what_it_wrote(stack):
     import trio
-    from orchestrator.client import open_client
-    from protocol import events as ev
-    assert stack.consent("--yes").returncode == 0
     before = stack.tree()
-    stack.mode("slow")
-    stack.fake.script(delegate_call())
-    async with open_client(stack.daemon.paths.endpoint) as client:
-        info = await client.open_session(workspace=str(stack.ws))
-        try:
-            async with client.turn(info.session_id, "implement T1") as turn:
-                async for e in turn:
-                    if isinstance(e, ev.ToolCalled):
-                        with trio.fail_after(20):
-                            while not (stack.control / "started").exists():
-                                await trio.sleep(0.02)
-                        stack.stop()
-        except Exception:
-            pass
+
+    async def stop(turn) -> None:
+        stack.stop()
+
+    try:
+        await stack.while_the_agent_works(stop)
+    except Exception:
+        pass   # the turn ends with the daemon: the client may see it go
     with trio.fail_after(40):
         await stack.stopped.wait()
     assert stack.tree() == before
 
 
 async def test_a_delegate_that_removes_a_whole_folder_gets_every_file_in_it_back(stack):
-    assert stack.consent("--yes").returncode == 0
     (stack.ws / "src" / "draft.py").write_text("the user's untracked draft\n")
-    before, status = stack.tree(), git(stack.ws, "status", "--porcelain")
-    stack.mode("rmtree")
-    _, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    data = json.loads(tool_result(events).content)
-    assert not data["accepted"], data
-    assert stack.tree() == before and git(stack.ws, "status", "--porcelain") == status
+    await stack.rolled_back("rmtree")
 
 
 async def test_two_sessions_on_one_workspace_by_different_paths_delegate_one_at_a_time(stack):
@@ -225,10 +160,8 @@ async def test_two_sessions_on_one_workspace_by_different_paths_delegate_one_at_
 
 
 async def test_an_open_breaker_names_the_command_that_closes_it(stack):
-    assert stack.consent("--yes").returncode == 0
-    stack.mode("crash")
-    session, events = await stack.turn(None, delegate_call(), Answer(text=("ok",)))
-    reset = f"orchestrator delegate reset --session {session}"
-    assert reset in json.loads(tool_result(events).content)["breaker"]
-    _, events = await stack.turn(session, delegate_call(id_="d2"), Answer(text=("myself",)))
-    assert reset in tool_result(events).content
+    first = await stack.delegate("crash")
+    reset = f"orchestrator delegate reset --session {first.session_id}"
+    assert reset in first.data["breaker"]
+    again = await stack.delegate(None, first.session_id, call=delegate_call(id_="d2"), then=(Answer(text=("myself",)),))
+    assert reset in again.result.content
