@@ -200,8 +200,7 @@ class LoopActor(Actor):
             if not budget.is_finite() or budget < 0:
                 return Failure("invalid_loop", "--budget-usd must be a number ≥ 0")
         workspace = os.path.abspath(os.path.expanduser(m.workspace)) if m.workspace else None
-        return LoopSpec(m.mode, m.text, m.land if m.mode == PILOT else None, m.workflow if m.mode == WORKFLOW else None,
-                        float(m.every_s), m.max_ticks, m.budget_usd, workspace)
+        return LoopSpec.from_start(m, workspace)
 
     # --- running loops --------------------------------------------------------------------------------
 

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
+import attrs
 from attrs import frozen
 
 from .verdicts import Verdict
+
+if TYPE_CHECKING:
+    from protocol.messages import StartLoop
 
 PROMPT, PILOT, WORKFLOW = "prompt", "pilot", "workflow"
 MODES = (PROMPT, PILOT, WORKFLOW)
@@ -42,6 +47,16 @@ class LoopSpec:
     max_ticks: int | None = None
     budget_usd: str | None = None          # a decimal as text: money is never a float here
     workspace: str | None = None
+
+    @classmethod
+    def from_start(cls, start: StartLoop, workspace: str | None) -> LoopSpec:
+        """The spec of a validated ``loop start``, field by field (by name: the two classes cannot
+        drift apart silently); what its mode does not use is dropped, ``workspace`` is the resolved path."""
+        fields = attrs.asdict(start, recurse=False)
+        fields.update(land=start.land if start.mode == PILOT else None,
+                      workflow=start.workflow if start.mode == WORKFLOW else None,
+                      every_s=float(start.every_s), workspace=workspace)
+        return cls(**fields)
 
 
 @frozen
