@@ -2,6 +2,7 @@
 and restarted on the same state, the state database read from outside, and the report shape."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -268,6 +269,16 @@ async def checked_turn(report: Report, client: Client, sid: str, text: str, *, d
         run.lost = "unreachable"
         report.problem(f"turn {run.turn_id}{whose}: daemon unreachable: {exc}")
     return run
+
+
+def scenario_parser(doc: str | None, full: str) -> argparse.ArgumentParser:
+    """The flags every scenario has: ``--full`` (``full`` names the documented size), ``--seed``
+    and ``--json``; the script adds its own sizes and rates."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--full", action="store_true", help=f"the documented full size: {full}")
+    p.add_argument("--seed", type=int, default=19)
+    p.add_argument("--json", help="also write the report here")
+    return p
 
 
 def size_label(full: bool, *overrides: object) -> str:

@@ -20,7 +20,6 @@ actor restarts, and a normal turn completes afterwards.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import sys
@@ -32,7 +31,7 @@ import msgpack
 import trio
 import zmq
 
-from chaos._harness import DaemonProcess, Report, checked_turn, main_exit, size_label
+from chaos._harness import DaemonProcess, Report, checked_turn, main_exit, scenario_parser, size_label
 from orchestrator.client import open_client
 from protocol import events as ev
 from protocol.codec import Envelope, decode, encode, new_id
@@ -254,12 +253,9 @@ FULL = {"frames": 1_000_000}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--full", action="store_true", help="the documented full size: 1,000,000 frames")
+    p = scenario_parser(__doc__, "1,000,000 frames")
     p.add_argument("--frames", type=int)
-    p.add_argument("--seed", type=int, default=19)
     p.add_argument("--decoder-only", action="store_true", help="no daemon: the decoder alone")
-    p.add_argument("--json", help="also write the report here")
     a = p.parse_args()
     frames = a.frames or (FULL if a.full else REDUCED)["frames"]
     report = trio.run(lambda: run(frames=frames, seed=a.seed, decoder_only=a.decoder_only,

@@ -28,14 +28,13 @@ client hears ``loop.tick_finished``; the instant a client hears ``turn.completed
 """
 from __future__ import annotations
 
-import argparse
 import random
 from collections import Counter
 
 import attrs
 import trio
 
-from chaos._harness import DaemonProcess, Report, checked_turn, main_exit, size_label
+from chaos._harness import DaemonProcess, Report, checked_turn, main_exit, scenario_parser, size_label
 from chaos.kill9_loops import LoopChaos
 from orchestrator.client import DaemonUnreachable, open_client
 from protocol import events as ev
@@ -271,12 +270,9 @@ FULL = {"kills": 20, "sessions": 8}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--full", action="store_true", help="the documented full size: 20 kills")
+    p = scenario_parser(__doc__, "20 kills")
     p.add_argument("--kills", type=int)
     p.add_argument("--sessions", type=int, default=8)
-    p.add_argument("--seed", type=int, default=19)
-    p.add_argument("--json", help="also write the report here")
     a = p.parse_args()
     kills = a.kills or (FULL if a.full else REDUCED)["kills"]
     report = trio.run(lambda: run(kills=kills, sessions=a.sessions, seed=a.seed,

@@ -27,7 +27,6 @@ Invariants (each breach is a problem in the report; exit 1):
 """
 from __future__ import annotations
 
-import argparse
 import random
 import re
 from collections import Counter
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import trio
 
-from chaos._harness import DaemonProcess, Report, checked_turn, ledger_totals, main_exit, size_label
+from chaos._harness import DaemonProcess, Report, checked_turn, ledger_totals, main_exit, scenario_parser, size_label
 from orchestrator.client import DaemonUnreachable, open_client
 from protocol import events as ev
 from tests.fakes import Answer, Fail, FakeAnthropic, FakeOpenAI, Tokens, open_fake_anthropic, open_fake_openai
@@ -308,15 +307,12 @@ FULL = {"turns": 10_000, "concurrency": 32}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--full", action="store_true", help="the documented full size: 10,000 turns")
+    p = scenario_parser(__doc__, "10,000 turns")
     p.add_argument("--turns", type=int)
     p.add_argument("--concurrency", type=int)
     p.add_argument("--rate", type=float, default=0.2, help="share of provider requests that get a fault")
     p.add_argument("--auth-rate", type=float, default=0.004, help="share that get a 401/403")
     p.add_argument("--reset-every", type=float, default=5.0, help="seconds between availability resets")
-    p.add_argument("--seed", type=int, default=19)
-    p.add_argument("--json", help="also write the report here")
     a = p.parse_args()
     size = FULL if a.full else REDUCED
     turns = a.turns or size["turns"]

@@ -16,14 +16,13 @@ event at the client and a turns row with a final status; the daemon process stay
 """
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 from collections import Counter
 
 import trio
 
-from chaos._harness import DaemonProcess, Report, checked_turn, main_exit, size_label
+from chaos._harness import DaemonProcess, Report, checked_turn, main_exit, scenario_parser, size_label
 from chaos.provider_faults import FaultPlan, models_yaml, routing_yaml
 from orchestrator.client import open_client
 from protocol import events as ev
@@ -164,16 +163,13 @@ FULL = {"sessions": 1000, "seconds": 600.0, "turns_per_session": 20, "warmup": N
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--full", action="store_true", help="the documented full size: 1,000 sessions for 10 minutes")
+    p = scenario_parser(__doc__, "1,000 sessions for 10 minutes")
     p.add_argument("--sessions", type=int)
     p.add_argument("--seconds", type=float)
     p.add_argument("--fault-rate", type=float, default=0.03)
     p.add_argument("--turns-per-session", type=int, help="default: 20 (full), 3 (reduced)")
     p.add_argument("--warmup", type=float, help="seconds; default: a fifth of the run, at least 10 s (full), "
                                                 "half of it (reduced)")
-    p.add_argument("--seed", type=int, default=19)
-    p.add_argument("--json", help="also write the report here")
     a = p.parse_args()
     base = FULL if a.full else REDUCED
     sessions = a.sessions or base["sessions"]
