@@ -25,6 +25,7 @@ import json
 import statistics
 import sys
 import time
+from contextlib import aclosing
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -88,9 +89,9 @@ async def _events_by_line(http: httpx.AsyncClient, url: str):
 
 async def httpx_lines_stream(http: httpx.AsyncClient, url: str) -> int:
     n = 0
-    events = _events_by_line(http, url)
-    async for _, data in events:
-        n += _count(data)
+    async with aclosing(_events_by_line(http, url)) as events:
+        async for _, data in events:
+            n += _count(data)
     return n
 
 
@@ -117,10 +118,11 @@ async def httpcore_reads_stream(pool: httpcore.AsyncConnectionPool, url: str) ->
 
 async def seam_stream(adapter: HTTPAdapter, path: str) -> int:
     n = 0
-    async for batch in adapter.post_events(path, {"accept": "text/event-stream"}, STREAM_BODY):
-        assert not isinstance(batch, JSONBody)
-        for event in batch:
-            n += _count(event.data)
+    async with aclosing(adapter.post_events(path, {"accept": "text/event-stream"}, STREAM_BODY)) as batches:
+        async for batch in batches:
+            assert not isinstance(batch, JSONBody)
+            for event in batch:
+                n += _count(event.data)
     return n
 
 
@@ -136,9 +138,10 @@ async def httpcore_json(pool: httpcore.AsyncConnectionPool, url: str) -> int:
 
 
 async def seam_json(adapter: HTTPAdapter, path: str) -> int:
-    async for item in adapter.post_events(path, {"accept": "application/json"}, JSON_BODY):
-        assert isinstance(item, JSONBody)
-        return len(item.value["choices"])
+    async with aclosing(adapter.post_events(path, {"accept": "application/json"}, JSON_BODY)) as items:
+        async for item in items:
+            assert isinstance(item, JSONBody)
+            return len(item.value["choices"])
     return 0
 
 
