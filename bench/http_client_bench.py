@@ -100,8 +100,8 @@ async def httpx_reads_stream(http: httpx.AsyncClient, url: str) -> int:
     decoder = SSEDecoder()
     async with http.stream("POST", url, json=STREAM_BODY, headers=HEADERS) as resp:
         async for raw in resp.aiter_raw():
-            for event in decoder.feed(raw):
-                n += _count(event.data)
+            for _, data in decoder.feed(raw):
+                n += _count(data)
     return n
 
 
@@ -111,8 +111,8 @@ async def httpcore_reads_stream(pool: httpcore.AsyncConnectionPool, url: str) ->
     body = json.dumps(STREAM_BODY).encode()
     async with pool.stream("POST", url, headers=list(HEADERS.items()), content=body) as resp:
         async for raw in resp.aiter_stream():
-            for event in decoder.feed(raw):
-                n += _count(event.data)
+            for _, data in decoder.feed(raw):
+                n += _count(data)
     return n
 
 
@@ -121,8 +121,8 @@ async def seam_stream(adapter: HTTPAdapter, path: str) -> int:
     async with aclosing(adapter.post_events(path, {"accept": "text/event-stream"}, STREAM_BODY)) as batches:
         async for batch in batches:
             assert not isinstance(batch, JSONBody)
-            for event in batch:
-                n += _count(event.data)
+            for _, data in batch:
+                n += _count(data)
     return n
 
 

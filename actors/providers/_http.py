@@ -204,8 +204,8 @@ class HTTPAdapter:
         self, path: str, headers: dict[str, str], body: dict, *,
         near_context_limit: bool | Callable[[], bool] = False,
     ) -> AsyncGenerator[list[SSEvent] | JSONBody, None]:
-        """Yield the whole ``SSEvent``s of each network read of an event stream (never an empty
-        list), or one ``JSONBody`` of a JSON answer.
+        """Yield the whole events (``(event, data)`` pairs) of each read of an event stream (never
+        an empty list), or one ``JSONBody`` of a JSON answer.
 
         The framing follows the response's content type, not what we asked for, since proxies
         and compatible servers sometimes ignore ``stream``.

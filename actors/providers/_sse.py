@@ -7,14 +7,10 @@ are decoded.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 _BOM = b"\xef\xbb\xbf"
 
-
-class SSEvent(NamedTuple):
-    event: str | None
-    data: str
+# (event type or None, data): a plain tuple, built once per event of every stream.
+SSEvent = tuple[str | None, str]
 
 
 class SSEDecoder:
@@ -53,15 +49,12 @@ class SSEDecoder:
             self._tail = buf
             return []
         self._tail = buf[cut + 1:]
-        return self._lines(buf[:cut].decode("utf-8", "replace").split("\n"))
-
-    def _lines(self, lines: list[str]) -> list[SSEvent]:
         out: list[SSEvent] = []
         event, data = self._event, self._data
-        for line in lines:
+        for line in buf[:cut].decode("utf-8", "replace").split("\n"):
             if not line:
                 if data:
-                    out.append(SSEvent(event, data[0] if len(data) == 1 else "\n".join(data)))
+                    out.append((event, data[0] if len(data) == 1 else "\n".join(data)))
                     data = []
                 event = None
             elif line.startswith("data: "):   # nearly every line: no partition, no second slice

@@ -348,8 +348,8 @@ class AnthropicAdapter(HTTPAdapter):
                         for event in state.feed_message(batch.value):
                             yield event
                         continue
-                    for sse in batch:
-                        for event in state.feed(load_json(sse.data)):
+                    for _, data in batch:
+                        for event in state.feed(load_json(data)):
                             yield event
             if not state.finished:
                 raise ProviderError(ErrorClass.NETWORK, "stream ended before message_stop")

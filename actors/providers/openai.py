@@ -312,8 +312,7 @@ class OpenAIAdapter(HTTPAdapter):
                         for event in state.feed_completion(batch.value):
                             yield event
                         continue
-                    for sse in batch:
-                        data = sse.data
+                    for _, data in batch:
                         if data[:1] != "{" and data.strip() == "[DONE]":
                             state.done = True
                             events = state.flush_calls()  # in case finish_reason never came

@@ -20,7 +20,7 @@ def reference(stream: bytes) -> list[SSEvent]:
     for line in lines:
         if not line:
             if data:
-                out.append(SSEvent(event, "\n".join(data)))
+                out.append((event, "\n".join(data)))
             event, data = None, []
             continue
         if line.startswith(":"):
@@ -69,7 +69,7 @@ def streams(draw: st.DrawFn) -> tuple[bytes, list[SSEvent]]:
         for line in data:
             parts.append(f"data: {line}" + draw(newline))
         parts.append(draw(newline))
-        expected.append(SSEvent(name, "\n".join(data)))
+        expected.append((name, "\n".join(data)))
     return "".join(parts).encode(), expected
 
 
@@ -94,13 +94,13 @@ def test_any_bytes_in_any_pieces_decode_as_the_whole_stream_read_line_by_line(da
 def test_a_multibyte_character_cut_between_two_reads_arrives_whole():
     stream = "data: naïve €\n\n".encode()
     for cut in range(len(stream) + 1):
-        assert decode_in_pieces(stream, [cut]) == [SSEvent(None, "naïve €")]
+        assert decode_in_pieces(stream, [cut]) == [(None, "naïve €")]
 
 
 def test_a_crlf_split_across_two_reads_is_one_line_break_not_a_blank_line():
     decoder = SSEDecoder()
     assert decoder.feed(b"data: a\r") == []
-    assert decoder.feed(b"\ndata: b\r\n\r\n") == [SSEvent(None, "a\nb")]
+    assert decoder.feed(b"\ndata: b\r\n\r\n") == [(None, "a\nb")]
 
 
 def test_an_event_the_stream_never_closed_with_a_blank_line_is_not_dispatched():
@@ -111,4 +111,4 @@ def test_an_event_the_stream_never_closed_with_a_blank_line_is_not_dispatched():
 
 def test_one_read_with_many_events_returns_them_all_in_order():
     stream = b"".join(b"data: %d\n\n" % i for i in range(50))
-    assert SSEDecoder().feed(stream) == [SSEvent(None, str(i)) for i in range(50)]
+    assert SSEDecoder().feed(stream) == [(None, str(i)) for i in range(50)]
