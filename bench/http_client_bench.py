@@ -14,6 +14,8 @@ fake's work is not counted). Variants, in interleaved rounds over the same fake:
   called directly, with the per-read decoder.
 * ``seam`` — ``actors.providers._http.HTTPAdapter.post_events`` as the adapters call it (the
   httpcore pool, the failure mapping, the concurrency cap).
+* ``floor: h11 + json`` (streams only) — no I/O at all: h11 parsing a recorded 200-chunk response
+  and ``json.loads`` of each payload. What any h11-based client pays per stream at least.
 
 Each stream variant JSON-decodes every ``data:`` payload, the least any client must do.
 Not part of ``python -m bench`` (it measures a library choice, not the daemon); its figures are in
@@ -32,6 +34,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import h11  # noqa: E402
 import httpcore  # noqa: E402
 import httpx  # noqa: E402
 import trio  # noqa: E402
@@ -126,6 +129,30 @@ async def seam_stream(adapter: HTTPAdapter, path: str) -> int:
     return n
 
 
+def recorded_stream(chunks: int) -> bytes:
+    """A chunked 200 response in the fake provider's shape: one HTTP chunk per SSE event."""
+    payload = {"id": "chatcmpl-0", "object": "chat.completion.chunk", "created": 0, "model": "c",
+               "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}]}
+    events = [f"data: {json.dumps(payload)}\n\n".encode()] * chunks + [b"data: [DONE]\n\n"]
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    return head + b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
+
+
+async def floor_h11_json(response: bytes) -> int:
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="POST", target="/", headers=[("host", "fake"), ("content-length", "0")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(response)
+    n = 0
+    while True:
+        event = conn.next_event()
+        if type(event) is h11.Data:
+            data = bytes(event.data)[6:-2].decode()
+            n += _count(data)
+        elif type(event) is h11.EndOfMessage:
+            return n
+
+
 async def httpx_json(http: httpx.AsyncClient, url: str) -> int:
     resp = await http.post(url, json=JSON_BODY)
     return len(resp.json()["choices"])
@@ -149,6 +176,7 @@ async def _measure(base_url: str, quick: bool) -> dict[str, dict[str, float]]:
     url = base_url + "/chat/completions"
     rounds, per_round = (4, 20) if quick else (10, 40)
     results: dict[str, dict[str, list[float]]] = {}
+    recorded = recorded_stream(STREAM_CHUNKS)
     async with httpx.AsyncClient(timeout=60) as http, httpcore.AsyncConnectionPool() as pool:
         adapter = HTTPAdapter(base_url=base_url)
         try:
@@ -163,6 +191,7 @@ async def _measure(base_url: str, quick: bool) -> dict[str, dict[str, float]]:
                     "httpx + reads": (lambda: httpx_reads_stream(http, url), STREAM_CHUNKS),
                     "httpcore + reads": (lambda: httpcore_reads_stream(pool, url), STREAM_CHUNKS),
                     "seam": (lambda: seam_stream(adapter, "/chat/completions"), STREAM_CHUNKS),
+                    "floor: h11 + json": (lambda: floor_h11_json(recorded), STREAM_CHUNKS),
                 },
             }
             for kind, variants in kinds.items():
