@@ -1,13 +1,28 @@
-"""Plumbing shared by the HTTP adapters: one POST, its failure mapping, and SSE or JSON framing."""
+"""Plumbing shared by the HTTP adapters: one POST, its failure mapping, and SSE or JSON framing.
+
+The transport is httpcore — httpx's own connection pool, the layer ``httpx.AsyncClient`` hands
+every request to — called directly, configured as httpx configured it (pool limits, certificates,
+proxies from the environment). An adapter needs one POST to a fixed URL and the raw body, read per
+network read; httpx's request/response models, header normalisation, URL parsing, auth and
+redirect machinery and its seven-generator body chain cost ≈ 0.5 ms of CPU per request and more
+per read, which a turn paid for nothing (docs/benchmarks.md, "Provider HTTP layer (session 6)").
+"""
 from __future__ import annotations
 
+import functools
 import json
+import ssl
+import zlib
 from typing import Any
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import attrs
+import httpcore
 import httpx
 import trio
+from attrs import frozen
 
 from protocol.canonical import Usage
 
@@ -22,40 +37,122 @@ Pricer = Callable[[Usage], Usage]
 # taken as a context-length failure (see errors.py: Anthropic has no structured code for it). The
 # estimate is ~4 chars/token and can be off by ~25% for code, hence well below 1.
 NEAR_CONTEXT_SHARE = 0.75
-MAX_CONCURRENT_REQUESTS = 100   # httpx's default pool size
+# httpx's default limits, kept when its client was dropped.
+MAX_CONCURRENT_REQUESTS = 100
+MAX_KEEPALIVE_CONNECTIONS = 20
+KEEPALIVE_EXPIRY_S = 5.0
+USER_AGENT = b"orchestrator (httpcore)"
 
 
 def unpriced(usage: Usage) -> Usage:
     return attrs.evolve(usage, cost_usd=None)
 
 
-async def _finish(resp: httpx.Response, lines: AsyncIterator[str]) -> None:
-    """Close the response, then run its line iterator to its end.
+@frozen
+class JSONBody:
+    """The one decoded body of a non-streamed answer."""
 
-    httpx reads a body through a chain of nested async generators. Left suspended (we stopped
-    early: an error event, or our caller closed us), they are garbage-collected unfinished and trio
-    warns about each one (encode/httpx#3686). Once the connection is closed, the next read fails
-    inside the innermost generator, so the whole chain finishes by that exception instead.
-    """
-    await resp.aclose()
+    value: Any
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # certifi's roots, or SSL_CERT_FILE / SSL_CERT_DIR when set: what httpx.AsyncClient used.
+    return httpx.create_ssl_context()
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy HTTP(S)_PROXY / ALL_PROXY name for ``url`` unless NO_PROXY exempts its host."""
+    parts = urlsplit(url)
+    proxies = getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+class ProviderHTTP:
+    """Connection pools that adapters may share: one direct, one per proxy in use."""
+
+    def __init__(self) -> None:
+        self._pools: dict[str | None, httpcore.AsyncConnectionPool] = {}
+        self.is_closed = False
+
+    def pool_for(self, url: str) -> httpcore.AsyncConnectionPool:
+        proxy = environment_proxy(url)
+        pool = self._pools.get(proxy)
+        if pool is None:
+            limits: dict[str, Any] = dict(
+                ssl_context=_ssl_context(), max_connections=MAX_CONCURRENT_REQUESTS,
+                max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY_S,
+            )
+            pool = self._pools[proxy] = (
+                httpcore.AsyncConnectionPool(**limits) if proxy is None
+                else httpcore.AsyncHTTPProxy(proxy_url=proxy, **limits)
+            )
+        return pool
+
+    async def __aenter__(self) -> ProviderHTTP:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self.is_closed = True
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
+
+
+def _content_decoder(encoding: str) -> Callable[[bytes], bytes] | None:
+    """We ask for no content coding; a server that applies gzip or deflate anyway is still read.
+    None: the bytes are the body. Raises ``ValueError`` for a coding we cannot undo."""
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 32).decompress   # either header, detected
+    raise ValueError(f"unsupported content-encoding {encoding!r}")
+
+
+def _body(raw: bytes, encoding: str) -> bytes:
+    """A whole body decoded; undecodable bytes are returned as they came (the caller's JSON
+    parse then fails, or, for an error answer, the status alone decides)."""
     try:
-        async for _ in lines:
+        decode = _content_decoder(encoding)
+        return raw if decode is None else decode(raw)
+    except (ValueError, zlib.error):
+        return raw
+
+
+async def _finish(response: httpcore.Response, chunks: AsyncIterator[bytes]) -> None:
+    """Close the response, then run its chunk iterator to its end.
+
+    httpcore reads a body through nested async generators. Left suspended (we stopped early: an
+    error event, or our caller closed us), they are garbage-collected unfinished and trio warns
+    about each one (encode/httpx#3686). Once the connection is closed, the next read fails inside
+    the innermost generator, so the whole chain finishes by that exception instead.
+    """
+    await response.aclose()
+    try:
+        async for _ in chunks:
             pass
-    except (httpx.HTTPError, httpx.StreamError):
+    except errors.TRANSPORT_ERRORS:
         pass
 
 
 class HTTPAdapter:
-    """Owns (or borrows) an ``httpx.AsyncClient`` and turns one POST into SSE events or one JSON body.
+    """Owns (or borrows) a ``ProviderHTTP`` and turns one POST into batches of SSE events or one
+    JSON body.
 
-    A borrowed client is shared with other adapters and is not closed by ``aclose``.
+    A borrowed pool is shared with other adapters and is not closed by ``aclose``.
     """
 
     def __init__(
         self,
         *,
         base_url: str,
-        http: httpx.AsyncClient | None = None,
+        http: ProviderHTTP | None = None,
         timeout_s: float = 600.0,
         streaming: bool = True,
         max_context_tokens: int | None = None,
@@ -68,11 +165,15 @@ class HTTPAdapter:
         self._price: Pricer = pricer or unpriced
         # ``timeout_s`` bounds each network step (connect, every read between stream chunks), so
         # a long answer that keeps streaming is never cut, but a stalled one is.
-        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 30.0))
+        self._extensions = {"timeout": {
+            "connect": min(timeout_s, 30.0), "read": timeout_s, "write": timeout_s, "pool": timeout_s,
+        }}
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(timeout=self._timeout)
-        # httpx's pool scans every queued request on each operation; past the pool size a burst of
-        # requests (1,000 concurrent sessions) stalls the whole event loop. Wait here instead.
+        self._http = http if http is not None else ProviderHTTP()
+        self._pool: httpcore.AsyncConnectionPool | None = None
+        self._urls: dict[str, tuple[httpcore.URL, bytes]] = {}
+        # httpcore's pool scans every queued request on each operation; past the pool size a burst
+        # of requests (1,000 concurrent sessions) stalls the whole event loop. Wait here instead.
         self._slots = trio.CapacityLimiter(MAX_CONCURRENT_REQUESTS)
 
     async def aclose(self) -> None:
@@ -85,42 +186,66 @@ class HTTPAdapter:
         needed = estimate_input_tokens(request.system, request.tools, request.messages) + request.max_tokens
         return needed >= NEAR_CONTEXT_SHARE * self.max_context_tokens
 
+    def _request(self, path: str, headers: dict[str, str], body: dict) -> httpcore.Request:
+        target = self._urls.get(path)
+        if target is None:
+            url = httpcore.URL(self.base_url + path)
+            default_port = {b"http": 80, b"https": 443}.get(url.scheme)
+            host = url.host if url.port in (None, default_port) else b"%b:%d" % (url.host, url.port)
+            target = self._urls[path] = (url, host)
+        # The bytes httpx's ``json=`` sent: compact, UTF-8, no NaN.
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        wire = [(b"host", target[1]), (b"user-agent", USER_AGENT), (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(content))]
+        wire += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        return httpcore.Request(b"POST", target[0], headers=wire, content=content, extensions=self._extensions)
+
     async def post_events(
         self, path: str, headers: dict[str, str], body: dict, *,
         near_context_limit: bool | Callable[[], bool] = False,
-    ) -> AsyncGenerator[SSEvent | Any, None]:
-        """Yield ``SSEvent``s of an event stream, or the one decoded body of a JSON answer.
+    ) -> AsyncGenerator[list[SSEvent] | JSONBody, None]:
+        """Yield the whole events (``(event, data)`` pairs) of each read of an event stream (never
+        an empty list), or one ``JSONBody`` of a JSON answer.
 
         The framing follows the response's content type, not what we asked for, since proxies
         and compatible servers sometimes ignore ``stream``.
         """
+        request = self._request(path, headers, body)
         try:
             async with self._slots:
-                async with self._http.stream(
-                    "POST", self.base_url + path, json=body, headers=headers, timeout=self._timeout
-                ) as resp:
-                    if resp.status_code >= 400:
-                        raw = await resp.aread()
+                if self._pool is None:
+                    self._pool = self._http.pool_for(self.base_url)
+                response = await self._pool.handle_async_request(request)
+                fields = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
+                encoding = fields.get("content-encoding", "").strip().lower()
+                if response.status >= 400 or not fields.get("content-type", "").startswith("text/event-stream"):
+                    try:
+                        raw = _body(await response.aread(), encoding)  # to the end: no generator left suspended
+                    finally:
+                        await response.aclose()
+                    if response.status >= 400:
                         # Judged only for an error: estimating the whole history per call is O(history).
                         near = near_context_limit() if callable(near_context_limit) else near_context_limit
-                        raise errors.from_response(resp.status_code, raw, resp.headers, near_context_limit=near)
-                    if resp.headers.get("content-type", "").startswith("text/event-stream"):
-                        decoder = SSEDecoder()
-                        lines = resp.aiter_lines()
-                        try:
-                            async for line in lines:
-                                event = decoder.feed(line)
-                                if event is not None:
-                                    yield event
-                        finally:
-                            await _finish(resp, lines)
-                    else:
-                        raw = await resp.aread()
-                        try:
-                            yield json.loads(raw)
-                        except ValueError:
-                            raise errors.malformed("response body is not JSON") from None
-        except httpx.HTTPError as exc:
+                        raise errors.from_response(response.status, raw, fields, near_context_limit=near)
+                    try:
+                        value = json.loads(raw)
+                    except ValueError:
+                        raise errors.malformed("response body is not JSON") from None
+                    yield JSONBody(value)
+                    return
+                decoder = SSEDecoder()
+                chunks = response.aiter_stream()
+                try:
+                    decode = _content_decoder(encoding)
+                    async for raw in chunks:
+                        events = decoder.feed(raw if decode is None else decode(raw))
+                        if events:
+                            yield events
+                except (ValueError, zlib.error) as exc:
+                    raise errors.malformed(f"event stream: {exc}") from None
+                finally:
+                    await _finish(response, chunks)
+        except errors.TRANSPORT_ERRORS as exc:
             raise errors.from_exception(exc) from exc
 
 

@@ -20,9 +20,8 @@ from protocol.canonical import (
 )
 
 from actors.providers import errors
-from actors.providers._http import HTTPAdapter, load_json
+from actors.providers._http import HTTPAdapter, JSONBody, load_json
 from actors.providers.toolinput import parse_tool_arguments
-from actors.providers._sse import SSEvent
 from actors.providers.base import (
     Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk,
     named_tool,
@@ -344,10 +343,14 @@ class AnthropicAdapter(HTTPAdapter):
         )
         try:
             async with aclosing(items):
-                async for item in items:
-                    events = state.feed(load_json(item.data)) if isinstance(item, SSEvent) else state.feed_message(item)
-                    for event in events:
-                        yield event
+                async for batch in items:
+                    if isinstance(batch, JSONBody):
+                        for event in state.feed_message(batch.value):
+                            yield event
+                        continue
+                    for _, data in batch:
+                        for event in state.feed(load_json(data)):
+                            yield event
             if not state.finished:
                 raise ProviderError(ErrorClass.NETWORK, "stream ended before message_stop")
             done = state.completed(request.model)

@@ -19,6 +19,7 @@ import time
 from typing import Any
 from collections.abc import Mapping
 
+import httpcore
 import httpx
 
 from actors.providers.base import ErrorClass, ProviderError
@@ -151,13 +152,22 @@ def from_response(
     return from_payload(payload, status=status, headers=headers, near_context_limit=near_context_limit)
 
 
-def from_exception(exc: httpx.HTTPError) -> ProviderError:
-    """httpx's exception tree mapped once. DNS and TLS failures surface as ``ConnectError``."""
-    if isinstance(exc, httpx.TimeoutException):
+# What the transport raises (httpcore, the adapters' transport; httpx's tree when a caller uses
+# httpx). httpcore has no common base class; httpx's own exceptions wrap these same classes.
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.HTTPError, httpx.StreamError, httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol, httpcore.ProxyError,
+)
+
+
+def from_exception(exc: Exception) -> ProviderError:
+    """The transport's exception tree mapped once. DNS and TLS failures surface as ``ConnectError``."""
+    if isinstance(exc, (httpx.TimeoutException, httpcore.TimeoutException)):
         error_class = ErrorClass.TIMEOUT
-    elif isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
+    elif isinstance(exc, (httpx.UnsupportedProtocol, httpx.LocalProtocolError,
+                          httpcore.UnsupportedProtocol, httpcore.LocalProtocolError)):
         error_class = ErrorClass.BAD_REQUEST  # our URL or request is wrong; retrying cannot help
-    elif isinstance(exc, httpx.TransportError):
+    elif isinstance(exc, (httpx.TransportError, httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError)):
         error_class = ErrorClass.NETWORK  # ConnectError, ReadError, WriteError, RemoteProtocolError, ProxyError
     elif isinstance(exc, httpx.DecodingError):
         error_class = ErrorClass.SERVER_ERROR

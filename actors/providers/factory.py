@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import httpx
-
 from actors.cost.pricing import price_usage
 from actors.config.registry import ModelSpec, ProviderSpec
 from protocol.canonical import Usage
 
+from actors.providers._http import ProviderHTTP
 from actors.providers.anthropic import AnthropicAdapter
 from actors.providers.base import Adapter
 from actors.providers.cli import CliAdapter
@@ -19,7 +18,7 @@ def make_adapter(
     provider: ProviderSpec,
     model: ModelSpec,
     *,
-    http: httpx.AsyncClient | None = None,
+    http: ProviderHTTP | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Adapter:
     """``http`` is shared and stays open after ``aclose``; without it the adapter owns a client.

@@ -21,9 +21,8 @@ from collections.abc import AsyncGenerator
 from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 
 from actors.providers import errors
-from actors.providers._http import HTTPAdapter, load_json
+from actors.providers._http import HTTPAdapter, JSONBody, load_json
 from actors.providers.toolinput import parse_tool_arguments
-from actors.providers._sse import SSEvent
 from actors.providers.base import (
     Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk,
     named_tool,
@@ -366,15 +365,19 @@ class OpenAIAdapter(HTTPAdapter):
         )
         try:
             async with aclosing(items):
-                async for item in items:
-                    if not isinstance(item, SSEvent):
-                        events = state.feed_completion(item)
-                    elif item.data.strip() == "[DONE]":
-                        state.done, events = True, state.flush_calls()  # in case finish_reason never came
-                    else:
-                        events = state.feed(load_json(item.data))
-                    for event in events:
-                        yield event
+                async for batch in items:
+                    if isinstance(batch, JSONBody):
+                        for event in state.feed_completion(batch.value):
+                            yield event
+                        continue
+                    for _, data in batch:
+                        if data[:1] != "{" and data.strip() == "[DONE]":
+                            state.done = True
+                            events = state.flush_calls()  # in case finish_reason never came
+                        else:
+                            events = state.feed(load_json(data))
+                        for event in events:
+                            yield event
             if not state.finished:
                 raise ProviderError(ErrorClass.NETWORK, "stream ended before finish_reason")
             done = state.completed(request.model)

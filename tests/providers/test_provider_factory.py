@@ -4,9 +4,9 @@ from __future__ import annotations
 import sys
 from decimal import Decimal
 
-import httpx
 import pytest
 
+from actors.providers._http import ProviderHTTP
 from actors.providers.anthropic import AnthropicAdapter
 from actors.providers.base import LLMRequest
 from actors.providers.cli import CliAdapter
@@ -36,7 +36,7 @@ async def test_defaults_point_at_the_vendor_apis():
 async def test_anthropic_adapter_uses_the_key_from_env_and_prices_with_models_yaml():
     provider = ProviderSpec("anthropic", "anthropic", api_key_env="MY_KEY")
     model = spec("anthropic", "claude-haiku-4-5", pricing=Pricing(Decimal("1"), Decimal("5")))
-    async with open_fake_anthropic(api_key="sekrit") as srv, httpx.AsyncClient() as http:
+    async with open_fake_anthropic(api_key="sekrit") as srv, ProviderHTTP() as http:
         provider = ProviderSpec("anthropic", "anthropic", base_url=srv.base_url, api_key_env="MY_KEY")
         adapter = make_adapter(provider, model, http=http, env={"MY_KEY": "sekrit"})
         srv.script(Answer(usage=Tokens(input=1000, output=200)))
