@@ -110,11 +110,12 @@ class Client:
         window = timeout if math.isfinite(timeout) else math.inf
         try:
             frames = [encode(env)]
-            with trio.fail_after(window):
-                await trio.lowlevel.checkpoint_if_cancelled()
-                try:
-                    self._sock.send_nowait(frames)  # no schedule point: we wait for the reply next
-                except trio.WouldBlock:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                self._sock.send_nowait(frames)  # no schedule point: we wait for the reply next
+            except trio.WouldBlock:
+                # Only a full send buffer needs a deadline (a cancel scope per request is not free).
+                with trio.fail_after(window):
                     await self._sock.send(frames)
             while True:
                 heard = self.heard
