@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NoReturn, cast
 
 import trio
@@ -124,6 +124,7 @@ class ZmqSocket(_Parking):
         self._closing = False
         # Messages handed out by receive() without a schedule point in a row.
         self._unyielded = 0
+        self._dispatch: Callable[[Frames], bool] | None = None
 
     # ---------------------------------------------------------------- public API
 
@@ -206,6 +207,24 @@ class ZmqSocket(_Parking):
         if self._undelivered is not None:
             self._wake_owner()
         return frames
+
+    @property
+    def queued(self) -> int:
+        """Messages received and waiting for ``receive()`` (one held back by a full buffer included)."""
+        return self._in_send.statistics().current_buffer_used + (self._undelivered is not None)
+
+    def set_dispatch(self, dispatch: Callable[[Frames], bool] | None) -> None:
+        """Let the owner task hand each received message to ``dispatch`` itself while no message
+        waits in the buffer for ``receive()``: True means handled; False, that ``receive()`` gets it
+        as usual, and the messages after it queue behind it. Saves the receiving task's switch for
+        messages a plain function can handle (a reply that only wakes its requester).
+
+        One message handed straight to a task already waiting in ``receive()`` is no longer in the
+        buffer while that task has not run yet: a caller that needs order across both paths keeps
+        refusing until its receiver has caught up (``queued`` is 0), as the client does.
+        ``dispatch`` runs inside the owner, so it must be quick and never block; an exception it
+        raises fails the socket."""
+        self._dispatch = dispatch
 
     def __aiter__(self) -> ZmqSocket:
         return self
@@ -377,6 +396,9 @@ class ZmqSocket(_Parking):
         if self._peer_address:
             user = _property_of(frame, "User-Id") if self._curve_server else None
             frames = PeerFrames(frames, _peer_address_of(frame), user)
+        dispatch = self._dispatch
+        if dispatch is not None and not self._in_send.statistics().current_buffer_used and dispatch(frames):
+            return True
         try:
             self._in_send.send_nowait(frames)
         except trio.WouldBlock:
