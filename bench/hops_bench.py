@@ -23,14 +23,16 @@ if __package__ in (None, ""):
 
 import trio  # noqa: E402
 
-from bench._common import DaemonProcess, FakeProvider, closing_all, models_yaml, routing_yaml, short_tmpdir  # noqa: E402
+from bench._common import (  # noqa: E402
+    DaemonProcess, FakeProvider, closing_all, cpu_delta_ns, models_yaml, routing_yaml, short_tmpdir,
+)
 from bench.turn_bench import daemon_turn  # noqa: E402
 from orchestrator.client import open_client  # noqa: E402
 
 COUNTED = Path(__file__).resolve().parent / "_counted_serve.py"
 HEADLINE = ("trio.task_steps", "trio.tasks_spawned", "actor.messages", "kernel.deliver", "codec.encode",
             "codec.decode", "cattrs.unstructure", "cattrs.structure", "sqlite.statements", "zmq.sent",
-            "zmq.received")
+            "zmq.received", "daemon_cpu_us")
 
 
 class CountedDaemon(DaemonProcess):
@@ -62,21 +64,22 @@ async def _measure(daemon: CountedDaemon, n: int) -> dict[str, dict[str, float]]
         for _ in range(20):
             await client.ping()
         await trio.sleep(0.2)  # let the warm-up's background work settle
-        before = daemon.counts()
+        before, cpu = daemon.counts(), daemon.thread_cpu_ns()
         for _ in range(n):
             await client.ping()
-        after = daemon.counts()
-        out["ping"] = _per_op(before, after, n)
+        out["ping"] = _per_op(before, daemon.counts(), n)
+        out["ping"]["daemon_cpu_us"] = cpu_delta_ns(cpu, daemon.thread_cpu_ns()) / n / 1000
         for name, text in (("turn, non-streaming", "[nonstream] Summarise the session manager."),
                            ("turn, 8 chunks", "Summarise the session manager in one sentence.")):
             sessions = [(await client.open_session()).session_id for _ in range(n)]
             await trio.sleep(0.2)
-            before = daemon.counts()
+            before, cpu = daemon.counts(), daemon.thread_cpu_ns()
             for sid in sessions:
                 await daemon_turn(client, sid, text)
             await trio.sleep(0.2)  # background work the turn started (ledger rows) counts too
-            after = daemon.counts()
-            out[name] = _per_op(before, after, n)
+            out[name] = _per_op(before, daemon.counts(), n)
+            # The counters' own cost is in it (a few µs per event): compare like with like only.
+            out[name]["daemon_cpu_us"] = cpu_delta_ns(cpu, daemon.thread_cpu_ns()) / n / 1000
     return out
 
 

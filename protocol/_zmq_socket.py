@@ -125,6 +125,9 @@ class ZmqSocket(_Parking):
         # Messages handed out by receive() without a schedule point in a row.
         self._unyielded = 0
         self._dispatch: Callable[[Frames], bool] | None = None
+        # Put into the inbound channel and not yet returned by receive(): unlike the channel's own
+        # count, this includes a message handed straight to a receiver that has not run yet.
+        self._in_count = 0
 
     # ---------------------------------------------------------------- public API
 
@@ -194,9 +197,11 @@ class ZmqSocket(_Parking):
             except (trio.ClosedResourceError, trio.EndOfChannel):
                 self._raise_closed()
             self._unyielded = 0
+            self._in_count -= 1
         except (trio.ClosedResourceError, trio.EndOfChannel):
             self._raise_closed()
         else:
+            self._in_count -= 1
             self._unyielded += 1
             if self._unyielded >= _YIELD_EVERY:
                 self._unyielded = 0
@@ -210,20 +215,20 @@ class ZmqSocket(_Parking):
 
     @property
     def queued(self) -> int:
-        """Messages received and waiting for ``receive()`` (one held back by a full buffer included)."""
-        return self._in_send.statistics().current_buffer_used + (self._undelivered is not None)
+        """Messages received and not yet returned by ``receive()`` (one held back by a full buffer,
+        and one handed to a receiver that has not run yet, included)."""
+        return self._in_count + (self._undelivered is not None)
 
     def set_dispatch(self, dispatch: Callable[[Frames], bool] | None) -> None:
         """Let the owner task hand each received message to ``dispatch`` itself while no message
-        waits in the buffer for ``receive()``: True means handled; False, that ``receive()`` gets it
-        as usual, and the messages after it queue behind it. Saves the receiving task's switch for
-        messages a plain function can handle (a reply that only wakes its requester).
+        waits for ``receive()`` (``queued`` is 0): True means handled; False, that ``receive()``
+        gets it as usual, and the messages after it queue behind it. Saves the receiving task's
+        switch for messages a plain function can handle (a reply that only wakes its requester).
 
-        One message handed straight to a task already waiting in ``receive()`` is no longer in the
-        buffer while that task has not run yet: a caller that needs order across both paths keeps
-        refusing until its receiver has caught up (``queued`` is 0), as the client does.
-        ``dispatch`` runs inside the owner, so it must be quick and never block; an exception it
-        raises fails the socket."""
+        What the receiver does after ``receive()`` returned is its own: one that may still be busy
+        with an earlier message (waiting to pass it on) keeps refusing until it has caught up, as
+        the client and the node do. ``dispatch`` runs inside the owner, so it must be quick and
+        never block; an exception it raises fails the socket."""
         self._dispatch = dispatch
 
     def __aiter__(self) -> ZmqSocket:
@@ -397,7 +402,7 @@ class ZmqSocket(_Parking):
             user = _property_of(frame, "User-Id") if self._curve_server else None
             frames = PeerFrames(frames, _peer_address_of(frame), user)
         dispatch = self._dispatch
-        if dispatch is not None and not self._in_send.statistics().current_buffer_used and dispatch(frames):
+        if dispatch is not None and not self._in_count and dispatch(frames):
             return True
         try:
             self._in_send.send_nowait(frames)
@@ -405,7 +410,8 @@ class ZmqSocket(_Parking):
             self._undelivered = frames
             return False
         except trio.BrokenResourceError:
-            pass  # receive side closed by aclose(): nobody wants it any more
+            return True  # receive side closed by aclose(): nobody wants it any more
+        self._in_count += 1
         return True
 
     def _deliver_undelivered(self) -> bool:
@@ -414,6 +420,7 @@ class ZmqSocket(_Parking):
             return True
         try:
             self._in_send.send_nowait(self._undelivered)
+            self._in_count += 1
         except trio.WouldBlock:
             return False
         except trio.BrokenResourceError:
