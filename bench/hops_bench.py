@@ -13,6 +13,7 @@ load, so they show what a change removed even when timings on a shared machine c
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 import time
@@ -39,6 +40,10 @@ class CountedDaemon(DaemonProcess):
     def __init__(self, models: str, routing: str):
         self.counts_path = short_tmpdir("obench-hops-") / "counts.json"
         super().__init__(models, routing, launcher=(str(COUNTED),), extra_env={"HOPS_COUNTS": str(self.counts_path)})
+
+    def close(self) -> None:
+        super().close()
+        shutil.rmtree(self.counts_path.parent, ignore_errors=True)
 
     def counts(self) -> dict[str, int]:
         before = self.counts_path.stat().st_mtime_ns if self.counts_path.exists() else 0
