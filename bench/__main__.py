@@ -31,6 +31,7 @@ BENCHMARKS = {
     "reuse": "bench.reuse_bench",              # 8. session reuse: turn 300 vs turn 10
     "peer": "bench.peer_bench",                # 9. LiteLLM proxy side by side (only if installed)
     "gateway": "bench.gateway_bench",          # 10. HTTP gateway overhead
+    "hops": "bench.hops_bench",                # 11. events per Ping / turn (task switches, hops, SQL)
 }
 
 

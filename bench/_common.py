@@ -190,7 +190,8 @@ def routing_yaml(default_model: str, rules: dict[str, str]) -> str:
 class DaemonProcess:
     """``python -m orchestrator serve`` on a temporary home, as a real deployment runs it."""
 
-    def __init__(self, models: str, routing: str, *, log_level: str = "info", serve_args: tuple[str, ...] = ()):
+    def __init__(self, models: str, routing: str, *, log_level: str = "info", serve_args: tuple[str, ...] = (),
+                 launcher: tuple[str, ...] = ("-m", "orchestrator"), extra_env: dict[str, str] | None = None):
         self.root = short_tmpdir("obench-")
         home, state = self.root / "home", self.root / "state"
         home.mkdir()
@@ -201,10 +202,10 @@ class DaemonProcess:
         self.endpoint = f"ipc://{self.root / 'd.sock'}"
         tree = daemon_tree()
         env = dict(os.environ, ORCHESTRATOR_HOME=str(home), ORCHESTRATOR_STATE=str(state),
-                   ORCHESTRATOR_ENDPOINT=self.endpoint, PYTHONUNBUFFERED="1", PYTHONPATH=str(tree))
+                   ORCHESTRATOR_ENDPOINT=self.endpoint, PYTHONUNBUFFERED="1", PYTHONPATH=str(tree), **(extra_env or {}))
         self.log_path = self.root / "daemon.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve", *serve_args], env=env, cwd=tree,
+        self.proc = subprocess.Popen([sys.executable, *launcher, "serve", *serve_args], env=env, cwd=tree,
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 

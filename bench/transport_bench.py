@@ -40,7 +40,7 @@ import zmq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import DaemonProcess, row, target  # noqa: E402
+from bench._common import DaemonProcess, cpu_delta_ns, row, target  # noqa: E402
 from orchestrator.client import open_client  # noqa: E402
 from protocol.transport import ANY_TCP, ipc_endpoint, open_zmq_socket  # noqa: E402
 
@@ -205,11 +205,14 @@ def run(quick: bool, tcp: bool = False) -> dict:
         # Alternate all rows round by round so drift in machine load hits each alike.
         series: dict[str, list[int]] = {k: [] for k in ("raw", "floor", "single", "daemon_ping", "daemon_show")}
         multi_rounds = []
+        ping_cpu_ns = 0   # the daemon's CPU over the Ping rows (connect, warm-up and close included)
         for _ in range(rounds):
             series["raw"] += bench_raw(ctx, endpoint, per_round, warmup=100)
             series["floor"] += trio.run(bench_trio_floor, ctx, endpoint, per_round, 100)
             series["single"] += trio.run(bench_single, ctx, endpoint, per_round, 100)
+            cpu = daemon.thread_cpu_ns()
             series["daemon_ping"] += trio.run(bench_daemon, daemon.endpoint, per_round, 100, "ping")
+            ping_cpu_ns += cpu_delta_ns(cpu, daemon.thread_cpu_ns())
             series["daemon_show"] += trio.run(bench_daemon, daemon.endpoint, per_round // 2, 50, "show")
             multi_rounds.append(trio.run(bench_multiplexed, ctx, endpoint, 100, per_task // rounds * 2))
         out = {k: _summary(v) for k, v in series.items()}
@@ -223,6 +226,7 @@ def run(quick: bool, tcp: bool = False) -> dict:
         }
         out["endpoint_kind"] = "tcp" if tcp else "ipc"
         out["daemon_rss_kib"] = daemon.rss_kib()
+        out["daemon_cpu_us_per_ping"] = ping_cpu_ns / 1000 / (rounds * (per_round + 100))
     finally:
         if daemon is not None:
             daemon.close()
@@ -258,7 +262,8 @@ def sections(quick: bool = False, tcp: bool = False) -> list[dict]:
         "title": f"1. Transport hop ({r['endpoint_kind']}; echo peer and daemon in other processes)",
         "notes": [
             f"transport overhead over raw: {r['single']['overhead_us']:+.1f} µs per round trip "
-            f"(trio floor {r['floor']['overhead_us']:+.1f} µs); daemon Ping {r['daemon_ping']['overhead_us']:+.1f} µs",
+            f"(trio floor {r['floor']['overhead_us']:+.1f} µs); daemon Ping {r['daemon_ping']['overhead_us']:+.1f} µs; "
+            f"daemon CPU per Ping {r['daemon_cpu_us_per_ping']:.1f} µs (/proc schedstat, all threads)",
             f"(c) median of {len(multi['rounds'])} rounds; best round {multi['per_second_best']:,.0f} rt/s; "
             "its ratio column is throughput relative to (a)'s 1/median",
         ],

@@ -73,6 +73,44 @@ class Client:
         # Frames received from the daemon, ever: a daemon too busy to answer a Ping in time but
         # still sending (other turns' events, the late Pong) is alive, not lost.
         self.heard = 0
+        self._loop_behind = False   # messages wait for the receive loop: leave the rest to it (_dispatch)
+
+    def _dispatch(self, frames: list[bytes]) -> bool:
+        """What arrives, handled by the socket's owner task itself (``ZmqSocket.set_dispatch``): a
+        reply wakes its requester, an event goes to its turn, with no task switch in between.
+        False — the receive loop takes it — for an event whose turn's buffer is full, and for
+        everything after that until the loop has caught up, so the order of messages holds."""
+        if self._loop_behind:
+            return False
+        try:
+            env = decode(frames[-1])
+        except FrameError:
+            self.heard += 1
+            return True
+        if not self._route(env):
+            self._loop_behind = True
+            return False
+        self.heard += 1
+        return True
+
+    def _route(self, env: Envelope) -> bool:
+        """Hand ``env`` on without waiting; False if its turn's event buffer is full."""
+        if env.correlation_id and env.correlation_id in self._pending:
+            pending = self._pending.pop(env.correlation_id)
+            pending.reply = env.body
+            pending.event.set()
+        elif isinstance(env.body, LoopNotice):
+            if self._loop_events is not None:
+                with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                    self._loop_events.send_nowait(env.body.event)   # a slow watcher misses events
+        elif isinstance(env.body, EventNotice):
+            chan = self._sessions.get(env.body.session_id)
+            if chan is not None:
+                try:
+                    chan.send_nowait(env.body.event)
+                except trio.WouldBlock:
+                    return False
+        return True
 
     async def _receive_loop(self) -> None:
         async for frames in self._sock:
@@ -80,23 +118,15 @@ class Client:
             try:
                 env = decode(frames[-1])
             except FrameError:
-                continue
-            if env.correlation_id and env.correlation_id in self._pending:
-                pending = self._pending.pop(env.correlation_id)
-                pending.reply = env.body
-                pending.event.set()
-            elif isinstance(env.body, LoopNotice):
-                if self._loop_events is not None:
-                    with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
-                        self._loop_events.send_nowait(env.body.event)   # a slow watcher misses events
-            elif isinstance(env.body, EventNotice):
+                env = None
+            if env is not None and not self._route(env):
+                # A full buffer (a slow consumer) makes us wait: that is the backpressure.
+                assert isinstance(env.body, EventNotice)
                 chan = self._sessions.get(env.body.session_id)
                 if chan is not None:
-                    # A full buffer (a slow consumer) still makes us wait: that is the backpressure.
-                    try:
-                        chan.send_nowait(env.body.event)
-                    except trio.WouldBlock:
-                        await chan.send(env.body.event)
+                    await chan.send(env.body.event)
+            if not self._sock.queued:
+                self._loop_behind = False   # caught up: the owner may dispatch again
 
     async def request(self, actor: str, body: Any, *, timeout: float = 30.0) -> Any:
         """Send a command to a daemon actor; a ``Failure`` reply raises ``RemoteError``.
@@ -110,11 +140,12 @@ class Client:
         window = timeout if math.isfinite(timeout) else math.inf
         try:
             frames = [encode(env)]
-            with trio.fail_after(window):
-                await trio.lowlevel.checkpoint_if_cancelled()
-                try:
-                    self._sock.send_nowait(frames)  # no schedule point: we wait for the reply next
-                except trio.WouldBlock:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                self._sock.send_nowait(frames)  # no schedule point: we wait for the reply next
+            except trio.WouldBlock:
+                # Only a full send buffer needs a deadline (a cancel scope per request is not free).
+                with trio.fail_after(window):
                     await self._sock.send(frames)
             while True:
                 heard = self.heard
@@ -333,6 +364,7 @@ async def open_client(endpoint: str | None = None, *, check: bool = True,
     try:
         async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint, options=options) as sock:
             client = Client(sock, endpoint)
+            sock.set_dispatch(client._dispatch)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(client._receive_loop)
                 if check:

@@ -123,7 +123,7 @@ class Daemon:
     def __attrs_post_init__(self) -> None:
         self.store = Store(self.paths.database)
         self.system = ActorSystem(wire_mode=self.wire_mode)
-        self.node = Node(self.system, zmq.Context.instance())
+        self.node = Node(self.system, zmq.Context.instance(), answer_pings=True)
 
     async def status(self) -> StatusReport:
         """Supervision state (the daemon's own) plus what each actor says about itself, by message."""

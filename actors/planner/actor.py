@@ -147,7 +147,6 @@ class PlannerActor(Actor):
 
     async def _drive(self, turn: ActiveTurn, spec: ModelSpec, reply_to: str) -> None:
         run = turn.run
-        log = self.log.bind(session_id=run.session_id, turn_id=run.turn_id, model=run.model)
         state = turn.state = _LoopState(list(run.messages), model=spec.id)
         outcome: TurnOutcome
         try:
@@ -164,7 +163,7 @@ class PlannerActor(Actor):
             else:
                 outcome = TurnOutcome(run.session_id, run.turn_id, TurnStatus.COMPLETED, tuple(state.new), state.usage)
         except ProviderError as exc:
-            log.warning("provider call failed", error_class=exc.error_class, error=exc.message)
+            self._turn_log(run).warning("provider call failed", error_class=exc.error_class, error=exc.message)
             partial = state.keep_partial()
             outcome = TurnOutcome(run.session_id, run.turn_id, TurnStatus.FAILED, tuple(state.new), state.usage,
                                   error=f"provider_{exc.error_class.value}",
@@ -172,9 +171,9 @@ class PlannerActor(Actor):
         except Exception as exc:
             coded = _coded_failure(exc)   # an error that names its own code (a lost remote worker)
             if coded is None:
-                log.exception("turn loop crashed")
+                self._turn_log(run).exception("turn loop crashed")
             else:
-                log.warning("turn failed", error=coded[0], message=coded[1])
+                self._turn_log(run).warning("turn failed", error=coded[0], message=coded[1])
             state.keep_partial()
             state.close_dangling_tool_uses("turn failed")
             error, message = coded or ("internal_error", repr(exc))
@@ -195,6 +194,9 @@ class PlannerActor(Actor):
             self.turns.pop(run.turn_id, None)
         await self._send_outcome(turn, outcome)
 
+    def _turn_log(self, run: RunTurn):  # bound only when something is logged: not per turn
+        return self.log.bind(session_id=run.session_id, turn_id=run.turn_id, model=run.model)
+
     async def _send_outcome(self, turn: ActiveTurn, outcome: TurnOutcome, *, within: float = OUTCOME_SEND_S,
                             going_down: bool = False) -> None:
         run = turn.run
@@ -205,8 +207,10 @@ class PlannerActor(Actor):
         # while this actor goes down it bounds the whole send (shutdown must not wait long).
         with trio.CancelScope(shield=True), trio.move_on_after(within if going_down else math.inf):
             try:
+                # No hand-over: this task ends next, which is the session's turn to run anyway.
                 delivered = await self.system.tell_patiently(run.reply_to or self.session, outcome,
-                                                             sender=self.system.address(self.name), stall_s=within)
+                                                             sender=self.system.address(self.name), stall_s=within,
+                                                             hand_over=False)
             except Exception as exc:
                 delivered = False
                 self.log.error("turn outcome not delivered", turn_id=run.turn_id, error=repr(exc))
@@ -283,7 +287,8 @@ class PlannerActor(Actor):
 
         async def on_attempt(ok: bool, error_class) -> None:
             outcome = CallOutcome(spec.provider, spec.id, ok, None if ok else str(error_class), self.clock())
-            await self.system.tell(self.availability, outcome)
+            # No hand-over: the call goes on reading the answer; availability takes it when it runs.
+            await self.system.tell(self.availability, outcome, hand_over=False)
 
         async def relay_send(delta: ev.TextDelta | ev.ThinkingDelta) -> None:
             await self._progress(run, delta)
@@ -365,7 +370,7 @@ class PlannerActor(Actor):
         # cost actor's progress, not by a fixed time a busy daemon could exceed.
         with trio.CancelScope(shield=True):
             try:
-                if not await self.system.tell_patiently(self.cost, record, stall_s=RECORD_SEND_S):
+                if not await self.system.tell_patiently(self.cost, record, stall_s=RECORD_SEND_S, hand_over=False):
                     self.log.error("ledger row not delivered: the cost actor stopped taking messages",
                                    turn_id=run.turn_id, model=spec.id)
             except Exception as exc:

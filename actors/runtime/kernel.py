@@ -87,8 +87,11 @@ class ActorSystem:
 
     # --- sending ---------------------------------------------------------------------------------
 
-    async def tell(self, recipient: str, body: Any, *, sender: str = "", correlation_id: str | None = None) -> None:
-        await self.deliver(Envelope(body, recipient, sender, new_id(), correlation_id))
+    async def tell(self, recipient: str, body: Any, *, sender: str = "", correlation_id: str | None = None,
+                   hand_over: bool = True) -> None:
+        """Deliver ``body``; ``hand_over=False`` when the sender has nothing the recipient waits
+        for and goes on (or ends) anyway: then an idle recipient is not run first (see ``deliver``)."""
+        await self.deliver(Envelope(body, recipient, sender, new_id(), correlation_id), hand_over=hand_over)
 
     async def reply(self, request: Envelope, body: Any, *, sender: str = "") -> None:
         if not request.sender:
@@ -115,7 +118,9 @@ class ActorSystem:
                 with trio.move_on_after(window) as scope:
                     if not delivered:
                         watch.before_delivery()
-                        await self.deliver(env)
+                        # No hand-over: waiting for the reply is the schedule point that lets the
+                        # recipient run (a hand-over would switch tasks once more for nothing).
+                        await self.deliver(env, hand_over=False)
                         delivered = True
                     await pending.event.wait()
                 if not scope.cancelled_caught:
@@ -130,7 +135,8 @@ class ActorSystem:
             raise RemoteError(result.code, result.message, result.details)
         return result
 
-    async def tell_patiently(self, recipient: str, body: Any, *, sender: str = "", stall_s: float = 5.0) -> bool:
+    async def tell_patiently(self, recipient: str, body: Any, *, sender: str = "", stall_s: float = 5.0,
+                             hand_over: bool = True) -> bool:
         """``tell``, waiting for room in the recipient's mailbox as long as it runs and takes
         messages (see ``request``); False if it stopped or took nothing for ``stall_s`` seconds.
         For messages that must not be lost to a busy recipient (a turn's outcome, a ledger row)."""
@@ -139,7 +145,7 @@ class ActorSystem:
         watch.before_delivery()
         while True:
             with trio.move_on_after(stall_s):
-                await self.deliver(env)
+                await self.deliver(env, hand_over=hand_over)
                 return True
             if watch.stalled(False) is not None:
                 return False
@@ -151,8 +157,10 @@ class ActorSystem:
             live = self._liveness[name] = _Liveness()
         return live
 
-    async def deliver(self, env: Envelope) -> None:
-        """Route one envelope. Local delivery awaits mailbox space: that is the backpressure."""
+    async def deliver(self, env: Envelope, *, hand_over: bool = True) -> None:
+        """Route one envelope. Local delivery awaits mailbox space: that is the backpressure.
+
+        ``hand_over``: a recipient that sat idle runs before the sender goes on (see _deliver_to)."""
         node, sep, name = env.recipient.rpartition("/")
         local = not sep or node == self.node_id
         if not local or self.wire_mode:
@@ -161,7 +169,7 @@ class ActorSystem:
                 return
             if not local:
                 raise ActorNotFound(f"no route to {env.recipient}")
-        await self._deliver_to(env, name)
+        await self._deliver_to(env, name, hand_over)
 
     async def deliver_local(self, env: Envelope) -> None:
         await self._deliver_to(env, env.recipient.rpartition("/")[2])
@@ -195,7 +203,7 @@ class ActorSystem:
         if live is not None:
             live.delivered += 1
 
-    async def _deliver_to(self, env: Envelope, name: str) -> None:
+    async def _deliver_to(self, env: Envelope, name: str, hand_over: bool = True) -> None:
         if env.correlation_id is not None:
             pending = self._pending.get(env.correlation_id)
             if pending is not None:
@@ -226,6 +234,8 @@ class ActorSystem:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return  # shutting down
         self._count_delivery(name)
+        if not hand_over:
+            return
         drain = self._drains.get(name)
         if drain is not None and drain.parked_since and time.perf_counter() - drain.parked_since > IDLE_S:
             await trio.lowlevel.cancel_shielded_checkpoint()

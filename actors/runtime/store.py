@@ -342,6 +342,8 @@ class Store:
             "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?)",
             (session_id, workspace, None, parent_session_id, parent_tool_use_id, int(is_worker), now, now), None,
         )
+        if len(self._next_seq) < SEQ_CACHE_SIZE:  # a session just created has no messages: no MAX(seq) query
+            self._next_seq[session_id] = 0
         return SessionRow(session_id, workspace, None, parent_session_id, parent_tool_use_id, is_worker, now)
 
     def get_session(self, session_id: str) -> SessionRow | None:

@@ -24,46 +24,32 @@ from protocol import events as ev
 from protocol.canonical import ContentBlock, Message, Role, TextBlock, Usage
 from protocol.codec import Envelope, converter, event_to_json_obj
 from protocol.errors import RemoteError
-from protocol.identity import connection_of, principal_of
 from protocol.messages import (
-    Ack, CancelTurn, ClearModel, DecideRoute, DrainTurns, EventNotice, Failure, GetHistory, GetSessionStats, History,
-    ListSessions, ModelResolved, ModelState, OpenSession, ResolveModel, RouteDecision, RunTurn, SessionInfo,
-    SessionListing, SessionStats, SetModel, ShowModel, StartTurn, StopTurn, SubmitToolResult, TurnAccepted,
-    TurnAlive, TurnOutcome, TurnProgress, TurnStatus,
+    CancelTurn, ClearModel, DecideRoute, DrainTurns, EventNotice, Failure, GetHistory, GetSessionStats,
+    ListSessions, OpenSession, RouteDecision, RunTurn, SessionInfo, SetModel, ShowModel, StartTurn, SubmitToolResult,
+    TurnAccepted, TurnOutcome, TurnProgress, TurnStatus,
 )
 
-from actors.runtime.kernel import Actor, RequestTimeout
+from actors.runtime.kernel import RequestTimeout
 from actors.runtime.lease import LeaseKeeper, serve_session
 from actors.router.context import extract_file_extensions
 from actors.runtime.store import Batch, StorageError, Store
 from actors.planner.tokens import estimate_input_tokens
-from actors.planner.support import add_usage
-from actors.session.fallback import (
-    exhausted_message, failed_before_first_byte, fallback_banner, fallback_failed_message, reason_of,
-)
-from actors.tools.workspace import load_workspace_settings
-from actors.session.state import (
-    DAEMON_OWNER, RunningTurn, SessionState, answer_text, new_session_id, new_turn_id, owns, swap_banner,
+from actors.session.commands import SessionCommands
+from actors.session.fallback import failed_before_first_byte
+from actors.session.state import RunningTurn, SessionState, answer_text, new_session_id, new_turn_id
+from actors.session.turn_control import (  # noqa: F401 — STOP_GRACE_S and the rest: imported from here
+    ABANDON_S, ACTOR_FAILED_MESSAGE, PLANNER_LOST_MESSAGE, STOP_GRACE_S, TURN_LIVENESS_S, Terminal, TurnControl,
 )
 
-STOP_GRACE_S = 5.0
-# Bounds the shielded cleanup of a turn whose actor is going down (StopTurn, terminal event).
-ABANDON_S = 2.0
 # Idle sessions kept in memory; older ones are evicted and reload from the store on demand.
 MAX_CACHED_SESSIONS = 256
-# While a turn runs, the planner is asked this often whether it still has it.
-TURN_LIVENESS_S = 30.0
-PLANNER_LOST_MESSAGE = ("the planner no longer runs this turn and its result never arrived; the turn was ended. "
-                        "Send your message again.")
-ACTOR_FAILED_MESSAGE = ("the session actor failed during this turn; the turn was stopped. "
-                        "Your session and its history are kept: send your message again.")
-Terminal = ev.TurnCompleted | ev.TurnFailed | ev.TurnCancelled
 PERSISTED_EVENT_TYPES = frozenset(
     t.TYPE for t in ev.EVENT_TYPES if t not in (ev.TextDelta, ev.ThinkingDelta)
 )
 
 
-class SessionActor(Actor):
+class SessionActor(TurnControl, SessionCommands):
     name = "session"
 
     def __init__(self, system, store: Store, *, router: str = "router", planner: str = "planner",
@@ -161,9 +147,6 @@ class SessionActor(Actor):
             if self.leases is not None:   # in no daemon's memory now: any daemon may serve it
                 self.leases.release("session", sid)
 
-    async def on_stats(self, env) -> SessionStats:
-        return SessionStats(self.accepting, len(self.sessions), len(self._running))
-
     def _info(self, s: SessionState) -> SessionInfo:
         return SessionInfo(s.id, s.workspace, s.active_model, s.pending_model, s.turn.turn_id if s.turn else None,
                            self.store.turn_count(s.id), parent_session_id=s.parent_session_id)
@@ -176,79 +159,6 @@ class SessionActor(Actor):
         if state is None:
             state = self._claim(env, self._create(msg.session_id, msg.workspace))
         return self._info(state)
-
-    async def on_list(self, env):
-        principal = principal_of(env.sender)
-        rows = self.store.list_sessions(env.body.include_workers) if principal in (None, DAEMON_OWNER) else []
-        listed = [SessionInfo(r.id, r.workspace, r.active_model, parent_session_id=r.parent_session_id) for r in rows
-                  if owns(principal, self.sessions.get(r.id))]
-        if principal not in (None, DAEMON_OWNER):  # their sessions live only in memory (never the daemon user's)
-            listed += [self._info(s) for s in self.sessions.values() if s.owner == principal]
-        return SessionListing(tuple(listed))
-
-    async def on_history(self, env):
-        state = self._get(env.body.session_id)
-        if state is None:
-            return Failure("unknown_session", f"no session {env.body.session_id!r}")
-        if denied := self._denied(env, state):
-            return denied
-        return History(state.id, tuple(state.messages))
-
-    # --- /model -------------------------------------------------------------------------------------
-
-    async def on_set_model(self, env):
-        if denied := self._denied_or_claim(env, env.body.session_id):
-            return denied
-        # The router owns the registry: ask it, from a task of its own so that every other session
-        # keeps streaming while the question is out.
-        self.spawn(self._set_model, env)
-        return None
-
-    async def _set_model(self, env) -> None:
-        msg: SetModel = env.body
-        try:
-            resolved: ModelResolved = await self.request(self.router, ResolveModel(msg.model), timeout=10)
-        except (RemoteError, RequestTimeout) as exc:
-            reply: object = Failure("routing_error", f"could not resolve {msg.model!r}: {exc}")
-        else:
-            if resolved.model is None:
-                reply = Failure("unknown_model", f"unknown model or alias {msg.model!r}")
-            else:
-                try:
-                    reply = await self._swap(msg.session_id, resolved.model)
-                except StorageError as exc:
-                    reply = Failure("storage_error", str(exc))
-        await self._reply(env, reply)
-
-    async def on_clear_model(self, env):
-        if denied := self._denied_or_claim(env, env.body.session_id):
-            return denied
-        return await self._swap(env.body.session_id, None)
-
-    async def _swap(self, session_id: str, model: str | None) -> ModelState:
-        """/model: applies now between turns; during a turn it is queued, and the last swap wins."""
-        state = self._get(session_id) or self._create(session_id, None)
-        if state.turn is not None:
-            state.pending_model, state.pending_clear = model, model is None
-            banner = swap_banner(model)
-            await self._emit(state, state.turn, ev.Banner(banner, state.turn.turn_id, "model_swap"))
-            return self._model_state(state, banner)
-        state.active_model = model
-        self.store.set_active_model(state.id, model)
-        return self._model_state(state)
-
-    async def on_show_model(self, env):
-        state = self._get(env.body.session_id)
-        if state is None:
-            return Failure("unknown_session", f"no session {env.body.session_id!r}")
-        if denied := self._denied(env, state):
-            return denied
-        return self._model_state(state)
-
-    def _model_state(self, state: SessionState, banner: str | None = None) -> ModelState:
-        route = self.store.last_turn_route(state.id)
-        last = converter.structure(route, ev.RouteDecided) if route else None
-        return ModelState(state.id, state.active_model, state.pending_model, state.pending_clear, banner, last)
 
     def _apply_pending_swap(self, state: SessionState) -> None:
         if state.pending_model is not None or state.pending_clear:
@@ -300,25 +210,6 @@ class SessionActor(Actor):
             if not self._running:
                 self.turns_idle.set()
             self._evict_idle()
-
-    async def _abandon(self, state: SessionState, turn: RunningTurn) -> None:
-        if turn.finished:
-            return
-        reason = turn.stop_requested or ("daemon_shutdown" if not self.accepting else "internal_error")
-        if turn.model is not None:  # the planner may be running it: a tell, nobody waits for the Ack
-            try:
-                await self.system.tell(self.planner, StopTurn(turn.turn_id, reason))
-            except Exception as exc:
-                self.log.warning("could not stop the planner's turn", turn_id=turn.turn_id, error=repr(exc))
-        terminal: Terminal
-        if reason == "internal_error":
-            terminal = ev.TurnFailed(state.id, turn.turn_id, "internal_error", ACTOR_FAILED_MESSAGE, turn.model)
-        else:
-            terminal = ev.TurnCancelled(state.id, turn.turn_id, reason)
-        try:
-            await self._finish(state, turn, terminal)
-        except Exception as exc:  # e.g. the client's node is gone: nothing else to tell it
-            self.log.warning("terminal event not delivered", turn_id=turn.turn_id, error=repr(exc))
 
     async def _turn_body(self, state: SessionState, turn: RunningTurn, msg: StartTurn) -> None:
         self._apply_pending_swap(state)
@@ -411,83 +302,6 @@ class SessionActor(Actor):
                                      model, outcome.partial_text, outcome.usage)
         await self._finish(state, turn, terminal, batch=end, saved=new, strict=True)
 
-    async def _fall_back(self, state: SessionState, turn: RunningTurn, decide: DecideRoute, route: ev.RouteDecided,
-                         run: RunTurn) -> None:
-        """Mid-turn fallback (docs/workflows.md), when the workspace opts in: while the turn's model
-        failed transiently before its first streamed byte, ask the router again with the failed
-        models out and run the turn on its choice. The turn keeps its one ``route.decided``; each
-        later decision is appended to the stored route (``fallback``) and shown by ``trace``."""
-        settings = await trio.to_thread.run_sync(load_workspace_settings, state.workspace)
-        if not settings.mid_turn_fallback:
-            return
-        failed: list[tuple[str, str]] = []
-        later: list[dict] = []
-        spent = Usage()   # what the failed attempts cost (usually nothing): the turn's usage includes it
-        outcome = turn.outcome
-        while outcome is not None and failed_before_first_byte(outcome, turn.streamed) and not turn.stop_requested:
-            failed.append((turn.model or "?", reason_of(outcome)))
-            spent = add_usage(spent, outcome.usage)
-            try:
-                decision: RouteDecision = await self.request(
-                    self.router, attrs.evolve(decide, failed_models=tuple(m for m, _ in failed)), timeout=30)
-            except (RemoteError, RequestTimeout) as exc:
-                self.log.warning("mid-turn fallback: routing failed", turn_id=turn.turn_id, error=str(exc))
-                decision = RouteDecision(route, decide.text, (), "routing_error", str(exc))
-            new = decision.route.chosen_model
-            if decision.error_code or new is None:
-                if decision.route is not route:   # the router's answer: the trace shows nothing was left
-                    later.append(converter.unstructure(decision.route))
-                    self.store.set_turn_route(turn.turn_id, turn.model, {**converter.unstructure(route),
-                                                                         "fallback": later})
-                turn.outcome = attrs.evolve(outcome, message=exhausted_message(failed, outcome.message or ""),
-                                            usage=spent)
-                return
-            later.append(converter.unstructure(decision.route))
-            self.store.set_turn_route(turn.turn_id, new, {**converter.unstructure(route), "fallback": later})
-            await self._emit(state, turn, ev.Banner(fallback_banner(*failed[-1], new), turn.turn_id, "fallback"))
-            turn.model, turn.outcome, turn.done, turn.streamed = new, None, trio.Event(), False
-            if turn.stop_requested:
-                break
-            try:
-                await self.request(self.planner, attrs.evolve(run, model=new, effort=decision.route.effort,
-                                                                can_delegate=decision.can_delegate), timeout=30)
-            except (RemoteError, RequestTimeout) as exc:
-                turn.outcome = TurnOutcome(state.id, turn.turn_id, TurnStatus.FAILED, error="planner_error",
-                                           message=str(exc))
-                break
-            if turn.stop_requested:  # a cancel that raced the new run: stop it (the planner has it now)
-                await self._stop(turn, turn.stop_requested)
-            await self._await_outcome(state, turn)
-            outcome = turn.outcome
-        if turn.outcome is None:   # cancelled between two attempts: nothing runs
-            turn.outcome = TurnOutcome(state.id, turn.turn_id, TurnStatus.CANCELLED, error=turn.stop_requested)
-        final = turn.outcome
-        if final.status is TurnStatus.FAILED and failed and final.error != "planner_error":
-            final = attrs.evolve(final, message=fallback_failed_message(failed, turn.model or "?", final.message or ""))
-        turn.outcome = attrs.evolve(final, usage=add_usage(spent, final.usage))
-
-    async def _await_outcome(self, state: SessionState, turn: RunningTurn) -> None:
-        """Wait for the planner's outcome; now and then ask whether it still runs the turn, so an
-        outcome lost on the way (a planner gone down, a peer that vanished) cannot hold the
-        session's turn lock for ever."""
-        while True:
-            with trio.move_on_after(self.liveness_s):
-                await turn.done.wait()
-                return
-            try:
-                alive = await self.request(self.planner, TurnAlive(turn.turn_id), timeout=self.liveness_s)
-            except (RemoteError, RequestTimeout):
-                continue  # busy or restarting: ask again next round
-            if alive.ok:
-                continue
-            with trio.move_on_after(self.liveness_s):  # its outcome may still be on the way
-                await turn.done.wait()
-                return
-            self.log.error("planner lost the turn", session_id=state.id, turn_id=turn.turn_id)
-            turn.outcome = TurnOutcome(state.id, turn.turn_id, TurnStatus.FAILED, error="internal_error",
-                                       message=PLANNER_LOST_MESSAGE, partial_text=None)
-            return
-
     async def _finish(self, state: SessionState, turn: RunningTurn, terminal: Terminal, *,
                       batch: Batch | None = None, saved: list[Message] | None = None, strict: bool = False) -> None:
         """Exactly one terminal event per turn; a database failure here still lets it go out.
@@ -565,89 +379,3 @@ class SessionActor(Actor):
         state.turn.outcome = msg
         state.turn.done.set()
         return None
-
-    async def on_tool_result(self, env: Envelope[SubmitToolResult]):
-        msg = env.body
-        state = self.sessions.get(msg.session_id)
-        if state is None or state.turn is None or state.turn.turn_id != msg.turn_id:
-            return Failure("no_such_turn", f"turn {msg.turn_id} is not running")
-        client = connection_of(env.sender)
-        if client is not None and client != connection_of(state.turn.client):
-            return Failure("forbidden_session", "only the connection that started a turn answers its tool calls")
-        try:  # the planner's answer (a duplicate or unknown call is an error) goes back to the client
-            return await self.request(self.planner, msg, timeout=STOP_GRACE_S)
-        except RemoteError as exc:
-            return Failure(exc.code, exc.message, exc.details)
-        except RequestTimeout as exc:
-            return Failure("planner_error", str(exc))
-
-    async def on_cancel(self, env: Envelope[CancelTurn]):
-        msg = env.body
-        state = self.sessions.get(msg.session_id)
-        if state is None or state.turn is None or (msg.turn_id and state.turn.turn_id != msg.turn_id):
-            return Failure("no_turn_in_progress", f"session {msg.session_id} has no turn in progress")
-        if denied := self._denied(env, state):
-            return denied
-        turn = state.turn
-        self.spawn(self._stop, turn, msg.reason)
-        return Ack(detail=turn.turn_id)
-
-    async def _stop(self, turn: RunningTurn, reason: str) -> None:
-        turn.stop_requested = reason
-        if turn.model is None:
-            return  # routing still running: the turn body checks stop_requested before the planner
-        try:
-            await self.request(self.planner, StopTurn(turn.turn_id, reason), timeout=STOP_GRACE_S)
-        except (RemoteError, RequestTimeout) as exc:
-            self.log.warning("planner did not acknowledge stop", turn_id=turn.turn_id, error=str(exc))
-            if not turn.done.is_set():
-                turn.outcome = TurnOutcome("", turn.turn_id, TurnStatus.CANCELLED, error=reason)
-                turn.done.set()
-
-    async def on_drain(self, env):
-        self.accepting = False  # at once: no turn starts after this message
-        self.spawn(self._drain, env)
-        return None
-
-    async def _drain(self, env) -> None:
-        msg: DrainTurns = env.body
-        with trio.move_on_after(msg.grace_s if msg.grace_s >= 0 else 0.0):  # NaN → no grace
-            await self.turns_idle.wait()
-        left = len(self._running)
-        if left:
-            self.log.info("grace period over; cancelling running turns", turns=left)
-            await self.cancel_all(msg.reason)
-        await self._reply(env, Ack(detail=f"{left} turn(s) cancelled"))
-
-    async def cancel_all(self, reason: str) -> None:
-        """Cancel every running turn and wait (bounded) until each has unwound."""
-        self.accepting = False
-        running = list(self._running)
-        async with trio.open_nursery() as nursery:
-            for turn in running:
-                nursery.start_soon(self._stop, turn, reason)
-        with trio.move_on_after(STOP_GRACE_S):
-            await self.turns_idle.wait()
-
-    def running_turns(self) -> int:
-        return len(self._running)
-
-    # --- ownership (docs/security.md) ------------------------------------------------------------------
-
-    def _denied(self, env, state: SessionState | None) -> Failure | None:
-        if state is None or owns(principal_of(env.sender), state):
-            return None
-        return Failure("forbidden_session", f"session {state.id} belongs to another user or connection")
-
-    def _denied_or_claim(self, env, session_id: str, workspace: str | None = None) -> Failure | None:
-        """As ``_denied``; a session that does not exist yet is created now, owned by the asker."""
-        state = self._get(session_id)
-        if state is None:
-            self._claim(env, self._create(session_id, workspace))
-            return None
-        return self._denied(env, state)
-
-    def _claim(self, env, state: SessionState) -> SessionState:
-        principal = principal_of(env.sender)
-        state.owner = None if principal == DAEMON_OWNER else principal
-        return state
