@@ -211,6 +211,7 @@ class HTTPAdapter:
         and compatible servers sometimes ignore ``stream``.
         """
         request = self._request(path, headers, body)
+        del body  # only the encoded bytes need to live while the answer streams
         try:
             async with self._slots:
                 if self._pool is None:

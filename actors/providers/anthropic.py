@@ -336,10 +336,11 @@ class AnthropicAdapter(HTTPAdapter):
         return headers
 
     async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
-        body = wire_request(request, stream=self.streaming)
         state = StreamState(request)
+        # Unnamed for the reason given in OpenAIAdapter.stream.
         items = self.post_events(
-            "/v1/messages", self._headers(), body, near_context_limit=lambda: self.near_context_limit(request)
+            "/v1/messages", self._headers(), wire_request(request, stream=self.streaming),
+            near_context_limit=lambda: self.near_context_limit(request),
         )
         try:
             async with aclosing(items):

@@ -358,10 +358,13 @@ class OpenAIAdapter(HTTPAdapter):
         return headers
 
     async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
-        body = wire_request(request, stream=self.streaming, max_tokens_field=self.max_tokens_field)
         state = StreamState()
+        # The body goes in unnamed: post_events drops it once encoded, so a streaming answer keeps
+        # only the bytes, not the request's wire dicts (memory per running turn, chaos/soak).
         items = self.post_events(
-            "/chat/completions", self._headers(), body, near_context_limit=lambda: self.near_context_limit(request)
+            "/chat/completions", self._headers(),
+            wire_request(request, stream=self.streaming, max_tokens_field=self.max_tokens_field),
+            near_context_limit=lambda: self.near_context_limit(request),
         )
         try:
             async with aclosing(items):

@@ -7,17 +7,21 @@ session used turn after turn keeps its O(new messages) turns.
 """
 import gc
 import tracemalloc
+from contextlib import aclosing
 
 import pytest
 
 from actors.providers import openai as oa
-from actors.providers.base import LLMRequest
+from actors.providers.anthropic import AnthropicAdapter
+from actors.providers.base import LLMRequest, TextChunk
+from actors.providers.openai import OpenAIAdapter
 from orchestrator.client import open_client
 from orchestrator.daemon import Daemon
 from orchestrator.settings import DaemonSettings
 from protocol import events as ev
 from protocol.canonical import Message, Role, TextBlock, ToolResultBlock, ToolUseBlock
 from protocol.messages import GetHistory
+from tests.fakes import Answer, open_fake_anthropic, open_fake_openai
 
 
 def chat(n: int, tag: str = "") -> list[Message]:
@@ -177,3 +181,25 @@ async def test_idle_histories_beyond_their_byte_bound_leave_memory_and_reload_on
         history = await client.request("session", GetHistory(sids[0]))
         assert history.messages[0].text == f"turn 0 of {sids[0]}" and len(history.messages) == 8
     daemon.request_stop("test over")
+
+
+@pytest.mark.parametrize("opener, cls", [(open_fake_anthropic, AnthropicAdapter), (open_fake_openai, OpenAIAdapter)])
+async def test_a_streaming_answer_does_not_keep_the_requests_wire_dicts_alive(opener, cls):
+    """While an answer streams, only the encoded body may stay: the request's wire dicts
+    (≈ 0.4–0.9 KB a held turn in the soak) are garbage once the bytes are built."""
+    model = "soak-body-probe"
+    request = LLMRequest(model=model, messages=(Message(Role.USER, (TextBlock("hi"),)),))
+
+    def live_bodies() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, dict) and o.get("model") == model and "messages" in o)
+
+    async with opener() as srv:
+        adapter = cls(api_key="test-key", base_url=srv.base_url)
+        srv.script(Answer(text=("a", "b", "c")))
+        async with aclosing(adapter.stream(request)) as stream:
+            async for event in stream:
+                assert isinstance(event, TextChunk)
+                assert live_bodies() == 0
+                break
+        await adapter.aclose()
