@@ -44,7 +44,7 @@ SANS_IO_CORES = [
     "actors/patterns/*.py",        # the pattern store: fingerprints, store, scoring, prior
 ]
 SANS_IO_EXEMPT = {"actors/router/actor.py"}
-IO_MODULES = {"trio", "zmq", "httpx", "sqlite3", "anyio", "asyncio", "socket"}
+IO_MODULES = {"trio", "zmq", "httpx", "httpcore", "sqlite3", "anyio", "asyncio", "socket"}
 
 
 def sans_io_core_files() -> list[Path]:
