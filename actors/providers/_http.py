@@ -13,7 +13,8 @@ import functools
 import json
 import ssl
 import zlib
-from typing import Any
+from contextlib import aclosing
+from typing import Any, Protocol
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
@@ -29,7 +30,7 @@ from protocol.canonical import Usage
 from actors.planner.tokens import estimate_input_tokens
 from actors.providers import errors
 from actors.providers._sse import SSEDecoder, SSEvent
-from actors.providers.base import LLMRequest
+from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent
 
 Pricer = Callable[[Usage], Usage]
 
@@ -141,6 +142,26 @@ async def _finish(response: httpcore.Response, chunks: AsyncIterator[bytes]) -> 
         pass
 
 
+class AnswerState(Protocol):
+    """An adapter's sans-IO fold of one answer, as the shared stream loop drives it."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def feed_body(self, value: Any) -> list[StreamEvent]:
+        """A whole non-streamed answer (the server ignored ``stream``)."""
+        ...
+
+    def feed_data(self, data: str) -> list[StreamEvent]:
+        """One SSE event's data."""
+        ...
+
+    def completed(self, model: str) -> Completed: ...
+
+
 class HTTPAdapter:
     """Owns (or borrows) a ``ProviderHTTP`` and turns one POST into batches of SSE events or one
     JSON body.
@@ -199,6 +220,33 @@ class HTTPAdapter:
                 (b"content-length", b"%d" % len(content))]
         wire += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         return httpcore.Request(b"POST", target[0], headers=wire, content=content, extensions=self._extensions)
+
+    async def answer(
+        self, path: str, headers: dict[str, str], body: dict, request: LLMRequest, state: AnswerState, *,
+        cut_short: str,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """One request's events through ``state``, then exactly one priced ``Completed``; a
+        failure carries the text streamed so far. ``cut_short`` is the error for a stream that
+        ends before the API's final event."""
+        items = self.post_events(path, headers, body, near_context_limit=lambda: self.near_context_limit(request))
+        del body  # post_events drops it once encoded: a streaming answer keeps only the bytes
+        try:
+            async with aclosing(items):
+                async for batch in items:
+                    if isinstance(batch, JSONBody):
+                        for event in state.feed_body(batch.value):
+                            yield event
+                        continue
+                    for _, data in batch:
+                        for event in state.feed_data(data):
+                            yield event
+            if not state.finished:
+                raise ProviderError(ErrorClass.NETWORK, cut_short)
+            done = state.completed(request.model)
+        except ProviderError as exc:
+            exc.partial_text = exc.partial_text or state.text
+            raise
+        yield Completed(done.message, self._price(done.usage))
 
     async def post_events(
         self, path: str, headers: dict[str, str], body: dict, *,

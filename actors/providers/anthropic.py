@@ -11,7 +11,6 @@ objects) and unwrapped again.
 from __future__ import annotations
 
 import json
-from contextlib import aclosing
 from typing import Any
 from collections.abc import AsyncGenerator
 
@@ -20,10 +19,10 @@ from protocol.canonical import (
 )
 
 from actors.providers import errors
-from actors.providers._http import HTTPAdapter, JSONBody, load_json
+from actors.providers._http import HTTPAdapter, load_json
 from actors.providers.toolinput import parse_tool_arguments
 from actors.providers.base import (
-    Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk,
+    Completed, LLMRequest, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk,
     named_tool,
 )
 
@@ -220,6 +219,9 @@ class StreamState:
             self.finished = True
         return []  # ping, and event types newer than this adapter (the API may add them)
 
+    def feed_data(self, data: str) -> list[StreamEvent]:
+        return self.feed(load_json(data))
+
     def feed_message(self, message: Any) -> list[StreamEvent]:
         """A non-streamed response, replayed through the same state machine."""
         if not isinstance(message, dict) or message.get("type") == "error":
@@ -230,6 +232,8 @@ class StreamState:
             out += self.feed({"type": "content_block_stop", "index": index})
         out += self.feed({"type": "message_delta", "delta": {"stop_reason": message.get("stop_reason")}})
         return out + self.feed({"type": "message_stop"})
+
+    feed_body = feed_message
 
     def _block_start(self, index: Any, start: dict) -> list[StreamEvent]:
         if not isinstance(index, int):
@@ -335,27 +339,8 @@ class AnthropicAdapter(HTTPAdapter):
             headers["x-api-key"] = self._api_key
         return headers
 
-    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
-        state = StreamState(request)
-        # Unnamed for the reason given in OpenAIAdapter.stream.
-        items = self.post_events(
+    def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+        return self.answer(
             "/v1/messages", self._headers(), wire_request(request, stream=self.streaming),
-            near_context_limit=lambda: self.near_context_limit(request),
+            request, StreamState(request), cut_short="stream ended before message_stop",
         )
-        try:
-            async with aclosing(items):
-                async for batch in items:
-                    if isinstance(batch, JSONBody):
-                        for event in state.feed_message(batch.value):
-                            yield event
-                        continue
-                    for _, data in batch:
-                        for event in state.feed(load_json(data)):
-                            yield event
-            if not state.finished:
-                raise ProviderError(ErrorClass.NETWORK, "stream ended before message_stop")
-            done = state.completed(request.model)
-        except ProviderError as exc:
-            exc.partial_text = exc.partial_text or state.text
-            raise
-        yield Completed(done.message, self._price(done.usage))

@@ -14,17 +14,16 @@ from __future__ import annotations
 import json
 import weakref
 from collections import OrderedDict
-from contextlib import aclosing
 from typing import Any
 from collections.abc import AsyncGenerator
 
 from protocol.canonical import ImageBlock, Message, Role, StopReason, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 
 from actors.providers import errors
-from actors.providers._http import HTTPAdapter, JSONBody, load_json
+from actors.providers._http import HTTPAdapter, load_json
 from actors.providers.toolinput import parse_tool_arguments
 from actors.providers.base import (
-    Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk,
+    Completed, LLMRequest, StreamEvent, TextChunk, ThinkingChunk, ToolUseChunk,
     named_tool,
 )
 
@@ -266,6 +265,12 @@ class StreamState:
                 out += self.flush_calls()
         return out
 
+    def feed_data(self, data: str) -> list[StreamEvent]:
+        if data[:1] != "{" and data.strip() == "[DONE]":
+            self.done = True
+            return self.flush_calls()  # in case finish_reason never came
+        return self.feed(load_json(data))
+
     def feed_completion(self, body: Any) -> list[StreamEvent]:
         """A non-streamed ``chat.completion``, replayed as one big delta."""
         if not isinstance(body, dict) or "error" in body:
@@ -278,6 +283,8 @@ class StreamState:
                          "choices": [{"index": 0, "delta": message, "finish_reason": finish or "stop"}]})
         self.done = True
         return out
+
+    feed_body = feed_completion
 
     def _delta(self, delta: dict) -> list[StreamEvent]:
         out: list[StreamEvent] = []
@@ -357,34 +364,9 @@ class OpenAIAdapter(HTTPAdapter):
             headers["authorization"] = f"Bearer {self._api_key}"
         return headers
 
-    async def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
-        state = StreamState()
-        # The body goes in unnamed: post_events drops it once encoded, so a streaming answer keeps
-        # only the bytes, not the request's wire dicts (memory per running turn, chaos/soak).
-        items = self.post_events(
+    def stream(self, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+        return self.answer(
             "/chat/completions", self._headers(),
             wire_request(request, stream=self.streaming, max_tokens_field=self.max_tokens_field),
-            near_context_limit=lambda: self.near_context_limit(request),
+            request, StreamState(), cut_short="stream ended before finish_reason",
         )
-        try:
-            async with aclosing(items):
-                async for batch in items:
-                    if isinstance(batch, JSONBody):
-                        for event in state.feed_completion(batch.value):
-                            yield event
-                        continue
-                    for _, data in batch:
-                        if data[:1] != "{" and data.strip() == "[DONE]":
-                            state.done = True
-                            events = state.flush_calls()  # in case finish_reason never came
-                        else:
-                            events = state.feed(load_json(data))
-                        for event in events:
-                            yield event
-            if not state.finished:
-                raise ProviderError(ErrorClass.NETWORK, "stream ended before finish_reason")
-            done = state.completed(request.model)
-        except ProviderError as exc:
-            exc.partial_text = exc.partial_text or state.text
-            raise
-        yield Completed(done.message, self._price(done.usage))
