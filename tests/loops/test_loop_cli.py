@@ -156,6 +156,7 @@ async def test_loop_watch_exits_3_when_the_daemon_goes_away(loop_stack):
     finally:
         if watcher.poll() is None:
             watcher.kill()
+            watcher.wait()   # reaped here, not reported by a later test's garbage collection
     assert watcher.returncode == 3, (out, err)
     assert err.strip().splitlines() == ["orchestrator: daemon not reachable (lost the daemon while watching loops). "
                                         "Start it with `orchestrator serve` or `systemctl --user start orchestrator`."]
