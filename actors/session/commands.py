@@ -52,11 +52,9 @@ class SessionCommands(Actor):
         return SessionListing(tuple(listed))
 
     async def on_history(self, env):
-        state = self._get(env.body.session_id)
-        if state is None:
-            return Failure("unknown_session", f"no session {env.body.session_id!r}")
-        if denied := self._denied(env, state):
-            return denied
+        state = self._visible(env)
+        if isinstance(state, Failure):
+            return state
         return History(state.id, tuple(state.messages))
 
     # --- /model -------------------------------------------------------------------------------------
@@ -103,11 +101,9 @@ class SessionCommands(Actor):
         return self._model_state(state)
 
     async def on_show_model(self, env):
-        state = self._get(env.body.session_id)
-        if state is None:
-            return Failure("unknown_session", f"no session {env.body.session_id!r}")
-        if denied := self._denied(env, state):
-            return denied
+        state = self._visible(env)
+        if isinstance(state, Failure):
+            return state
         return self._model_state(state)
 
     def _model_state(self, state: SessionState, banner: str | None = None) -> ModelState:
@@ -144,6 +140,13 @@ class SessionCommands(Actor):
         return len(self._running)
 
     # --- ownership (docs/security.md) ------------------------------------------------------------------
+
+    def _visible(self, env) -> SessionState | Failure:
+        """The request's existing session if the asker may see it; otherwise the refusal."""
+        state = self._get(env.body.session_id)
+        if state is None:
+            return Failure("unknown_session", f"no session {env.body.session_id!r}")
+        return self._denied(env, state) or state
 
     def _denied(self, env, state: SessionState | None) -> Failure | None:
         if state is None or owns(principal_of(env.sender), state):
