@@ -32,6 +32,7 @@ BENCHMARKS = {
     "peer": "bench.peer_bench",                # 9. LiteLLM proxy side by side (only if installed)
     "gateway": "bench.gateway_bench",          # 10. HTTP gateway overhead
     "hops": "bench.hops_bench",                # 11. events per Ping / turn (task switches, hops, SQL)
+    "floor": "bench.floor_bench",              # 12. a turn's work in one trio task, no actors
 }
 
 
