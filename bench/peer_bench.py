@@ -44,9 +44,14 @@ class LiteLLMProxy:
         config.write_text(f"model_list:\n  - model_name: {SHORT_MODEL}\n    litellm_params:\n"
                           f"      model: openai/{SHORT_MODEL}\n      api_base: {fake_base_url}\n      api_key: x\n")
         self.log = open(self.root / "proxy.log", "wb")
+        # Recent releases refuse to start without a master key (every request would be accepted
+        # unauthenticated); a deployment sets one, so the benchmark does too and sends it. The
+        # local price map spares a start-up fetch that cannot succeed offline.
+        self.master_key = "sk-bench-" + os.urandom(16).hex()
+        env = dict(os.environ, LITELLM_MASTER_KEY=self.master_key, LITELLM_LOCAL_MODEL_COST_MAP="True")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "litellm.proxy.proxy_cli", "--config", str(config), "--host", "127.0.0.1",
-             "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ))
+             "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.base_url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -72,14 +77,17 @@ class LiteLLMProxy:
 
 async def _measure(fake, daemon, proxy: LiteLLMProxy, rounds: int, n: int) -> dict:
     res: dict[str, list[float]] = {"direct": [], "litellm": [], "daemon": []}
-    async with open_client(daemon.endpoint) as client, httpx.AsyncClient(timeout=60) as http:
+    auth = {"authorization": f"Bearer {proxy.master_key}"}
+    async with (open_client(daemon.endpoint) as client, httpx.AsyncClient(timeout=60) as http,
+                httpx.AsyncClient(timeout=60, headers=auth) as via_proxy):
         await daemon_turn(client, (await client.open_session()).session_id, SHORT_TEXT)
         body = fake.request_body(SHORT_MODEL)
+        await direct_stream(via_proxy, proxy.base_url + "/chat/completions", body)   # warm-up
         for _ in range(rounds):
             for _ in range(n):
                 res["direct"].append((await direct_stream(http, fake.base_url + "/chat/completions", body))[1])
             for _ in range(n):
-                res["litellm"].append((await direct_stream(http, proxy.base_url + "/chat/completions", body))[1])
+                res["litellm"].append((await direct_stream(via_proxy, proxy.base_url + "/chat/completions", body))[1])
             for _ in range(n):
                 sid = (await client.open_session()).session_id
                 res["daemon"].append((await daemon_turn(client, sid, SHORT_TEXT))[1])
