@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict, deque
-from itertools import islice
 
 import attrs
 import trio
@@ -59,8 +58,12 @@ class SessionActor(TurnControl, SessionCommands):
         self.leases = leases   # several daemons on one database: serve a session only under its lease
         self.router = router
         self.planner = planner
-        # Least recently used first; sessions with a running turn are never evicted.
-        self.sessions: OrderedDict[str, SessionState] = OrderedDict()
+        self.sessions: dict[str, SessionState] = {}   # every session in memory, idle or running a turn
+        # The idle ones (no turn running: only these may leave memory), least recently used first,
+        # each with its history's estimated bytes, and their running total: eviction takes from the
+        # cold end, so an open or a turn end costs O(1), however many sessions are cached.
+        self._idle: OrderedDict[str, int] = OrderedDict()
+        self._idle_bytes = 0
         self.max_cached = max_cached
         self.liveness_s = TURN_LIVENESS_S
         self.accepting = True
@@ -89,7 +92,8 @@ class SessionActor(TurnControl, SessionCommands):
             self._lease(session_id)
         state = self.sessions.get(session_id)
         if state is not None:
-            self.sessions.move_to_end(session_id)
+            if session_id in self._idle:
+                self._idle.move_to_end(session_id)
         else:
             row = self.store.get_session(session_id)
             if row is None:
@@ -116,9 +120,12 @@ class SessionActor(TurnControl, SessionCommands):
         cached = self.sessions.get(session_id)
         if serve_session(self.leases, self.store, session_id) and cached is not None and cached.turn is None:
             del self.sessions[session_id]   # another daemon may have served it since: reload
+            self._not_idle(session_id)
 
     def _remember(self, state: SessionState) -> None:
         self.sessions[state.id] = state
+        if state.turn is None:
+            self._now_idle(state)
         self._evict_idle(keep=state.id)
 
     # What idle sessions' histories may hold in memory together (estimated: 4 bytes a token of
@@ -126,18 +133,38 @@ class SessionActor(TurnControl, SessionCommands):
     # once histories grow long. A session shed here reloads from the store on its next turn.
     max_idle_history_bytes = 16 * 1024 * 1024
 
+    def _now_idle(self, state: SessionState) -> None:
+        """``state`` runs no turn (any more): it joins the idle sessions at the recently used end.
+        A history changes only while a turn runs, so its size is counted here, once per turn
+        (``history_facts`` is O(new messages): the tally the next turn needs anyway)."""
+        self._not_idle(state.id)
+        held = 4 * state.history_facts()[0] + 400 * len(state.messages)
+        self._idle[state.id] = held
+        self._idle_bytes += held
+
+    def _not_idle(self, session_id: str) -> None:
+        held = self._idle.pop(session_id, None)
+        if held is not None:
+            self._idle_bytes -= held
+
+    def _unlock(self, state: SessionState, turn: RunningTurn) -> None:
+        """The session's turn lock is released (once): it is idle again, if still in memory."""
+        if state.turn is turn:
+            state.turn = None
+            if self.sessions.get(state.id) is state:
+                self._now_idle(state)
+
     def _evict_idle(self, keep: str | None = None) -> None:
         """Drop the least recently used idle sessions beyond ``max_cached`` or beyond
         ``max_idle_history_bytes`` of history: all they hold is in the store (a queued /model swap
-        is applied on the way out, as the next turn would)."""
-        excess = len(self.sessions) - self.max_cached
-        idle = [sid for sid, s in self.sessions.items() if s.turn is None and sid != keep]
-        # history_facts is O(new messages) per session: the tally its next turn needs anyway.
-        held = [4 * self.sessions[sid].history_facts()[0] + 400 * len(self.sessions[sid].messages) for sid in idle]
-        over, n = sum(held) - self.max_idle_history_bytes, 0
-        while n < len(idle) and (n < excess or over > 0):
-            over, n = over - held[n], n + 1
-        for sid in list(islice(idle, n)):
+        is applied on the way out, as the next turn would). O(1) per call plus O(1) per session
+        evicted."""
+        idle = self._idle
+        while idle and (len(self.sessions) > self.max_cached or self._idle_bytes > self.max_idle_history_bytes):
+            sid = next(iter(idle))
+            if sid == keep:   # the session just remembered is the most recent: nothing colder is left
+                break
+            self._not_idle(sid)
             state = self.sessions.pop(sid)
             if state.pending_model is not None or state.pending_clear:
                 try:
@@ -180,6 +207,7 @@ class SessionActor(TurnControl, SessionCommands):
                            f"session {state.id} already has turn {state.turn.turn_id} in progress",
                            {"turn_id": state.turn.turn_id})
         turn = state.turn = RunningTurn(new_turn_id(), env.sender)
+        self._not_idle(state.id)   # a session running a turn never leaves memory
         self._running.add(turn)
         self.turns_idle = trio.Event() if self.turns_idle.is_set() else self.turns_idle
         self.spawn(self._run_turn, state, turn, msg)
@@ -204,8 +232,7 @@ class SessionActor(TurnControl, SessionCommands):
                 await self._abandon(state, turn)
             raise
         finally:
-            if state.turn is turn:
-                state.turn = None
+            self._unlock(state, turn)
             self._running.discard(turn)
             if not self._running:
                 self.turns_idle.set()
@@ -338,8 +365,7 @@ class SessionActor(TurnControl, SessionCommands):
                 state.file_extensions |= extract_file_extensions(saved)
         await self._release_held(state, turn)
         await self._emit(state, turn, terminal, persist=False)
-        if state.turn is turn:
-            state.turn = None
+        self._unlock(state, turn)
 
     async def _emit(self, state: SessionState, turn: RunningTurn, event, *, persist: bool = True,
                     into: Batch | None = None) -> None:

@@ -3,7 +3,6 @@ may act on a session (docs/security.md). A part of ``SessionActor`` (actor.py), 
 each module about one thing."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -26,7 +25,7 @@ from actors.session.turn_control import STOP_GRACE_S
 class SessionCommands(Actor):
     if TYPE_CHECKING:  # what the session actor (actor.py) provides
         store: Store
-        sessions: OrderedDict[str, SessionState]
+        sessions: dict[str, SessionState]
         router: str
         accepting: bool
         turns_idle: trio.Event
