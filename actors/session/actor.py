@@ -174,9 +174,11 @@ class SessionActor(TurnControl, SessionCommands):
             if self.leases is not None:   # in no daemon's memory now: any daemon may serve it
                 self.leases.release("session", sid)
 
-    def _info(self, s: SessionState) -> SessionInfo:
+    def _info(self, s: SessionState, turns: int | None = None) -> SessionInfo:
+        """``turns``: the session's turn count when known (a session created just now has none)."""
         return SessionInfo(s.id, s.workspace, s.active_model, s.pending_model, s.turn.turn_id if s.turn else None,
-                           self.store.turn_count(s.id), parent_session_id=s.parent_session_id)
+                           self.store.turn_count(s.id) if turns is None else turns,
+                           parent_session_id=s.parent_session_id)
 
     async def on_open(self, env: Envelope[OpenSession]):
         msg = env.body
@@ -184,7 +186,7 @@ class SessionActor(TurnControl, SessionCommands):
         if denied := self._denied(env, state):
             return denied
         if state is None:
-            state = self._claim(env, self._create(msg.session_id, msg.workspace))
+            return self._info(self._claim(env, self._create(msg.session_id, msg.workspace)), turns=0)
         return self._info(state)
 
     def _apply_pending_swap(self, state: SessionState) -> None:
@@ -199,9 +201,9 @@ class SessionActor(TurnControl, SessionCommands):
         msg = env.body
         if not self.accepting:
             return Failure("shutting_down", "the daemon is shutting down and accepts no new turns")
-        if denied := self._denied_or_claim(env, msg.session_id, msg.workspace):
-            return denied
-        state = self._get(msg.session_id) or self._create(msg.session_id, msg.workspace)
+        state = self._claimed(env, msg.session_id, msg.workspace)
+        if isinstance(state, Failure):
+            return state
         if state.turn is not None:
             return Failure("turn_in_progress",
                            f"session {state.id} already has turn {state.turn.turn_id} in progress",
