@@ -344,7 +344,8 @@ class SessionActor(TurnControl, SessionCommands):
             return
         status = {ev.TurnCompleted: TurnStatus.COMPLETED, ev.TurnCancelled: TurnStatus.CANCELLED}.get(
             type(terminal), TurnStatus.FAILED)
-        usage = converter.unstructure(getattr(terminal, "usage", Usage()))
+        data = event_to_json_obj(terminal)   # its usage (every terminal has one) is the turn row's too
+        usage = data.get("usage") or converter.unstructure(Usage())
         end = batch if batch is not None else self.store.batch()
         committed = False
         try:
@@ -352,7 +353,7 @@ class SessionActor(TurnControl, SessionCommands):
                 self.store.start_turn(turn.turn_id, state.id, turn.model, None, into=end)
             self.store.finish_turn(turn.turn_id, status.value, usage, getattr(terminal, "message", None), into=end)
             if terminal.TYPE in PERSISTED_EVENT_TYPES:
-                self.store.record_event(state.id, turn.turn_id, terminal.TYPE, event_to_json_obj(terminal), into=end)
+                self.store.record_event(state.id, turn.turn_id, terminal.TYPE, data, into=end)
             await self.store.commit(end)
             committed = True
         except StorageError as exc:
