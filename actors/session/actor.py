@@ -14,7 +14,7 @@ used first, beyond ``max_cached``) and reload from the store when next used.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict, deque
+from collections import deque
 
 import attrs
 import trio
@@ -36,6 +36,7 @@ from actors.runtime.store import Batch, StorageError, Store
 from actors.planner.tokens import estimate_input_tokens
 from actors.session.commands import SessionCommands
 from actors.session.fallback import failed_before_first_byte
+from actors.session.idle import IdleSessions
 from actors.session.state import RunningTurn, SessionState, answer_text, new_session_id, new_turn_id
 from actors.session.turn_control import (  # noqa: F401 — STOP_GRACE_S and the rest: imported from here
     ABANDON_S, ACTOR_FAILED_MESSAGE, PLANNER_LOST_MESSAGE, STOP_GRACE_S, TURN_LIVENESS_S, Terminal, TurnControl,
@@ -59,11 +60,9 @@ class SessionActor(TurnControl, SessionCommands):
         self.router = router
         self.planner = planner
         self.sessions: dict[str, SessionState] = {}   # every session in memory, idle or running a turn
-        # The idle ones (no turn running: only these may leave memory), least recently used first,
-        # each with its history's estimated bytes, and their running total: eviction takes from the
-        # cold end, so an open or a turn end costs O(1), however many sessions are cached.
-        self._idle: OrderedDict[str, int] = OrderedDict()
-        self._idle_bytes = 0
+        # The idle ones (no turn running: only these may leave memory), least recently used first:
+        # eviction takes from the cold end, so an open or a turn end costs O(1) however many are cached.
+        self._idle = IdleSessions()
         self.max_cached = max_cached
         self.liveness_s = TURN_LIVENESS_S
         self.accepting = True
@@ -92,8 +91,7 @@ class SessionActor(TurnControl, SessionCommands):
             self._lease(session_id)
         state = self.sessions.get(session_id)
         if state is not None:
-            if session_id in self._idle:
-                self._idle.move_to_end(session_id)
+            self._idle.touch(session_id)
         else:
             row = self.store.get_session(session_id)
             if row is None:
@@ -120,12 +118,12 @@ class SessionActor(TurnControl, SessionCommands):
         cached = self.sessions.get(session_id)
         if serve_session(self.leases, self.store, session_id) and cached is not None and cached.turn is None:
             del self.sessions[session_id]   # another daemon may have served it since: reload
-            self._not_idle(session_id)
+            self._idle.drop(session_id)
 
     def _remember(self, state: SessionState) -> None:
         self.sessions[state.id] = state
         if state.turn is None:
-            self._now_idle(state)
+            self._idle.add(state)
         self._evict_idle(keep=state.id)
 
     # What idle sessions' histories may hold in memory together (estimated: 4 bytes a token of
@@ -133,26 +131,12 @@ class SessionActor(TurnControl, SessionCommands):
     # once histories grow long. A session shed here reloads from the store on its next turn.
     max_idle_history_bytes = 16 * 1024 * 1024
 
-    def _now_idle(self, state: SessionState) -> None:
-        """``state`` runs no turn (any more): it joins the idle sessions at the recently used end.
-        A history changes only while a turn runs, so its size is counted here, once per turn
-        (``history_facts`` is O(new messages): the tally the next turn needs anyway)."""
-        self._not_idle(state.id)
-        held = 4 * state.history_facts()[0] + 400 * len(state.messages)
-        self._idle[state.id] = held
-        self._idle_bytes += held
-
-    def _not_idle(self, session_id: str) -> None:
-        held = self._idle.pop(session_id, None)
-        if held is not None:
-            self._idle_bytes -= held
-
     def _unlock(self, state: SessionState, turn: RunningTurn) -> None:
         """The session's turn lock is released (once): it is idle again, if still in memory."""
         if state.turn is turn:
             state.turn = None
             if self.sessions.get(state.id) is state:
-                self._now_idle(state)
+                self._idle.add(state)
 
     def _evict_idle(self, keep: str | None = None) -> None:
         """Drop the least recently used idle sessions beyond ``max_cached`` or beyond
@@ -160,11 +144,11 @@ class SessionActor(TurnControl, SessionCommands):
         is applied on the way out, as the next turn would). O(1) per call plus O(1) per session
         evicted."""
         idle = self._idle
-        while idle and (len(self.sessions) > self.max_cached or self._idle_bytes > self.max_idle_history_bytes):
-            sid = next(iter(idle))
-            if sid == keep:   # the session just remembered is the most recent: nothing colder is left
+        while len(self.sessions) > self.max_cached or idle.bytes > self.max_idle_history_bytes:
+            sid = idle.coldest()
+            if sid is None or sid == keep:   # none idle, or only the session just remembered
                 break
-            self._not_idle(sid)
+            idle.drop(sid)
             state = self.sessions.pop(sid)
             if state.pending_model is not None or state.pending_clear:
                 try:
@@ -209,7 +193,7 @@ class SessionActor(TurnControl, SessionCommands):
                            f"session {state.id} already has turn {state.turn.turn_id} in progress",
                            {"turn_id": state.turn.turn_id})
         turn = state.turn = RunningTurn(new_turn_id(), env.sender)
-        self._not_idle(state.id)   # a session running a turn never leaves memory
+        self._idle.drop(state.id)   # a session running a turn never leaves memory
         self._running.add(turn)
         self.turns_idle = trio.Event() if self.turns_idle.is_set() else self.turns_idle
         self.spawn(self._run_turn, state, turn, msg)

@@ -130,5 +130,5 @@ async def test_the_idle_sessions_running_byte_total_matches_their_histories_afte
     assert sids[0] not in actor.sessions                   # the coldest went first
     idle = {sid: s for sid, s in actor.sessions.items() if s.turn is None}
     assert set(actor._idle) == set(idle)
-    assert actor._idle_bytes == sum(4 * s.history_facts()[0] + 400 * len(s.messages) for s in idle.values())
-    assert actor._idle_bytes <= actor.max_idle_history_bytes
+    assert actor._idle.bytes == sum(4 * s.history_facts()[0] + 400 * len(s.messages) for s in idle.values())
+    assert actor._idle.bytes <= actor.max_idle_history_bytes
