@@ -240,6 +240,9 @@ def _stored_cost(text: str | None) -> Decimal | None:
     return value if value.is_finite() else None
 
 
+# ``json.dumps(data, default=str)`` without building an encoder per call.
+_event_json = json.JSONEncoder(default=str).encode
+
 # A batch with more text than this commits on a worker thread (see the module docstring).
 THREAD_BATCH_BYTES = 256 * 1024
 
@@ -300,8 +303,7 @@ class Store:
             return
         with self._lock:
             if many:
-                with self.backend.transaction():
-                    self.backend.run(sql, params, True)
+                self.backend.run_batch(((sql, params, True),))
             else:
                 self.backend.run(sql, params)
 
@@ -310,10 +312,8 @@ class Store:
         if not batch.statements:
             return
         try:
-            with self._lock, self.backend.transaction():
-                run = self.backend.run
-                for sql, params, many in batch.statements:
-                    run(sql, params, many)
+            with self._lock:
+                self.backend.run_batch(batch.statements)
         except StorageError:
             for sid in batch.sessions:  # their numbers were taken but not written: re-read them
                 self._next_seq.pop(sid, None)
@@ -443,7 +443,7 @@ class Store:
     def record_event(self, session_id: str | None, turn_id: str | None, type_: str, data: dict, *,
                      into: Batch | None = None) -> None:
         self._write("INSERT INTO events (session_id, turn_id, type, data, at) VALUES (?,?,?,?,?)",
-                    (session_id, turn_id, type_, json.dumps(data, default=str), time.time()), into)
+                    (session_id, turn_id, type_, _event_json(data), time.time()), into)
 
     def events(self, *, turn_id: str | None = None, type_: str | None = None) -> list[dict[str, Any]]:
         q, args = "SELECT type, data FROM events WHERE 1=1", []

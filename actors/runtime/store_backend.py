@@ -45,8 +45,11 @@ def redact_url(url: str) -> str:
 
 
 class _GuardedConnection(sqlite3.Connection):
-    """Turns every sqlite3 error into a ``StorageError`` at the one seam where statements run, so
-    the actors catch one exception type and a full disk fails a turn instead of crashing an actor."""
+    """Turns every sqlite3 error into a ``StorageError`` for statements run on the connection
+    itself (migrations, tests, tools), so the actors catch one exception type and a full disk fails
+    a turn instead of crashing an actor. The store's own statements (``SqliteBackend.query``,
+    ``run``, ``run_batch``) skip this Python layer: one ``try`` around the whole call converts the
+    same errors without a context manager per statement."""
 
     def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
         with _as_storage_error():
@@ -70,7 +73,18 @@ def _as_storage_error() -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
-        raise StorageError(f"the database failed: {exc}") from exc
+        raise _storage_error(exc) from exc
+
+
+def _storage_error(exc: sqlite3.Error) -> StorageError:
+    return StorageError(f"the database failed: {exc}")
+
+
+# The C methods themselves, not _GuardedConnection's wrappers (see its docstring).
+_execute = sqlite3.Connection.execute
+_executemany = sqlite3.Connection.executemany
+_commit = sqlite3.Connection.commit
+_rollback = sqlite3.Connection.rollback
 
 
 def _make_private(db: Path) -> None:
@@ -99,13 +113,34 @@ class SqliteBackend:
         self.db.execute("PRAGMA busy_timeout=5000")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self.db.execute(sql, params).fetchall()
+        try:
+            return _execute(self.db, sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from exc
 
     def run(self, sql: str, params: Any, many: bool = False) -> None:
-        if many:
-            self.db.executemany(sql, params)
-        else:
-            self.db.execute(sql, params)
+        try:
+            (_executemany if many else _execute)(self.db, sql, params)
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from exc
+
+    def run_batch(self, statements: Sequence[tuple[str, Any, bool]]) -> None:
+        """``statements`` (sql, parameters, executemany?) as ONE transaction: all or nothing."""
+        db = self.db
+        try:
+            _execute(db, "BEGIN")
+            for sql, params, many in statements:
+                (_executemany if many else _execute)(db, sql, params)
+            _commit(db)
+        except BaseException as exc:
+            if db.in_transaction:
+                try:
+                    _rollback(db)
+                except sqlite3.Error:
+                    pass   # the first error is the one to report; SQLite rolls back on its own then
+            if isinstance(exc, sqlite3.Error):
+                raise _storage_error(exc) from exc
+            raise
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -240,6 +275,12 @@ class PgBackend:
     def transaction(self) -> Iterator[None]:
         with self._errors(), self._live().transaction():
             yield
+
+    def run_batch(self, statements: Sequence[tuple[str, Any, bool]]) -> None:
+        """``statements`` (sql, parameters, executemany?) as ONE transaction: all or nothing."""
+        with self.transaction():
+            for sql, params, many in statements:
+                self.run(sql, params, many)
 
     def script(self, ddl: str) -> None:
         with self._errors():

@@ -14,8 +14,7 @@ used first, beyond ``max_cached``) and reload from the store when next used.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict, deque
-from itertools import islice
+from collections import deque
 
 import attrs
 import trio
@@ -37,6 +36,7 @@ from actors.runtime.store import Batch, StorageError, Store
 from actors.planner.tokens import estimate_input_tokens
 from actors.session.commands import SessionCommands
 from actors.session.fallback import failed_before_first_byte
+from actors.session.idle import IdleSessions
 from actors.session.state import RunningTurn, SessionState, answer_text, new_session_id, new_turn_id
 from actors.session.turn_control import (  # noqa: F401 — STOP_GRACE_S and the rest: imported from here
     ABANDON_S, ACTOR_FAILED_MESSAGE, PLANNER_LOST_MESSAGE, STOP_GRACE_S, TURN_LIVENESS_S, Terminal, TurnControl,
@@ -59,8 +59,10 @@ class SessionActor(TurnControl, SessionCommands):
         self.leases = leases   # several daemons on one database: serve a session only under its lease
         self.router = router
         self.planner = planner
-        # Least recently used first; sessions with a running turn are never evicted.
-        self.sessions: OrderedDict[str, SessionState] = OrderedDict()
+        self.sessions: dict[str, SessionState] = {}   # every session in memory, idle or running a turn
+        # The idle ones (no turn running: only these may leave memory), least recently used first:
+        # eviction takes from the cold end, so an open or a turn end costs O(1) however many are cached.
+        self._idle = IdleSessions()
         self.max_cached = max_cached
         self.liveness_s = TURN_LIVENESS_S
         self.accepting = True
@@ -89,7 +91,7 @@ class SessionActor(TurnControl, SessionCommands):
             self._lease(session_id)
         state = self.sessions.get(session_id)
         if state is not None:
-            self.sessions.move_to_end(session_id)
+            self._idle.touch(session_id)
         else:
             row = self.store.get_session(session_id)
             if row is None:
@@ -116,9 +118,12 @@ class SessionActor(TurnControl, SessionCommands):
         cached = self.sessions.get(session_id)
         if serve_session(self.leases, self.store, session_id) and cached is not None and cached.turn is None:
             del self.sessions[session_id]   # another daemon may have served it since: reload
+            self._idle.drop(session_id)
 
     def _remember(self, state: SessionState) -> None:
         self.sessions[state.id] = state
+        if state.turn is None:
+            self._idle.add(state)
         self._evict_idle(keep=state.id)
 
     # What idle sessions' histories may hold in memory together (estimated: 4 bytes a token of
@@ -126,18 +131,24 @@ class SessionActor(TurnControl, SessionCommands):
     # once histories grow long. A session shed here reloads from the store on its next turn.
     max_idle_history_bytes = 16 * 1024 * 1024
 
+    def _unlock(self, state: SessionState, turn: RunningTurn) -> None:
+        """The session's turn lock is released (once): it is idle again, if still in memory."""
+        if state.turn is turn:
+            state.turn = None
+            if self.sessions.get(state.id) is state:
+                self._idle.add(state)
+
     def _evict_idle(self, keep: str | None = None) -> None:
         """Drop the least recently used idle sessions beyond ``max_cached`` or beyond
         ``max_idle_history_bytes`` of history: all they hold is in the store (a queued /model swap
-        is applied on the way out, as the next turn would)."""
-        excess = len(self.sessions) - self.max_cached
-        idle = [sid for sid, s in self.sessions.items() if s.turn is None and sid != keep]
-        # history_facts is O(new messages) per session: the tally its next turn needs anyway.
-        held = [4 * self.sessions[sid].history_facts()[0] + 400 * len(self.sessions[sid].messages) for sid in idle]
-        over, n = sum(held) - self.max_idle_history_bytes, 0
-        while n < len(idle) and (n < excess or over > 0):
-            over, n = over - held[n], n + 1
-        for sid in list(islice(idle, n)):
+        is applied on the way out, as the next turn would). O(1) per call plus O(1) per session
+        evicted."""
+        idle = self._idle
+        while len(self.sessions) > self.max_cached or idle.bytes > self.max_idle_history_bytes:
+            sid = idle.coldest()
+            if sid is None or sid == keep:   # none idle, or only the session just remembered
+                break
+            idle.drop(sid)
             state = self.sessions.pop(sid)
             if state.pending_model is not None or state.pending_clear:
                 try:
@@ -147,9 +158,11 @@ class SessionActor(TurnControl, SessionCommands):
             if self.leases is not None:   # in no daemon's memory now: any daemon may serve it
                 self.leases.release("session", sid)
 
-    def _info(self, s: SessionState) -> SessionInfo:
+    def _info(self, s: SessionState, turns: int | None = None) -> SessionInfo:
+        """``turns``: the session's turn count when known (a session created just now has none)."""
         return SessionInfo(s.id, s.workspace, s.active_model, s.pending_model, s.turn.turn_id if s.turn else None,
-                           self.store.turn_count(s.id), parent_session_id=s.parent_session_id)
+                           self.store.turn_count(s.id) if turns is None else turns,
+                           parent_session_id=s.parent_session_id)
 
     async def on_open(self, env: Envelope[OpenSession]):
         msg = env.body
@@ -157,7 +170,7 @@ class SessionActor(TurnControl, SessionCommands):
         if denied := self._denied(env, state):
             return denied
         if state is None:
-            state = self._claim(env, self._create(msg.session_id, msg.workspace))
+            return self._info(self._claim(env, self._create(msg.session_id, msg.workspace)), turns=0)
         return self._info(state)
 
     def _apply_pending_swap(self, state: SessionState) -> None:
@@ -172,14 +185,15 @@ class SessionActor(TurnControl, SessionCommands):
         msg = env.body
         if not self.accepting:
             return Failure("shutting_down", "the daemon is shutting down and accepts no new turns")
-        if denied := self._denied_or_claim(env, msg.session_id, msg.workspace):
-            return denied
-        state = self._get(msg.session_id) or self._create(msg.session_id, msg.workspace)
+        state = self._claimed(env, msg.session_id, msg.workspace)
+        if isinstance(state, Failure):
+            return state
         if state.turn is not None:
             return Failure("turn_in_progress",
                            f"session {state.id} already has turn {state.turn.turn_id} in progress",
                            {"turn_id": state.turn.turn_id})
         turn = state.turn = RunningTurn(new_turn_id(), env.sender)
+        self._idle.drop(state.id)   # a session running a turn never leaves memory
         self._running.add(turn)
         self.turns_idle = trio.Event() if self.turns_idle.is_set() else self.turns_idle
         self.spawn(self._run_turn, state, turn, msg)
@@ -204,8 +218,7 @@ class SessionActor(TurnControl, SessionCommands):
                 await self._abandon(state, turn)
             raise
         finally:
-            if state.turn is turn:
-                state.turn = None
+            self._unlock(state, turn)
             self._running.discard(turn)
             if not self._running:
                 self.turns_idle.set()
@@ -315,7 +328,8 @@ class SessionActor(TurnControl, SessionCommands):
             return
         status = {ev.TurnCompleted: TurnStatus.COMPLETED, ev.TurnCancelled: TurnStatus.CANCELLED}.get(
             type(terminal), TurnStatus.FAILED)
-        usage = converter.unstructure(getattr(terminal, "usage", Usage()))
+        data = event_to_json_obj(terminal)   # its usage (every terminal has one) is the turn row's too
+        usage = data.get("usage") or converter.unstructure(Usage())
         end = batch if batch is not None else self.store.batch()
         committed = False
         try:
@@ -323,7 +337,7 @@ class SessionActor(TurnControl, SessionCommands):
                 self.store.start_turn(turn.turn_id, state.id, turn.model, None, into=end)
             self.store.finish_turn(turn.turn_id, status.value, usage, getattr(terminal, "message", None), into=end)
             if terminal.TYPE in PERSISTED_EVENT_TYPES:
-                self.store.record_event(state.id, turn.turn_id, terminal.TYPE, event_to_json_obj(terminal), into=end)
+                self.store.record_event(state.id, turn.turn_id, terminal.TYPE, data, into=end)
             await self.store.commit(end)
             committed = True
         except StorageError as exc:
@@ -338,8 +352,7 @@ class SessionActor(TurnControl, SessionCommands):
                 state.file_extensions |= extract_file_extensions(saved)
         await self._release_held(state, turn)
         await self._emit(state, turn, terminal, persist=False)
-        if state.turn is turn:
-            state.turn = None
+        self._unlock(state, turn)
 
     async def _emit(self, state: SessionState, turn: RunningTurn, event, *, persist: bool = True,
                     into: Batch | None = None) -> None:

@@ -3,7 +3,6 @@ may act on a session (docs/security.md). A part of ``SessionActor`` (actor.py), 
 each module about one thing."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -26,7 +25,7 @@ from actors.session.turn_control import STOP_GRACE_S
 class SessionCommands(Actor):
     if TYPE_CHECKING:  # what the session actor (actor.py) provides
         store: Store
-        sessions: OrderedDict[str, SessionState]
+        sessions: dict[str, SessionState]
         router: str
         accepting: bool
         turns_idle: trio.Event
@@ -34,7 +33,7 @@ class SessionCommands(Actor):
 
         def _get(self, session_id: str) -> SessionState | None: ...
         def _create(self, session_id: str | None, workspace: str | None) -> SessionState: ...
-        def _info(self, s: SessionState) -> SessionInfo: ...
+        def _info(self, s: SessionState, turns: int | None = None) -> SessionInfo: ...
         async def _emit(self, state: SessionState, turn: RunningTurn, event: Any, *, persist: bool = True,
                         into: Batch | None = None) -> None: ...
         async def _stop(self, turn: RunningTurn, reason: str) -> None: ...
@@ -155,11 +154,16 @@ class SessionCommands(Actor):
 
     def _denied_or_claim(self, env, session_id: str, workspace: str | None = None) -> Failure | None:
         """As ``_denied``; a session that does not exist yet is created now, owned by the asker."""
+        state = self._claimed(env, session_id, workspace)
+        return state if isinstance(state, Failure) else None
+
+    def _claimed(self, env, session_id: str, workspace: str | None = None) -> SessionState | Failure:
+        """The session if the asker may act on it (one that does not exist yet is created now,
+        owned by the asker); otherwise the refusal."""
         state = self._get(session_id)
         if state is None:
-            self._claim(env, self._create(session_id, workspace))
-            return None
-        return self._denied(env, state)
+            return self._claim(env, self._create(session_id, workspace))
+        return self._denied(env, state) or state
 
     def _claim(self, env, state: SessionState) -> SessionState:
         principal = principal_of(env.sender)

@@ -3,7 +3,6 @@ results, the planner-liveness watch, a mid-turn fallback to another model, and t
 cleanup when the actor itself goes down. A part of ``SessionActor`` (actor.py)."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -43,7 +42,7 @@ Terminal = ev.TurnCompleted | ev.TurnFailed | ev.TurnCancelled
 class TurnControl(Actor):
     if TYPE_CHECKING:  # what the session actor (actor.py) provides
         store: Store
-        sessions: OrderedDict[str, SessionState]
+        sessions: dict[str, SessionState]
         router: str
         planner: str
         accepting: bool

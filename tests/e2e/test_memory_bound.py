@@ -74,3 +74,61 @@ async def test_a_model_swap_queued_during_a_turn_survives_the_session_leaving_me
         events = [e async for e in turn]
     route = events[0]
     assert route.chosen_model == "demo:sage" and route.chain[route.winner_index].policy == "manual_sticky"
+
+
+async def test_the_eviction_check_per_open_and_turn_costs_the_same_however_many_sessions_are_cached(
+        client, daemon, monkeypatch):
+    """Issue 16: keeping idle sessions within their bounds must not walk every cached session on
+    each open and each turn end (O(sessions) per turn: a daemon that got slower the longer it ran)."""
+    from actors.session.state import SessionState
+
+    calls = 0
+    tally = SessionState.history_facts
+
+    def counted(self):
+        nonlocal calls
+        calls += 1
+        return tally(self)
+
+    monkeypatch.setattr(SessionState, "history_facts", counted)
+
+    async def one_turn_on_a_fresh_session() -> int:
+        nonlocal calls
+        calls = 0
+        sid = (await client.open_session()).session_id
+        async with client.turn(sid, "hello") as turn:
+            async for _ in turn:
+                pass
+        assert isinstance(turn.terminal, ev.TurnCompleted)
+        return calls
+
+    few = await one_turn_on_a_fresh_session()
+    for _ in range(40):
+        await client.open_session()
+    assert len(daemon.session.sessions) > 40
+    many = await one_turn_on_a_fresh_session()
+    assert many == few <= 3
+
+
+async def test_the_idle_sessions_running_byte_total_matches_their_histories_after_turns_and_evictions(
+        client, daemon):
+    """The O(1) eviction keeps a running total of the idle histories' estimated bytes: it must stay
+    equal to what a full count gives, and list exactly the sessions that run no turn."""
+    actor = daemon.session
+    sids = [(await client.open_session()).session_id for _ in range(5)]
+    for sid in sids * 2:
+        async with client.turn(sid, f"a turn on {sid}") as turn:
+            async for _ in turn:
+                pass
+        assert isinstance(turn.terminal, ev.TurnCompleted)
+    one = 4 * actor.sessions[sids[0]].history_facts()[0] + 400 * len(actor.sessions[sids[0]].messages)
+    actor.max_idle_history_bytes = 3 * one   # room for about three
+    async with client.turn(sids[1], "used last") as turn:
+        async for _ in turn:
+            pass
+    assert sids[1] in actor.sessions                       # a turn that just ended: most recently used
+    assert sids[0] not in actor.sessions                   # the coldest went first
+    idle = {sid: s for sid, s in actor.sessions.items() if s.turn is None}
+    assert set(actor._idle) == set(idle)
+    assert actor._idle.bytes == sum(4 * s.history_facts()[0] + 400 * len(s.messages) for s in idle.values())
+    assert actor._idle.bytes <= actor.max_idle_history_bytes
