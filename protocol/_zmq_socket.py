@@ -128,6 +128,10 @@ class ZmqSocket(_Parking):
         # Put into the inbound channel and not yet returned by receive(): unlike the channel's own
         # count, this includes a message handed straight to a receiver that has not run yet.
         self._in_count = 0
+        # settle() callers, released once the owner has taken in all that ZeroMQ holds.
+        self._settle_waiters: list[trio.Event] = []
+        # Set by open_zmq_socket(monitor=...): this socket's connection events.
+        self.monitor: ZmqSocket | None = None
 
     # ---------------------------------------------------------------- public API
 
@@ -219,6 +223,21 @@ class ZmqSocket(_Parking):
         and one handed to a receiver that has not run yet, included)."""
         return self._in_count + (self._undelivered is not None)
 
+    async def settle(self) -> None:
+        """Wait until the owner has taken in every message ZeroMQ had received when this was called:
+        handed to the dispatch function or queued for ``receive()``. A connection event seen on
+        ``monitor`` says "the peer is gone" while that peer's last messages may still wait inside
+        ZeroMQ (a separate socket, a separate wake-up); settling first keeps them ahead of it."""
+        if self.closed:
+            await trio.lowlevel.checkpoint()
+            return
+        done = trio.Event()
+        self._settle_waiters.append(done)
+        # The FD's signal for those messages may not have reached the owner yet: read EVENTS anyway.
+        self._fd_fired = True
+        self._wake_owner()
+        await done.wait()
+
     def set_dispatch(self, dispatch: Callable[[Frames], bool] | None) -> None:
         """Let the owner task hand each received message to ``dispatch`` itself while no message
         waits for ``receive()`` (``queued`` is 0): True means handled; False, that ``receive()``
@@ -291,6 +310,8 @@ class ZmqSocket(_Parking):
                 # Budget spent: let consumers catch up, then continue.
                 await trio.lowlevel.checkpoint()
                 continue
+            if self._settle_waiters and self._undelivered is None:
+                self._release_settled()
             # _pump ended on an EVENTS read showing nothing to do, so ZMQ will
             # signal the FD on the next change and the watcher will wake us.
             self._owner_parked = trio.lowlevel.current_task()
@@ -441,6 +462,12 @@ class ZmqSocket(_Parking):
         self._in_send.close()
         self._out_recv.close()
         self._owner_done.set()
+        self._release_settled()
+
+    def _release_settled(self) -> None:
+        waiters, self._settle_waiters = self._settle_waiters, []
+        for done in waiters:
+            done.set()
 
     # -------------------------------------------------------------- helpers
 
