@@ -50,6 +50,9 @@ _MAX_SENDER_NAME = 64
 # waiting messages for one actor the loop waits after all: overload still pushes back on clients.
 BACKLOG_LIMIT = 4096
 
+# How many connections' client node names the node remembers (see Node._client_node).
+_CLIENT_NODES_KEPT = 1024
+
 
 class _Backlog:
     __slots__ = ("queue", "room")
@@ -86,6 +89,9 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._backlogs: dict[str, _Backlog] = {}
         self._behind = False   # frames wait for the inbound loop: leave the rest to it (_dispatch)
+        # _client_node's answers: a connection's frames all carry the same routing id, peer address
+        # and key, and working the node out again (peer address parsing, z85) costs per frame.
+        self._client_nodes: dict[tuple[bytes, str | None, str | None], str] = {}
 
     async def serve(self, bind: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Bind the ROUTER and route until cancelled."""
@@ -237,9 +243,16 @@ class Node:
         await self._deliver_inbound(env)
 
     def _client_node(self, routing_id: bytes, peer: str | None, user: str | None) -> str:
+        known = self._client_nodes.get((routing_id, peer, user))
+        if known is not None:
+            return known
         uid = uid_from_peer_address(peer) if self._ipc else None
         key = z85.decode(user) if user and self.curve is not None and len(user) == 40 else None
-        return client_node(uid, routing_id, key)
+        node = client_node(uid, routing_id, key)
+        if len(self._client_nodes) >= _CLIENT_NODES_KEPT:
+            self._client_nodes.clear()   # connections come and go: bounded, not evicted one by one
+        self._client_nodes[(routing_id, peer, user)] = node
+        return node
 
     def _client_sender(self, env: Envelope, routing_id: bytes, peer: str | None, user: str | None) -> str:
         """The address a client's envelope is stamped with: its connection's, whatever it claimed."""
