@@ -120,8 +120,8 @@ class ZmqSocket(_Parking):
         # True while the owner sleeps; a wake-up then writes the eventfd (once: _wake_sent).
         self._owner_sleeps = False
         self._wake_sent = False
-        # True when EVENTS must be read before trusting _events_seen: after the owner slept (it
-        # cannot tell which FD woke it) and after settle(). Starts True: nobody has read EVENTS.
+        # True when EVENTS must be read before trusting _events_seen: after ZeroMQ's FD may have
+        # fired, after a refused send, and after settle(). Starts True: nobody has read EVENTS.
         self._fd_fired = True
         # The last EVENTS read. Stays accurate while only the owner touches the socket and it did
         # not sleep, so more outgoing messages need not pay for another read (a syscall inside ZMQ).
@@ -336,7 +336,12 @@ class ZmqSocket(_Parking):
                 self._wake_sent = False
                 with contextlib.suppress(BlockingIOError):
                     os.eventfd_read(self._wake_fd)
-            self._fd_fired = True
+                # Woken to send (a request, a turn's events): _pump sends on the last EVENTS read
+                # and reads EVENTS after it anyway, which also catches anything ZeroMQ signalled.
+                if not self._maybe_outgoing:
+                    self._fd_fired = True
+            else:
+                self._fd_fired = True
 
     def _pump(self) -> bool:
         """Move messages both ways until EVENTS shows nothing actionable.
@@ -353,6 +358,7 @@ class ZmqSocket(_Parking):
         # With a park policy every send is tried: a full pipe parks that peer's messages instead of
         # holding up the others (ZeroMQ clears POLLOUT only when *every* pipe is full).
         writable = _POLLOUT if self._park is not None else 0
+        rechecked = False
         while True:
             moved = 0
             # Receive first: a reply the dispatch function queues (the node answering a Ping) goes
@@ -364,7 +370,11 @@ class ZmqSocket(_Parking):
             if (events | writable) & _POLLOUT and self._maybe_outgoing:
                 moved += self._send_some(budget)
             if not moved:
-                return True
+                if not self._fd_fired or rechecked:
+                    return True
+                rechecked = True
+                events = self._events()   # a refused send may have eaten the FD's signal
+                continue
             budget -= moved
             if budget <= 0:
                 return False
@@ -406,6 +416,7 @@ class ZmqSocket(_Parking):
                 _zmq_send(sock, frames[-1], _NOBLOCK)
             except zmq.Again:
                 self._unsent = frames
+                self._fd_fired = True
                 break
             except zmq.ZMQError as exc:
                 raise _translate(exc, "sending") from exc
