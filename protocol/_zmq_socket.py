@@ -233,9 +233,10 @@ class ZmqSocket(_Parking):
 
     async def settle(self) -> None:
         """Wait until the owner has taken in every message ZeroMQ had received when this was called:
-        handed to the dispatch function or queued for ``receive()``. A connection event seen on
-        ``monitor`` says "the peer is gone" while that peer's last messages may still wait inside
-        ZeroMQ (a separate socket, a separate wake-up); settling first keeps them ahead of it."""
+        handed to the dispatch function or queued for ``receive()`` (or it stopped at one held back
+        by a full inbound buffer: ``queued`` is then not 0). A connection event seen on ``monitor``
+        says "the peer is gone" while that peer's last messages may still wait inside ZeroMQ (a
+        separate socket, a separate wake-up); settling first keeps them ahead of it."""
         if self.closed:
             await trio.lowlevel.checkpoint()
             return
@@ -322,7 +323,7 @@ class ZmqSocket(_Parking):
                 # Budget spent: let consumers catch up, then continue.
                 await trio.lowlevel.checkpoint()
                 continue
-            if self._settle_waiters and self._undelivered is None:
+            if self._settle_waiters:
                 self._release_settled()
             # _pump ended on an EVENTS read showing nothing to do, so ZMQ will signal its FD on the
             # next change. While a message is held back (a full inbound channel) only a receiver
