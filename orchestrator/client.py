@@ -55,6 +55,12 @@ class DaemonUnreachable(ConnectionError):
 # dropped: the daemon is gone, and one that comes back has forgotten what it was asked.
 _LOST = object()
 
+# What the DEALER's monitor reports (see Client._watch_connection).
+_MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+              | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
 
 class _Pending:
     """One request waiting for its reply (lighter than a memory channel per request)."""
@@ -84,6 +90,7 @@ class Client:
         # Connections that dropped, ever: a turn that saw this change has lost its daemon.
         self.drops = 0
         self._loss_waits = False    # a drop waits for the receive loop to deliver what came before it
+        self._refused = False       # the last connection ended in a failed handshake (CURVE keys)
 
     def _dispatch(self, frames: list[bytes]) -> bool:
         """What arrives, handled by the socket's owner task itself (``ZmqSocket.set_dispatch``): a
@@ -148,6 +155,9 @@ class Client:
             event = monitor_event(frames)
             if event == zmq.EVENT_CONNECTED:
                 self.connected = True
+                self._refused = False
+            elif event in _HANDSHAKE_FAILED:
+                self._refused = True   # the drop that follows is a refusal, not a daemon gone
             elif event == zmq.EVENT_DISCONNECTED:
                 self.connected = False
                 # What the daemon sent before it went is still inside ZeroMQ (the monitor is a
@@ -214,6 +224,9 @@ class Client:
         return reply
 
     def _lost_message(self) -> str:
+        if self._refused:
+            return (f"the daemon at {self.endpoint} refused this client's handshake "
+                    f"(a CURVE key it does not allow, or none: {CLIENT_KEY_VAR} / {SERVER_KEY_VAR})")
         return f"lost the daemon at {self.endpoint} (the connection dropped)"
 
     async def check_alive(self, timeout: float, heard: int) -> None:
@@ -426,7 +439,7 @@ async def open_client(endpoint: str | None = None, *, check: bool = True,
         options.update(curve_client_options(os.environ))
     try:
         async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint, options=options,
-                                   monitor=zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED) as sock:
+                                   monitor=_MONITORED) as sock:
             client = Client(sock, endpoint)
             sock.set_dispatch(client._dispatch)
             async with trio.open_nursery() as nursery:
