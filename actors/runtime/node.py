@@ -139,12 +139,11 @@ class Node:
     def _dispatch_one(self, frames: list[bytes]) -> bool:
         if len(frames) < 2 or frames[0] == self._loopback_identity:
             return False
+        routing_id, peer, user = frames[0], getattr(frames, "peer", None), getattr(frames, "user", None)
         try:
-            env = decode(frames[-1])
+            env = decode(frames[-1], lambda claimed: self._client_sender(claimed, routing_id, peer, user))
         except FrameError:
             return False
-        env = _resent(env, self._client_sender(env, frames[0], getattr(frames, "peer", None),
-                                               getattr(frames, "user", None)))
         if self._refusal(env, count=False) is not None:
             return False
         body = env.body
@@ -221,14 +220,13 @@ class Node:
     async def _on_client_frame(self, routing_id: bytes, payload: bytes, peer: str | None,
                                user: str | None = None) -> None:
         try:
-            env = decode(payload)
+            env = decode(payload, lambda claimed: self._client_sender(claimed, routing_id, peer, user))
         except FrameError as exc:
             self.bad_frames += 1
             msg_id, _ = try_peek_header(payload)
             await self._answer_client(routing_id, f"{self._client_node(routing_id, peer, user)}/client", msg_id,
                                       Failure(exc.code, str(exc)))
             return
-        env = _resent(env, self._client_sender(env, routing_id, peer, user))
         refusal = self._refusal(env)
         if refusal is not None:
             if isinstance(env.body, Failure):
@@ -254,9 +252,9 @@ class Node:
         self._client_nodes[(routing_id, peer, user)] = node
         return node
 
-    def _client_sender(self, env: Envelope, routing_id: bytes, peer: str | None, user: str | None) -> str:
+    def _client_sender(self, claimed: str, routing_id: bytes, peer: str | None, user: str | None) -> str:
         """The address a client's envelope is stamped with: its connection's, whatever it claimed."""
-        name = env.sender.rpartition("/")[2]
+        name = claimed.rpartition("/")[2]
         if not name or len(name) > _MAX_SENDER_NAME:
             name = "client"
         return f"{self._client_node(routing_id, peer, user)}/{name}"
@@ -357,11 +355,6 @@ class Node:
             await _send(self.router, [routing_id, payload])
         except TransportError as exc:
             log.warning("send failed", error=str(exc))
-
-
-def _resent(env: Envelope, sender: str) -> Envelope:
-    """``env`` with the transport's sender (a plain constructor call: ``attrs.evolve`` costs 3×)."""
-    return Envelope(env.body, env.recipient, sender, env.msg_id, env.correlation_id, env.version)
 
 
 async def _send(sock: ZmqSocket, frames: list[bytes]) -> None:
