@@ -355,6 +355,7 @@ class ZmqSocket(_Parking):
             self._retry_due = False
             if self._retry_parked():
                 self._retry_progressed = True
+            self._fd_fired = True   # those sends may have eaten the FD's signal for something else
         events = self._events() if self._fd_fired else self._events_seen
         # With a park policy every send is tried: a full pipe parks that peer's messages instead of
         # holding up the others (ZeroMQ clears POLLOUT only when *every* pipe is full).
