@@ -186,7 +186,8 @@ class Client:
 
         ``timeout`` bounds silence, not the wait: when it passes without the reply, the daemon is
         pinged (bounded by ``timeout`` too) and, if it answers, the request stays pending. A busy
-        daemon under load answers late; only one that stopped answering is reported.
+        daemon under load answers late; only one that stopped answering is reported. A connection
+        that drops (the daemon stopped or died) fails the request at once, whatever ``timeout``.
         """
         if self.connected is False:
             raise DaemonUnreachable(self._lost_message())
