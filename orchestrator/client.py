@@ -62,14 +62,19 @@ _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED
                      zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 
+# The reply of a request whose silence window passed (set by Client._keep_deadlines).
+_EXPIRED = object()
+
+
 class _Pending:
     """One request waiting for its reply (lighter than a memory channel per request)."""
 
-    __slots__ = ("event", "reply")
+    __slots__ = ("event", "reply", "deadline")
 
     def __init__(self) -> None:
         self.event = trio.Event()
         self.reply: Any = None
+        self.deadline = math.inf   # when its silence window ends (trio clock)
 
 
 class Client:
@@ -91,6 +96,10 @@ class Client:
         self.drops = 0
         self._loss_waits = False    # a drop waits for the receive loop to deliver what came before it
         self._refused = False       # the last connection ended in a failed handshake (CURVE keys)
+        # One timer for all pending requests (_keep_deadlines): a cancel scope with a deadline per
+        # request cost about as much as a task switch. _wake_at is when the keeper wakes next.
+        self._wake_at = math.inf
+        self._keeper: trio.CancelScope | None = None
 
     def _dispatch(self, frames: list[bytes]) -> bool:
         """What arrives, handled by the socket's owner task itself (``ZmqSocket.set_dispatch``): a
@@ -168,6 +177,31 @@ class Client:
                 else:
                     self._fail_in_flight()
 
+    async def _keep_deadlines(self) -> None:
+        """Expire the requests whose silence window passed. Sleeps until the earliest deadline it
+        knows of; a request due earlier moves that wake-up (``_arm``). Requests of one window come
+        due in the order they were sent, so a run of them costs no re-arming at all."""
+        while True:
+            with trio.CancelScope(deadline=self._wake_at) as self._keeper:
+                await trio.sleep_forever()
+            self._keeper = None
+            now = trio.current_time()
+            wake_at = math.inf
+            for pending in self._pending.values():
+                if pending.deadline <= now:
+                    pending.deadline = math.inf
+                    pending.reply = _EXPIRED
+                    pending.event.set()
+                elif pending.deadline < wake_at:
+                    wake_at = pending.deadline
+            self._wake_at = wake_at
+
+    def _arm(self, deadline: float) -> None:
+        if deadline < self._wake_at:
+            self._wake_at = deadline
+            if self._keeper is not None:
+                self._keeper.deadline = deadline
+
     def _fail_in_flight(self) -> None:
         """The connection dropped: every request waiting for a reply, and every turn waiting for
         events, is told now, after everything that arrived before the drop."""
@@ -205,9 +239,13 @@ class Client:
                     await self._sock.send(frames)
             while True:
                 heard = self.heard
-                with trio.move_on_after(window):
-                    await pending.event.wait()
+                if window != math.inf:
+                    pending.deadline = trio.current_time() + window
+                    self._arm(pending.deadline)
+                await pending.event.wait()
+                if pending.reply is not _EXPIRED:
                     break
+                pending.reply, pending.event = None, trio.Event()   # still pending: the reply may come
                 if isinstance(body, Ping):
                     raise trio.TooSlowError
                 await self.check_alive(window, heard)  # alive: keep waiting for the (late) reply
@@ -445,6 +483,7 @@ async def open_client(endpoint: str | None = None, *, check: bool = True,
             sock.set_dispatch(client._dispatch)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(client._receive_loop)
+                nursery.start_soon(client._keep_deadlines)
                 assert sock.monitor is not None
                 nursery.start_soon(client._watch_connection, sock.monitor)
                 if check:
