@@ -33,7 +33,7 @@ from protocol.messages import (
     Ping, ReloadRules, ResetAvailability, SessionInfo, SetModel, ShowModel, ShowRules, StartTurn,
     SubmitToolResult, TurnAccepted,
 )
-from protocol.transport import TransportError, open_zmq_socket
+from protocol.transport import TransportError, ZmqSocket, monitor_event, open_zmq_socket
 
 from actors.runtime.node import PEER_HWM
 
@@ -51,14 +51,30 @@ class DaemonUnreachable(ConnectionError):
     """No daemon answered at the endpoint."""
 
 
+# What a request or a turn gets instead of its reply or next event when the connection to the daemon
+# dropped: the daemon is gone, and one that comes back has forgotten what it was asked.
+_LOST = object()
+
+# What the DEALER's monitor reports (see Client._watch_connection).
+_MONITORED = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+              | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+# The reply of a request whose silence window passed (set by Client._keep_deadlines).
+_EXPIRED = object()
+
+
 class _Pending:
     """One request waiting for its reply (lighter than a memory channel per request)."""
 
-    __slots__ = ("event", "reply")
+    __slots__ = ("event", "reply", "deadline")
 
     def __init__(self) -> None:
         self.event = trio.Event()
         self.reply: Any = None
+        self.deadline = math.inf   # when its silence window ends (trio clock)
 
 
 class Client:
@@ -74,6 +90,16 @@ class Client:
         # still sending (other turns' events, the late Pong) is alive, not lost.
         self.heard = 0
         self._loop_behind = False   # messages wait for the receive loop: leave the rest to it (_dispatch)
+        # The DEALER's connection, from its monitor: None until it first connects, then True/False.
+        self.connected: bool | None = None
+        # Connections that dropped, ever: a turn that saw this change has lost its daemon.
+        self.drops = 0
+        self._loss_waits = False    # a drop waits for the receive loop to deliver what came before it
+        self._refused = False       # the last connection ended in a failed handshake (CURVE keys)
+        # One timer for all pending requests (_keep_deadlines): a cancel scope with a deadline per
+        # request cost about as much as a task switch. _wake_at is when the keeper wakes next.
+        self._wake_at = math.inf
+        self._keeper: trio.CancelScope | None = None
 
     def _dispatch(self, frames: list[bytes]) -> bool:
         """What arrives, handled by the socket's owner task itself (``ZmqSocket.set_dispatch``): a
@@ -127,14 +153,78 @@ class Client:
                     await chan.send(env.body.event)
             if not self._sock.queued:
                 self._loop_behind = False   # caught up: the owner may dispatch again
+                if self._loss_waits:
+                    self._loss_waits = False
+                    self._fail_in_flight()
+
+    async def _watch_connection(self, monitor: ZmqSocket) -> None:
+        """Learn from the DEALER's monitor that the connection dropped (a daemon that stopped or
+        died), and fail what waits for that daemon at once instead of after a timeout."""
+        async for frames in monitor:
+            event = monitor_event(frames)
+            if event == zmq.EVENT_CONNECTED:
+                self.connected = True
+                self._refused = False
+            elif event in _HANDSHAKE_FAILED:
+                self._refused = True   # the drop that follows is a refusal, not a daemon gone
+            elif event == zmq.EVENT_DISCONNECTED:
+                self.connected = False
+                # What the daemon sent before it went is still inside ZeroMQ (the monitor is a
+                # socket of its own): it reaches its requests and turns first.
+                await self._sock.settle()
+                if self._loop_behind:
+                    self._loss_waits = True
+                else:
+                    self._fail_in_flight()
+
+    async def _keep_deadlines(self) -> None:
+        """Expire the requests whose silence window passed. Sleeps until the earliest deadline it
+        knows of; a request due earlier moves that wake-up (``_arm``). Requests of one window come
+        due in the order they were sent, so a run of them costs no re-arming at all."""
+        while True:
+            with trio.CancelScope(deadline=self._wake_at) as self._keeper:
+                await trio.sleep_forever()
+            self._keeper = None
+            now = trio.current_time()
+            wake_at = math.inf
+            for pending in self._pending.values():
+                if pending.deadline <= now:
+                    pending.deadline = math.inf
+                    pending.reply = _EXPIRED
+                    pending.event.set()
+                elif pending.deadline < wake_at:
+                    wake_at = pending.deadline
+            self._wake_at = wake_at
+
+    def _arm(self, deadline: float) -> None:
+        if deadline < self._wake_at:
+            self._wake_at = deadline
+            if self._keeper is not None:
+                self._keeper.deadline = deadline
+
+    def _fail_in_flight(self) -> None:
+        """The connection dropped: every request waiting for a reply, and every turn waiting for
+        events, is told now, after everything that arrived before the drop."""
+        self.drops += 1
+        pending, self._pending = self._pending, {}
+        for waiting in pending.values():
+            waiting.reply = _LOST
+            waiting.event.set()
+        for chan in self._sessions.values():
+            # A full buffer has nothing waiting on it: its turn sees ``drops`` once it drained.
+            with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError):
+                chan.send_nowait(_LOST)
 
     async def request(self, actor: str, body: Any, *, timeout: float = 30.0) -> Any:
         """Send a command to a daemon actor; a ``Failure`` reply raises ``RemoteError``.
 
         ``timeout`` bounds silence, not the wait: when it passes without the reply, the daemon is
         pinged (bounded by ``timeout`` too) and, if it answers, the request stays pending. A busy
-        daemon under load answers late; only one that stopped answering is reported.
+        daemon under load answers late; only one that stopped answering is reported. A connection
+        that drops (the daemon stopped or died) fails the request at once, whatever ``timeout``.
         """
+        if self.connected is False:
+            raise DaemonUnreachable(self._lost_message())
         env = Envelope(body, actor, self.address, new_id())
         pending = self._pending[env.msg_id] = _Pending()
         window = timeout if math.isfinite(timeout) else math.inf
@@ -149,24 +239,41 @@ class Client:
                     await self._sock.send(frames)
             while True:
                 heard = self.heard
-                with trio.move_on_after(window):
-                    await pending.event.wait()
+                if window != math.inf:
+                    pending.deadline = trio.current_time() + window
+                    self._arm(pending.deadline)
+                await pending.event.wait()
+                if pending.reply is not _EXPIRED:
                     break
+                pending.reply, pending.event = None, trio.Event()   # still pending: the reply may come
                 if isinstance(body, Ping):
                     raise trio.TooSlowError
                 await self.check_alive(window, heard)  # alive: keep waiting for the (late) reply
             reply = pending.reply
         except trio.TooSlowError:
+            if pending.reply is _LOST:   # dropped while the liveness Ping was out
+                raise DaemonUnreachable(self._lost_message()) from None
             raise DaemonUnreachable(f"no answer from the daemon at {self.endpoint} within {timeout:g}s") from None
         finally:
             self._pending.pop(env.msg_id, None)
+        if reply is _LOST:
+            raise DaemonUnreachable(self._lost_message())
         if isinstance(reply, Failure):
             raise RemoteError(reply.code, reply.message, reply.details)
         return reply
 
+    def _lost_message(self) -> str:
+        if self._refused:
+            return (f"the daemon at {self.endpoint} refused this client's handshake "
+                    f"(a CURVE key it does not allow, or none: {CLIENT_KEY_VAR} / {SERVER_KEY_VAR})")
+        return f"lost the daemon at {self.endpoint} (the connection dropped)"
+
     async def check_alive(self, timeout: float, heard: int) -> None:
         """Return if the daemon answers a Ping within ``timeout`` or has sent anything since
-        ``heard`` (a value of ``self.heard``); raise trio.TooSlowError if it stayed silent."""
+        ``heard`` (a value of ``self.heard``); raise trio.TooSlowError if it stayed silent, or at
+        once while the connection is down."""
+        if self.connected is False:
+            raise trio.TooSlowError
         try:
             await self.request("control", Ping(), timeout=timeout)
         except DaemonUnreachable:
@@ -260,6 +367,7 @@ class TurnHandle:
         self._tools = tools
         self._unanswered: ev.ToolCalled | None = None
         self.terminal: Any = None
+        self._drops = client.drops   # the connection this turn was started on
 
     def __aiter__(self) -> TurnHandle:
         return self
@@ -288,13 +396,17 @@ class TurnHandle:
                         raise StopAsyncIteration from None
             except trio.EndOfChannel:
                 raise StopAsyncIteration from None
+            if event is _LOST:
+                raise self._lost()
             if event is None:
-                # Quiet for a while: a long tool run, or a daemon that died (ZeroMQ would wait
-                # for it forever). A ping tells the two apart.
+                # Quiet for a while: a long tool run, or a daemon that hangs (a dead one drops the
+                # connection, which ends the wait sooner). A ping tells the two apart.
+                if self.client.drops != self._drops:
+                    raise self._lost()   # the daemon went away and whatever answers now forgot us
                 try:
                     await self.client.check_alive(LIVENESS_INTERVAL_S, heard)
                 except trio.TooSlowError:
-                    raise DaemonUnreachable(f"lost the daemon during turn {self.turn_id}") from None
+                    raise self._lost() from None
                 continue
             if getattr(event, "turn_id", self.turn_id) in (self.turn_id, None):
                 break
@@ -303,6 +415,9 @@ class TurnHandle:
         if isinstance(event, ev.TERMINAL_EVENT_TYPES):
             self.terminal = event
         return event
+
+    def _lost(self) -> DaemonUnreachable:
+        return DaemonUnreachable(f"lost the daemon during turn {self.turn_id}")
 
     async def _answer_tool(self, call: ev.ToolCalled) -> None:
         entry = self._tools.get(call.name)
@@ -362,11 +477,15 @@ async def open_client(endpoint: str | None = None, *, check: bool = True,
     if endpoint.startswith("tcp://"):
         options.update(curve_client_options(os.environ))
     try:
-        async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint, options=options) as sock:
+        async with open_zmq_socket(ctx, zmq.DEALER, connect=endpoint, options=options,
+                                   monitor=_MONITORED) as sock:
             client = Client(sock, endpoint)
             sock.set_dispatch(client._dispatch)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(client._receive_loop)
+                nursery.start_soon(client._keep_deadlines)
+                assert sock.monitor is not None
+                nursery.start_soon(client._watch_connection, sock.monitor)
                 if check:
                     await client.ping(timeout)
                 yield client

@@ -153,6 +153,15 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _watch(client, loop_id: str | None, as_json: bool) -> int:
+    from .client import DaemonUnreachable
+
+    try:
+        return await _watch_events(client, loop_id, as_json)
+    except DaemonUnreachable:   # a request of the watch itself, failed by a dropped connection
+        raise DaemonUnreachable("lost the daemon while watching loops") from None
+
+
+async def _watch_events(client, loop_id: str | None, as_json: bool) -> int:
     import trio
 
     from protocol.messages import ShowLoop, WatchLoops

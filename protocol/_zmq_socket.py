@@ -8,10 +8,13 @@ said there is nothing it can do; that is the one state in which ZMQ promises
 to signal the FD again. Because only the owner ever touches the socket, no
 other task can swallow an edge behind its back.
 
-The owner sleeps on a plain trio wake-up, not on the FD: a helper task is the
-only waiter on the FD and merely wakes the owner. Senders and receivers wake
-it the same cheap way. (Interrupting a wait_readable instead means cancelling
-it, which costs more than the whole rest of a round trip.)
+The owner sleeps in one wait_readable on a private epoll set holding the ZMQ
+FD and an eventfd: ZeroMQ's signal and a wake-up by another task (a sender,
+a receiver making room) end the same wait, and a wake-up costs an eventfd
+write, not a task switch. (Interrupting a wait_readable on the ZMQ FD alone
+would mean cancelling it, which costs more than the whole rest of a round
+trip; a helper task waiting on the FD for the owner, as before, cost two task
+steps per message received.)
 
 Task switches are the largest cost of a hop, so the hot paths avoid the ones
 that buy nothing: ``send_nowait`` queues without a schedule point (a relay
@@ -22,6 +25,8 @@ yielding once per _YIELD_EVERY.
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import NoReturn, cast
@@ -95,6 +100,10 @@ class ZmqSocket(_Parking):
         self._retry_progressed = False
         self._retry_wanted = trio.Event()
         self._fd = sock.FD
+        # What the owner sleeps on: ZeroMQ's FD and the eventfd other tasks wake it with (made by
+        # the owner when it starts, closed when it ends).
+        self._wake_fd = -1
+        self._poller: select.epoll | None = None
         self._linger_ms = max(0, round(linger * 1000))
         self.last_endpoint = last_endpoint
         self._out_send, self._out_recv = trio.open_memory_channel[Frames](send_buffer)
@@ -108,15 +117,14 @@ class ZmqSocket(_Parking):
         # once a receiver makes room. While set, the owner stops reading so that
         # ZMQ's own high-water mark pushes back on the peer.
         self._undelivered: Frames | None = None
-        # Set while the owner / FD watcher sleep, so waking them is a reschedule.
-        self._owner_parked: trio.lowlevel.Task | None = None
-        self._watcher_parked: trio.lowlevel.Task | None = None
-        # True once the watcher saw the FD signal and until the owner reads
-        # EVENTS. Starts True: nobody has read EVENTS since setup.
+        # True while the owner sleeps; a wake-up then writes the eventfd (once: _wake_sent).
+        self._owner_sleeps = False
+        self._wake_sent = False
+        # True when EVENTS must be read before trusting _events_seen: after ZeroMQ's FD may have
+        # fired, after a refused send, and after settle(). Starts True: nobody has read EVENTS.
         self._fd_fired = True
-        # The last EVENTS read. Stays accurate while the FD is quiet and only
-        # the owner touches the socket, so a wake-up for a new outgoing message
-        # need not pay for another read (a syscall inside ZMQ).
+        # The last EVENTS read. Stays accurate while only the owner touches the socket and it did
+        # not sleep, so more outgoing messages need not pay for another read (a syscall inside ZMQ).
         self._events_seen = 0
         self._owner_scope = trio.CancelScope()
         self._owner_done = trio.Event()
@@ -128,6 +136,10 @@ class ZmqSocket(_Parking):
         # Put into the inbound channel and not yet returned by receive(): unlike the channel's own
         # count, this includes a message handed straight to a receiver that has not run yet.
         self._in_count = 0
+        # settle() callers, released once the owner has taken in all that ZeroMQ holds.
+        self._settle_waiters: list[trio.Event] = []
+        # Set by open_zmq_socket(monitor=...): this socket's connection events.
+        self.monitor: ZmqSocket | None = None
 
     # ---------------------------------------------------------------- public API
 
@@ -219,6 +231,22 @@ class ZmqSocket(_Parking):
         and one handed to a receiver that has not run yet, included)."""
         return self._in_count + (self._undelivered is not None)
 
+    async def settle(self) -> None:
+        """Wait until the owner has taken in every message ZeroMQ had received when this was called:
+        handed to the dispatch function or queued for ``receive()`` (or it stopped at one held back
+        by a full inbound buffer: ``queued`` is then not 0). A connection event seen on ``monitor``
+        says "the peer is gone" while that peer's last messages may still wait inside ZeroMQ (a
+        separate socket, a separate wake-up); settling first keeps them ahead of it."""
+        if self.closed:
+            await trio.lowlevel.checkpoint()
+            return
+        done = trio.Event()
+        self._settle_waiters.append(done)
+        # The FD's signal for those messages may not have reached the owner yet: read EVENTS anyway.
+        self._fd_fired = True
+        self._wake_owner()
+        await done.wait()
+
     def set_dispatch(self, dispatch: Callable[[Frames], bool] | None) -> None:
         """Let the owner task hand each received message to ``dispatch`` itself while no message
         waits for ``receive()`` (``queued`` is 0): True means handled; False, that ``receive()``
@@ -265,10 +293,13 @@ class ZmqSocket(_Parking):
     # ------------------------------------------------------------- owner task
 
     async def _own(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._poller = poller = select.epoll()
+        poller.register(self._fd, select.EPOLLIN)
+        poller.register(self._wake_fd, select.EPOLLIN)
         try:
             with self._owner_scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._watch_fd)
                     if self._park is not None:
                         nursery.start_soon(self._retry_parked_ticker)
                     task_status.started()
@@ -281,31 +312,37 @@ class ZmqSocket(_Parking):
                         self._failure = exc
                     nursery.cancel_scope.cancel()
         finally:
-            # Runs after the watcher has stopped waiting, so the FD is not
-            # closed under a pending wait_readable.
+            # Runs after the owner stopped waiting, so no FD is closed under a pending wait_readable.
             self._shutdown()
 
     async def _serve(self) -> NoReturn:
+        poller = self._poller
+        assert poller is not None
         while True:
             if not self._pump():
                 # Budget spent: let consumers catch up, then continue.
                 await trio.lowlevel.checkpoint()
                 continue
-            # _pump ended on an EVENTS read showing nothing to do, so ZMQ will
-            # signal the FD on the next change and the watcher will wake us.
-            self._owner_parked = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(self._abort_owner_park)
-
-    async def _watch_fd(self) -> NoReturn:
-        """The only task that ever waits on the FD; never touches the socket."""
-        while True:
-            await trio.lowlevel.wait_readable(self._fd)
-            self._fd_fired = True
-            self._wake_owner()
-            # The FD stays readable until the owner reads EVENTS; waiting
-            # again before that would spin.
-            self._watcher_parked = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(self._abort_watcher_park)
+            if self._settle_waiters:
+                self._release_settled()
+            # _pump ended on an EVENTS read showing nothing to do, so ZMQ will signal its FD on the
+            # next change. While a message is held back (a full inbound channel) only a receiver
+            # making room may wake us: ZeroMQ's FD could stay readable with nothing we may do.
+            self._owner_sleeps = True
+            try:
+                await trio.lowlevel.wait_readable(self._wake_fd if self._undelivered is not None else poller)
+            finally:
+                self._owner_sleeps = False
+            if self._wake_sent:
+                self._wake_sent = False
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(self._wake_fd)
+                # Woken to send (a request, a turn's events): _pump sends on the last EVENTS read
+                # and reads EVENTS after it anyway, which also catches anything ZeroMQ signalled.
+                if not self._maybe_outgoing:
+                    self._fd_fired = True
+            else:
+                self._fd_fired = True
 
     def _pump(self) -> bool:
         """Move messages both ways until EVENTS shows nothing actionable.
@@ -318,19 +355,28 @@ class ZmqSocket(_Parking):
             self._retry_due = False
             if self._retry_parked():
                 self._retry_progressed = True
+            self._fd_fired = True   # those sends may have eaten the FD's signal for something else
         events = self._events() if self._fd_fired else self._events_seen
         # With a park policy every send is tried: a full pipe parks that peer's messages instead of
         # holding up the others (ZeroMQ clears POLLOUT only when *every* pipe is full).
         writable = _POLLOUT if self._park is not None else 0
+        rechecked = False
         while True:
             moved = 0
-            if (events | writable) & _POLLOUT and self._maybe_outgoing:
-                moved = self._send_some(budget)
+            # Receive first: a reply the dispatch function queues (the node answering a Ping) goes
+            # out in the same round, not after one more EVENTS read. Receiving never fills a pipe,
+            # so the POLLOUT read before it still holds.
             if events & _POLLIN and may_read:
                 may_read = self._receive_one()
-                moved += 1
+                moved = 1
+            if (events | writable) & _POLLOUT and self._maybe_outgoing:
+                moved += self._send_some(budget)
             if not moved:
-                return True
+                if not self._fd_fired or rechecked:
+                    return True
+                rechecked = True
+                events = self._events()   # a refused send may have eaten the FD's signal
+                continue
             budget -= moved
             if budget <= 0:
                 return False
@@ -345,12 +391,7 @@ class ZmqSocket(_Parking):
         except zmq.ZMQError as exc:
             raise _translate(exc, "reading socket events") from exc
         self._events_seen = events
-        if self._fd_fired:
-            # This read consumed the signal the watcher saw: it may re-arm.
-            self._fd_fired = False
-            task, self._watcher_parked = self._watcher_parked, None
-            if task is not None:
-                trio.lowlevel.reschedule(task)
+        self._fd_fired = False
         return events
 
     def _send_some(self, budget: int) -> int:
@@ -377,6 +418,7 @@ class ZmqSocket(_Parking):
                 _zmq_send(sock, frames[-1], _NOBLOCK)
             except zmq.Again:
                 self._unsent = frames
+                self._fd_fired = True
                 break
             except zmq.ZMQError as exc:
                 raise _translate(exc, "sending") from exc
@@ -434,28 +476,30 @@ class ZmqSocket(_Parking):
             # aclose" delivers; never waits, linger bounds the rest.
             with contextlib.suppress(TransportError):
                 self._send_some(self._out_send.statistics().current_buffer_used + 1)
-        trio.lowlevel.notify_closing(self._fd)
+        assert self._poller is not None
+        for fd in (self._fd, self._poller.fileno(), self._wake_fd):
+            trio.lowlevel.notify_closing(fd)
+        self._poller.close()
+        os.close(self._wake_fd)
         self._sock.close(linger=self._linger_ms)
         # Closing our ends (not the users'): receivers first drain what is
         # already buffered, then see the end; blocked senders fail at once.
         self._in_send.close()
         self._out_recv.close()
         self._owner_done.set()
+        self._release_settled()
+
+    def _release_settled(self) -> None:
+        waiters, self._settle_waiters = self._settle_waiters, []
+        for done in waiters:
+            done.set()
 
     # -------------------------------------------------------------- helpers
 
     def _wake_owner(self) -> None:
-        task, self._owner_parked = self._owner_parked, None
-        if task is not None:
-            trio.lowlevel.reschedule(task)
-
-    def _abort_owner_park(self, _: object) -> trio.lowlevel.Abort:
-        self._owner_parked = None
-        return trio.lowlevel.Abort.SUCCEEDED
-
-    def _abort_watcher_park(self, _: object) -> trio.lowlevel.Abort:
-        self._watcher_parked = None
-        return trio.lowlevel.Abort.SUCCEEDED
+        if self._owner_sleeps and not self._wake_sent:
+            self._wake_sent = True
+            os.eventfd_write(self._wake_fd, 1)
 
     def _raise_closed(self) -> NoReturn:
         if self._failure is not None:

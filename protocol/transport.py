@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -31,6 +32,7 @@ __all__ = [
     "TransportError",
     "ZmqSocket",
     "ipc_endpoint",
+    "monitor_event",
     "open_zmq_socket",
 ]
 
@@ -64,9 +66,11 @@ def _configure(
     connect: list[str],
     identity: bytes | None,
     options: Mapping[int, int | bytes],
-) -> tuple[zmq.Socket, str | None]:
+    monitor: int = 0,
+) -> tuple[zmq.Socket, str | None, zmq.Socket | None]:
     with _zmq_errors("creating socket"):
         sock = ctx.socket(socket_type)
+    watcher: zmq.Socket | None = None
     try:
         # Until the owner exists, a failed setup must not keep the socket
         # alive past us; linger 0 so nothing is left queued for ctx.term().
@@ -76,6 +80,14 @@ def _configure(
                 sock.setsockopt(zmq.IDENTITY, identity)
             for option, value in options.items():
                 sock.setsockopt(option, value)
+        if monitor:
+            # Before connect, so that the first connection's events are seen too.
+            address = f"inproc://monitor-{uuid.uuid4().hex}"
+            with _zmq_errors("monitoring socket"):
+                sock.monitor(address, monitor)
+                watcher = ctx.socket(zmq.PAIR)
+                watcher.setsockopt(zmq.LINGER, 0)
+                watcher.connect(address)
         for endpoint in bind:
             with _zmq_errors("bind", endpoint):
                 sock.bind(endpoint)
@@ -86,8 +98,10 @@ def _configure(
             last = sock.getsockopt(zmq.LAST_ENDPOINT)
     except BaseException:
         sock.close(linger=0)
+        if watcher is not None:
+            watcher.close(linger=0)
         raise
-    return sock, (last.decode() if last else None)
+    return sock, (last.decode() if last else None), watcher
 
 
 @contextlib.asynccontextmanager
@@ -104,6 +118,7 @@ async def open_zmq_socket(
     receive_buffer: int = 256,
     peer_address: bool = False,
     park: ParkPolicy | None = None,
+    monitor: int = 0,
 ) -> AsyncIterator[ZmqSocket]:
     """Create, configure and own a ZMQ socket for the duration of the block.
 
@@ -116,18 +131,23 @@ async def open_zmq_socket(
     ``Peer-Address`` (over ipc it ends in the peer's ``:uid:gid:pid``).
     ``park`` (ROUTER only): messages for a peer that is not reading are handed to this
     :class:`ParkPolicy` instead of being dropped by ZeroMQ or stalling the socket.
+    ``monitor``: a mask of ``zmq.EVENT_*`` flags; the socket's connection events then arrive on
+    ``ZmqSocket.monitor``, a PAIR socket with its own owner task (read them with
+    :func:`monitor_event`). A DEALER learns this way that its peer went away, which ZeroMQ's
+    messages alone never say.
 
     Raises :class:`EndpointError`/:class:`TransportError` on setup failure.
     """
     if park is not None:
         options = {**(options or {}), zmq.ROUTER_MANDATORY: 1}
-    sock, last_endpoint = _configure(
+    sock, last_endpoint, watcher = _configure(
         ctx,
         socket_type,
         bind=_endpoints(bind),
         connect=_endpoints(connect),
         identity=identity,
         options=options or {},
+        monitor=monitor,
     )
     zsock = ZmqSocket(
         sock,
@@ -139,13 +159,20 @@ async def open_zmq_socket(
         park=park,
         curve_server=bool((options or {}).get(zmq.CURVE_SERVER)),
     )
+    monitor_sock = (None if watcher is None else
+                    ZmqSocket(watcher, last_endpoint=None, linger=0, send_buffer=1, receive_buffer=64))
     try:
         async with trio.open_nursery() as nursery:
+            if monitor_sock is not None:
+                await nursery.start(monitor_sock._own)
+                zsock.monitor = monitor_sock
             await nursery.start(zsock._own)
             try:
                 yield zsock
             finally:
                 await zsock.aclose()
+                if monitor_sock is not None:   # after its socket: that one's close ends the events
+                    await monitor_sock.aclose()
     except BaseExceptionGroup as group:
         # The owner never raises (failures are stored, not thrown), so the
         # group only wraps what the body raised: give callers that back
@@ -156,6 +183,15 @@ async def open_zmq_socket(
     finally:
         if not sock.closed:  # only if the owner never got to run
             sock.close(linger=0)
+        if watcher is not None and not watcher.closed:
+            watcher.close(linger=0)
+
+
+def monitor_event(frames: list[bytes]) -> int:
+    """The ``zmq.EVENT_*`` a message from ``ZmqSocket.monitor`` reports (0 if it is malformed)."""
+    if len(frames) != 2 or len(frames[0]) != 6:
+        return 0
+    return int(struct.unpack_from("=H", frames[0])[0])
 
 
 def _reraise_keeping_context(exc: BaseException) -> NoReturn:

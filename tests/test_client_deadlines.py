@@ -9,7 +9,7 @@ from actors.runtime.kernel import Actor, ActorSystem
 from actors.runtime.node import Node
 from orchestrator.client import DaemonUnreachable, open_client
 from protocol import events as ev
-from protocol.messages import EventNotice, Ping, Pong, ShowModel
+from protocol.messages import EventNotice, Ping, Pong, ShowModel, StartTurn, TurnAccepted
 
 from .test_kernel import Echo
 
@@ -102,3 +102,90 @@ async def test_a_daemon_too_busy_to_answer_a_ping_but_still_sending_is_waited_fo
                 chatter.cancel_scope.cancel()
         assert reply == Pong(b"late but here")
         n.cancel_scope.cancel()
+
+
+class StuckSession(Actor):
+    """A session actor that takes requests and turns and never answers them (nor sends events)."""
+
+    name = "session"
+
+    def __init__(self, system):
+        super().__init__(system)
+        self.asked = trio.Event()
+
+    def handlers(self):
+        return {ShowModel: self.on_any, StartTurn: self.on_start}
+
+    async def on_any(self, env):
+        self.asked.set()
+        await trio.sleep_forever()
+
+    async def on_start(self, env):
+        self.asked.set()
+        return TurnAccepted(env.body.session_id, "t_forgotten")
+
+
+class InProcessDaemon:
+    """A node answering Pings and a stuck session actor; ``stop()`` closes the node first, the way a
+    daemon that dies goes away: nothing is answered on the way out."""
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+        self.system = ActorSystem("daemon")
+        self.session = StuckSession(self.system)
+        self._node_scope = trio.CancelScope()
+        self._scope = trio.CancelScope()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async def node(task_status=trio.TASK_STATUS_IGNORED) -> None:
+            with self._node_scope:
+                await Node(self.system, answer_pings=True).serve(self.endpoint, task_status=task_status)
+
+        with self._scope:
+            async with trio.open_nursery() as n:
+                await n.start(node)
+                await n.start(self.session.run)
+                task_status.started()
+
+    def stop(self) -> None:
+        """The node goes; the actors stay until ``close()``, so nothing answers on the way out."""
+        self._node_scope.cancel()
+
+    def close(self) -> None:
+        self._scope.cancel()
+
+
+async def test_a_request_in_flight_when_the_daemon_stops_fails_without_waiting_for_its_timeout(short_tmp):
+    daemon = InProcessDaemon(f"ipc://{short_tmp}/d.sock")
+    async with trio.open_nursery() as n:
+        await n.start(daemon.run)
+        async with open_client(daemon.endpoint) as client:
+            async def stop_once_asked():
+                await daemon.session.asked.wait()
+                daemon.stop()
+
+            n.start_soon(stop_once_asked)
+            with trio.fail_after(20), pytest.raises(DaemonUnreachable, match="lost the daemon"):
+                # An unbounded timeout: only the dropped connection can end this wait.
+                await client.request("session", ShowModel("s_1"), timeout=math.inf)
+            # Later requests fail at once too, while nobody listens.
+            with trio.fail_after(20), pytest.raises(DaemonUnreachable, match="lost the daemon"):
+                await client.request("session", ShowModel("s_2"), timeout=math.inf)
+        daemon.close()
+
+
+async def test_a_turn_whose_daemon_restarted_is_reported_lost_not_waited_for(short_tmp):
+    first, second = InProcessDaemon(f"ipc://{short_tmp}/d.sock"), InProcessDaemon(f"ipc://{short_tmp}/d.sock")
+    async with trio.open_nursery() as n:
+        await n.start(first.run)
+        async with open_client(first.endpoint) as client:
+            async with client.turn("s_1", "hello") as turn:
+                first.stop()
+                # The new daemon answers Pings at once, but it never heard of this turn: waiting for
+                # its events would last forever.
+                await n.start(second.run)
+                with trio.fail_after(20), pytest.raises(DaemonUnreachable, match="lost the daemon during turn"):
+                    async for _ in turn:
+                        pass
+        first.close()
+        second.close()

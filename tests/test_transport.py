@@ -411,3 +411,36 @@ async def test_frames_must_be_bytes_and_messages_non_empty(ctx):
         with pytest.raises(ValueError):
             await dealer.send([])
         await dealer.send([bytearray(b"bytes-like is fine"), memoryview(b"too")])
+
+
+# --------------------------------------------------------------- connection monitor
+
+async def test_settle_returns_once_the_owner_has_taken_in_what_zeromq_already_held(ctx):
+    raw = ctx.socket(zmq.PAIR)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.bind("inproc://settle")
+    try:
+        async with open_zmq_socket(ctx, zmq.PAIR, connect="inproc://settle") as sock:
+            for n in range(3):
+                raw.send(b"%d" % n)   # inside ZeroMQ now; our owner has not run yet
+            await sock.settle()
+            assert sock.queued == 3
+            assert [await sock.receive() for _ in range(3)] == [[b"0"], [b"1"], [b"2"]]
+    finally:
+        raw.close(linger=0)
+
+
+async def test_a_monitored_dealer_reports_its_peer_connecting_and_going_away(ctx, short_tmp):
+    from protocol.transport import monitor_event
+
+    endpoint = ipc_endpoint(short_tmp)
+    seen: list[int] = []
+    async with open_zmq_socket(ctx, zmq.ROUTER, bind=endpoint) as router, \
+            open_zmq_socket(ctx, zmq.DEALER, connect=endpoint,
+                            monitor=zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED) as dealer:
+        assert dealer.monitor is not None
+        with trio.fail_after(10):
+            seen.append(monitor_event(await dealer.monitor.receive()))
+            await router.aclose()
+            seen.append(monitor_event(await dealer.monitor.receive()))
+    assert seen == [zmq.EVENT_CONNECTED, zmq.EVENT_DISCONNECTED]

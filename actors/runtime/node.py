@@ -50,6 +50,9 @@ _MAX_SENDER_NAME = 64
 # waiting messages for one actor the loop waits after all: overload still pushes back on clients.
 BACKLOG_LIMIT = 4096
 
+# How many connections' client node names the node remembers (see Node._client_node).
+_CLIENT_NODES_KEPT = 1024
+
 
 class _Backlog:
     __slots__ = ("queue", "room")
@@ -86,6 +89,9 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._backlogs: dict[str, _Backlog] = {}
         self._behind = False   # frames wait for the inbound loop: leave the rest to it (_dispatch)
+        # _client_node's answers: a connection's frames all carry the same routing id, peer address
+        # and key, and working the node out again (peer address parsing, z85) costs per frame.
+        self._client_nodes: dict[tuple[bytes, str | None, str | None], str] = {}
 
     async def serve(self, bind: str, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Bind the ROUTER and route until cancelled."""
@@ -133,12 +139,11 @@ class Node:
     def _dispatch_one(self, frames: list[bytes]) -> bool:
         if len(frames) < 2 or frames[0] == self._loopback_identity:
             return False
+        routing_id, peer, user = frames[0], getattr(frames, "peer", None), getattr(frames, "user", None)
         try:
-            env = decode(frames[-1])
+            env = decode(frames[-1], lambda claimed: self._client_sender(claimed, routing_id, peer, user))
         except FrameError:
             return False
-        env = _resent(env, self._client_sender(env, frames[0], getattr(frames, "peer", None),
-                                               getattr(frames, "user", None)))
         if self._refusal(env, count=False) is not None:
             return False
         body = env.body
@@ -215,14 +220,13 @@ class Node:
     async def _on_client_frame(self, routing_id: bytes, payload: bytes, peer: str | None,
                                user: str | None = None) -> None:
         try:
-            env = decode(payload)
+            env = decode(payload, lambda claimed: self._client_sender(claimed, routing_id, peer, user))
         except FrameError as exc:
             self.bad_frames += 1
             msg_id, _ = try_peek_header(payload)
             await self._answer_client(routing_id, f"{self._client_node(routing_id, peer, user)}/client", msg_id,
                                       Failure(exc.code, str(exc)))
             return
-        env = _resent(env, self._client_sender(env, routing_id, peer, user))
         refusal = self._refusal(env)
         if refusal is not None:
             if isinstance(env.body, Failure):
@@ -237,13 +241,20 @@ class Node:
         await self._deliver_inbound(env)
 
     def _client_node(self, routing_id: bytes, peer: str | None, user: str | None) -> str:
+        known = self._client_nodes.get((routing_id, peer, user))
+        if known is not None:
+            return known
         uid = uid_from_peer_address(peer) if self._ipc else None
         key = z85.decode(user) if user and self.curve is not None and len(user) == 40 else None
-        return client_node(uid, routing_id, key)
+        node = client_node(uid, routing_id, key)
+        if len(self._client_nodes) >= _CLIENT_NODES_KEPT:
+            self._client_nodes.clear()   # connections come and go: bounded, not evicted one by one
+        self._client_nodes[(routing_id, peer, user)] = node
+        return node
 
-    def _client_sender(self, env: Envelope, routing_id: bytes, peer: str | None, user: str | None) -> str:
+    def _client_sender(self, claimed: str, routing_id: bytes, peer: str | None, user: str | None) -> str:
         """The address a client's envelope is stamped with: its connection's, whatever it claimed."""
-        name = env.sender.rpartition("/")[2]
+        name = claimed.rpartition("/")[2]
         if not name or len(name) > _MAX_SENDER_NAME:
             name = "client"
         return f"{self._client_node(routing_id, peer, user)}/{name}"
@@ -344,11 +355,6 @@ class Node:
             await _send(self.router, [routing_id, payload])
         except TransportError as exc:
             log.warning("send failed", error=str(exc))
-
-
-def _resent(env: Envelope, sender: str) -> Envelope:
-    """``env`` with the transport's sender (a plain constructor call: ``attrs.evolve`` costs 3×)."""
-    return Envelope(env.body, env.recipient, sender, env.msg_id, env.correlation_id, env.version)
 
 
 async def _send(sock: ZmqSocket, frames: list[bytes]) -> None:
