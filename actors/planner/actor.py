@@ -294,37 +294,51 @@ class PlannerActor(Actor):
             await self._progress(run, delta)
 
         relay = DeltaRelay(run.turn_id, relay_send)
+
+        async def consume() -> None:
+            nonlocal started, completed
+            async with aclosing(self.adapters.stream(adapter, request, on_attempt)) as stream:
+                async for item in stream:
+                    started = True
+                    if isinstance(item, TextChunk):
+                        state.partial.append(item.text)
+                        streamed.append(item.text)
+                        relay.add(ev.TextDelta, item.text)
+                    elif isinstance(item, ThinkingChunk):
+                        streamed.append(item.text)
+                        relay.add(ev.ThinkingDelta, item.text)
+                    elif isinstance(item, ToolUseChunk):
+                        streamed.append(item.block.name + json.dumps(item.block.input, default=str))
+                    elif isinstance(item, Completed):
+                        completed = item
+
         try:
-            # The relay forwards the deltas of each network read as one message (relay.py). Its
-            # nursery closes before anything else of this turn is sent, so event order holds; a
-            # provider error is raised after the deltas already read have gone out.
             failure: Exception | None = None
-            try:
-                async with trio.open_nursery() as relaying:
-                    relaying.start_soon(relay.run)
-                    try:
-                        async with aclosing(self.adapters.stream(adapter, request, on_attempt)) as stream:
-                            async for item in stream:
-                                started = True
-                                if isinstance(item, TextChunk):
-                                    state.partial.append(item.text)
-                                    streamed.append(item.text)
-                                    relay.add(ev.TextDelta, item.text)
-                                elif isinstance(item, ThinkingChunk):
-                                    streamed.append(item.text)
-                                    relay.add(ev.ThinkingDelta, item.text)
-                                elif isinstance(item, ToolUseChunk):
-                                    streamed.append(item.block.name + json.dumps(item.block.input, default=str))
-                                elif isinstance(item, Completed):
-                                    completed = item
-                    except Exception as exc:  # Cancelled is not held back: it cancels the relay too
-                        failure = exc
-                    finally:
-                        relay.close()
-            except BaseExceptionGroup as group:
-                # Only cancellations get here (the body holds its errors back, the relay raises
-                # none): pass one on as the plain Cancelled the cancel scopes and handlers expect.
-                raise group.exceptions[0] from None
+            if getattr(adapter, "streaming", True):
+                # The relay forwards the deltas of each network read as one message (relay.py). Its
+                # nursery closes before anything else of this turn is sent, so event order holds; a
+                # provider error is raised after the deltas already read have gone out.
+                try:
+                    async with trio.open_nursery() as relaying:
+                        relaying.start_soon(relay.run)
+                        try:
+                            await consume()
+                        except Exception as exc:  # Cancelled is not held back: it cancels the relay too
+                            failure = exc
+                        finally:
+                            relay.close()
+                except BaseExceptionGroup as group:
+                    # Only cancellations get here (the body holds its errors back, the relay raises
+                    # none): pass one on as the plain Cancelled the cancel scopes and handlers expect.
+                    raise group.exceptions[0] from None
+            else:
+                # An answer asked for in one piece arrives in one read: its deltas go out from this
+                # task once it is read (before an error is raised, as above), with no relay task.
+                try:
+                    await consume()
+                except Exception as exc:
+                    failure = exc
+                await relay.flush()
             if failure is not None:
                 raise failure
         except ProviderError as exc:

@@ -113,12 +113,14 @@ class Response:
         if conn is None:
             raise httpcore.ReadError("the response was closed")
         try:
-            with trio.fail_after(self._read_timeout):
+            # A bare cancel scope: ``trio.fail_after`` is a generator-based context manager, a
+            # measurable cost on every read of a stream.
+            with trio.CancelScope(deadline=trio.current_time() + self._read_timeout) as scope:
                 data = await conn.stream.receive_some(READ_SIZE)
-        except trio.TooSlowError:
-            raise httpcore.ReadTimeout("") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+        if scope.cancelled_caught:
+            raise httpcore.ReadTimeout("")
         if not data:
             if self._until_close and self._headers_done:
                 self._complete = True
@@ -259,14 +261,14 @@ class OriginPool:
         response = Response(self, conn, slot, timeouts.read)
         try:
             try:
-                with trio.fail_after(timeouts.write):
+                with trio.CancelScope(deadline=trio.current_time() + timeouts.write) as scope:
                     await conn.stream.send_all(head + body if len(body) < 64 * 1024 else head)
                     if len(body) >= 64 * 1024:
                         await conn.stream.send_all(body)
-            except trio.TooSlowError:
-                raise httpcore.WriteTimeout("") from None
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+            if scope.cancelled_caught:
+                raise httpcore.WriteTimeout("")
             await response._read_head()
         except BaseException:
             with trio.CancelScope(shield=True):
