@@ -290,8 +290,12 @@ class PlannerActor(Actor):
             # No hand-over: the call goes on reading the answer; availability takes it when it runs.
             await self.system.tell(self.availability, outcome, hand_over=False)
 
+        streams = getattr(adapter, "streaming", True)
+
         async def relay_send(delta: ev.TextDelta | ev.ThinkingDelta) -> None:
-            await self._progress(run, delta)
+            # An answer in one piece is followed at once by the turn's outcome: the session takes
+            # both in one go when this task ends, with no hand-over in between.
+            await self._progress(run, delta, hand_over=streams)
 
         relay = DeltaRelay(run.turn_id, relay_send)
 
@@ -314,7 +318,7 @@ class PlannerActor(Actor):
 
         try:
             failure: Exception | None = None
-            if getattr(adapter, "streaming", True):
+            if streams:
                 # The relay forwards the deltas of each network read as one message (relay.py). Its
                 # nursery closes before anything else of this turn is sent, so event order holds; a
                 # provider error is raised after the deltas already read have gone out.
@@ -391,9 +395,9 @@ class PlannerActor(Actor):
                 self.log.error("ledger row not delivered", turn_id=run.turn_id, model=spec.id, error=repr(exc))
         return priced
 
-    async def _progress(self, run: RunTurn, event) -> None:
+    async def _progress(self, run: RunTurn, event, *, hand_over: bool = True) -> None:
         await self.system.tell(run.reply_to or self.session, TurnProgress(run.session_id, run.turn_id, event),
-                               sender=self.system.address(self.name))
+                               sender=self.system.address(self.name), hand_over=hand_over)
 
     emit = _progress
 
