@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from actors.providers._conn import head_block
+from actors.providers._http import encode_body, load_json
 from actors.providers.base import ErrorClass, LLMRequest, ProviderError
 from actors.providers.openai import OpenAIAdapter
 from protocol.canonical import Message, Role, TextBlock
@@ -162,3 +163,16 @@ async def test_an_api_key_that_would_split_the_request_is_refused_before_anythin
 def test_the_fixed_header_block_is_sent_as_given_with_surrounding_blanks_trimmed():
     assert head_block([("accept", " text/event-stream "), ("x-api-key", "k")]) == \
         b"accept: text/event-stream\r\nx-api-key: k\r\n"
+
+
+def test_a_chunk_payload_only_the_standard_parser_accepts_reads_as_it_did():
+    # A lone surrogate escape and a NaN: orjson refuses both, json reads them.
+    assert load_json('{"t": "\\ud83d", "x": NaN}')["t"] == "\ud83d"
+    with pytest.raises(ProviderError) as info:
+        load_json("{not json")
+    assert info.value.error_class is ErrorClass.SERVER_ERROR
+
+
+def test_a_request_body_is_compact_utf8_and_keys_json_accepts_still_encode():
+    assert encode_body({"a": "é €", "n": [1, 2.5]}) == '{"a":"é €","n":[1,2.5]}'.encode()
+    assert encode_body({"m": {1: "x"}, "big": 2**70}) == b'{"m":{"1":"x"},"big":1180591620717411303424}'
