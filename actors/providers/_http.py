@@ -1,11 +1,13 @@
 """Plumbing shared by the HTTP adapters: one POST, its failure mapping, and SSE or JSON framing.
 
-The transport is httpcore — httpx's own connection pool, the layer ``httpx.AsyncClient`` hands
-every request to — called directly, configured as httpx configured it (pool limits, certificates,
-proxies from the environment). An adapter needs one POST to a fixed URL and the raw body, read per
-network read; httpx's request/response models, header normalisation, URL parsing, auth and
-redirect machinery and its seven-generator body chain cost ≈ 0.5 ms of CPU per request and more
-per read, which a turn paid for nothing (docs/benchmarks.md, "Provider HTTP layer (session 6)").
+The transport: keep-alive HTTP/1.1 connections of our own for an origin reached directly
+(``_conn.py``: trio streams, httptools' parser in C, the request head built once per adapter), and
+httpcore — httpx's own connection pool — for a request through a proxy from the environment. Both
+are configured as httpx configured its client (pool limits, certificates, proxies). An adapter
+needs one POST to a fixed URL and the raw body, read per network read; httpx's models and body
+chain, then httpcore's pool and h11's parser, cost a turn ≈ 0.5 ms and then ≈ 0.3 ms of CPU per
+request and ≈ 15 µs per streamed chunk for nothing (docs/benchmarks.md, "Provider HTTP layer
+(session 6)"; docs/perf/prov.md).
 """
 from __future__ import annotations
 
@@ -139,7 +141,7 @@ def _body(raw: bytes, encoding: str) -> bytes:
         return raw
 
 
-async def _finish(response: httpcore.Response, chunks: AsyncIterator[bytes]) -> None:
+async def _finish(response: httpcore.Response | OriginResponse, chunks: AsyncIterator[bytes]) -> None:
     """Close the response, then run its chunk iterator to its end.
 
     httpcore reads a body through nested async generators. Left suspended (we stopped early: an
