@@ -12,10 +12,13 @@ fake's work is not counted). Variants, in interleaved rounds over the same fake:
   ``actors.providers._sse.SSEDecoder`` (isolates the parsing change from the client change).
 * ``httpcore + reads`` — httpx's own transport (``httpcore.AsyncConnectionPool``, trio backend)
   called directly, with the per-read decoder.
-* ``seam`` — ``actors.providers._http.HTTPAdapter.post_events`` as the adapters call it (the
-  httpcore pool, the failure mapping, the concurrency cap).
+* ``seam`` — ``actors.providers._http.HTTPAdapter.post_events`` as the adapters call it (since
+  the prov work: its own keep-alive connections, httptools' parser; the failure mapping, the
+  concurrency cap), each payload decoded with ``load_json`` (orjson) as the adapters do.
 * ``floor: h11 + json`` (streams only) — no I/O at all: h11 parsing a recorded 200-chunk response
   and ``json.loads`` of each payload. What any h11-based client pays per stream at least.
+* ``floor: httptools + orjson`` (streams only) — the same recorded response through httptools'
+  parser and orjson: the parsing floor of the seam as it is now.
 
 Each stream variant JSON-decodes every ``data:`` payload, the least any client must do.
 Not part of ``python -m bench`` (it measures a library choice, not the daemon); its figures are in
@@ -36,10 +39,11 @@ if __package__ in (None, ""):
 
 import h11  # noqa: E402
 import httpcore  # noqa: E402
+import httptools  # noqa: E402
 import httpx  # noqa: E402
 import trio  # noqa: E402
 
-from actors.providers._http import HTTPAdapter, JSONBody  # noqa: E402
+from actors.providers._http import HTTPAdapter, JSONBody, load_json  # noqa: E402
 from actors.providers._sse import SSEDecoder  # noqa: E402
 from bench._common import FakeProvider, short_tmpdir  # noqa: E402
 
@@ -119,23 +123,54 @@ async def httpcore_reads_stream(pool: httpcore.AsyncConnectionPool, url: str) ->
     return n
 
 
+def _count_fast(data: str) -> int:
+    if data == "[DONE]":
+        return 0
+    return sum(1 for c in load_json(data).get("choices") or () if (c.get("delta") or {}).get("content"))
+
+
 async def seam_stream(adapter: HTTPAdapter, path: str) -> int:
     n = 0
     async with aclosing(adapter.post_events(path, {"accept": "text/event-stream"}, STREAM_BODY)) as batches:
         async for batch in batches:
             assert not isinstance(batch, JSONBody)
             for _, data in batch:
-                n += _count(data)
+                n += _count_fast(data)
     return n
 
 
-def recorded_stream(chunks: int) -> bytes:
-    """A chunked 200 response in the fake provider's shape: one HTTP chunk per SSE event."""
+class _Sink:
+    def __init__(self) -> None:
+        self.body: list[bytes] = []
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+
+async def floor_httptools_orjson(reads: list[bytes]) -> int:
+    sink = _Sink()
+    parser = httptools.HttpResponseParser(sink)
+    n = 0
+    for read in reads:
+        parser.feed_data(read)
+        for body in sink.body:
+            data = bytes(body)[6:-2].decode()
+            n += _count_fast(data)
+        sink.body.clear()
+    return n
+
+
+def recorded_reads(chunks: int) -> list[bytes]:
+    """A chunked 200 response in the fake provider's shape, one HTTP chunk per SSE event, as reads."""
     payload = {"id": "chatcmpl-0", "object": "chat.completion.chunk", "created": 0, "model": "c",
                "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}]}
     events = [f"data: {json.dumps(payload)}\n\n".encode()] * chunks + [b"data: [DONE]\n\n"]
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-    return head + b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
+    return [head] + [b"%x\r\n%s\r\n" % (len(e), e) for e in events] + [b"0\r\n\r\n"]
+
+
+def recorded_stream(chunks: int) -> bytes:
+    return b"".join(recorded_reads(chunks))
 
 
 async def floor_h11_json(response: bytes) -> int:
@@ -177,6 +212,7 @@ async def _measure(base_url: str, quick: bool) -> dict[str, dict[str, float]]:
     rounds, per_round = (4, 20) if quick else (10, 40)
     results: dict[str, dict[str, list[float]]] = {}
     recorded = recorded_stream(STREAM_CHUNKS)
+    reads = recorded_reads(STREAM_CHUNKS)
     async with httpx.AsyncClient(timeout=60) as http, httpcore.AsyncConnectionPool() as pool:
         adapter = HTTPAdapter(base_url=base_url)
         try:
@@ -192,6 +228,7 @@ async def _measure(base_url: str, quick: bool) -> dict[str, dict[str, float]]:
                     "httpcore + reads": (lambda: httpcore_reads_stream(pool, url), STREAM_CHUNKS),
                     "seam": (lambda: seam_stream(adapter, "/chat/completions"), STREAM_CHUNKS),
                     "floor: h11 + json": (lambda: floor_h11_json(recorded), STREAM_CHUNKS),
+                    "floor: httptools + orjson": (lambda: floor_httptools_orjson(reads), STREAM_CHUNKS),
                 },
             }
             for kind, variants in kinds.items():
@@ -228,6 +265,6 @@ if __name__ == "__main__":
         print(f"\n{kind}: client CPU per request (median of rounds)")
         base = next(iter(variants.values()))
         for name, cpu_us in variants.items():
-            print(f"  {name:<18}{cpu_us:9.0f} µs   {cpu_us / base:5.2f}×")
+            print(f"  {name:<27}{cpu_us:9.0f} µs   {cpu_us / base:5.2f}×")
     with open("/proc/loadavg") as f:
         print("\nload", f.read().split()[:3])

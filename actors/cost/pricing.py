@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 from collections.abc import Mapping
 
@@ -42,29 +43,39 @@ def decimal_str(value: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def cost_from_pricing(pricing: Pricing, usage: Usage) -> Decimal:
+@lru_cache(maxsize=256)
+def _rates(pricing: Pricing) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """(input, cache read, cache write, output) per token, as Decimals: once per models.yaml price."""
     cache_read = pricing.cache_read_per_mtok if pricing.cache_read_per_mtok is not None else pricing.input_per_mtok
     cache_write = pricing.cache_write_per_mtok if pricing.cache_write_per_mtok is not None else pricing.input_per_mtok
+    return (Decimal(pricing.input_per_mtok), Decimal(cache_read), Decimal(cache_write),
+            Decimal(pricing.output_per_mtok))
+
+
+def cost_from_pricing(pricing: Pricing, usage: Usage) -> Decimal:
+    input_rate, read_rate, write_rate, output_rate = _rates(pricing)
     total = (
-        usage.input_tokens * Decimal(pricing.input_per_mtok)
-        + usage.cache_read_tokens * Decimal(cache_read)
-        + usage.cache_write_tokens * Decimal(cache_write)
-        + usage.output_tokens * Decimal(pricing.output_per_mtok)
+        usage.input_tokens * input_rate
+        + usage.cache_read_tokens * read_rate
+        + usage.cache_write_tokens * write_rate
+        + usage.output_tokens * output_rate
     )
     return total / PER_TOKENS
 
 
-def _yaml_price(pricing: Pricing) -> dict[str, Any]:
+@lru_cache(maxsize=256)
+def _yaml_price(pricing: Pricing) -> Mapping[str, Any]:
+    """The price a ledger row names; read-only, since every call of a model shares it."""
     def s(value: Decimal | None, default: Decimal) -> str:
         return decimal_str(Decimal(value if value is not None else default))
 
-    return {
+    return MappingProxyType({
         "source": "models.yaml",
         "input_per_mtok": s(pricing.input_per_mtok, pricing.input_per_mtok),
         "output_per_mtok": s(pricing.output_per_mtok, pricing.output_per_mtok),
         "cache_read_per_mtok": s(pricing.cache_read_per_mtok, pricing.input_per_mtok),
         "cache_write_per_mtok": s(pricing.cache_write_per_mtok, pricing.input_per_mtok),
-    }
+    })
 
 
 @lru_cache(maxsize=1)

@@ -290,41 +290,59 @@ class PlannerActor(Actor):
             # No hand-over: the call goes on reading the answer; availability takes it when it runs.
             await self.system.tell(self.availability, outcome, hand_over=False)
 
+        streams = getattr(adapter, "streaming", True)
+
         async def relay_send(delta: ev.TextDelta | ev.ThinkingDelta) -> None:
-            await self._progress(run, delta)
+            # An answer in one piece is followed at once by the turn's outcome: the session takes
+            # both in one go when this task ends, with no hand-over in between.
+            await self._progress(run, delta, hand_over=streams)
 
         relay = DeltaRelay(run.turn_id, relay_send)
+
+        async def consume() -> None:
+            nonlocal started, completed
+            async with aclosing(self.adapters.stream(adapter, request, on_attempt)) as stream:
+                async for item in stream:
+                    started = True
+                    if isinstance(item, TextChunk):
+                        state.partial.append(item.text)
+                        streamed.append(item.text)
+                        relay.add(ev.TextDelta, item.text)
+                    elif isinstance(item, ThinkingChunk):
+                        streamed.append(item.text)
+                        relay.add(ev.ThinkingDelta, item.text)
+                    elif isinstance(item, ToolUseChunk):
+                        streamed.append(item.block.name + json.dumps(item.block.input, default=str))
+                    elif isinstance(item, Completed):
+                        completed = item
+
         try:
-            # The relay forwards the deltas of each network read as one message (relay.py). Its
-            # nursery closes before anything else of this turn is sent, so event order holds; a
-            # provider error is raised after the deltas already read have gone out.
             failure: Exception | None = None
-            try:
-                async with trio.open_nursery() as relaying:
-                    relaying.start_soon(relay.run)
-                    try:
-                        async with aclosing(self.adapters.stream(adapter, request, on_attempt)) as stream:
-                            async for item in stream:
-                                started = True
-                                if isinstance(item, TextChunk):
-                                    state.partial.append(item.text)
-                                    streamed.append(item.text)
-                                    relay.add(ev.TextDelta, item.text)
-                                elif isinstance(item, ThinkingChunk):
-                                    streamed.append(item.text)
-                                    relay.add(ev.ThinkingDelta, item.text)
-                                elif isinstance(item, ToolUseChunk):
-                                    streamed.append(item.block.name + json.dumps(item.block.input, default=str))
-                                elif isinstance(item, Completed):
-                                    completed = item
-                    except Exception as exc:  # Cancelled is not held back: it cancels the relay too
-                        failure = exc
-                    finally:
-                        relay.close()
-            except BaseExceptionGroup as group:
-                # Only cancellations get here (the body holds its errors back, the relay raises
-                # none): pass one on as the plain Cancelled the cancel scopes and handlers expect.
-                raise group.exceptions[0] from None
+            if streams:
+                # The relay forwards the deltas of each network read as one message (relay.py). Its
+                # nursery closes before anything else of this turn is sent, so event order holds; a
+                # provider error is raised after the deltas already read have gone out.
+                try:
+                    async with trio.open_nursery() as relaying:
+                        relaying.start_soon(relay.run)
+                        try:
+                            await consume()
+                        except Exception as exc:  # Cancelled is not held back: it cancels the relay too
+                            failure = exc
+                        finally:
+                            relay.close()
+                except BaseExceptionGroup as group:
+                    # Only cancellations get here (the body holds its errors back, the relay raises
+                    # none): pass one on as the plain Cancelled the cancel scopes and handlers expect.
+                    raise group.exceptions[0] from None
+            else:
+                # An answer asked for in one piece arrives in one read: its deltas go out from this
+                # task once it is read (before an error is raised, as above), with no relay task.
+                try:
+                    await consume()
+                except Exception as exc:
+                    failure = exc
+                await relay.flush()
             if failure is not None:
                 raise failure
         except ProviderError as exc:
@@ -377,9 +395,9 @@ class PlannerActor(Actor):
                 self.log.error("ledger row not delivered", turn_id=run.turn_id, model=spec.id, error=repr(exc))
         return priced
 
-    async def _progress(self, run: RunTurn, event) -> None:
+    async def _progress(self, run: RunTurn, event, *, hand_over: bool = True) -> None:
         await self.system.tell(run.reply_to or self.session, TurnProgress(run.session_id, run.turn_id, event),
-                               sender=self.system.address(self.name))
+                               sender=self.system.address(self.name), hand_over=hand_over)
 
     emit = _progress
 

@@ -41,13 +41,18 @@ class DeltaRelay:
         self._closed = True
         self._wake.set()
 
+    async def flush(self) -> None:
+        """Send what is queued, merged, from the caller's task (an answer read in one piece needs
+        no task of its own to forward it)."""
+        while self._runs:
+            runs, self._runs = self._runs, []
+            for kind, texts in runs:
+                await self._send(kind(self.turn_id, texts[0] if len(texts) == 1 else "".join(texts)))
+
     async def run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
-            while self._runs:
-                runs, self._runs = self._runs, []
-                for kind, texts in runs:
-                    await self._send(kind(self.turn_id, texts[0] if len(texts) == 1 else "".join(texts)))
+            await self.flush()
             if self._closed:
                 return

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from contextlib import aclosing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -15,7 +14,7 @@ import trio
 from protocol.canonical import ToolDefinition, ToolUseBlock, Usage
 from protocol.messages import RunTurn, TurnOutcome, TurnProgress
 
-from actors.providers.base import Adapter, LLMRequest, StreamEvent
+from actors.providers.base import Adapter, LLMRequest, ProviderError, StreamEvent
 from actors.config.registry import DEFAULT_KEY_ENV, ModelRegistry, ModelSpec, ProviderSpec
 from actors.tools import ToolContext, ToolOutcome
 from actors.tools.instructions import with_instructions, workspace_instructions
@@ -69,24 +68,21 @@ class AdapterPool:
         self._cache[spec.id] = (spec, provider, adapter)
         return adapter
 
-    async def stream(self, adapter: Adapter, request: LLMRequest, on_attempt) -> AsyncGenerator[StreamEvent, None]:
-        from actors.providers.base import ProviderError
-        from actors.providers.redact import configured_keys, scrub
+    def stream(self, adapter: Adapter, request: LLMRequest, on_attempt) -> AsyncGenerator[StreamEvent, None]:
         from actors.providers.retry import call_with_retries
 
         # Five attempts: one failed turn is enough evidence to mark its model unavailable (spec
-        # §4.5 counts every attempt), so the user's next turn already routes around it.
-        try:
-            async with aclosing(call_with_retries(adapter, request, on_attempt=on_attempt,
-                                                  max_attempts=self.max_attempts,
-                                                  base_delay=self.base_delay)) as events:
-                async for event in events:
-                    yield event
-        except ProviderError as exc:
-            # The one seam every provider failure passes before it is logged, stored or shown.
-            exc.message = scrub(exc.message, configured_keys(self.registry(), self.env))
-            exc.args = (exc.message,)
-            raise
+        # §4.5 counts every attempt), so the user's next turn already routes around it. The retry
+        # loop's own generator is returned: no further generator layer per streamed chunk.
+        return call_with_retries(adapter, request, on_attempt=on_attempt, max_attempts=self.max_attempts,
+                                 base_delay=self.base_delay, on_error=self._scrub)
+
+    def _scrub(self, exc: ProviderError) -> None:
+        """The one seam every provider failure passes before it is logged, stored or shown."""
+        from actors.providers.redact import configured_keys, scrub
+
+        exc.message = scrub(exc.message, configured_keys(self.registry(), self.env))
+        exc.args = (exc.message,)
 
     async def aclose(self) -> None:
         for _, _, adapter in self._cache.values():

@@ -1,11 +1,13 @@
 """Plumbing shared by the HTTP adapters: one POST, its failure mapping, and SSE or JSON framing.
 
-The transport is httpcore — httpx's own connection pool, the layer ``httpx.AsyncClient`` hands
-every request to — called directly, configured as httpx configured it (pool limits, certificates,
-proxies from the environment). An adapter needs one POST to a fixed URL and the raw body, read per
-network read; httpx's request/response models, header normalisation, URL parsing, auth and
-redirect machinery and its seven-generator body chain cost ≈ 0.5 ms of CPU per request and more
-per read, which a turn paid for nothing (docs/benchmarks.md, "Provider HTTP layer (session 6)").
+The transport: keep-alive HTTP/1.1 connections of our own for an origin reached directly
+(``_conn.py``: trio streams, httptools' parser in C, the request head built once per adapter), and
+httpcore — httpx's own connection pool — for a request through a proxy from the environment. Both
+are configured as httpx configured its client (pool limits, certificates, proxies). An adapter
+needs one POST to a fixed URL and the raw body, read per network read; httpx's models and body
+chain, then httpcore's pool and h11's parser, cost a turn ≈ 0.5 ms and then ≈ 0.3 ms of CPU per
+request and ≈ 15 µs per streamed chunk for nothing (docs/benchmarks.md, "Provider HTTP layer
+(session 6)"; docs/perf/prov.md).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from urllib.request import getproxies, proxy_bypass
 import attrs
 import httpcore
 import httpx
+import orjson
 import trio
 from attrs import frozen
 
@@ -29,6 +32,7 @@ from protocol.canonical import Usage
 
 from actors.planner.tokens import estimate_input_tokens
 from actors.providers import errors
+from actors.providers._conn import OriginPool, Response as OriginResponse, Timeouts, head_block
 from actors.providers._sse import SSEDecoder, SSEvent
 from actors.providers.base import Completed, ErrorClass, LLMRequest, ProviderError, StreamEvent
 
@@ -73,24 +77,34 @@ def environment_proxy(url: str) -> str | None:
 
 
 class ProviderHTTP:
-    """Connection pools that adapters may share: one direct, one per proxy in use."""
+    """Connection pools that adapters may share: one per origin reached directly (``_conn.py``),
+    one httpcore pool per proxy in use."""
 
     def __init__(self) -> None:
-        self._pools: dict[str | None, httpcore.AsyncConnectionPool] = {}
+        self._pools: dict[str, httpcore.AsyncHTTPProxy] = {}
+        self._origins: dict[tuple[bytes, str, int], OriginPool] = {}
         self.is_closed = False
 
-    def pool_for(self, url: str) -> httpcore.AsyncConnectionPool:
+    def pool_for(self, url: str) -> httpcore.AsyncHTTPProxy | OriginPool:
         proxy = environment_proxy(url)
+        if proxy is None:
+            parsed = httpcore.URL(url)
+            scheme = parsed.scheme
+            if scheme not in (b"http", b"https"):
+                raise httpcore.UnsupportedProtocol(f"Request URL has an unsupported protocol '{scheme.decode()}://'.")
+            key = (scheme, parsed.host.decode("ascii"), parsed.port or (443 if scheme == b"https" else 80))
+            origin = self._origins.get(key)
+            if origin is None:
+                origin = self._origins[key] = OriginPool(
+                    *key, ssl_context=_ssl_context() if scheme == b"https" else None,
+                    max_connections=MAX_CONCURRENT_REQUESTS, max_keepalive=MAX_KEEPALIVE_CONNECTIONS,
+                    keepalive_expiry=KEEPALIVE_EXPIRY_S)
+            return origin
         pool = self._pools.get(proxy)
         if pool is None:
-            limits: dict[str, Any] = dict(
-                ssl_context=_ssl_context(), max_connections=MAX_CONCURRENT_REQUESTS,
-                max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY_S,
-            )
-            pool = self._pools[proxy] = (
-                httpcore.AsyncConnectionPool(**limits) if proxy is None
-                else httpcore.AsyncHTTPProxy(proxy_url=proxy, **limits)
-            )
+            pool = self._pools[proxy] = httpcore.AsyncHTTPProxy(
+                proxy_url=proxy, ssl_context=_ssl_context(), max_connections=MAX_CONCURRENT_REQUESTS,
+                max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY_S)
         return pool
 
     async def __aenter__(self) -> ProviderHTTP:
@@ -101,7 +115,8 @@ class ProviderHTTP:
 
     async def aclose(self) -> None:
         self.is_closed = True
-        pools, self._pools = list(self._pools.values()), {}
+        pools: list[httpcore.AsyncHTTPProxy | OriginPool] = [*self._pools.values(), *self._origins.values()]
+        self._pools, self._origins = {}, {}
         for pool in pools:
             await pool.aclose()
 
@@ -126,7 +141,7 @@ def _body(raw: bytes, encoding: str) -> bytes:
         return raw
 
 
-async def _finish(response: httpcore.Response, chunks: AsyncIterator[bytes]) -> None:
+async def _finish(response: httpcore.Response | OriginResponse, chunks: AsyncIterator[bytes]) -> None:
     """Close the response, then run its chunk iterator to its end.
 
     httpcore reads a body through nested async generators. Left suspended (we stopped early: an
@@ -140,6 +155,17 @@ async def _finish(response: httpcore.Response, chunks: AsyncIterator[bytes]) -> 
             pass
     except errors.TRANSPORT_ERRORS:
         pass
+
+
+class _Unbounded:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_UNBOUNDED = _Unbounded()
 
 
 class AnswerState(Protocol):
@@ -189,10 +215,13 @@ class HTTPAdapter:
         self._extensions = {"timeout": {
             "connect": min(timeout_s, 30.0), "read": timeout_s, "write": timeout_s, "pool": timeout_s,
         }}
+        self._timeouts = Timeouts(min(timeout_s, 30.0), timeout_s, timeout_s)
         self._owns_http = http is None
         self._http = http if http is not None else ProviderHTTP()
-        self._pool: httpcore.AsyncConnectionPool | None = None
+        self._pool: httpcore.AsyncHTTPProxy | OriginPool | None = None
         self._urls: dict[str, tuple[httpcore.URL, bytes]] = {}
+        # The request line and header block per (path, the adapter's headers): fixed per provider.
+        self._heads: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
         # httpcore's pool scans every queued request on each operation; past the pool size a burst
         # of requests (1,000 concurrent sessions) stalls the whole event loop. Wait here instead.
         self._slots = trio.CapacityLimiter(MAX_CONCURRENT_REQUESTS)
@@ -207,15 +236,28 @@ class HTTPAdapter:
         needed = estimate_input_tokens(request.system, request.tools, request.messages) + request.max_tokens
         return needed >= NEAR_CONTEXT_SHARE * self.max_context_tokens
 
-    def _request(self, path: str, headers: dict[str, str], body: dict) -> httpcore.Request:
+    def _target(self, path: str) -> tuple[httpcore.URL, bytes]:
         target = self._urls.get(path)
         if target is None:
             url = httpcore.URL(self.base_url + path)
             default_port = {b"http": 80, b"https": 443}.get(url.scheme)
             host = url.host if url.port in (None, default_port) else b"%b:%d" % (url.host, url.port)
             target = self._urls[path] = (url, host)
-        # The bytes httpx's ``json=`` sent: compact, UTF-8, no NaN.
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        return target
+
+    def _head(self, path: str, headers: dict[str, str]) -> bytes:
+        """The request line and every header but the body's length, built once per adapter."""
+        key = (path, tuple(headers.items()))
+        head = self._heads.get(key)
+        if head is None:
+            url, host = self._target(path)
+            fixed = head_block([("host", host.decode("ascii")), ("user-agent", USER_AGENT.decode()),
+                                ("content-type", "application/json"), *headers.items()])
+            head = self._heads[key] = b"POST %b HTTP/1.1\r\n%b" % (url.target, fixed)
+        return head
+
+    def _request(self, path: str, headers: dict[str, str], content: bytes) -> httpcore.Request:
+        target = self._target(path)
         wire = [(b"host", target[1]), (b"user-agent", USER_AGENT), (b"content-type", b"application/json"),
                 (b"content-length", b"%d" % len(content))]
         wire += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
@@ -258,13 +300,21 @@ class HTTPAdapter:
         The framing follows the response's content type, not what we asked for, since proxies
         and compatible servers sometimes ignore ``stream``.
         """
-        request = self._request(path, headers, body)
+        content = encode_body(body)
         del body  # only the encoded bytes need to live while the answer streams
         try:
-            async with self._slots:
-                if self._pool is None:
-                    self._pool = self._http.pool_for(self.base_url)
-                response = await self._pool.handle_async_request(request)
+            pool = self._pool
+            if pool is None:
+                pool = self._pool = self._http.pool_for(self.base_url)
+            # An origin pool bounds its connections itself, without a schedule point while one is free.
+            slots: trio.CapacityLimiter | _Unbounded = _UNBOUNDED if isinstance(pool, OriginPool) else self._slots
+            async with slots:
+                response: httpcore.Response | OriginResponse
+                if isinstance(pool, OriginPool):
+                    head = self._head(path, headers) + b"content-length: %d\r\n\r\n" % len(content)
+                    response = await pool.request(head, content, self._timeouts)
+                else:
+                    response = await pool.handle_async_request(self._request(path, headers, content))
                 fields = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
                 encoding = fields.get("content-encoding", "").strip().lower()
                 if response.status >= 400 or not fields.get("content-type", "").startswith("text/event-stream"):
@@ -298,8 +348,26 @@ class HTTPAdapter:
             raise errors.from_exception(exc) from exc
 
 
-def load_json(data: str) -> Any:
+def encode_body(body: dict) -> bytes:
+    """Compact UTF-8 JSON, the bytes httpx's ``json=`` sent. orjson writes them 20× faster than
+    ``json.dumps`` (a long session's whole history is encoded on every call); what it refuses (a
+    key that is not a string, an integer past 64 bits) is written by ``json`` as before. A NaN or
+    infinity is written as ``null`` (``json`` with ``allow_nan=False`` raised instead)."""
     try:
-        return json.loads(data)
-    except ValueError:
-        raise errors.malformed("event data is not JSON") from None
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def load_json(data: str) -> Any:
+    """One SSE event's payload. orjson parses a stream chunk in a quarter of ``json.loads``' time;
+    what it refuses (a lone surrogate escape, NaN) goes to ``json``, so exactly what ``json``
+    accepts is accepted. (Whole bodies stay with ``json``: orjson reads an integer past 64 bits as
+    a float, which a tool call's input must never become.)"""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise errors.malformed("event data is not JSON") from None

@@ -225,6 +225,9 @@ def tool_choice(choice: str | None) -> str | dict | None:
 
 # ---- wire → canonical (sans-IO) ---------------------------------------------------------------
 
+# A delta with no other keys than these carries only text (``_delta`` would find nothing else).
+_TEXT_ONLY = frozenset({"role", "content"})
+
 class StreamState:
     """Folds ``chat.completion.chunk``s (or one ``chat.completion``) into chunks and ``Completed``."""
 
@@ -259,7 +262,14 @@ class StreamState:
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue  # we never ask for n > 1
-            out += self._delta(choice.get("delta") or {})
+            delta = choice.get("delta") or {}
+            if _TEXT_ONLY.issuperset(delta):   # nearly every chunk: a piece of the answer's text
+                text = delta.get("content")
+                if isinstance(text, str) and text:
+                    self.text_parts.append(text)
+                    out.append(TextChunk(text))
+            else:
+                out += self._delta(delta)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
                 out += self.flush_calls()

@@ -47,12 +47,14 @@ async def call_with_retries(
     base_delay: float = 0.5,
     max_delay: float = 8.0,
     max_retry_after: float = 60.0,
+    on_error: Callable[[ProviderError], None] | None = None,
 ) -> AsyncGenerator[StreamEvent, None]:
     """Yield the events of the first attempt that gets anywhere; ``on_attempt`` sees every attempt.
 
     ``on_attempt(True, None)`` fires when ``Completed`` arrives (before it is yielded, so a caller
     that stops reading there is still counted); ``on_attempt(False, cls)`` for each failure.
-    Cancellation is not an attempt outcome and is not reported.
+    Cancellation is not an attempt outcome and is not reported. ``on_error`` sees (and may
+    rewrite) the one error that is raised, after every attempt was reported.
     """
     attempt = 0
     while True:
@@ -75,12 +77,12 @@ async def call_with_retries(
             await _report(on_attempt, False, exc.error_class)
             if yielded:
                 exc.partial_text = exc.partial_text or "".join(text)
-                raise
-            if not exc.transient or attempt >= max_attempts:
+            if (yielded or not exc.transient or attempt >= max_attempts
+                    or exc.retry_after is not None and exc.retry_after > max_retry_after):
+                if on_error is not None:
+                    on_error(exc)
                 raise
             if exc.retry_after is not None:
-                if exc.retry_after > max_retry_after:
-                    raise
                 delay = exc.retry_after
             else:
                 delay = backoff_delay(attempt, base_delay=base_delay, max_delay=max_delay)
