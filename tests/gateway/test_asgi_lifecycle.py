@@ -22,7 +22,8 @@ class Server:
     """One HTTP request as hypercorn hands it to the app."""
 
     def __init__(self, path: str, body: dict):
-        self.scope = {"type": "http", "method": "POST", "path": path, "headers": [(b"content-type", b"application/json")]}
+        self.scope = {"type": "http", "method": "POST", "path": path,
+                      "headers": [(b"content-type", b"application/json")]}
         self._in, self._out = trio.open_memory_channel[dict](10)
         self._in.send_nowait({"type": "http.request", "body": json.dumps(body).encode(), "more_body": False})
         self.sent: list[dict] = []
