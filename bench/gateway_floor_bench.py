@@ -25,7 +25,7 @@ import httpx  # noqa: E402
 import trio  # noqa: E402
 
 from bench._common import (  # noqa: E402
-    FakeProvider, closing_all, models_yaml, process_cpu_s, routing_yaml, short_tmpdir, summary_us,
+    FakeProvider, closing_all, cpu_delta_ns, models_yaml, routing_yaml, short_tmpdir, summary_us, thread_cpu_ns,
 )
 from bench.gateway_bench import MESSAGES, GatewayDaemon, _free_port, plain_call, stream_call  # noqa: E402
 
@@ -38,7 +38,7 @@ _SSE = b"".join(b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"cont
 
 async def minimal_app(scope: dict, receive, send) -> None:
     if scope["type"] == "lifespan":
-        while (message := await receive())["type"] != "lifespan.shutdown":
+        while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
@@ -77,8 +77,8 @@ class MinimalHypercorn:
             except httpx.HTTPError:
                 time.sleep(0.05)
 
-    def cpu_s(self) -> float:
-        return process_cpu_s(self.proc.pid)
+    def thread_cpu_ns(self) -> dict[int, int]:
+        return thread_cpu_ns(self.proc.pid)
 
     def close(self) -> None:
         self.proc.terminate()
@@ -97,25 +97,29 @@ async def _measure(fake: FakeProvider, hc: MinimalHypercorn, gw: GatewayDaemon, 
             assert (await http.get(gw.url + "/healthz")).status_code == 200
             return (time.perf_counter_ns() - t0) / 1000, 1
 
+        fake_cpu = lambda: thread_cpu_ns(fake.proc.pid)  # noqa: E731
+        gw_body = {"model": "fake:c8", "messages": MESSAGES}
         calls = {
-            "fake: 8-chunk stream": (lambda: process_cpu_s(fake.proc.pid), lambda: stream_call(http, fake.base_url + "/chat/completions",
-                                                                     body, sse)),
-            "hypercorn minimal: json": (hc.cpu_s, lambda: plain_call(http, hc.url + "/plain", body)),
-            "hypercorn minimal: 8-chunk stream": (hc.cpu_s, lambda: stream_call(http, hc.url + "/stream", body, sse)),
-            "daemon: GET /healthz": (gw.cpu_s, healthz),
+            "fake: 8-chunk stream": (fake_cpu, lambda: stream_call(http, fake.base_url + "/chat/completions",
+                                                                   body, sse)),
+            "hypercorn minimal: json": (hc.thread_cpu_ns, lambda: plain_call(http, hc.url + "/plain", body)),
+            "hypercorn minimal: 8-chunk stream": (hc.thread_cpu_ns,
+                                                  lambda: stream_call(http, hc.url + "/stream", body, sse)),
+            "daemon: GET /healthz": (gw.thread_cpu_ns, healthz),
+            "daemon: gateway turn, non-streaming": (gw.thread_cpu_ns, lambda: plain_call(
+                http, gw.url + "/v1/chat/completions", gw_body)),
         }
         for _ in range(3):
             for _, call in calls.values():
                 await call()
         for _ in range(rounds):
-            for key, (cpu_s, call) in calls.items():
-                before = cpu_s()
+            for key, (cpu_ns, call) in calls.items():
+                before = cpu_ns()
                 for _ in range(n):
                     us, _got = await call()
                     res.setdefault(key, []).append(us)
-                cpu.setdefault(key, []).append(cpu_s() - before)
-    # CPU is read in clock ticks (10 ms): the total over every block, per request
-    return {k: {**summary_us(v), "server_cpu_us": sum(cpu[k]) / len(v) * 1e6} for k, v in res.items()}
+                cpu.setdefault(key, []).append(cpu_delta_ns(before, cpu_ns()) / n / 1000)
+    return {k: {**summary_us(v), "server_cpu_us": summary_us(cpu[k])["median_us"]} for k, v in res.items()}
 
 
 def main() -> None:
@@ -128,7 +132,8 @@ def main() -> None:
     with closing_all(fake, hc, gw):
         r = trio.run(_measure, fake, hc, gw, "--quick" in sys.argv[1:])
     for key, s in r.items():
-        print(f"{key:<36} p50 {s['median_us']:8.0f} µs  p99 {s['p99_us']:8.0f} µs  server CPU {s['server_cpu_us']:7.0f} µs")
+        print(f"{key:<36} p50 {s['median_us']:8.0f} µs  p99 {s['p99_us']:8.0f} µs  "
+              f"server CPU {s['server_cpu_us']:7.0f} µs")
 
 
 if __name__ == "__main__":
