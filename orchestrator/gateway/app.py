@@ -169,7 +169,8 @@ class GatewayApp:
                     body = openai_api.response(result) if openai else anthropic_api.response(result)
                     watching.cancel()
                     await _send_json(send, 200, body, turn.raw_headers)
-            watching.cancel()   # answered (or failed before any byte): stop watching
+            if not watching.cancel_called:   # failed before any byte: stop watching (cancel() costs a repr)
+                watching.cancel()
         if disconnected.is_set():
             raise _Disconnected
 
