@@ -33,7 +33,8 @@ import httpx  # noqa: E402
 import trio  # noqa: E402
 
 from bench._common import (  # noqa: E402
-    DaemonProcess, FakeProvider, closing_all, models_yaml, routing_yaml, row, short_tmpdir, summary_us, target,
+    DaemonProcess, FakeProvider, closing_all, cpu_delta_ns, models_yaml, routing_yaml, row, short_tmpdir, summary_us,
+    target,
 )
 from bench.turn_bench import daemon_turn  # noqa: E402
 from orchestrator.client import open_client  # noqa: E402
@@ -124,7 +125,7 @@ async def _measure(fake: FakeProvider, gw: GatewayDaemon, quick: bool) -> dict[s
             return total, chunks
 
         async def block(key: str, count: int, call, expect: int) -> None:
-            before = gw.cpu_s()
+            before = gw.thread_cpu_ns()   # nanoseconds per thread: clock ticks (10 ms) are too coarse here
             for _ in range(count):
                 us, got = await call()
                 # The daemon coalesces the upstream chunks of one network read into one delta (every byte,
@@ -132,7 +133,7 @@ async def _measure(fake: FakeProvider, gw: GatewayDaemon, quick: bool) -> dict[s
                 assert 1 <= got <= expect, (key, got)
                 res[key].append(us)
             if key in cpu:
-                cpu[key].append((gw.cpu_s() - before) / count * 1e6)
+                cpu[key].append(cpu_delta_ns(before, gw.thread_cpu_ns()) / count / 1000)
 
         for _ in range(rounds):
             await block("direct8", n, lambda: stream_call(http, direct_url, direct[SMALL], sse), SMALL)

@@ -9,7 +9,7 @@ still gets its own status code). A client that disconnects cancels its turn.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import trio
@@ -63,7 +63,8 @@ class GatewayApp:
                                    "invalid_api_key")
             await self._route(path, method, scope, receive, send)
         except GatewayError as err:
-            await _send_json(send, err.status, err.anthropic_body() if anthropic else err.openai_body(), err.headers)
+            await _send_json(send, err.status, err.anthropic_body() if anthropic else err.openai_body(),
+                             _raw(err.headers))
         except _Disconnected:
             return
         except BaseExceptionGroup as group:   # from the turn's nursery: one of ours inside, or a real fault
@@ -77,7 +78,7 @@ class GatewayApp:
                 raise
             with trio.CancelScope(shield=True), trio.move_on_after(ERROR_SEND_S):
                 await _send_json(send, inner.status, inner.anthropic_body() if anthropic else inner.openai_body(),
-                                 inner.headers)
+                                 _raw(inner.headers))
             if cancelled is not None:
                 raise cancelled from None
 
@@ -142,39 +143,47 @@ class GatewayApp:
         if session is not None and (len(session) > MAX_SESSION_ID or not session.isprintable()):
             raise bad_request(f"x-orchestrator-session: at most {MAX_SESSION_ID} printable characters")
         disconnected = trio.Event()
+        # The watch ends before the response's last write: hypercorn follows every complete response
+        # with an http.disconnect of its own, which must not read as the client going away (taking it
+        # so cancelled hypercorn's post-response work on the connection — its keep-alive timer — and
+        # made every answered request leave by the disconnect path).
+        watching = trio.CancelScope()
 
         async def watch_disconnect() -> None:
             # The only thing a client sends after its request is a disconnect: it cancels the turn.
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            disconnected.set()
-            nursery.cancel_scope.cancel()
+            with watching:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                disconnected.set()
+                nursery.cancel_scope.cancel()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_disconnect)
             async with self.gateway.open_turn(req, session) as turn:
                 if req.stream:
-                    await _stream(turn, req, send, openai)
+                    await _stream(turn, req, send, openai, watching)
                 else:
                     while await next_event(turn) is not None:
                         pass
                     result = turn.result()
                     body = openai_api.response(result) if openai else anthropic_api.response(result)
-                    await _send_json(send, 200, body, turn.headers)
-            nursery.cancel_scope.cancel()   # answered: stop watching
+                    watching.cancel()
+                    await _send_json(send, 200, body, turn.raw_headers)
+            if not watching.cancel_called:   # failed before any byte: stop watching (cancel() costs a repr)
+                watching.cancel()
         if disconnected.is_set():
             raise _Disconnected
 
 
-async def _stream(turn: GatewayTurn, req: GatewayRequest, send: Send, openai: bool) -> None:
+async def _stream(turn: GatewayTurn, req: GatewayRequest, send: Send, openai: bool,
+                  watching: trio.CancelScope) -> None:
     encoder: openai_api.ChunkStream | anthropic_api.EventStream = (
         openai_api.ChunkStream(turn.turn_id, turn.model, req.include_usage) if openai
         else anthropic_api.EventStream(turn.turn_id, turn.model))
     first = await next_event(turn)
     if turn.outcome is not None:
         turn.result()   # raises a failure before the first byte as its own status code
-    headers = [*_SSE, *((k.encode(), v.encode()) for k, v in turn.headers)]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.start", "status": 200, "headers": [*_SSE, *turn.raw_headers]})
     out = encoder.start()
     item = first
     while item is not None:
@@ -185,6 +194,7 @@ async def _stream(turn: GatewayTurn, req: GatewayRequest, send: Send, openai: bo
                 out += encoder.finish(turn.result())
             except GatewayError as err:   # after the first byte: the API's in-stream error event
                 out += encoder.error(err)
+            watching.cancel()
             await send({"type": "http.response.body", "body": out, "more_body": False})
             return
         # Deltas that are already waiting go out in one write (a fast stream costs fewer syscalls).
@@ -193,6 +203,7 @@ async def _stream(turn: GatewayTurn, req: GatewayRequest, send: Send, openai: bo
             await send({"type": "http.response.body", "body": out, "more_body": True})
             out = b""
             item = await next_event(turn)
+    watching.cancel()
     await send({"type": "http.response.body", "body": out, "more_body": False})
 
 
@@ -216,12 +227,15 @@ async def _read_json(receive: Receive) -> Any:
         raise bad_request("the request body is not valid JSON") from None
 
 
-async def _send_json(send: Send, status: int, body: Any, headers: tuple[tuple[str, str], ...] = ()) -> None:
+async def _send_json(send: Send, status: int, body: Any, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [_JSON, (b"content-length", str(len(data)).encode()),
-                            *((k.encode(), v.encode()) for k, v in headers)]})
+                "headers": [_JSON, (b"content-length", str(len(data)).encode()), *headers]})
     await send({"type": "http.response.body", "body": data, "more_body": False})
+
+
+def _raw(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, v in headers]
 
 
 E = TypeVar("E", bound=Exception)

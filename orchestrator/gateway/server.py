@@ -11,13 +11,20 @@ from .app import GatewayApp
 from .config import HttpSettings
 
 
+KEEP_ALIVE_S = 75.0                  # SDK clients keep their connections open between requests
+KEEP_ALIVE_MAX_REQUESTS = 1_000_000
+
+
 def hypercorn_config(http: HttpSettings, graceful_s: float) -> Config:
     config = Config()
     config.bind = [http.listen]
     config.accesslog = None
     config.errorlog = logging.getLogger("orchestrator.gateway")
     config.graceful_timeout = graceful_s
-    config.keep_alive_timeout = 75.0        # SDK clients keep their connections open between requests
+    config.keep_alive_timeout = KEEP_ALIVE_S
+    # hypercorn closes a connection after 1000 requests by default: an agent's client would pay a new
+    # TCP connection (and a request answered with "connection: close") every 1000 turns for nothing
+    config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
     return config
 
 

@@ -48,10 +48,12 @@ class GatewayTurn:
     policy: str
     events: trio.MemoryReceiveChannel
     outcome: TurnOutcome | None = None
+    headers: tuple[tuple[str, str], ...] = attrs.field(init=False)
+    raw_headers: list[tuple[bytes, bytes]] = attrs.field(init=False)   # as the ASGI response sends them
 
-    @property
-    def headers(self) -> tuple[tuple[str, str], ...]:
-        return turn_headers(self.turn_id, self.model, self.policy)
+    def __attrs_post_init__(self) -> None:
+        self.headers = turn_headers(self.turn_id, self.model, self.policy)
+        self.raw_headers = [(k.encode(), v.encode()) for k, v in self.headers]
 
     def result(self) -> TurnResult:
         """The finished turn as an answer, or the GatewayError its failure maps to."""
@@ -84,6 +86,7 @@ class GatewayActor(Actor):
         self.router = router
         self.planner = planner
         self._turns: dict[str, trio.MemorySendChannel] = {}
+        self._streaming: set[str] = set()   # the turns whose client reads text deltas as they come
         self._sessions: set[str] = set()
         self._idle = trio.Event()      # set while no turn runs (drain waits for it)
         self._idle.set()
@@ -97,9 +100,17 @@ class GatewayActor(Actor):
 
     async def on_progress(self, env: Envelope) -> None:
         msg = env.body
+        if isinstance(msg, TurnProgress):
+            # The HTTP side reads text deltas of a streamed request and the outcome, nothing else:
+            # anything more would only wake the request's task to be thrown away.
+            if not isinstance(msg.event, ev.TextDelta) or msg.turn_id not in self._streaming:
+                return None
+            item: object = msg.event
+        else:
+            item = msg
         chan = self._turns.get(msg.turn_id)
         if chan is not None:   # unbounded: a slow HTTP client never stalls the other turns' events
-            chan.send_nowait(msg.event if isinstance(msg, TurnProgress) else msg)
+            chan.send_nowait(item)
         return None
 
     def running(self) -> int:
@@ -136,6 +147,8 @@ class GatewayActor(Actor):
                                headers=turn_headers(turn_id, model, policy))
         send, recv = trio.open_memory_channel[object](math.inf)
         self._turns[turn_id] = send
+        if req.stream:
+            self._streaming.add(turn_id)
         if self._idle.is_set():
             self._idle = trio.Event()
         turn = GatewayTurn(turn_id, sid, model, policy or "", recv)
@@ -167,6 +180,7 @@ class GatewayActor(Actor):
                     self._finish(turn_id, out.status, converter.unstructure(out.usage), out.message or out.error)
         finally:
             self._turns.pop(turn_id, None)
+            self._streaming.discard(turn_id)
             if not self._turns:
                 self._idle.set()
 

@@ -6,6 +6,7 @@ from hypothesis import given, strategies as st
 
 from orchestrator.gateway.auth import authorized, presented_key
 from orchestrator.gateway.config import HttpSettings, is_loopback, parse_listen, refusal
+from orchestrator.gateway.server import hypercorn_config
 from orchestrator.settings import parse_settings_text
 
 
@@ -62,3 +63,9 @@ def test_keys_are_taken_from_bearer_or_x_api_key():
     assert not authorized([], keys)
     assert authorized([], ())
     assert presented_key([(b"authorization", b"bearer  tok ")]) == b"tok"
+
+
+def test_a_kept_alive_client_connection_is_not_closed_after_hypercorns_default_1000_requests():
+    config = hypercorn_config(HttpSettings("127.0.0.1", 0), graceful_s=1.0)
+    assert config.keep_alive_max_requests >= 1_000_000
+    assert config.accesslog is None
