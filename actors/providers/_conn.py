@@ -241,7 +241,10 @@ class OriginPool:
         except trio.TooSlowError:
             raise httpcore.ConnectTimeout("") from None
         except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            # trio reports a failed handshake as BrokenResourceError caused by the SSLError: the
+            # cause is what the user must read (an untrusted certificate, a wrong host name).
+            cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ else exc
+            raise httpcore.ConnectError(str(cause) or type(cause).__name__) from exc
         return _Connection(stream)
 
     async def request(self, head: bytes, body: bytes, timeouts: Timeouts) -> Response:

@@ -80,7 +80,8 @@ class ProviderHTTP:
     """Connection pools that adapters may share: one per origin reached directly (``_conn.py``),
     one httpcore pool per proxy in use."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._ssl = ssl_context    # None: the system's roots (or SSL_CERT_FILE / SSL_CERT_DIR), as httpx
         self._pools: dict[str, httpcore.AsyncHTTPProxy] = {}
         self._origins: dict[tuple[bytes, str, int], OriginPool] = {}
         self.is_closed = False
@@ -96,14 +97,14 @@ class ProviderHTTP:
             origin = self._origins.get(key)
             if origin is None:
                 origin = self._origins[key] = OriginPool(
-                    *key, ssl_context=_ssl_context() if scheme == b"https" else None,
+                    *key, ssl_context=(self._ssl or _ssl_context()) if scheme == b"https" else None,
                     max_connections=MAX_CONCURRENT_REQUESTS, max_keepalive=MAX_KEEPALIVE_CONNECTIONS,
                     keepalive_expiry=KEEPALIVE_EXPIRY_S)
             return origin
         pool = self._pools.get(proxy)
         if pool is None:
             pool = self._pools[proxy] = httpcore.AsyncHTTPProxy(
-                proxy_url=proxy, ssl_context=_ssl_context(), max_connections=MAX_CONCURRENT_REQUESTS,
+                proxy_url=proxy, ssl_context=self._ssl or _ssl_context(), max_connections=MAX_CONCURRENT_REQUESTS,
                 max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY_S)
         return pool
 

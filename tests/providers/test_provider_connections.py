@@ -3,13 +3,15 @@ counts its connections and frames each answer the way the test needs."""
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
 
 import pytest
 import trio
+import trustme
 
 from actors.providers._conn import head_block
-from actors.providers._http import encode_body, load_json
+from actors.providers._http import ProviderHTTP, encode_body, load_json
 from actors.providers.base import ErrorClass, LLMRequest, ProviderError
 from actors.providers.openai import OpenAIAdapter
 from protocol.canonical import Message, Role, TextBlock
@@ -176,3 +178,60 @@ def test_a_chunk_payload_only_the_standard_parser_accepts_reads_as_it_did():
 def test_a_request_body_is_compact_utf8_and_keys_json_accepts_still_encode():
     assert encode_body({"a": "é €", "n": [1, 2.5]}) == '{"a":"é €","n":[1,2.5]}'.encode()
     assert encode_body({"m": {1: "x"}, "big": 2**70}) == b'{"m":{"1":"x"},"big":1180591620717411303424}'
+
+
+# --- TLS: every real provider is reached over https -------------------------------------------------
+
+async def run_tls(server: RawServer, body: Callable[[str, ssl.SSLContext], object]) -> None:
+    """``server`` behind TLS with a certificate for 127.0.0.1 from a throwaway CA; ``body`` gets the
+    origin and a client context that trusts that CA (and nothing else)."""
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async def handle(stream: trio.SSLStream) -> None:
+        try:
+            await server.handle(stream)  # type: ignore[arg-type]
+        except trio.BrokenResourceError:
+            pass   # a client that refused our certificate hangs up mid-handshake
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_ssl_over_tcp, handle, 0, server_ctx)
+        server.port = listeners[0].transport_listener.socket.getsockname()[1]
+        await body(f"https://127.0.0.1:{server.port}", client_ctx)  # type: ignore[misc]
+        nursery.cancel_scope.cancel()
+
+
+async def test_https_answers_json_and_sse_over_one_verified_keep_alive_connection():
+    server = RawServer(lambda n: with_length(completion(f"tls {n}")) if n % 2 == 0 else chunked(sse(f"t{n}")))
+    texts = []
+
+    async def body(origin: str, trusted: ssl.SSLContext) -> None:
+        async with ProviderHTTP(ssl_context=trusted) as http:   # shared pools: their owner closes them
+            adapter = OpenAIAdapter(api_key="sk-test", base_url=origin, http=http)
+            for _ in range(3):
+                texts.append((await drain(adapter.stream(REQUEST))).completed.message.text)
+            await adapter.aclose()
+
+    await run_tls(server, body)
+    assert texts == ["tls 0", "t1", "tls 2"]
+    assert server.connections == 1
+    assert all(b"authorization: Bearer sk-test" in head for head in server.requests)
+
+
+async def test_an_https_server_whose_certificate_is_not_trusted_is_a_network_failure_and_gets_no_request():
+    server = RawServer(lambda n: with_length(completion("never")))
+
+    async def body(origin: str, _trusted: ssl.SSLContext) -> None:
+        async with ProviderHTTP(ssl_context=ssl.create_default_context()) as http:   # not our CA
+            adapter = OpenAIAdapter(api_key="sk-secret", base_url=origin, http=http)
+            with pytest.raises(ProviderError) as info:
+                await drain(adapter.stream(REQUEST))
+            await adapter.aclose()
+        assert info.value.error_class is ErrorClass.NETWORK
+        assert "CERTIFICATE_VERIFY_FAILED" in info.value.message
+
+    await run_tls(server, body)
+    assert server.requests == []   # the key never left the client
