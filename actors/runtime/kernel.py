@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any
+from typing import Any, TypeVar
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -21,6 +21,8 @@ from protocol.errors import RemoteError
 from protocol.messages import ActorStatus, Failure, GetActorStatus
 
 log = structlog.get_logger("kernel")
+
+T = TypeVar("T")
 
 MAILBOX_SIZE = 512
 REPLY_BOX = "_reply"
@@ -55,6 +57,8 @@ class ActorSystem:
         self._drains: dict[str, _Drain] = {}
         # Per actor name: is its loop running, how many messages has it taken (request deadlines).
         self._liveness: dict[str, _Liveness] = {}
+        # The newest message of a kind published to an actor (see ``publish``): (name, type) → body.
+        self._latest: dict[tuple[str, type], Any] = {}
         # Set by the node that owns the sockets; takes an envelope bound for another node (or for
         # this node in wire mode) and puts it on the wire.
         self.outbound: Callable[[Envelope], Awaitable[None]] | None = None
@@ -85,7 +89,33 @@ class ActorSystem:
     def has_actor(self, name: str) -> bool:
         return name in self._mailboxes
 
+    def settled(self, address: str) -> bool:
+        """Whether the local actor at ``address`` has handled every message delivered to it so far
+        to the end: its loop waits for mail and has taken everything delivered. (Work it spawned
+        may still run.) A sender that delivered a message before this holds knows its effect is done."""
+        node, sep, name = address.rpartition("/")
+        if sep and node != self.node_id:
+            return False
+        drain = self._drains.get(name)
+        return drain is not None and drain.parked_since != 0.0 and drain.live.taken == drain.live.delivered
+
     # --- sending ---------------------------------------------------------------------------------
+
+    def publish(self, recipient: str, body: Any) -> bool:
+        """Replace the newest message of ``body``'s kind published to the local actor ``recipient``
+        (a one-slot mailbox that keeps only the latest value: no queue, no task switch; the
+        recipient reads it with ``latest`` when it needs it). False when ``recipient`` is on another
+        node or the system is in wire mode: nothing was published, the sender's state has to be
+        asked for with a request instead."""
+        node, sep, name = recipient.rpartition("/")
+        if self.wire_mode or (sep and node != self.node_id):
+            return False
+        self._latest[(name, type(body))] = body
+        return True
+
+    def latest(self, name: str, kind: type[T]) -> T | None:
+        """The newest ``kind`` published to the local actor ``name``, if any (see ``publish``)."""
+        return self._latest.get((name, kind))
 
     async def tell(self, recipient: str, body: Any, *, sender: str = "", correlation_id: str | None = None,
                    hand_over: bool = True) -> None:
