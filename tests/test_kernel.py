@@ -319,3 +319,32 @@ async def test_a_patient_tell_gives_up_on_an_actor_that_stopped(autojump_clock):
         actor_nursery.cancel_scope.cancel()
     await system.tell("busy", Ping(b"fills the mailbox"))
     assert not await system.tell_patiently("busy", Ping(b"mine"), stall_s=2)
+
+
+async def test_settled_means_every_delivered_message_was_handled_to_the_end():
+    system = ActorSystem()
+    echo = Echo(system)
+    assert not system.settled("echo")   # not running yet: nothing can be said
+    async with trio.open_nursery() as n:
+        await n.start(echo.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert system.settled("echo") and system.settled(system.address("echo"))
+        await system.tell("echo", Ping(b"a"), hand_over=False)
+        assert not system.settled("echo")   # delivered, not yet taken
+        await trio.testing.wait_all_tasks_blocked()
+        assert echo.seen == [b"a"] and system.settled("echo")
+        n.start_soon(system.tell, "echo", Ping(b"slow"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert not system.settled("echo")   # taken, but its handler has not returned
+        assert not system.settled("other-node/echo")
+        n.cancel_scope.cancel()
+
+
+async def test_publish_keeps_only_the_newest_message_of_a_kind_for_a_local_actor():
+    system = ActorSystem()
+    assert system.latest("echo", Pong) is None
+    assert system.publish("echo", Pong(b"1")) and system.publish(system.address("echo"), Pong(b"2"))
+    system.publish("echo", Ping(b"other kind"))
+    assert system.latest("echo", Pong) == Pong(b"2") and system.latest("echo", Ping) == Ping(b"other kind")
+    assert not system.publish("other-node/echo", Pong(b"3"))   # across nodes: ask instead
+    assert not ActorSystem(wire_mode=True).publish("echo", Pong(b"4"))   # wire mode: every message on the wire
