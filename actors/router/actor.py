@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import numpy as np
@@ -306,7 +306,7 @@ class RouterActor(Actor):
             requires_structured_output=msg.requires_structured_output, workspace=msg.workspace,
             sticky_model=msg.sticky_model, file_extensions=frozenset(msg.file_extensions),
             matched_skills=matched_skills, cost_today_usd=Decimal(0) if cost_today is None else cost_today,
-            now_local=datetime.now().astimezone(), delegate_tier=msg.delegate_tier, is_worker=msg.is_worker,
+            now_local=_now_local(engine), delegate_tier=msg.delegate_tier, is_worker=msg.is_worker,
             role=msg.role, role_tier=msg.role_tier, high_risk=msg.high_risk, delegated_by=msg.delegated_by,
         )
 
@@ -386,6 +386,15 @@ class RouterActor(Actor):
         # Reading skill files is blocking I/O: never on the event loop.
         index = await trio.to_thread.run_sync(self.skills.get, workspace)
         return index.match(text)
+
+
+_UNREAD = datetime(1970, 1, 1, tzinfo=UTC)   # the context's default: no rule reads the clock
+
+
+def _now_local(engine: RoutingEngine) -> datetime:
+    """The wall clock in the user's timezone, read only when a rule tests the time of day (the
+    only reader of ``TurnContext.now_local``): the timezone lookup is a fair share of a decision."""
+    return datetime.now().astimezone() if "time_of_day_between" in engine.predicates_used else _UNREAD
 
 
 def _waits_for_cost(engine: RoutingEngine) -> bool:
