@@ -268,6 +268,7 @@ class RouterActor(Actor):
         return None
 
     async def _decide_and_reply(self, env: Envelope[DecideRoute], engine: RoutingEngine, override: Override) -> None:
+        reply: RouteDecision | Failure
         try:
             reply = await self._decide(env.body, engine, override)
         except Exception as exc:  # answered like a handler's failure: the requester is not left waiting
