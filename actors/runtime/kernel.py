@@ -97,7 +97,8 @@ class ActorSystem:
         if sep and node != self.node_id:
             return False
         drain = self._drains.get(name)
-        return drain is not None and drain.parked_since != 0.0 and drain.live.taken == drain.live.delivered
+        return (drain is not None and drain.live.running and drain.parked_since != 0.0
+                and drain.live.taken == drain.live.delivered)
 
     # --- sending ---------------------------------------------------------------------------------
 
