@@ -348,3 +348,68 @@ async def test_publish_keeps_only_the_newest_message_of_a_kind_for_a_local_actor
     assert system.latest("echo", Pong) == Pong(b"2") and system.latest("echo", Ping) == Ping(b"other kind")
     assert not system.publish("other-node/echo", Pong(b"3"))   # across nodes: ask instead
     assert not ActorSystem(wire_mode=True).publish("echo", Pong(b"4"))   # wire mode: every message on the wire
+
+
+async def test_a_shorter_request_deadline_added_later_still_fires_first(autojump_clock):
+    system = ActorSystem()
+    async with trio.open_nursery() as n:
+        await n.start(Echo(system).run)
+        await system.tell("echo", Ping(b"slow"))   # hangs the actor's loop for 100 s
+        failed: list[str] = []
+
+        async def ask(name: str, timeout: float) -> None:
+            with pytest.raises(RequestTimeout, match="took no message"):
+                await system.request("echo", Ping(name.encode()), timeout=timeout)
+            failed.append(name)
+
+        n.start_soon(ask, "patient", 60.0)
+        await trio.testing.wait_all_tasks_blocked()
+        started = trio.current_time()
+        await ask("hasty", 1.0)
+        assert failed == ["hasty"] and trio.current_time() - started < 60   # not held to the later deadline
+        n.cancel_scope.cancel()
+
+
+async def test_a_request_to_a_full_mailbox_waits_for_room_and_gets_its_reply(autojump_clock):
+    system = ActorSystem()
+    system.mailbox("busy", size=4)
+    replies = []
+
+    class BusyEcho(Busy):
+        async def on_ping(self, env):
+            await trio.sleep(1)
+            return Pong(env.body.payload)
+
+    async with trio.open_nursery() as n:
+        await n.start(BusyEcho(system).run)
+        for _ in range(5):   # one taken, four queued: the mailbox is full
+            await system.tell("busy", Ping(b"queued"))
+        replies.append(await system.request("busy", Ping(b"mine"), timeout=3))
+        assert replies == [Pong(b"mine")]
+        n.cancel_scope.cancel()
+
+
+def test_one_system_serves_requests_in_successive_trio_runs():
+    system = ActorSystem()
+
+    async def once(payload: bytes) -> Pong:
+        async with trio.open_nursery() as n:
+            await n.start(Echo(system).run)
+            reply = await system.request("echo", Ping(payload), timeout=5)
+            n.cancel_scope.cancel()
+        return reply
+
+    assert trio.run(once, b"first") == Pong(b"first")
+    assert trio.run(once, b"second") == Pong(b"second")
+
+
+async def test_a_cancelled_request_is_not_woken_later_and_leaves_no_pending_entry(autojump_clock):
+    system = ActorSystem()
+    async with trio.open_nursery() as n:
+        await n.start(Echo(system).run)
+        with trio.move_on_after(0.5):
+            await system.request("echo", Ping(b"slow"), timeout=1.0)
+        assert system._pending == {}
+        await trio.sleep(5)   # past the cancelled request's deadline: its wake-up finds it closed
+        assert (await system.request("echo", Ping(b"after"), timeout=200)) == Pong(b"after")
+        n.cancel_scope.cancel()

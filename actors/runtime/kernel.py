@@ -7,6 +7,7 @@ tests run once that way to prove every inter-actor message survives the wire.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import time
@@ -37,11 +38,58 @@ class RequestTimeout(TimeoutError):
 
 
 class _Pending:
-    __slots__ = ("event", "reply")
+    __slots__ = ("event", "reply", "closed")
 
     def __init__(self) -> None:
         self.event = trio.Event()
         self.reply: Envelope | None = None
+        self.closed = False   # the request has returned or failed: nothing may wake it any more
+
+
+_COMPACT_MIN = 4096   # deadlines kept before answered requests are dropped from the heap
+
+
+class _Deadlines:
+    """Wakes local requests whose stall window ran out: one trio system task per run and a heap
+    of deadlines, instead of a cancel scope per request (entering and leaving a trio cancel scope
+    costs more than the rest of a local request). A woken request finds no reply and checks
+    whether its recipient still makes progress (``_Watch``)."""
+
+    __slots__ = ("heap", "seq", "token", "scope", "compact_at")
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, _Pending, trio.Event]] = []
+        self.seq = 0
+        self.compact_at = _COMPACT_MIN
+        self.token: trio.lowlevel.TrioToken | None = None
+        self.scope: trio.CancelScope | None = None   # the waker's sleep, ending at the earliest deadline
+
+    def add(self, pending: _Pending, at: float) -> None:
+        token = trio.lowlevel.current_trio_token()
+        if token is not self.token:   # the first request of this trio run: start its waker
+            self.token, self.heap, self.scope = token, [], None
+            trio.lowlevel.spawn_system_task(self._wake, self.heap, name="kernel request deadlines")
+        self.seq += 1
+        heap = self.heap
+        if len(heap) >= self.compact_at:   # answered requests wait in the heap until their deadline
+            heap[:] = [entry for entry in heap if not entry[2].closed]
+            heapq.heapify(heap)
+            self.compact_at = max(_COMPACT_MIN, 2 * len(heap))
+        heapq.heappush(heap, (at, self.seq, pending, pending.event))
+        if self.scope is not None and at < self.scope.deadline:
+            self.scope.deadline = at
+
+    async def _wake(self, heap: list[tuple[float, int, _Pending, trio.Event]]) -> None:
+        while True:
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                if heap is self.heap:
+                    self.scope = scope
+                await trio.sleep_forever()
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                _, _, pending, event = heapq.heappop(heap)
+                if not pending.closed and pending.reply is None and pending.event is event:
+                    event.set()
 
 
 class ActorSystem:
@@ -57,6 +105,7 @@ class ActorSystem:
         self._drains: dict[str, _Drain] = {}
         # Per actor name: is its loop running, how many messages has it taken (request deadlines).
         self._liveness: dict[str, _Liveness] = {}
+        self._deadlines = _Deadlines()
         # The newest message of a kind published to an actor (see ``publish``): (name, type) → body.
         self._latest: dict[tuple[str, type], Any] = {}
         # Set by the node that owns the sockets; takes an envelope bound for another node (or for
@@ -145,7 +194,12 @@ class ActorSystem:
         watch = _Watch(self, recipient)
         delivered = False
         try:
-            while True:
+            watch.before_delivery()
+            if watch.live is not None and not self.wire_mode and self.try_deliver_local(env):
+                # A local actor with room in its mailbox (the usual case): delivered without
+                # waiting; the wait ends with the reply or a stall window (see _Deadlines).
+                await self._wait_reply(pending, watch, recipient, timeout, window)
+            while pending.reply is None:
                 with trio.move_on_after(window) as scope:
                     if not delivered:
                         watch.before_delivery()
@@ -159,12 +213,26 @@ class ActorSystem:
                 if (why := watch.stalled(delivered)) is not None:
                     raise RequestTimeout(f"no reply from {recipient}: {why} (waited {timeout:g}s without progress)")
         finally:
+            pending.closed = True
             self._pending.pop(env.msg_id, None)
         assert pending.reply is not None
         result = pending.reply.body
+        pending.reply = None   # a waker's heap may hold this request until its deadline: not the reply
         if isinstance(result, Failure):
             raise RemoteError(result.code, result.message, result.details)
         return result
+
+    async def _wait_reply(self, pending: _Pending, watch: _Watch, recipient: str, timeout: float,
+                          window: float) -> None:
+        while True:
+            if window != math.inf:
+                self._deadlines.add(pending, trio.current_time() + window)
+            await pending.event.wait()
+            if pending.reply is not None:
+                return
+            if (why := watch.stalled(True)) is not None:
+                raise RequestTimeout(f"no reply from {recipient}: {why} (waited {timeout:g}s without progress)")
+            pending.event = trio.Event()
 
     async def tell_patiently(self, recipient: str, body: Any, *, sender: str = "", stall_s: float = 5.0,
                              hand_over: bool = True) -> bool:
