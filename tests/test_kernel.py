@@ -413,3 +413,17 @@ async def test_a_cancelled_request_is_not_woken_later_and_leaves_no_pending_entr
         await trio.sleep(5)   # past the cancelled request's deadline: its wake-up finds it closed
         assert (await system.request("echo", Ping(b"after"), timeout=200)) == Pong(b"after")
         n.cancel_scope.cancel()
+
+
+async def test_a_patient_tell_with_room_is_delivered_at_once_and_in_order():
+    system = ActorSystem()
+    echo = Echo(system)
+    async with trio.open_nursery() as n:
+        await n.start(echo.run)
+        await system.tell("echo", Ping(b"1"), hand_over=False)
+        assert await system.tell_patiently("echo", Ping(b"2"), hand_over=False)
+        assert not system.settled("echo")   # delivered, nothing has run yet
+        await system.tell("echo", Ping(b"3"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert echo.seen == [b"1", b"2", b"3"]
+        n.cancel_scope.cancel()

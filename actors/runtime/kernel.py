@@ -241,6 +241,13 @@ class ActorSystem:
         For messages that must not be lost to a busy recipient (a turn's outcome, a ledger row)."""
         env = Envelope(body, recipient, sender, new_id())
         watch = _Watch(self, recipient)
+        if watch.live is not None and not self.wire_mode:
+            # A local mailbox with room (the usual case): delivered at once, no stall window to arm.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if self.try_deliver_local(env):
+                if hand_over:
+                    await self._hand_over(recipient.rpartition("/")[2])
+                return True
         watch.before_delivery()
         while True:
             with trio.move_on_after(stall_s):
@@ -333,8 +340,10 @@ class ActorSystem:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return  # shutting down
         self._count_delivery(name)
-        if not hand_over:
-            return
+        if hand_over:
+            await self._hand_over(name)
+
+    async def _hand_over(self, name: str) -> None:
         drain = self._drains.get(name)
         if drain is not None and drain.parked_since and time.perf_counter() - drain.parked_since > IDLE_S:
             await trio.lowlevel.cancel_shielded_checkpoint()
