@@ -64,11 +64,17 @@ class _Deadlines:
         self.token: trio.lowlevel.TrioToken | None = None
         self.scope: trio.CancelScope | None = None   # the waker's sleep, ending at the earliest deadline
 
-    def add(self, pending: _Pending, at: float) -> None:
+    def add(self, pending: _Pending, at: float) -> bool:
+        """Wake ``pending`` at ``at`` unless answered by then; False if no waker can run (the
+        trio run is shutting down): then the caller bounds its wait itself."""
         token = trio.lowlevel.current_trio_token()
         if token is not self.token:   # the first request of this trio run: start its waker
-            self.token, self.heap, self.scope = token, [], None
-            trio.lowlevel.spawn_system_task(self._wake, self.heap, name="kernel request deadlines")
+            fresh: list[tuple[float, int, _Pending, trio.Event]] = []
+            try:
+                trio.lowlevel.spawn_system_task(self._wake, fresh, name="kernel request deadlines")
+            except RuntimeError:
+                return False
+            self.token, self.heap, self.scope = token, fresh, None
         self.seq += 1
         heap = self.heap
         if len(heap) >= self.compact_at:   # answered requests wait in the heap until their deadline
@@ -78,6 +84,7 @@ class _Deadlines:
         heapq.heappush(heap, (at, self.seq, pending, pending.event))
         if self.scope is not None and at < self.scope.deadline:
             self.scope.deadline = at
+        return True
 
     async def _wake(self, heap: list[tuple[float, int, _Pending, trio.Event]]) -> None:
         while True:
@@ -225,9 +232,11 @@ class ActorSystem:
     async def _wait_reply(self, pending: _Pending, watch: _Watch, recipient: str, timeout: float,
                           window: float) -> None:
         while True:
-            if window != math.inf:
-                self._deadlines.add(pending, trio.current_time() + window)
-            await pending.event.wait()
+            if window == math.inf or self._deadlines.add(pending, trio.current_time() + window):
+                await pending.event.wait()
+            else:
+                with trio.move_on_after(window):
+                    await pending.event.wait()
             if pending.reply is not None:
                 return
             if (why := watch.stalled(True)) is not None:
