@@ -319,3 +319,111 @@ async def test_a_patient_tell_gives_up_on_an_actor_that_stopped(autojump_clock):
         actor_nursery.cancel_scope.cancel()
     await system.tell("busy", Ping(b"fills the mailbox"))
     assert not await system.tell_patiently("busy", Ping(b"mine"), stall_s=2)
+
+
+async def test_settled_means_every_delivered_message_was_handled_to_the_end():
+    system = ActorSystem()
+    echo = Echo(system)
+    assert not system.settled("echo")   # not running yet: nothing can be said
+    async with trio.open_nursery() as n:
+        await n.start(echo.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert system.settled("echo") and system.settled(system.address("echo"))
+        await system.tell("echo", Ping(b"a"), hand_over=False)
+        assert not system.settled("echo")   # delivered, not yet taken
+        await trio.testing.wait_all_tasks_blocked()
+        assert echo.seen == [b"a"] and system.settled("echo")
+        n.start_soon(system.tell, "echo", Ping(b"slow"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert not system.settled("echo")   # taken, but its handler has not returned
+        assert not system.settled("other-node/echo")
+        n.cancel_scope.cancel()
+
+
+async def test_publish_keeps_only_the_newest_message_of_a_kind_for_a_local_actor():
+    system = ActorSystem()
+    assert system.latest("echo", Pong) is None
+    assert system.publish("echo", Pong(b"1")) and system.publish(system.address("echo"), Pong(b"2"))
+    system.publish("echo", Ping(b"other kind"))
+    assert system.latest("echo", Pong) == Pong(b"2") and system.latest("echo", Ping) == Ping(b"other kind")
+    assert not system.publish("other-node/echo", Pong(b"3"))   # across nodes: ask instead
+    assert not ActorSystem(wire_mode=True).publish("echo", Pong(b"4"))   # wire mode: every message on the wire
+
+
+async def test_a_shorter_request_deadline_added_later_still_fires_first(autojump_clock):
+    system = ActorSystem()
+    async with trio.open_nursery() as n:
+        await n.start(Echo(system).run)
+        await system.tell("echo", Ping(b"slow"))   # hangs the actor's loop for 100 s
+        failed: list[str] = []
+
+        async def ask(name: str, timeout: float) -> None:
+            with pytest.raises(RequestTimeout, match="took no message"):
+                await system.request("echo", Ping(name.encode()), timeout=timeout)
+            failed.append(name)
+
+        n.start_soon(ask, "patient", 60.0)
+        await trio.testing.wait_all_tasks_blocked()
+        started = trio.current_time()
+        await ask("hasty", 1.0)
+        assert failed == ["hasty"] and trio.current_time() - started < 60   # not held to the later deadline
+        n.cancel_scope.cancel()
+
+
+async def test_a_request_to_a_full_mailbox_waits_for_room_and_gets_its_reply(autojump_clock):
+    system = ActorSystem()
+    system.mailbox("busy", size=4)
+    replies = []
+
+    class BusyEcho(Busy):
+        async def on_ping(self, env):
+            await trio.sleep(1)
+            return Pong(env.body.payload)
+
+    async with trio.open_nursery() as n:
+        await n.start(BusyEcho(system).run)
+        for _ in range(5):   # one taken, four queued: the mailbox is full
+            await system.tell("busy", Ping(b"queued"))
+        replies.append(await system.request("busy", Ping(b"mine"), timeout=3))
+        assert replies == [Pong(b"mine")]
+        n.cancel_scope.cancel()
+
+
+def test_one_system_serves_requests_in_successive_trio_runs():
+    system = ActorSystem()
+
+    async def once(payload: bytes) -> Pong:
+        async with trio.open_nursery() as n:
+            await n.start(Echo(system).run)
+            reply = await system.request("echo", Ping(payload), timeout=5)
+            n.cancel_scope.cancel()
+        return reply
+
+    assert trio.run(once, b"first") == Pong(b"first")
+    assert trio.run(once, b"second") == Pong(b"second")
+
+
+async def test_a_cancelled_request_is_not_woken_later_and_leaves_no_pending_entry(autojump_clock):
+    system = ActorSystem()
+    async with trio.open_nursery() as n:
+        await n.start(Echo(system).run)
+        with trio.move_on_after(0.5):
+            await system.request("echo", Ping(b"slow"), timeout=1.0)
+        assert system._pending == {}
+        await trio.sleep(5)   # past the cancelled request's deadline: its wake-up finds it closed
+        assert (await system.request("echo", Ping(b"after"), timeout=200)) == Pong(b"after")
+        n.cancel_scope.cancel()
+
+
+async def test_a_patient_tell_with_room_is_delivered_at_once_and_in_order():
+    system = ActorSystem()
+    echo = Echo(system)
+    async with trio.open_nursery() as n:
+        await n.start(echo.run)
+        await system.tell("echo", Ping(b"1"), hand_over=False)
+        assert await system.tell_patiently("echo", Ping(b"2"), hand_over=False)
+        assert not system.settled("echo")   # delivered, nothing has run yet
+        await system.tell("echo", Ping(b"3"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert echo.seen == [b"1", b"2", b"3"]
+        n.cancel_scope.cancel()

@@ -196,3 +196,15 @@ async def test_8_8_pattern_disagreement_is_deferred_and_surfaced(nursery, files)
     assert steps(d.route)[2:] == [("rule", "chose", HAIKU), ("pattern", "deferred", SONNET)]
     assert d.route.winner_index == 2
     assert d.banners[0].startswith('→ Routing to anthropic:claude-haiku-4-5 per rule "fast for commits"')
+
+
+async def test_a_time_of_day_rule_reads_the_local_clock(nursery, files):
+    from datetime import datetime
+    home = files(BASE + "rules:\n"
+                 '  - {name: "mornings", when: {time_of_day_between: ["00:00", "12:00"]}, use: opus}\n'
+                 '  - {name: "afternoons", when: {time_of_day_between: ["12:00", "00:00"]}, use: haiku}\n')
+    system, _ = await start_router(nursery, home)
+    before = datetime.now().astimezone().hour < 12
+    d = await system.request("router", decide("anything"))
+    if before == (datetime.now().astimezone().hour < 12):   # not across noon or midnight meanwhile
+        assert d.route.chosen_model == (OPUS if before else HAIKU)

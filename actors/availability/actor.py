@@ -2,6 +2,12 @@
 
 State changes are told to the router as an ``AvailabilityChanged`` message (it records and logs
 them); nothing here awaits another actor, so a slow router never holds up the attempts reported.
+
+The view itself (what is unavailable) is also *published* to the router whenever it changes
+(``ActorSystem.publish``: the router keeps only the newest one, no queue, no task switch), before
+the handler that changed it returns. So once this actor has handled every message delivered to
+it (``ActorSystem.settled``), the published view includes every outcome reported so far, and the
+router can route from it without asking (actors/router/actor.py, ``_availability_known``).
 """
 from __future__ import annotations
 
@@ -48,6 +54,7 @@ class AvailabilityActor(Actor):
         return None
 
     async def setup(self, nursery: trio.Nursery) -> None:
+        self._publish_view(self.tracker.unavailable(self.clock()))   # a restart starts from a fresh tracker
         if self.shared is not None:
             self.spawn(self._follow_fleet, self.shared)
 
@@ -66,7 +73,11 @@ class AvailabilityActor(Actor):
             await trio.sleep(POLL_S)
 
     async def on_get(self, env):
-        return AvailabilityView(self.tracker.unavailable(self.clock()))
+        unavailable = self.tracker.unavailable(self.clock())
+        # Scopes also clear without a transition (AUTO_CLEAR_S without attempts): a router that
+        # had to ask because its copy still named them gets the current view for the next turns.
+        self._publish_view(unavailable)
+        return AvailabilityView(unavailable)
 
     async def on_reset(self, env):
         changes = self.tracker.reset(env.body.scope, self.clock())
@@ -84,9 +95,15 @@ class AvailabilityActor(Actor):
         """The tracker's clock (monotonic in production, stepped in tests) as wall-clock seconds."""
         return time.time() - (now - at)
 
+    def _publish_view(self, unavailable: dict[str, dict]) -> None:
+        if self.router is not None:
+            self.system.publish(self.router, AvailabilityView(unavailable))
+
     async def _publish(self, changes: list[Transition]) -> None:
         if not changes or self.router is None:
             return
         now = self.clock()
+        # Published before anything here can wait (the tell below may, on a full mailbox).
+        self._publish_view(self.tracker.unavailable(now))
         await self.tell(self.router, AvailabilityChanged(tuple(
             AvailabilityTransition(t.kind, t.scope, t.reason, self._wall(t.at, now)) for t in changes)))

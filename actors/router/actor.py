@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import numpy as np
@@ -252,29 +252,54 @@ class RouterActor(Actor):
 
     # --- deciding --------------------------------------------------------------------------------
 
-    async def on_decide(self, env: Envelope[DecideRoute]) -> None:
-        # Deciding waits on other actors (availability, maybe cost): in a task of its own, so one
-        # decision's round trips never queue every other session's turn behind it (chaos/soak.py:
-        # with 1,000 sessions the serial router failed turns with routing_error at its 30 s timeout).
-        self.spawn(self._decide_and_reply, env)
-
-    async def _decide_and_reply(self, env: Envelope[DecideRoute]) -> None:
-        try:
-            reply = await self._decide(env)
-        except Exception as exc:  # answered like a handler's failure: the requester is not left waiting
-            reply = self._fault(exc, "handling DecideRoute")
-        await self._reply(env, reply)
-
-    async def _decide(self, env: Envelope[DecideRoute]):
+    async def on_decide(self, env: Envelope[DecideRoute]) -> RouteDecision | None:
         msg = env.body
         engine, _ = self.engine()
         if engine is None:
             return _no_config(msg, self.loader.last_errors)
-        override = (engine.parse_override(msg.text) if msg.override_model is None
-                    else Override(msg.text, msg.override_model, msg.override_model))
-        unavailable = await self._unavailable()
+        override = self._override(engine, msg)
+        if not _waits_for_cost(engine) and not _waits_for_skills(engine, msg) and self._availability_known():
+            # Every input is at hand: decided here, without a task or a round trip.
+            return self._decide_now(msg, engine, override, {}, Decimal(0), frozenset())
+        # Deciding waits on other actors (availability, maybe cost): in a task of its own, so one
+        # decision's round trips never queue every other session's turn behind it (chaos/soak.py:
+        # with 1,000 sessions the serial router failed turns with routing_error at its 30 s timeout).
+        self.spawn(self._decide_and_reply, env, engine, override)
+        return None
+
+    async def _decide_and_reply(self, env: Envelope[DecideRoute], engine: RoutingEngine, override: Override) -> None:
+        reply: RouteDecision | Failure
+        try:
+            reply = await self._decide(env.body, engine, override)
+        except Exception as exc:  # answered like a handler's failure: the requester is not left waiting
+            reply = self._fault(exc, "handling DecideRoute")
+        await self._reply(env, reply)
+
+    def _override(self, engine: RoutingEngine, msg: DecideRoute) -> Override:
+        return (engine.parse_override(msg.text) if msg.override_model is None
+                else Override(msg.text, msg.override_model, msg.override_model))
+
+    def _availability_known(self) -> bool:
+        """Whether availability's published view says nothing is unavailable and is current.
+
+        Current means: the availability actor has handled every message delivered to it so far
+        (``settled``), and it publishes a changed view before its handler returns. A turn path
+        reports its calls' outcomes (``CallOutcome``) before it asks for the next decision, so
+        the view includes them, as the ``GetAvailability`` round trip did (it queued behind them).
+        A view that names a scope is not used: scopes also clear by the clock (AUTO_CLEAR_S),
+        which only availability reads; then the router asks.
+        """
+        view = self.system.latest(self.name, AvailabilityView)
+        return view is not None and not view.unavailable and self.system.settled(self.availability)
+
+    async def _decide(self, msg: DecideRoute, engine: RoutingEngine, override: Override) -> RouteDecision:
+        unavailable = {} if self._availability_known() else await self._unavailable()
         cost_today = await self._cost_today(engine)
         matched_skills = await self._matched_skills(engine, msg.workspace, override.body)
+        return self._decide_now(msg, engine, override, unavailable, cost_today, matched_skills)
+
+    def _decide_now(self, msg: DecideRoute, engine: RoutingEngine, override: Override, unavailable: dict,
+                    cost_today: Decimal | None, matched_skills: frozenset[str]) -> RouteDecision:
         ctx = TurnContext(
             session_id=msg.session_id, turn_id=msg.turn_id, message_text=override.body, has_images=msg.has_images,
             has_tool_calls_in_history=msg.has_tool_calls_in_history, estimated_input_tokens=msg.estimated_input_tokens,
@@ -282,7 +307,7 @@ class RouterActor(Actor):
             requires_structured_output=msg.requires_structured_output, workspace=msg.workspace,
             sticky_model=msg.sticky_model, file_extensions=frozenset(msg.file_extensions),
             matched_skills=matched_skills, cost_today_usd=Decimal(0) if cost_today is None else cost_today,
-            now_local=datetime.now().astimezone(), delegate_tier=msg.delegate_tier, is_worker=msg.is_worker,
+            now_local=_now_local(engine), delegate_tier=msg.delegate_tier, is_worker=msg.is_worker,
             role=msg.role, role_tier=msg.role_tier, high_risk=msg.high_risk, delegated_by=msg.delegated_by,
         )
 
@@ -346,7 +371,7 @@ class RouterActor(Actor):
 
     async def _cost_today(self, engine: RoutingEngine) -> Decimal | None:
         """Today's spend; None when a budget rule needs it and the ledger cannot say."""
-        if "cost_today_exceeds_usd" not in engine.predicates_used:
+        if not _waits_for_cost(engine):
             return Decimal(0)  # no budget rule reads it: skip the round trip
         try:
             amount: CostAmount = await self.request(self.cost, GetCostToday(), timeout=2)
@@ -362,6 +387,25 @@ class RouterActor(Actor):
         # Reading skill files is blocking I/O: never on the event loop.
         index = await trio.to_thread.run_sync(self.skills.get, workspace)
         return index.match(text)
+
+
+_UNREAD = datetime(1970, 1, 1, tzinfo=UTC)   # the context's default: no rule reads the clock
+
+
+def _now_local(engine: RoutingEngine) -> datetime:
+    """The wall clock in the user's timezone, read only when a rule tests the time of day (the
+    only reader of ``TurnContext.now_local``): the timezone lookup is a fair share of a decision."""
+    return datetime.now().astimezone() if "time_of_day_between" in engine.predicates_used else _UNREAD
+
+
+def _waits_for_cost(engine: RoutingEngine) -> bool:
+    """A budget rule reads today's spend: the cost actor has to be asked."""
+    return "cost_today_exceeds_usd" in engine.predicates_used
+
+
+def _waits_for_skills(engine: RoutingEngine, msg: DecideRoute) -> bool:
+    """A skills rule applies to a turn in a workspace: its skill files are read in a thread."""
+    return bool(msg.workspace) and "skills_matching_message_includes" in engine.predicates_used
 
 
 def excluding(availability: Availability, failed: tuple[str, ...]) -> Availability:

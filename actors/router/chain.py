@@ -33,7 +33,6 @@ with ``error_code == "no_model_available_for_tier"`` instead of falling through 
 from __future__ import annotations
 
 import time
-from datetime import datetime, UTC
 from typing import Protocol
 from collections.abc import Callable, Mapping, Sequence
 
@@ -102,7 +101,7 @@ class Decision:
         return self.chain[self.winner_index] if self.winner_index >= 0 else None
 
     def to_event(self, session_id: str, turn_id: str, timestamp: str | None = None) -> RouteDecided:
-        stamp = timestamp or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = timestamp or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())   # 3x cheaper than datetime
         return RouteDecided(session_id=session_id, turn_id=turn_id, timestamp=stamp, chain=self.chain,
                             winner_index=self.winner_index, chosen_model=self.chosen_model,
                             elapsed_ms=self.elapsed_ms, error=self.error)

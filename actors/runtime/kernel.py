@@ -7,10 +7,11 @@ tests run once that way to prove every inter-actor message survives the wire.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import time
-from typing import Any
+from typing import Any, TypeVar
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -21,6 +22,8 @@ from protocol.errors import RemoteError
 from protocol.messages import ActorStatus, Failure, GetActorStatus
 
 log = structlog.get_logger("kernel")
+
+T = TypeVar("T")
 
 MAILBOX_SIZE = 512
 REPLY_BOX = "_reply"
@@ -35,11 +38,65 @@ class RequestTimeout(TimeoutError):
 
 
 class _Pending:
-    __slots__ = ("event", "reply")
+    __slots__ = ("event", "reply", "closed")
 
     def __init__(self) -> None:
         self.event = trio.Event()
         self.reply: Envelope | None = None
+        self.closed = False   # the request has returned or failed: nothing may wake it any more
+
+
+_COMPACT_MIN = 4096   # deadlines kept before answered requests are dropped from the heap
+
+
+class _Deadlines:
+    """Wakes local requests whose stall window ran out: one trio system task per run and a heap
+    of deadlines, instead of a cancel scope per request (entering and leaving a trio cancel scope
+    costs more than the rest of a local request). A woken request finds no reply and checks
+    whether its recipient still makes progress (``_Watch``)."""
+
+    __slots__ = ("heap", "seq", "token", "scope", "compact_at")
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, _Pending, trio.Event]] = []
+        self.seq = 0
+        self.compact_at = _COMPACT_MIN
+        self.token: trio.lowlevel.TrioToken | None = None
+        self.scope: trio.CancelScope | None = None   # the waker's sleep, ending at the earliest deadline
+
+    def add(self, pending: _Pending, at: float) -> bool:
+        """Wake ``pending`` at ``at`` unless answered by then; False if no waker can run (the
+        trio run is shutting down): then the caller bounds its wait itself."""
+        token = trio.lowlevel.current_trio_token()
+        if token is not self.token:   # the first request of this trio run: start its waker
+            fresh: list[tuple[float, int, _Pending, trio.Event]] = []
+            try:
+                trio.lowlevel.spawn_system_task(self._wake, fresh, name="kernel request deadlines")
+            except RuntimeError:
+                return False
+            self.token, self.heap, self.scope = token, fresh, None
+        self.seq += 1
+        heap = self.heap
+        if len(heap) >= self.compact_at:   # answered requests wait in the heap until their deadline
+            heap[:] = [entry for entry in heap if not entry[2].closed]
+            heapq.heapify(heap)
+            self.compact_at = max(_COMPACT_MIN, 2 * len(heap))
+        heapq.heappush(heap, (at, self.seq, pending, pending.event))
+        if self.scope is not None and at < self.scope.deadline:
+            self.scope.deadline = at
+        return True
+
+    async def _wake(self, heap: list[tuple[float, int, _Pending, trio.Event]]) -> None:
+        while True:
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                if heap is self.heap:
+                    self.scope = scope
+                await trio.sleep_forever()
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                _, _, pending, event = heapq.heappop(heap)
+                if not pending.closed and pending.reply is None and pending.event is event:
+                    event.set()
 
 
 class ActorSystem:
@@ -55,6 +112,9 @@ class ActorSystem:
         self._drains: dict[str, _Drain] = {}
         # Per actor name: is its loop running, how many messages has it taken (request deadlines).
         self._liveness: dict[str, _Liveness] = {}
+        self._deadlines = _Deadlines()
+        # The newest message of a kind published to an actor (see ``publish``): (name, type) → body.
+        self._latest: dict[tuple[str, type], Any] = {}
         # Set by the node that owns the sockets; takes an envelope bound for another node (or for
         # this node in wire mode) and puts it on the wire.
         self.outbound: Callable[[Envelope], Awaitable[None]] | None = None
@@ -85,7 +145,34 @@ class ActorSystem:
     def has_actor(self, name: str) -> bool:
         return name in self._mailboxes
 
+    def settled(self, address: str) -> bool:
+        """Whether the local actor at ``address`` has handled every message delivered to it so far
+        to the end: its loop waits for mail and has taken everything delivered. (Work it spawned
+        may still run.) A sender that delivered a message before this holds knows its effect is done."""
+        node, sep, name = address.rpartition("/")
+        if sep and node != self.node_id:
+            return False
+        drain = self._drains.get(name)
+        return (drain is not None and drain.live.running and drain.parked_since != 0.0
+                and drain.live.taken == drain.live.delivered)
+
     # --- sending ---------------------------------------------------------------------------------
+
+    def publish(self, recipient: str, body: Any) -> bool:
+        """Replace the newest message of ``body``'s kind published to the local actor ``recipient``
+        (a one-slot mailbox that keeps only the latest value: no queue, no task switch; the
+        recipient reads it with ``latest`` when it needs it). False when ``recipient`` is on another
+        node or the system is in wire mode: nothing was published, the sender's state has to be
+        asked for with a request instead."""
+        node, sep, name = recipient.rpartition("/")
+        if self.wire_mode or (sep and node != self.node_id):
+            return False
+        self._latest[(name, type(body))] = body
+        return True
+
+    def latest(self, name: str, kind: type[T]) -> T | None:
+        """The newest ``kind`` published to the local actor ``name``, if any (see ``publish``)."""
+        return self._latest.get((name, kind))
 
     async def tell(self, recipient: str, body: Any, *, sender: str = "", correlation_id: str | None = None,
                    hand_over: bool = True) -> None:
@@ -114,7 +201,12 @@ class ActorSystem:
         watch = _Watch(self, recipient)
         delivered = False
         try:
-            while True:
+            watch.before_delivery()
+            if watch.live is not None and not self.wire_mode and self.try_deliver_local(env):
+                # A local actor with room in its mailbox (the usual case): delivered without
+                # waiting; the wait ends with the reply or a stall window (see _Deadlines).
+                await self._wait_reply(pending, watch, recipient, timeout, window)
+            while pending.reply is None:
                 with trio.move_on_after(window) as scope:
                     if not delivered:
                         watch.before_delivery()
@@ -128,12 +220,28 @@ class ActorSystem:
                 if (why := watch.stalled(delivered)) is not None:
                     raise RequestTimeout(f"no reply from {recipient}: {why} (waited {timeout:g}s without progress)")
         finally:
+            pending.closed = True
             self._pending.pop(env.msg_id, None)
         assert pending.reply is not None
         result = pending.reply.body
+        pending.reply = None   # a waker's heap may hold this request until its deadline: not the reply
         if isinstance(result, Failure):
             raise RemoteError(result.code, result.message, result.details)
         return result
+
+    async def _wait_reply(self, pending: _Pending, watch: _Watch, recipient: str, timeout: float,
+                          window: float) -> None:
+        while True:
+            if window == math.inf or self._deadlines.add(pending, trio.current_time() + window):
+                await pending.event.wait()
+            else:
+                with trio.move_on_after(window):
+                    await pending.event.wait()
+            if pending.reply is not None:
+                return
+            if (why := watch.stalled(True)) is not None:
+                raise RequestTimeout(f"no reply from {recipient}: {why} (waited {timeout:g}s without progress)")
+            pending.event = trio.Event()
 
     async def tell_patiently(self, recipient: str, body: Any, *, sender: str = "", stall_s: float = 5.0,
                              hand_over: bool = True) -> bool:
@@ -142,6 +250,13 @@ class ActorSystem:
         For messages that must not be lost to a busy recipient (a turn's outcome, a ledger row)."""
         env = Envelope(body, recipient, sender, new_id())
         watch = _Watch(self, recipient)
+        if watch.live is not None and not self.wire_mode:
+            # A local mailbox with room (the usual case): delivered at once, no stall window to arm.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if self.try_deliver_local(env):
+                if hand_over:
+                    await self._hand_over(recipient.rpartition("/")[2])
+                return True
         watch.before_delivery()
         while True:
             with trio.move_on_after(stall_s):
@@ -234,8 +349,10 @@ class ActorSystem:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return  # shutting down
         self._count_delivery(name)
-        if not hand_over:
-            return
+        if hand_over:
+            await self._hand_over(name)
+
+    async def _hand_over(self, name: str) -> None:
         drain = self._drains.get(name)
         if drain is not None and drain.parked_since and time.perf_counter() - drain.parked_since > IDLE_S:
             await trio.lowlevel.cancel_shielded_checkpoint()
