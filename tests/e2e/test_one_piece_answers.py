@@ -4,35 +4,18 @@ the text before the terminal event, errors as errors, the call in the ledger."""
 import pytest
 
 from orchestrator.client import open_client
-from orchestrator.daemon import Daemon
-from orchestrator.paths import Paths
-from orchestrator.settings import DaemonSettings
 from protocol import events as ev
 from tests.fakes import Answer, Fail, open_fake_openai
+from tests.stack import one_model_yaml, start_daemon, write_home
 
 from .conftest import run_turn
-
-MODELS = """
-providers:
-  local: {{kind: openai_compatible, base_url: "{openai}", api_key_env: null}}
-models:
-  "local:whole":
-    tier: balanced
-    capabilities: {{max_context_tokens: 32000, supports_streaming: false}}
-    pricing: {{input_per_mtok: 0.5, output_per_mtok: 1.5}}
-"""
 
 
 @pytest.fixture
 async def stack(nursery, short_tmp, wire_mode):
     async with open_fake_openai(api_key=None) as oai:
-        home = short_tmp / "home"
-        home.mkdir()
-        (home / "models.yaml").write_text(MODELS.format(openai=oai.base_url))
-        (home / "routing.yaml").write_text("schema_version: 1\nglobal_default: local:whole\n")
-        paths = Paths(home, short_tmp / "state", f"ipc://{short_tmp}/d.sock")
-        daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=1.0, retry_base_delay_s=0.001), wire_mode=wire_mode)
-        await nursery.start(daemon.run)
+        home = write_home(short_tmp, one_model_yaml(oai.base_url, "local:whole", streaming=False), "local:whole")
+        daemon, paths = await start_daemon(nursery, short_tmp, home, wire_mode=wire_mode)
         async with open_client(paths.endpoint) as client:
             yield client, oai
         daemon.request_stop("test over")

@@ -46,6 +46,7 @@ from protocol.messages import (
     TurnOutcome,
 )
 from tests.fakes import Answer, ToolCall, open_fake_openai
+from tests.stack import one_model_yaml, start_daemon, write_home
 
 from .rawclient import open_raw_client
 
@@ -361,15 +362,6 @@ async def test_a_socket_file_nobody_listens_on_is_reported_at_once(short_tmp):
 
 # --- client tool results: exactly one per call ------------------------------------------------------------
 
-MODELS = """
-providers:
-  local: {{kind: openai_compatible, base_url: "{openai}", api_key_env: null}}
-models:
-  "local:llama":
-    tier: balanced
-    capabilities: {{max_context_tokens: 32000}}
-    pricing: {{input_per_mtok: 0.5, output_per_mtok: 1.5}}
-"""
 
 
 @pytest.fixture
@@ -378,13 +370,8 @@ async def fake_stack(nursery, short_tmp, wire_mode, monkeypatch, request):
     if hwm is not None:
         monkeypatch.setattr(node_module, "PEER_HWM", hwm)
     async with open_fake_openai(api_key=None) as oai:
-        home = short_tmp / "home"
-        home.mkdir()
-        (home / "models.yaml").write_text(MODELS.format(openai=oai.base_url))
-        (home / "routing.yaml").write_text("schema_version: 1\nglobal_default: local:llama\n")
-        paths = Paths(home, short_tmp / "state", f"ipc://{short_tmp}/d.sock")
-        daemon = Daemon(paths, DaemonSettings(shutdown_grace_s=1.0, retry_base_delay_s=0.001), wire_mode=wire_mode)
-        await nursery.start(daemon.run)
+        home = write_home(short_tmp, one_model_yaml(oai.base_url), "local:llama")
+        daemon, _ = await start_daemon(nursery, short_tmp, home, wire_mode=wire_mode)
         yield daemon, oai
         daemon.request_stop("test over")
 
