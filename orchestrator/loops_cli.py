@@ -153,11 +153,13 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _watch(client, loop_id: str | None, as_json: bool) -> int:
+    import trio
+
     from .client import DaemonUnreachable
 
     try:
         return await _watch_events(client, loop_id, as_json)
-    except DaemonUnreachable:   # a request of the watch itself, failed by a dropped connection
+    except (DaemonUnreachable, trio.TooSlowError):   # a dropped connection, or a daemon gone silent
         raise DaemonUnreachable("lost the daemon while watching loops") from None
 
 
@@ -166,7 +168,7 @@ async def _watch_events(client, loop_id: str | None, as_json: bool) -> int:
 
     from protocol.messages import ShowLoop, WatchLoops
 
-    from .client import LIVENESS_INTERVAL_S, DaemonUnreachable
+    from .client import LIVENESS_INTERVAL_S
 
     async with client.watch_loops(loop_id) as events:
         if loop_id is not None:     # subscribed first, then asked: a loop that already ended says so
@@ -189,10 +191,7 @@ async def _watch_events(client, loop_id: str | None, as_json: bool) -> int:
                 continue
             # Quiet for a while: ticks are slow, or the daemon is gone (ZeroMQ would wait for it
             # forever). A ping tells them apart; a daemon that came back has forgotten us: ask again.
-            try:
-                await client.check_alive(LIVENESS_INTERVAL_S, heard)
-            except trio.TooSlowError:
-                raise DaemonUnreachable("lost the daemon while watching loops") from None
+            await client.check_alive(LIVENESS_INTERVAL_S, heard)   # TooSlowError: gone (see _watch)
             await client.request("loops", WatchLoops(loop_id))
 
 
