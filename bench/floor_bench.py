@@ -251,7 +251,7 @@ def run(quick: bool = False) -> dict:
     fake, daemon = make_stack()
     kinds = {"ns": (NONSTREAM_MODEL, TEXT, per), "200": (MID_MODEL, STREAM_TEXT + " go", per_stream)}
     with closing_all(fake, daemon):
-        servers = {name: FloorServer(fake.base_url, kind) for name, kind in FLOORS.items()}
+        servers = {name: FloorServer(fake.base_url, name) for name in FLOORS}
         with closing_all(*servers.values()):
             cpu: dict[str, float] = {}
             wall: dict[str, list[float]] = {}
@@ -341,7 +341,7 @@ def sections(quick: bool = False) -> list[dict]:
     }]
 
 
-FLOORS = {"seam": "seam", "httpcore": "httpcore", "raw": "raw"}
+FLOORS = ("seam", "httpcore", "raw")   # the HTTP client each floor server uses
 LABELS = {"seam": "floor, seam", "httpcore": "floor, httpcore", "raw": "floor, raw HTTP", "daemon": "daemon"}
 
 

@@ -11,6 +11,7 @@ request and ≈ 15 µs per streamed chunk for nothing (docs/benchmarks.md, "Prov
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import ssl
@@ -158,15 +159,6 @@ async def _finish(response: httpcore.Response | OriginResponse, chunks: AsyncIte
         pass
 
 
-class _Unbounded:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None
-
-
-_UNBOUNDED = _Unbounded()
 
 
 class AnswerState(Protocol):
@@ -308,7 +300,7 @@ class HTTPAdapter:
             if pool is None:
                 pool = self._pool = self._http.pool_for(self.base_url)
             # An origin pool bounds its connections itself, without a schedule point while one is free.
-            slots: trio.CapacityLimiter | _Unbounded = _UNBOUNDED if isinstance(pool, OriginPool) else self._slots
+            slots = contextlib.nullcontext() if isinstance(pool, OriginPool) else self._slots
             async with slots:
                 response: httpcore.Response | OriginResponse
                 if isinstance(pool, OriginPool):
